@@ -1,0 +1,43 @@
+//! # edgerec
+//!
+//! An edge video recorder: cameras (RTSP pull), files and (later) pushed streams go into
+//! rotating, crash-safe fMP4 segments on local storage, which is kept as a ring buffer.
+//!
+//! # Layout
+//!
+//! Data flows one way, and the modules follow it:
+//!
+//! ```text
+//! source (rtsp pull | file)  --Frame-->  segment (pure)  --SegmentEvent-->  format (pure encoders)
+//!                                                                               |
+//!                                 store (files, fsync, index, recovery)  <------+
+//!                                     |
+//!                                 retention (the only code that deletes)
+//! ```
+//!
+//! - [`frame`]: the one frame type every source produces.
+//! - [`source`]: RTSP pull (retina) and the looping file "camera".
+//! - [`segment`]: the pure segmenter: frames in; start / fragment / close out.
+//! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
+//! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
+//! - [`retention`]: the pure eviction policy.
+//! - [`recorder`]: one supervised task per stream gluing source, segmenter and store.
+//! - [`daemon`]: starts everything, handles signals, shuts down in order.
+//! - [`config`], [`rules`], [`naming`]: the TOML config, template/rule matching, file naming.
+//! - [`cli`]: the `edgerec` command line.
+//! - [`clock`]: injected wall and monotonic time.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod format;
+pub mod frame;
+pub mod naming;
+pub mod recorder;
+pub mod redact;
+pub mod retention;
+pub mod rules;
+pub mod segment;
+pub mod source;
+pub mod store;
