@@ -84,6 +84,8 @@ pub enum CloseReason {
     Interval,
     /// Codec parameters changed (new SPS/PPS, resolution).
     ParamsChanged,
+    /// A timestamp went backwards or jumped far ahead.
+    Discontinuity,
     /// The source ended or was lost.
     SourceEnded,
     /// The recorder is shutting down.
