@@ -1,0 +1,153 @@
+//! The config file exactly as serde reads it: every value still in the user's spelling
+//! (durations and sizes as strings), so validation can name the field and echo the value.
+//! The meaning of each key is documented on the validated types in `config` and in
+//! `docs/config.md`.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// Top level of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// See [`super::Config::device_id`].
+    pub device_id: String,
+    /// See [`super::Config::storage`].
+    pub storage: RawStorage,
+    /// See [`super::Config::templates`].
+    #[serde(default)]
+    pub templates: Vec<RawTemplate>,
+    /// See [`super::Config::rules`].
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// See [`super::Config::streams`].
+    #[serde(default)]
+    pub streams: Vec<RawStream>,
+    /// See [`super::Config::log`].
+    #[serde(default)]
+    pub log: Option<RawLog>,
+}
+
+/// `[storage]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStorage {
+    /// See [`super::StorageConfig::root`].
+    pub root: String,
+    /// See [`super::StorageConfig::max_bytes`].
+    pub max_bytes: RawSize,
+    /// See [`super::StorageConfig::min_free`].
+    #[serde(default)]
+    pub min_free: Option<RawSize>,
+    /// See [`super::StorageConfig::max_age`].
+    #[serde(default)]
+    pub max_age: Option<String>,
+    /// See [`super::StorageConfig::retention_interval`].
+    #[serde(default)]
+    pub retention_interval: Option<String>,
+}
+
+/// One `[[templates]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTemplate {
+    /// See [`super::Template::name`].
+    pub name: String,
+    /// See [`super::Template::formats`].
+    pub formats: Vec<String>,
+    /// See [`super::Template::interval`].
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// See [`super::Template::fragment`].
+    #[serde(default)]
+    pub fragment: Option<String>,
+    /// See [`super::Template::naming`].
+    #[serde(default)]
+    pub naming: Option<String>,
+}
+
+/// One `[[rules]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    /// See [`super::Rule::template`].
+    pub template: String,
+    /// See [`super::Rule::app`].
+    #[serde(default)]
+    pub app: Option<String>,
+    /// See [`super::Rule::stream`].
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// See [`super::Rule::priority`].
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// One `[[streams]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStream {
+    /// See [`super::StreamConfig::name`].
+    pub name: String,
+    /// See [`super::StreamConfig::app`].
+    #[serde(default)]
+    pub app: String,
+    /// See [`super::StreamConfig::source`].
+    pub source: String,
+    /// See [`super::StreamConfig::max_bytes`].
+    #[serde(default)]
+    pub max_bytes: Option<RawSize>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    /// See [`super::LogConfig::level`].
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+/// A size as written: a TOML integer (bytes) or a string ("2GiB", "10%").
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RawSize {
+    /// A bare integer.
+    Int(i64),
+    /// A string, parsed during validation.
+    Str(String),
+}
+
+impl fmt::Display for RawSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawSize::Int(i) => write!(f, "{i}"),
+            RawSize::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"2GiB\" or \"500MiB\", or a number of bytes")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+                Ok(RawSize::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+                i64::try_from(v)
+                    .map(RawSize::Int)
+                    .map_err(|_| E::custom(format!("size {v} is too large")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+                Ok(RawSize::Str(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

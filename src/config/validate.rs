@@ -1,0 +1,569 @@
+//! From the raw, as-written config to the typed [`Config`], naming the field of each error.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use globset::Glob;
+
+use super::raw::{RawConfig, RawSize, RawStorage, RawStream, RawTemplate};
+use super::size::{parse_min_free, parse_size, MinFree};
+use super::{
+    Config, ConfigError, LogConfig, Rule, StorageConfig, StreamConfig, Template, DEFAULT_FRAGMENT,
+    DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL, MAX_INTERVAL, MIN_FRAGMENT,
+    MIN_INTERVAL,
+};
+use crate::format::Format;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn err<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T> {
+    Err(ConfigError::invalid(field, message))
+}
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config> {
+    check_identifier("device_id", &raw.device_id, false)?;
+    let storage = storage(&raw.storage)?;
+
+    let mut templates = Vec::with_capacity(raw.templates.len());
+    let mut names = HashSet::new();
+    for (i, t) in raw.templates.iter().enumerate() {
+        let t = template(&format!("templates[{i}]"), t)?;
+        if !names.insert(t.name.clone()) {
+            return err(
+                format!("templates[{i}].name"),
+                format!("duplicate template name \"{}\"", t.name),
+            );
+        }
+        templates.push(t);
+    }
+
+    let mut rules = Vec::with_capacity(raw.rules.len());
+    for (i, r) in raw.rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        if !names.contains(&r.template) {
+            return err(
+                format!("{path}.template"),
+                format!(
+                    "no template is named \"{}\" (defined: {})",
+                    r.template,
+                    quoted_list(templates.iter().map(|t| t.name.as_str()))
+                ),
+            );
+        }
+        for (key, glob) in [("app", &r.app), ("stream", &r.stream)] {
+            if let Some(g) = glob {
+                Glob::new(g).map_err(|e| {
+                    ConfigError::invalid(format!("{path}.{key}"), format!("invalid glob: {e}"))
+                })?;
+            }
+        }
+        rules.push(Rule {
+            template: r.template.clone(),
+            app: r.app.clone(),
+            stream: r.stream.clone(),
+            priority: r.priority,
+        });
+    }
+
+    let mut streams = Vec::with_capacity(raw.streams.len());
+    let mut stream_names = HashSet::new();
+    for (i, s) in raw.streams.iter().enumerate() {
+        let s = stream(&format!("streams[{i}]"), s)?;
+        if !stream_names.insert(s.name.clone()) {
+            return err(
+                format!("streams[{i}].name"),
+                format!("duplicate stream name \"{}\"", s.name),
+            );
+        }
+        streams.push(s);
+    }
+
+    let log = match &raw.log {
+        None => LogConfig::default(),
+        Some(l) => match &l.level {
+            None => LogConfig::default(),
+            Some(level) => {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(level)
+                    .map_err(|e| {
+                        ConfigError::invalid(
+                            "log.level",
+                            format!(
+                                "invalid filter \"{level}\": {e} \
+                                 (use e.g. \"info\" or \"info,edgerec::store=debug\")"
+                            ),
+                        )
+                    })?;
+                LogConfig {
+                    level: level.clone(),
+                }
+            }
+        },
+    };
+
+    Ok(Config {
+        device_id: raw.device_id,
+        storage,
+        templates,
+        rules,
+        streams,
+        log,
+    })
+}
+
+fn quoted_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let v: Vec<String> = items.map(|s| format!("\"{s}\"")).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Names that end up in file names: not empty (unless `allow_empty`), no path separators,
+/// no `..`, no NUL or other control characters.
+fn check_identifier(field: &str, s: &str, allow_empty: bool) -> Result<()> {
+    if s.is_empty() {
+        if allow_empty {
+            return Ok(());
+        }
+        return err(field, "must not be empty");
+    }
+    if s.contains(['/', '\\']) {
+        return err(field, format!("\"{s}\" must not contain \"/\" or \"\\\""));
+    }
+    if s.contains("..") || s == "." {
+        return err(
+            field,
+            format!("\"{s}\" must not contain \"..\" or be \".\""),
+        );
+    }
+    if s.chars().any(char::is_control) {
+        return err(
+            field,
+            format!("{s:?} must not contain NUL or other control characters"),
+        );
+    }
+    Ok(())
+}
+
+fn duration(field: &str, s: &str) -> Result<Duration> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        ConfigError::invalid(
+            field,
+            format!("invalid duration \"{s}\": {e} (use e.g. \"60s\", \"500ms\", \"7d\")"),
+        )
+    })
+}
+
+fn size(field: &str, v: &RawSize) -> Result<u64> {
+    match v {
+        RawSize::Int(i) => u64::try_from(*i)
+            .map_err(|_| ConfigError::invalid(field, format!("size {i} must not be negative"))),
+        RawSize::Str(s) => parse_size(s).map_err(|m| ConfigError::invalid(field, m)),
+    }
+}
+
+fn storage(s: &RawStorage) -> Result<StorageConfig> {
+    if s.root.trim().is_empty() {
+        return err("storage.root", "must not be empty");
+    }
+    if s.root.contains('\0') {
+        return err("storage.root", "must not contain NUL");
+    }
+    let max_bytes = size("storage.max_bytes", &s.max_bytes)?;
+    if max_bytes == 0 {
+        return err(
+            "storage.max_bytes",
+            "must be more than 0 (e.g. \"2GiB\"), or nothing could be recorded",
+        );
+    }
+    let min_free = match &s.min_free {
+        None => MinFree::default(),
+        Some(RawSize::Str(v)) => {
+            parse_min_free(v).map_err(|m| ConfigError::invalid("storage.min_free", m))?
+        }
+        Some(v @ RawSize::Int(_)) => MinFree::Bytes(size("storage.min_free", v)?),
+    };
+    let max_age = match &s.max_age {
+        None => None,
+        Some(v) => {
+            let d = duration("storage.max_age", v)?;
+            if d < Duration::from_secs(1) {
+                return err(
+                    "storage.max_age",
+                    format!("\"{v}\" is below the minimum of 1s; remove the key to keep segments regardless of age"),
+                );
+            }
+            Some(d)
+        }
+    };
+    let retention_interval = match &s.retention_interval {
+        None => DEFAULT_RETENTION_INTERVAL,
+        Some(v) => {
+            let d = duration("storage.retention_interval", v)?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return err(
+                    "storage.retention_interval",
+                    format!("\"{v}\" must be between 1s and 1day"),
+                );
+            }
+            d
+        }
+    };
+    Ok(StorageConfig {
+        root: PathBuf::from(&s.root),
+        max_bytes,
+        min_free,
+        max_age,
+        retention_interval,
+    })
+}
+
+fn template(path: &str, t: &RawTemplate) -> Result<Template> {
+    check_identifier(&format!("{path}.name"), &t.name, false)?;
+    let mut formats = Vec::with_capacity(t.formats.len());
+    for (i, f) in t.formats.iter().enumerate() {
+        let field = format!("{path}.formats[{i}]");
+        let f = Format::parse(f).map_err(|m| ConfigError::invalid(&field, m))?;
+        if formats.contains(&f) {
+            return err(field, format!("format \"{}\" is listed twice", f.name()));
+        }
+        formats.push(f);
+    }
+    let interval = match &t.interval {
+        None => DEFAULT_INTERVAL,
+        Some(v) => {
+            let field = format!("{path}.interval");
+            let d = duration(&field, v)?;
+            if d > MAX_INTERVAL {
+                return err(field, format!("{v} exceeds the maximum of 2h"));
+            }
+            if d < MIN_INTERVAL {
+                return err(field, format!("{v} is below the minimum of 1s"));
+            }
+            d
+        }
+    };
+    let fragment = match &t.fragment {
+        None => DEFAULT_FRAGMENT.min(interval),
+        Some(v) => {
+            let field = format!("{path}.fragment");
+            let d = duration(&field, v)?;
+            if d < MIN_FRAGMENT {
+                return err(field, format!("{v} is below the minimum of 100ms"));
+            }
+            if d > interval {
+                return err(
+                    field,
+                    format!(
+                        "{v} exceeds the template's interval of {}",
+                        humantime::format_duration(interval)
+                    ),
+                );
+            }
+            d
+        }
+    };
+    let naming = t
+        .naming
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMING.to_owned());
+    crate::naming::validate_template(&naming)
+        .map_err(|m| ConfigError::invalid(format!("{path}.naming"), m))?;
+    Ok(Template {
+        name: t.name.clone(),
+        formats,
+        interval,
+        fragment,
+        naming,
+    })
+}
+
+fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
+    check_identifier(&format!("{path}.name"), &s.name, false)?;
+    check_identifier(&format!("{path}.app"), &s.app, true)?;
+    check_source(&s.source).map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
+    let max_bytes = match &s.max_bytes {
+        None => None,
+        Some(v) => {
+            let field = format!("{path}.max_bytes");
+            let b = size(&field, v)?;
+            if b == 0 {
+                return err(
+                    field,
+                    "must be more than 0; remove the key for no per-stream quota",
+                );
+            }
+            Some(b)
+        }
+    };
+    Ok(StreamConfig {
+        name: s.name.clone(),
+        app: s.app.clone(),
+        source: s.source.clone(),
+        max_bytes,
+    })
+}
+
+/// Stand-in for `crate::source::SourceSpec::parse` until the source module provides it.
+fn check_source(s: &str) -> std::result::Result<(), String> {
+    let ok = ["rtsp://", "rtsps://", "file:"]
+        .iter()
+        .any(|p| s.len() > p.len() && s.starts_with(p));
+    if ok {
+        Ok(())
+    } else {
+        Err("unsupported source (use \"rtsp://host/path\", \"rtsps://host/path\" or \"file:path.mp4\")".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const BASE: &str = r#"
+device_id = "edge-001"
+[storage]
+root = "./data"
+max_bytes = "2GiB"
+"#;
+
+    fn error(extra: &str) -> String {
+        Config::from_toml_str(&format!("{BASE}{extra}"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn ok(extra: &str) -> Config {
+        Config::from_toml_str(&format!("{BASE}{extra}")).unwrap()
+    }
+
+    const TEMPLATE: &str = "[[templates]]\nname = \"t\"\nformats = [\"fmp4\"]\n";
+
+    #[test]
+    fn defaults_fill_optional_keys() {
+        let c = ok(TEMPLATE);
+        assert_eq!(c.storage.min_free, super::MinFree::Percent(10.0));
+        assert_eq!(c.storage.max_age, None);
+        assert_eq!(c.storage.retention_interval.as_secs(), 60);
+        let t = &c.templates[0];
+        assert_eq!(t.interval.as_secs(), 60);
+        assert_eq!(t.fragment.as_millis(), 1000);
+        assert_eq!(t.naming, super::DEFAULT_NAMING);
+        assert_eq!(c.log.level, "info");
+    }
+
+    #[test]
+    fn interval_above_two_hours_is_refused_with_its_path() {
+        let e = error(&format!("{TEMPLATE}interval = \"3h\"\n"));
+        assert_eq!(e, "templates[0].interval: 3h exceeds the maximum of 2h");
+    }
+
+    #[test]
+    fn interval_below_one_second_is_refused() {
+        let e = error(&format!("{TEMPLATE}interval = \"500ms\"\n"));
+        assert!(
+            e.starts_with("templates[0].interval: 500ms is below"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fragment_must_be_between_100ms_and_interval() {
+        let e = error(&format!(
+            "{TEMPLATE}interval = \"10s\"\nfragment = \"20s\"\n"
+        ));
+        assert!(e.starts_with("templates[0].fragment: 20s exceeds"), "{e}");
+        let e = error(&format!("{TEMPLATE}fragment = \"50ms\"\n"));
+        assert!(e.starts_with("templates[0].fragment: 50ms is below"), "{e}");
+        let c = ok(&format!(
+            "{TEMPLATE}interval = \"2h\"\nfragment = \"100ms\"\n"
+        ));
+        assert_eq!(c.templates[0].fragment.as_millis(), 100);
+    }
+
+    #[test]
+    fn bad_durations_name_the_field_and_show_an_example() {
+        let e = error("max_age = \"seven days\"\n");
+        assert!(
+            e.starts_with("storage.max_age: invalid duration \"seven days\""),
+            "{e}"
+        );
+        assert!(e.contains("\"7d\""), "{e}");
+    }
+
+    #[test]
+    fn bad_size_is_refused_with_an_example() {
+        let toml = BASE.replace("\"2GiB\"", "\"2GB!\"");
+        let e = Config::from_toml_str(&toml).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "storage.max_bytes: invalid size \"2GB!\" (use e.g. \"2GiB\", \"500MiB\")"
+        );
+    }
+
+    #[test]
+    fn sizes_may_be_plain_integers() {
+        let toml = BASE.replace("\"2GiB\"", "1000000");
+        let c = Config::from_toml_str(&toml).unwrap();
+        assert_eq!(c.storage.max_bytes, 1_000_000);
+        let e = Config::from_toml_str(&BASE.replace("\"2GiB\"", "-1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("storage.max_bytes: size -1 must not be negative"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_quota_is_refused() {
+        let e = Config::from_toml_str(&BASE.replace("\"2GiB\"", "0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("storage.max_bytes: must be more than 0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn min_free_accepts_a_size_or_a_percentage() {
+        assert_eq!(
+            ok("min_free = \"500MiB\"\n").storage.min_free,
+            super::MinFree::Bytes(500 << 20)
+        );
+        assert_eq!(
+            ok("min_free = \"5%\"\n").storage.min_free,
+            super::MinFree::Percent(5.0)
+        );
+        let e = error("min_free = \"150%\"\n");
+        assert!(e.starts_with("storage.min_free: "), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_key_and_line() {
+        let e = error("max_byte = 5\n");
+        assert!(e.contains("max_byte"), "{e}");
+        assert!(e.contains("line 6"), "{e}");
+        let e = error(&format!("{TEMPLATE}intervall = \"5s\"\n"));
+        assert!(e.contains("intervall"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_are_refused_with_the_line() {
+        let e = error(&format!("{TEMPLATE}interval = 60\n"));
+        assert!(e.contains("line 9"), "{e}");
+        assert!(e.contains("interval"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_future_formats_get_format_parse_messages() {
+        let e = error("[[templates]]\nname = \"t\"\nformats = [\"fmp4\", \"hls\"]\n");
+        assert!(e.starts_with("templates[0].formats[1]: "), "{e}");
+        assert!(e.contains("not supported yet"), "{e}");
+        let e = error("[[templates]]\nname = \"t\"\nformats = [\"avi\"]\n");
+        assert!(e.contains("unknown format \"avi\""), "{e}");
+        let e = error("[[templates]]\nname = \"t\"\nformats = [\"mp4\", \"mp4\"]\n");
+        assert!(e.starts_with("templates[0].formats[1]: "), "{e}");
+    }
+
+    #[test]
+    fn duplicate_template_names_are_refused() {
+        let e = error(&format!("{TEMPLATE}{TEMPLATE}"));
+        assert_eq!(e, "templates[1].name: duplicate template name \"t\"");
+    }
+
+    #[test]
+    fn bad_naming_template_is_refused_with_its_path() {
+        let e = error(&format!("{TEMPLATE}naming = \"../{{stream}}-{{start}}\"\n"));
+        assert!(e.starts_with("templates[0].naming: "), "{e}");
+        let e = error(&format!(
+            "{TEMPLATE}naming = \"{{stream}}/{{foo}}-{{start}}\"\n"
+        ));
+        assert!(e.contains("{foo}"), "{e}");
+    }
+
+    #[test]
+    fn rule_naming_a_missing_template_is_refused() {
+        let e = error(&format!("{TEMPLATE}[[rules]]\ntemplate = \"nope\"\n"));
+        assert_eq!(
+            e,
+            "rules[0].template: no template is named \"nope\" (defined: \"t\")"
+        );
+    }
+
+    #[test]
+    fn invalid_rule_globs_are_refused() {
+        let e = error(&format!(
+            "{TEMPLATE}[[rules]]\ntemplate = \"t\"\nstream = \"cam[\"\n"
+        ));
+        assert!(e.starts_with("rules[0].stream: invalid glob"), "{e}");
+    }
+
+    #[test]
+    fn stream_names_that_could_escape_or_break_paths_are_refused() {
+        for (name, what) in [
+            ("", "must not be empty"),
+            ("a/b", "must not contain \"/\""),
+            ("a\\\\b", "must not contain \"/\""),
+            ("..", "\"..\""),
+            ("x..y", "\"..\""),
+            ("a\\u0000b", "NUL"),
+        ] {
+            let e = error(&format!(
+                "[[streams]]\nname = \"ok\"\nsource = \"file:a.mp4\"\n\
+                 [[streams]]\nname = \"{name}\"\nsource = \"file:a.mp4\"\n"
+            ));
+            assert!(e.starts_with("streams[1].name: "), "{name}: {e}");
+            assert!(e.contains(what), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_stream_names_are_refused() {
+        let s = "[[streams]]\nname = \"cam\"\nsource = \"file:a.mp4\"\n";
+        let e = error(&format!("{s}{s}"));
+        assert_eq!(e, "streams[1].name: duplicate stream name \"cam\"");
+    }
+
+    #[test]
+    fn unsupported_sources_are_refused_with_the_stream_index() {
+        let e = error("[[streams]]\nname = \"cam\"\nsource = \"http://x/y\"\n");
+        assert!(e.starts_with("streams[0].source: "), "{e}");
+    }
+
+    #[test]
+    fn per_stream_quota_is_parsed() {
+        let c = ok("[[streams]]\nname = \"cam\"\nsource = \"file:a.mp4\"\nmax_bytes = \"1GiB\"\n");
+        assert_eq!(c.streams[0].max_bytes, Some(1 << 30));
+        assert_eq!(c.streams[0].app, "");
+    }
+
+    #[test]
+    fn device_id_must_be_a_plain_name() {
+        let e = Config::from_toml_str(&BASE.replace("edge-001", "a/b"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("device_id: "), "{e}");
+        let e = Config::from_toml_str(&BASE.replace("edge-001", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("device_id: must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn log_level_is_checked() {
+        assert_eq!(ok("[log]\nlevel = \"debug\"\n").log.level, "debug");
+        assert_eq!(
+            ok("[log]\nlevel = \"info,edgerec::store=trace\"\n")
+                .log
+                .level,
+            "info,edgerec::store=trace"
+        );
+        let e = error("[log]\nlevel = \"loud=[\"\n");
+        assert!(e.starts_with("log.level: invalid filter"), "{e}");
+    }
+}
