@@ -43,10 +43,10 @@ pub(crate) struct RawStorage {
     pub min_free: Option<RawSize>,
     /// See [`super::StorageConfig::max_age`].
     #[serde(default)]
-    pub max_age: Option<String>,
+    pub max_age: Option<RawDuration>,
     /// See [`super::StorageConfig::retention_interval`].
     #[serde(default)]
-    pub retention_interval: Option<String>,
+    pub retention_interval: Option<RawDuration>,
 }
 
 /// One `[[templates]]` entry.
@@ -59,10 +59,10 @@ pub(crate) struct RawTemplate {
     pub formats: Vec<String>,
     /// See [`super::Template::interval`].
     #[serde(default)]
-    pub interval: Option<String>,
+    pub interval: Option<RawDuration>,
     /// See [`super::Template::fragment`].
     #[serde(default)]
-    pub fragment: Option<String>,
+    pub fragment: Option<RawDuration>,
     /// See [`super::Template::naming`].
     #[serde(default)]
     pub naming: Option<String>,
@@ -149,5 +149,32 @@ impl<'de> Deserialize<'de> for RawSize {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+/// A duration as written ("60s", "7d"), parsed during validation. Only strings are
+/// accepted, so that `interval = 60` is refused with a hint instead of guessing a unit.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RawDuration(pub String);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"60s\", \"500ms\" or \"7d\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+                Ok(RawDuration(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl fmt::Display for RawDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }

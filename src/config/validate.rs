@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use globset::Glob;
 
-use super::raw::{RawConfig, RawSize, RawStorage, RawStream, RawTemplate};
+use super::raw::{RawConfig, RawDuration, RawSize, RawStorage, RawStream, RawTemplate};
 use super::size::{parse_min_free, parse_size, MinFree};
 use super::{
     Config, ConfigError, LogConfig, Rule, StorageConfig, StreamConfig, Template, DEFAULT_FRAGMENT,
@@ -148,7 +148,8 @@ fn check_identifier(field: &str, s: &str, allow_empty: bool) -> Result<()> {
     Ok(())
 }
 
-fn duration(field: &str, s: &str) -> Result<Duration> {
+fn duration(field: &str, s: &RawDuration) -> Result<Duration> {
+    let s = &s.0;
     humantime::parse_duration(s.trim()).map_err(|e| {
         ConfigError::invalid(
             field,
