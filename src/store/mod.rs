@@ -1,1 +1,210 @@
-//! (being written)
+//! The store: segment files on disk, the redb index that lists them, and the durability
+//! protocol that keeps the two in agreement across crashes and power cuts.
+//!
+//! All of it is synchronous, blocking code; the async recorder calls it through
+//! `spawn_blocking`. One [`Store`] per storage root, shared as `Arc<Store>`; one
+//! [`SegmentWriter`] per segment being written, owned by its stream's task.
+//!
+//! # Files
+//!
+//! Everything lives under the root: `index.redb` (the index), `edgerec.lock` (held with
+//! `flock` by the process using the root), and the segments, named by the naming template
+//! relative to the root. A segment named `base` (the expanded template, made unique with
+//! `-1`, `-2`, ... when taken) has:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `base.mp4.part` | the fMP4 *working file* while it is written |
+//! | `base.mp4` | the closed fMP4 (formats `fmp4`, or `fmp4` + `mp4`) |
+//! | `base.progressive.mp4` | the progressive copy when both `fmp4` and `mp4` are asked |
+//! | `base.mp4` | the progressive MP4 when only `mp4` is asked |
+//! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
+//!
+//! Every file carries the segment's identity ([`SegmentMeta`]) in its init section, so the
+//! index can be rebuilt from the files alone ([`Store::rebuild_index`]).
+//!
+//! # Durability protocol
+//!
+//! The rule: **a row says `Closed` only once its files are complete and durable under their
+//! final names.** The index may know less than the disk (recovery then adopts or finishes),
+//! never more. Each step below is ordered so that a crash between any two steps leaves a
+//! state recovery recognizes.
+//!
+//! "Commit" means a durable redb transaction. Commits are *grouped*: concurrent callers (the
+//! closes of several streams) share one transaction, and per-fragment work never touches the
+//! index, which spares the flash (see `index.rs`).
+//!
+//! **Create** ([`Store::begin`]):
+//! 1. commit a `Writing` row (with the chosen `base` and formats);
+//! 2. create missing directories, fsyncing the parent of each one created;
+//! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync.
+//!
+//! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat,
+//! then fdatasync. A power cut loses at most the fragment being written; its torn bytes sit
+//! after the last complete fragment, where recovery cuts them off.
+//!
+//! **Close** ([`SegmentWriter::finish`]):
+//! 1. fsync the working file (data and size);
+//! 2. if `fmp4` is asked: rename `base.mp4.part` → `base.mp4`, fsync the directory;
+//! 3. if `mp4` is asked: write the progressive MP4 to `base.progressive.mp4.part`, fsync it,
+//!    rename it to its final name, fsync the directory;
+//! 4. commit the row as `Closed` with end, duration, files and sizes;
+//! 5. if only `mp4` was asked: remove `base.mp4.part`, fsync the directory. (After the
+//!    commit, so that a crash never leaves a `Writing` row with no fMP4 to recover from.)
+//!
+//! A segment without any fragment is abandoned instead: remove the working file, fsync the
+//! directory, then drop the row. No empty files are left behind.
+//!
+//! **Delete** ([`Store::delete`], batched): commit all rows as `Deleting` → unlink their files
+//! → fsync each touched directory once → commit dropping the rows → remove directories left
+//! empty (fsyncing their parents). `Writing` rows are refused.
+//!
+//! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
+//! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (the delete, again);
+//! 2. every `*.mp4.part` under the root (the tree is walked; the index and lock files are
+//!    skipped):
+//!    - if its row is `Closed` and the row's files exist: a leftover of close step 5, remove;
+//!    - else scan it: with at least one complete fragment, truncate to the end of the last
+//!      one, fsync, and run close steps 2–5 with the duration from the file and
+//!      `recovered = true` (meta from the row, or from the file when the row is missing);
+//!    - without a complete fragment (a torn init, a progressive temporary): remove it, fsync
+//!      the directory. Progressive MP4s are re-made from the fMP4 by close step 3;
+//! 3. rows in `Writing` whose working file is gone: if `base.mp4` exists the close got past
+//!    its rename — finish it (steps 3–4, `recovered = true`); otherwise drop the row (a crash
+//!    between create steps 1 and 3, or during an abandon);
+//! 4. `Closed` rows: forget files that are gone (warning), drop rows left with none, record
+//!    sizes that changed;
+//! 5. `*.mp4` files under the root that no row names: scan; files carrying our metadata are
+//!    adopted as `Closed` rows (an fMP4 and its progressive copy share one row); others are
+//!    left alone ("not ours").
+//!
+//! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
+//! interrupted is simply run again. Afterwards every `Closed` row's files exist with the
+//! recorded sizes, and every segment file under the root has a row.
+//!
+//! A writer dropped without `finish`/`abandon` (a panicking task) leaves its working file
+//! and `Writing` row; the next recovery closes it.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::retention::Disk;
+
+mod delete;
+mod error;
+mod fsutil;
+mod index;
+mod media;
+mod recovery;
+mod row;
+mod writer;
+
+pub use error::StoreError;
+pub use recovery::{RebuildReport, RecoveryReport};
+pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
+pub use writer::SegmentWriter;
+
+/// The segment store of one storage root. `Send + Sync`; share it as `Arc<Store>`.
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the store and its writers.
+pub(crate) struct Shared {
+    root: PathBuf,
+    index: index::Index,
+    clock: SharedClock,
+    /// Bases of live writers, so two writers never pick the same name.
+    active: Mutex<HashSet<PathBuf>>,
+    /// Serializes directory creation (begin) with directory removal (delete).
+    dirs: Mutex<()>,
+    /// Held for the store's lifetime; dropped last.
+    _lock: File,
+}
+
+impl Shared {
+    fn active_names(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dirs_lock(&self) -> MutexGuard<'_, ()> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.shared.root)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open the store at `root` with the system clock. See [`Store::open_with_clock`].
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with_clock(root, Arc::new(SystemClock))
+    }
+
+    /// Create `root` if missing, check it is a writable directory, take its lock file (so two
+    /// daemons never share a root) and open or create `<root>/index.redb`. `clock` stamps
+    /// `closed_at_ms` of closed rows.
+    pub fn open_with_clock(root: &Path, clock: SharedClock) -> Result<Store, StoreError> {
+        let lock = fsutil::prepare_root(root)?;
+        let index = index::Index::open(&root.join(fsutil::INDEX_FILE))?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                root: root.to_path_buf(),
+                index,
+                clock,
+                active: Mutex::new(HashSet::new()),
+                dirs: Mutex::new(()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// All rows (any state), oldest first (by start time, then id).
+    pub fn segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
+        let mut rows = self.shared.index.all()?;
+        rows.sort_by_key(|r| (r.start_ms, r.id));
+        Ok(rows)
+    }
+
+    /// One row.
+    pub fn segment(&self, id: SegmentId) -> Result<Option<SegmentRow>, StoreError> {
+        self.shared.index.get(id)
+    }
+
+    /// The sequence number for `stream`'s next segment: one more than the highest ever
+    /// recorded for it (kept even after its rows are deleted), 0 if none.
+    pub fn next_seq(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .shared
+            .index
+            .max_seq(stream)?
+            .map_or(0, |s| s.saturating_add(1)))
+    }
+
+    /// Size and unprivileged free space of the filesystem holding the root.
+    pub fn disk(&self) -> Result<Disk, StoreError> {
+        let (total, free) = fsutil::statvfs(&self.shared.root)?;
+        Ok(Disk { total, free })
+    }
+
+    /// Durable index transactions committed since open (group commits count once).
+    pub fn index_commits(&self) -> u64 {
+        self.shared.index.commits()
+    }
+}
+
+#[cfg(test)]
+mod tests;
