@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
-use mp4_atom::{Moof, Trex};
+use mp4_atom::{Atom, Moof, Trex};
 
 use super::FormatError;
 
@@ -142,6 +142,60 @@ pub(crate) fn read_body<R: Read + Seek>(
     let mut body = vec![0u8; header.body_len() as usize];
     r.read_exact(&mut body).map_err(io_at(at))?;
     Ok(Some(body))
+}
+
+/// Reads and decodes a box, or `None` if it is larger than `max` bytes or does not decode.
+pub(crate) fn read_atom<T: Atom, R: Read + Seek>(
+    r: &mut R,
+    h: &BoxHeader,
+    max: u64,
+) -> Result<Option<T>, FormatError> {
+    let Some(body) = read_body(r, h, max)? else {
+        return Ok(None);
+    };
+    Ok(T::decode_body(&mut &body[..]).ok())
+}
+
+/// Largest `moof` read into memory (a 1 s fragment's moof is a few KB).
+const MAX_MOOF_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A complete fragment: its tracks' samples, and where its `mdat` ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FragmentAt {
+    pub tracks: Vec<TrackFragment>,
+    pub end: u64,
+}
+
+/// Reads the fragment whose `moof` is `moof`: `None` unless the moof decodes and is followed
+/// by a complete `mdat` that holds every one of its samples (a torn or corrupt fragment).
+pub(crate) fn read_fragment<R: Read + Seek>(
+    r: &mut R,
+    moof: &BoxHeader,
+    file_len: u64,
+    trex: &[Trex],
+) -> Result<Option<FragmentAt>, FormatError> {
+    let Some(decoded) = read_atom::<Moof, _>(r, moof, MAX_MOOF_BYTES)? else {
+        return Ok(None);
+    };
+    let Found::Box(mdat) = read_header(r, moof.end(), file_len)? else {
+        return Ok(None);
+    };
+    if &mdat.kind != b"mdat" {
+        return Ok(None);
+    }
+    let Some(tracks) = resolve_moof(&decoded, moof.start, trex) else {
+        return Ok(None);
+    };
+    let inside = |s: &FragSample| {
+        s.offset >= mdat.body_start() && s.offset.saturating_add(u64::from(s.size)) <= mdat.end()
+    };
+    if !tracks.iter().flat_map(|t| &t.samples).all(inside) {
+        return Ok(None);
+    }
+    Ok(Some(FragmentAt {
+        tracks,
+        end: mdat.end(),
+    }))
 }
 
 /// One sample of a fragment, with every default resolved.

@@ -9,7 +9,6 @@ use mp4_atom::{Atom, Codec, Decode, Moof};
 use super::*;
 use crate::format::boxes::{is_sync, read_header, Found};
 use crate::format::testutil::{self, Audio, Video};
-use crate::frame::StreamParams;
 use crate::segment::event::{Sample, TrackRun};
 
 fn check_clip(video: Video, audio: Audio, video_codec: &str, audio_codec: &str) {
@@ -70,37 +69,6 @@ fn opus_audio_segment_probes_and_decodes_cleanly() {
     check_clip(Video::H264, Audio::Opus, "h264", "opus");
 }
 
-/// A tiny stream: one fake H.264 track (valid avcC, not decodable data) and one AAC track.
-fn synthetic_start() -> SegmentStart {
-    let avcc = Avcc::new(&[0x67, 0x64, 0x00, 0x1f, 0xac], &[0x68, 0xeb]).unwrap();
-    let mut record = Vec::new();
-    avcc.encode_body(&mut record).unwrap();
-    SegmentStart {
-        meta: testutil::meta(),
-        params: Arc::new(StreamParams {
-            tracks: vec![
-                TrackParams::Video(VideoParams {
-                    codec: VideoCodec::H264,
-                    width: 640,
-                    height: 480,
-                    config: Bytes::from(record),
-                    rfc6381: "avc1.64001f".to_string(),
-                    timescale: 90_000,
-                }),
-                TrackParams::Audio(AudioParams {
-                    codec: AudioCodec::Aac,
-                    sample_rate: 16_000,
-                    channels: 1,
-                    config: Bytes::from_static(&[0x14, 0x08]),
-                    timescale: 16_000,
-                    frame_samples: 1024,
-                }),
-            ],
-        }),
-        base_dts: vec![0, 0],
-    }
-}
-
 fn sample(duration: u32, cts_offset: i32, keyframe: bool, data: &'static [u8]) -> Sample {
     Sample {
         duration,
@@ -133,7 +101,7 @@ fn synthetic_fragment() -> Fragment {
 
 #[test]
 fn init_starts_with_ftyp_then_meta_uuid_then_moov() {
-    let start = synthetic_start();
+    let start = testutil::synthetic_start();
     let init = encode_init(&start).unwrap();
     assert_eq!(testutil::top_level_kinds(&init), ["ftyp", "uuid", "moov"]);
     assert_eq!(&init[8..12], b"iso6");
@@ -153,7 +121,7 @@ fn init_starts_with_ftyp_then_meta_uuid_then_moov() {
 
 #[test]
 fn init_moov_has_one_trak_and_trex_per_track_with_their_timescales() {
-    let start = synthetic_start();
+    let start = testutil::synthetic_start();
     let moov = testutil::find_moov(&encode_init(&start).unwrap());
     assert_eq!(moov.mvhd.next_track_id, 3);
     let ids: Vec<u32> = moov.trak.iter().map(|t| t.tkhd.track_id).collect();
@@ -187,7 +155,7 @@ fn init_moov_has_one_trak_and_trex_per_track_with_their_timescales() {
 
 #[test]
 fn fragment_data_offsets_point_at_each_runs_samples() {
-    let start = synthetic_start();
+    let start = testutil::synthetic_start();
     let frag = synthetic_fragment();
     let bytes = encode_fragment(&start, &frag);
     assert_eq!(testutil::top_level_kinds(&bytes), ["moof", "mdat"]);
@@ -222,7 +190,7 @@ fn moof_end(bytes: &[u8]) -> usize {
 
 #[test]
 fn negative_composition_offsets_use_trun_version_1() {
-    let bytes = encode_fragment(&synthetic_start(), &synthetic_fragment());
+    let bytes = encode_fragment(&testutil::synthetic_start(), &synthetic_fragment());
     let trun_at = bytes.windows(4).position(|w| w == b"trun").unwrap();
     assert_eq!(bytes[trun_at + 4], 1, "trun version");
     let moof = Moof::decode(&mut &bytes[..]).unwrap();
@@ -234,7 +202,7 @@ fn negative_composition_offsets_use_trun_version_1() {
 
 #[test]
 fn a_broken_avcc_is_a_config_error_naming_the_track() {
-    let mut start = synthetic_start();
+    let mut start = testutil::synthetic_start();
     let mut params = (*start.params).clone();
     if let TrackParams::Video(v) = &mut params.tracks[0] {
         v.config = Bytes::from_static(&[2, 0, 0]);

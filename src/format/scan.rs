@@ -8,9 +8,9 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use mp4_atom::{Atom, Moof, Moov, Trex};
+use mp4_atom::{Moov, Trex};
 
-use super::boxes::{io_at, read_body, read_header, resolve_moof, BoxHeader, Found};
+use super::boxes::{io_at, read_atom, read_body, read_fragment, read_header, BoxHeader, Found};
 use super::fmp4::META_UUID;
 use super::FormatError;
 use crate::segment::event::SegmentMeta;
@@ -19,8 +19,6 @@ use crate::segment::event::SegmentMeta;
 const MAX_META_BYTES: u64 = 64 * 1024;
 /// Largest `moov` read into memory (a 2 h progressive file's moov is a few MB).
 const MAX_MOOV_BYTES: u64 = 256 * 1024 * 1024;
-/// Largest `moof` read into memory (a 1 s fragment's moof is a few KB).
-const MAX_MOOF_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What [`scan`] found in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,11 +71,7 @@ pub fn scan<R: Read + Seek>(mut r: R) -> Result<FileScan, FormatError> {
     let mut at = 0;
     while let Found::Box(h) = read_header(&mut r, at, file_len)? {
         match &h.kind {
-            b"uuid" => {
-                if out.meta.is_none() {
-                    out.meta = read_meta(&mut r, &h)?;
-                }
-            }
+            b"uuid" if out.meta.is_none() => out.meta = read_meta(&mut r, &h)?,
             b"moov" => {
                 let Some(moov) = read_atom::<Moov, _>(&mut r, &h, MAX_MOOV_BYTES)? else {
                     break;
@@ -156,18 +150,6 @@ fn read_meta<R: Read + Seek>(r: &mut R, h: &BoxHeader) -> Result<Option<SegmentM
     Ok(serde_json::from_slice(&body[16..]).ok())
 }
 
-/// Reads and decodes a box, or `None` if it is too large or does not decode.
-fn read_atom<T: Atom, R: Read + Seek>(
-    r: &mut R,
-    h: &BoxHeader,
-    max: u64,
-) -> Result<Option<T>, FormatError> {
-    let Some(body) = read_body(r, h, max)? else {
-        return Ok(None);
-    };
-    Ok(T::decode_body(&mut &body[..]).ok())
-}
-
 /// The first video track (else the first track), with its duration from `mdhd` (which is 0
 /// in an fMP4 init and the whole duration in a progressive file).
 fn pick_timeline(moov: &Moov) -> Option<Timeline> {
@@ -183,8 +165,8 @@ fn pick_timeline(moov: &Moov) -> Option<Timeline> {
     })
 }
 
-/// Checks the `moof` at `h` is followed by a complete `mdat` holding all its samples, and
-/// advances the timeline. Returns the `mdat` end, or `None` if the fragment is torn.
+/// Advances the timeline over the complete fragment whose `moof` is `h`; returns the
+/// `mdat` end, or `None` if the fragment is torn.
 fn complete_fragment<R: Read + Seek>(
     r: &mut R,
     h: &BoxHeader,
@@ -192,29 +174,14 @@ fn complete_fragment<R: Read + Seek>(
     trex: &[Trex],
     tl: &mut Timeline,
 ) -> Result<Option<u64>, FormatError> {
-    let Some(moof) = read_atom::<Moof, _>(r, h, MAX_MOOF_BYTES)? else {
+    let Some(frag) = read_fragment(r, h, file_len, trex)? else {
         return Ok(None);
     };
-    let Found::Box(mdat) = read_header(r, h.end(), file_len)? else {
-        return Ok(None);
-    };
-    if &mdat.kind != b"mdat" {
-        return Ok(None);
-    }
-    let Some(trafs) = resolve_moof(&moof, h.start, trex) else {
-        return Ok(None);
-    };
-    let inside = |s: &super::boxes::FragSample| {
-        s.offset >= mdat.body_start() && s.offset.saturating_add(u64::from(s.size)) <= mdat.end()
-    };
-    if !trafs.iter().flat_map(|t| &t.samples).all(inside) {
-        return Ok(None);
-    }
-    for t in trafs.iter().filter(|t| t.track_id == tl.track_id) {
+    for t in frag.tracks.iter().filter(|t| t.track_id == tl.track_id) {
         let start = t.base_decode_time.unwrap_or(tl.end);
         tl.end = tl.end.max(start.saturating_add(t.duration()));
     }
-    Ok(Some(mdat.end()))
+    Ok(Some(frag.end))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mp4_atom::{Atom, Codec, Moov};
+use mp4_atom::{Atom, Avcc, Codec, Moov};
 
 use super::boxes::{read_body, read_header, Found};
 use super::fmp4::{encode_fragment, encode_init};
@@ -76,6 +76,37 @@ pub fn meta() -> SegmentMeta {
         stream: "front door".to_string(),
         seq: 42,
         start_ms: 1_700_000_000_123,
+    }
+}
+
+/// A tiny stream: one fake H.264 track (valid avcC, not decodable data) and one AAC track.
+pub fn synthetic_start() -> SegmentStart {
+    let avcc = Avcc::new(&[0x67, 0x64, 0x00, 0x1f, 0xac], &[0x68, 0xeb]).unwrap();
+    let mut record = Vec::new();
+    avcc.encode_body(&mut record).unwrap();
+    SegmentStart {
+        meta: meta(),
+        params: Arc::new(StreamParams {
+            tracks: vec![
+                TrackParams::Video(VideoParams {
+                    codec: VideoCodec::H264,
+                    width: 640,
+                    height: 480,
+                    config: Bytes::from(record),
+                    rfc6381: "avc1.64001f".to_string(),
+                    timescale: 90_000,
+                }),
+                TrackParams::Audio(AudioParams {
+                    codec: AudioCodec::Aac,
+                    sample_rate: 16_000,
+                    channels: 1,
+                    config: Bytes::from_static(&[0x14, 0x08]),
+                    timescale: 16_000,
+                    frame_samples: 1024,
+                }),
+            ],
+        }),
+        base_dts: vec![0, 0],
     }
 }
 
