@@ -339,6 +339,40 @@ mod tests {
     }
 
     #[test]
+    fn no_combination_of_tricky_templates_and_values_escapes_the_root() {
+        let pieces = [
+            "", "/", "//", ".", "..", "{app}", "{stream}", "{seq}", "-", "x",
+        ];
+        let values = [
+            "", ".", "..", "...", "a", "a.", ".a", "/", "a/..", "\\", "c:",
+        ];
+        let mut accepted = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let t = format!("{a}{b}{{stream}}{c}{{start}}");
+                    for app in values {
+                        for stream in values {
+                            let Ok(p) = expand(&t, &vars(stream, app, 0)) else {
+                                continue;
+                            };
+                            accepted += 1;
+                            assert!(p.is_relative(), "{t} {stream:?} {app:?}: {p:?}");
+                            assert!(
+                                p.components().all(|c| matches!(c, Component::Normal(_))),
+                                "{t} {stream:?} {app:?}: {p:?}"
+                            );
+                            assert!(!p.to_string_lossy().contains("//"));
+                        }
+                    }
+                }
+            }
+        }
+        // The check is not vacuous: plenty of combinations are legitimately accepted.
+        assert!(accepted > 1000, "{accepted}");
+    }
+
+    #[test]
     fn unknown_variables_are_refused_with_the_list_of_known_ones() {
         let e = validate_template("{stream}/{year}-{start}").unwrap_err();
         assert!(e.contains("{year}"), "{e}");
