@@ -41,7 +41,7 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
         .map(|r| {
             let mut r = r.clone();
             r.state = SegmentState::Deleting;
-            Op::Put(r)
+            Op::put(r)
         })
         .collect();
     if !marks.is_empty() {

@@ -60,6 +60,12 @@ pub(crate) fn file_len(path: &Path) -> Result<Option<u64>, StoreError> {
 /// The lock is an exclusive `flock` on `<root>/edgerec.lock`, released by the kernel when the
 /// process dies, so a crash never leaves a stale lock behind.
 pub(crate) fn prepare_root(root: &Path) -> Result<File, StoreError> {
+    if fs::metadata(root).is_ok_and(|m| !m.is_dir()) {
+        return Err(StoreError::BadRoot {
+            path: root.to_path_buf(),
+            reason: "it exists but is not a directory".into(),
+        });
+    }
     if let Err(e) = fs::create_dir_all(root) {
         return Err(match e.kind() {
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {

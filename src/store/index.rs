@@ -33,9 +33,16 @@ const FAILURES_KEPT: usize = 64;
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     /// Insert or replace a row.
-    Put(SegmentRow),
+    Put(Box<SegmentRow>),
     /// Drop a row (no error if absent).
     Remove(SegmentId),
+}
+
+impl Op {
+    /// [`Op::Put`] of `row`.
+    pub(crate) fn put(row: SegmentRow) -> Op {
+        Op::Put(Box::new(row))
+    }
 }
 
 #[derive(Default)]
@@ -313,7 +320,7 @@ mod tests {
             let a = row(&index, "s", 1);
             let b = row(&index, "s", 2);
             index
-                .commit(vec![Op::Put(a.clone()), Op::Put(b.clone())])
+                .commit(vec![Op::put(a.clone()), Op::put(b.clone())])
                 .unwrap();
             index.commit(vec![Op::Remove(a.id)]).unwrap();
             (a, b)
@@ -330,7 +337,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
         let r = row(&index, "cam", 41);
-        index.commit(vec![Op::Put(r.clone())]).unwrap();
+        index.commit(vec![Op::put(r.clone())]).unwrap();
         index.commit(vec![Op::Remove(r.id)]).unwrap();
         assert_eq!(index.max_seq("cam").unwrap(), Some(41));
         assert_eq!(index.max_seq("other").unwrap(), None);
@@ -348,7 +355,7 @@ mod tests {
             .cloned()
             .map(|r| {
                 let index = index.clone();
-                std::thread::spawn(move || index.commit(vec![Op::Put(r)]))
+                std::thread::spawn(move || index.commit(vec![Op::put(r)]))
             })
             .collect();
         while index.pending() < rows.len() {
@@ -367,7 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
         let r = row(&index, "s", 0);
-        index.commit(vec![Op::Put(r.clone())]).unwrap();
+        index.commit(vec![Op::put(r.clone())]).unwrap();
         assert_eq!(index.clear_segments().unwrap(), 1);
         assert!(index.all().unwrap().is_empty());
         assert!(index.alloc_id() > r.id);

@@ -207,4 +207,6 @@ impl Store {
 }
 
 #[cfg(test)]
+mod fixture;
+#[cfg(test)]
 mod tests;

@@ -280,7 +280,7 @@ fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), Stor
         } else if files != row.files {
             row.bytes = files.iter().map(|f| f.bytes).sum();
             row.files = files;
-            ops.push(Op::Put(row));
+            ops.push(Op::put(row));
         }
     }
     if !ops.is_empty() {
@@ -339,7 +339,7 @@ fn adopt(shared: &Shared, now_ms: i64, adopted: &mut Vec<SegmentRow>) -> Result<
         };
         while !files.is_empty() {
             let row = adopted_row(shared, &meta, now_ms, &mut files);
-            ops.push(Op::Put(row.clone()));
+            ops.push(Op::put(row.clone()));
             adopted.push(row);
         }
     }

@@ -88,7 +88,7 @@ impl Store {
         }
         let name = self.reserve_name(rel_base, &wanted)?;
         let row = SegmentRow::writing(shared.index.alloc_id(), meta, name.base.clone(), wanted);
-        shared.index.commit(vec![Op::Put(row.clone())])?;
+        shared.index.commit(vec![Op::put(row.clone())])?;
         let working = shared.root.join(row.working_path());
         match create_working(shared, &working, init) {
             Ok(file) => Ok(SegmentWriter {
@@ -345,7 +345,7 @@ pub(crate) fn close_files(
     row.bytes = files.iter().map(|f| f.bytes).sum();
     row.files = files;
     row.state = SegmentState::Closed;
-    shared.index.commit(vec![Op::Put(row.clone())])?;
+    shared.index.commit(vec![Op::put(row.clone())])?;
     if !row.has(Format::Fmp4) {
         let removed = fsutil::remove_file(&working).and_then(|_| fsync_dir(parent(&working)));
         if let Err(e) = removed {
