@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs beyond Rust, only when something is missing, so it is
+# cheap to run every time. Debian, Ubuntu and Raspberry Pi OS (apt-get); uses sudo when not
+# root. Needs: ffmpeg/ffprobe (independent readers of every file the tests write, and the
+# clip generator), GStreamer's RTSP server with Python bindings (the RTSP test peer,
+# tests/peers/rtsp_server.py), and rustup's clippy and rustfmt components.
+set -euo pipefail
+
+packages=(
+  ffmpeg
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-rtsp
+  gstreamer1.0-tools
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav
+)
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for p in "${packages[@]}"; do
+    installed "$p" || missing+=("$p")
+  done
+else
+  # Not a Debian system: we can only check the commands and say what is missing.
+  for c in ffmpeg ffprobe gst-launch-1.0; do
+    command -v "$c" >/dev/null || missing+=("$c")
+  done
+fi
+
+if ((${#missing[@]})); then
+  if ! command -v apt-get >/dev/null; then
+    echo "test-deps: missing ${missing[*]}; install them with your package manager" >&2
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "test-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  echo "test-deps: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The RTSP peer runs on the distribution's python (PyGObject is not on pyenv/venv pythons).
+if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null; then
+  echo "test-deps: /usr/bin/python3 cannot import GstRtspServer (python3-gi, gir1.2-gst-rtsp-server-1.0)" >&2
+  exit 1
+fi
+for c in ffmpeg ffprobe; do
+  command -v "$c" >/dev/null || { echo "test-deps: $c not found after install" >&2; exit 1; }
+done
+
+if command -v rustup >/dev/null; then
+  for comp in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$comp" || rustup component add "$comp"
+  done
+else
+  cargo clippy --version >/dev/null 2>&1 || { echo "test-deps: cargo clippy missing (install rustup)" >&2; exit 1; }
+  cargo fmt --version >/dev/null 2>&1 || { echo "test-deps: cargo fmt missing (install rustup)" >&2; exit 1; }
+fi
+echo "test-deps: ok"
