@@ -121,7 +121,8 @@ pub struct StreamConfig {
     pub name: String,
     /// Application name, matched by rules' `app` globs (default empty).
     pub app: String,
-    /// Where frames come from: `rtsp://`, `rtsps://` or `file:` (see [`crate::source`]).
+    /// Where frames come from: `rtsp://...` or `file:...`, checked with
+    /// [`crate::source::SourceSpec::parse`] (see [`crate::source::spec`]).
     pub source: String,
     /// Per-stream quota in bytes, enforced in addition to `storage.max_bytes` (optional).
     pub max_bytes: Option<u64>,

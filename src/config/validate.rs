@@ -285,7 +285,8 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
 fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
     check_identifier(&format!("{path}.name"), &s.name, false)?;
     check_identifier(&format!("{path}.app"), &s.app, true)?;
-    check_source(&s.source).map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
+    crate::source::SourceSpec::parse(&s.source)
+        .map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
     let max_bytes = match &s.max_bytes {
         None => None,
         Some(v) => {
@@ -306,18 +307,6 @@ fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
         source: s.source.clone(),
         max_bytes,
     })
-}
-
-/// Stand-in for `crate::source::SourceSpec::parse` until the source module provides it.
-fn check_source(s: &str) -> std::result::Result<(), String> {
-    let ok = ["rtsp://", "rtsps://", "file:"]
-        .iter()
-        .any(|p| s.len() > p.len() && s.starts_with(p));
-    if ok {
-        Ok(())
-    } else {
-        Err("unsupported source (use \"rtsp://host/path\", \"rtsps://host/path\" or \"file:path.mp4\")".into())
-    }
 }
 
 #[cfg(test)]
@@ -533,6 +522,16 @@ max_bytes = "2GiB"
     #[test]
     fn unsupported_sources_are_refused_with_the_stream_index() {
         let e = error("[[streams]]\nname = \"cam\"\nsource = \"http://x/y\"\n");
+        assert!(e.starts_with("streams[0].source: "), "{e}");
+    }
+
+    #[test]
+    fn source_errors_come_from_source_spec_and_hide_the_password() {
+        let e = error("[[streams]]\nname = \"cam\"\nsource = \"rtsp://u:hunter2@cam/x?transport=carrier-pigeon\"\n");
+        assert!(e.starts_with("streams[0].source: "), "{e}");
+        assert!(e.contains("transport"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = error("[[streams]]\nname = \"f\"\nsource = \"file:x.mp4?loop=maybe\"\n");
         assert!(e.starts_with("streams[0].source: "), "{e}");
     }
 
