@@ -28,7 +28,18 @@ fn check_clip(video: Video, audio: Audio, video_codec: &str, audio_codec: &str) 
     assert!(reordered, "clip should have B-frames (composition offsets)");
 
     let out = dir.path().join("segment.mp4");
-    std::fs::write(&out, testutil::write_fmp4(&start, &frags)).unwrap();
+    let bytes = testutil::write_fmp4(&start, &frags);
+    std::fs::write(&out, &bytes).unwrap();
+    let source = std::fs::read(&src).unwrap();
+    // (esds is rebuilt around the AudioSpecificConfig, so its bitrate fields differ.)
+    for kind in [b"avcC", b"hvcC", b"dOps"] {
+        assert_eq!(
+            config_box(&bytes, kind),
+            config_box(&source, kind),
+            "{} must be carried byte for byte",
+            String::from_utf8_lossy(kind)
+        );
+    }
 
     let probe = testutil::ffprobe(&out);
     let streams = probe["streams"].as_array().unwrap();
@@ -44,6 +55,13 @@ fn check_clip(video: Video, audio: Audio, video_codec: &str, audio_codec: &str) 
     assert!((2.9..3.2).contains(&duration), "duration {duration}");
     assert_eq!(testutil::decoded_frames(&out, "v:0"), 75);
     assert_eq!(testutil::ffmpeg_decode_errors(&out), "");
+}
+
+/// The bytes of the first box of `kind` anywhere in `file` (decoder configuration boxes).
+fn config_box<'a>(file: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    let at = file.windows(4).position(|w| w == kind)?.checked_sub(4)?;
+    let size = u32::from_be_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+    file.get(at..at + size)
 }
 
 #[test]
