@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
-use crate::format::scan;
+use crate::format::{progressive, scan};
 use crate::segment::event::SegmentMeta;
 
 use super::error::StoreError;
@@ -50,7 +50,7 @@ pub(crate) fn write_progressive(fmp4: &Path, tmp: &Path) -> Result<u64, StoreErr
         .open(tmp)
         .map_err(|e| StoreError::io("create", tmp, e))?;
     let mut w = BufWriter::new(out);
-    progressive_shim::write_progressive(BufReader::new(src), &mut w).map_err(|e| {
+    progressive::write_progressive(BufReader::new(src), &mut w).map_err(|e| {
         StoreError::Media {
             path: fmp4.to_path_buf(),
             reason: format!("making the progressive MP4 {}: {e}", tmp.display()),
@@ -69,14 +69,3 @@ pub(crate) fn write_progressive(fmp4: &Path, tmp: &Path) -> Result<u64, StoreErr
     Ok(len)
 }
 
-/// Stand-in until `crate::format::progressive::write_progressive` lands.
-mod progressive_shim {
-    use std::io::{Read, Seek, Write};
-
-    pub(super) fn write_progressive<R: Read + Seek, W: Write>(
-        _fmp4: R,
-        _out: W,
-    ) -> Result<u64, String> {
-        Err("progressive MP4 output is not available in this build yet".into())
-    }
-}
