@@ -50,11 +50,9 @@ pub(crate) fn write_progressive(fmp4: &Path, tmp: &Path) -> Result<u64, StoreErr
         .open(tmp)
         .map_err(|e| StoreError::io("create", tmp, e))?;
     let mut w = BufWriter::new(out);
-    progressive::write_progressive(BufReader::new(src), &mut w).map_err(|e| {
-        StoreError::Media {
-            path: fmp4.to_path_buf(),
-            reason: format!("making the progressive MP4 {}: {e}", tmp.display()),
-        }
+    progressive::write_progressive(BufReader::new(src), &mut w).map_err(|e| StoreError::Media {
+        path: fmp4.to_path_buf(),
+        reason: format!("making the progressive MP4 {}: {e}", tmp.display()),
     })?;
     w.flush().map_err(|e| StoreError::io("write", tmp, e))?;
     let out = w
@@ -68,4 +66,3 @@ pub(crate) fn write_progressive(fmp4: &Path, tmp: &Path) -> Result<u64, StoreErr
         .len();
     Ok(len)
 }
-

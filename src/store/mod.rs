@@ -207,6 +207,8 @@ impl Store {
 }
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod fixture;
 #[cfg(test)]
 mod tests;
