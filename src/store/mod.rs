@@ -211,4 +211,6 @@ mod crash_tests;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
+mod progressive_tests;
+#[cfg(test)]
 mod tests;

@@ -65,6 +65,7 @@ pub enum UploadState {
         reason: String,
         /// When it was given up, ms since the Unix epoch.
         at_ms: i64,
+        /// Attempts made.
         attempts: u32,
     },
 }
@@ -72,6 +73,7 @@ pub enum UploadState {
 /// One file of a segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentFile {
+    /// What the file holds.
     pub format: Format,
     /// Relative to the store root.
     pub path: PathBuf,
@@ -81,10 +83,15 @@ pub struct SegmentFile {
 /// One segment in the index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentRow {
+    /// Index key.
     pub id: SegmentId,
+    /// Device that recorded it ([`SegmentMeta::device`]).
     pub device: String,
+    /// Application name (empty for pulled streams).
     pub app: String,
+    /// Stream name.
     pub stream: String,
+    /// Per-stream sequence number.
     pub seq: u64,
     /// Wall-clock time of the first frame, ms since the Unix epoch.
     pub start_ms: i64,

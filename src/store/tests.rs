@@ -12,14 +12,20 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::format::Format;
 
-const NOW: i64 = 1_800_000_000_000;
+pub(super) const NOW: i64 = 1_800_000_000_000;
 
-fn open(root: &Path) -> Store {
+pub(super) fn open(root: &Path) -> Store {
     Store::open_with_clock(root, ManualClock::new(NOW)).unwrap()
 }
 
 /// Begin a segment of `clip` under `meta`, append `n` fragments, and return the writer.
-fn write(store: &Store, clip: &Clip, base: &str, formats: &[Format], n: usize) -> SegmentWriter {
+pub(super) fn write(
+    store: &Store,
+    clip: &Clip,
+    base: &str,
+    formats: &[Format],
+    n: usize,
+) -> SegmentWriter {
     let mut w = store
         .begin(&clip.start.meta, Path::new(base), formats, &clip.init)
         .unwrap();
@@ -29,19 +35,25 @@ fn write(store: &Store, clip: &Clip, base: &str, formats: &[Format], n: usize) -
     w
 }
 
-fn record(store: &Store, clip: &Clip, base: &str, formats: &[Format], n: usize) -> SegmentRow {
+pub(super) fn record(
+    store: &Store,
+    clip: &Clip,
+    base: &str,
+    formats: &[Format],
+    n: usize,
+) -> SegmentRow {
     let w = write(store, clip, base, formats, n);
     w.finish(&clip.close_after(n)).unwrap().unwrap()
 }
 
 /// Every file under the root except the index and lock, relative.
-fn files(root: &Path) -> Vec<PathBuf> {
+pub(super) fn files(root: &Path) -> Vec<PathBuf> {
     fsutil::walk(root).unwrap()
 }
 
 /// Asserts the index and the disk agree: each Closed row's files exist with their recorded
 /// sizes, and every file under the root belongs to a row.
-fn assert_consistent(store: &Store) {
+pub(super) fn assert_consistent(store: &Store) {
     let rows = store.segments().unwrap();
     let mut named = Vec::new();
     for row in &rows {
@@ -57,7 +69,7 @@ fn assert_consistent(store: &Store) {
     assert_eq!(files(store.root()), named);
 }
 
-fn assert_decodes(path: &Path, frames: u64) {
+pub(super) fn assert_decodes(path: &Path, frames: u64) {
     assert_eq!(fixture::decode_errors(path), "", "{}", path.display());
     assert_eq!(fixture::decoded_frames(path), frames, "{}", path.display());
 }
@@ -317,7 +329,7 @@ fn delete_interrupted_after_marking_is_finished_by_recovery() {
 }
 
 /// The fields a row gets from its files (not ids, close times or upload state).
-fn from_files(r: &SegmentRow) -> impl PartialEq + std::fmt::Debug {
+pub(super) fn from_files(r: &SegmentRow) -> impl PartialEq + std::fmt::Debug {
     (
         r.meta(),
         r.end_ms,
@@ -469,139 +481,9 @@ fn streams_closing_at_once_from_threads_all_land_in_the_index() {
 }
 
 #[test]
-fn fmp4_and_mp4_make_two_decodable_files_in_one_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = fixture::clip(dir.path(), 3);
-    let root = dir.path().join("root");
-    let store = open(&root);
-    let row = record(&store, &clip, "cam/both", &[Format::Fmp4, Format::Mp4], 3);
-    let paths: Vec<_> = row
-        .files
-        .iter()
-        .map(|f| (f.format, f.path.clone()))
-        .collect();
-    assert_eq!(
-        paths,
-        vec![
-            (Format::Fmp4, PathBuf::from("cam/both.mp4")),
-            (Format::Mp4, PathBuf::from("cam/both.progressive.mp4")),
-        ]
-    );
-    assert_consistent(&store);
-    assert_decodes(&root.join("cam/both.mp4"), 75);
-    assert_decodes(&root.join("cam/both.progressive.mp4"), 75);
-
-    let before = store.segments().unwrap();
-    store.rebuild_index().unwrap();
-    let after = store.segments().unwrap();
-    assert_eq!(
-        after.iter().map(from_files).collect::<Vec<_>>(),
-        before.iter().map(from_files).collect::<Vec<_>>(),
-        "both files are adopted into one row"
-    );
-}
-
-#[test]
-fn mp4_only_leaves_just_the_progressive_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = fixture::clip(dir.path(), 2);
-    let root = dir.path().join("root");
-    let store = open(&root);
-    let row = record(&store, &clip, "cam/p", &[Format::Mp4], 2);
-    assert_eq!(row.files.len(), 1);
-    assert_eq!(row.files[0].path, PathBuf::from("cam/p.mp4"));
-    assert_eq!(files(&root), vec![PathBuf::from("cam/p.mp4")]);
-    assert_decodes(&root.join("cam/p.mp4"), 50);
-
-    let before = store.segments().unwrap();
-    store.rebuild_index().unwrap();
-    assert_eq!(
-        store
-            .segments()
-            .unwrap()
-            .iter()
-            .map(from_files)
-            .collect::<Vec<_>>(),
-        before.iter().map(from_files).collect::<Vec<_>>()
-    );
-}
-
-#[test]
-fn mp4_only_working_file_left_after_the_close_commit_is_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = fixture::clip(dir.path(), 1);
-    let root = dir.path().join("root");
-    let row = {
-        let store = open(&root);
-        let row = record(&store, &clip, "cam/p", &[Format::Mp4], 1);
-        // The crash came between the Closed commit and the removal of the working file.
-        let mut fmp4 = clip.init.clone();
-        fmp4.extend_from_slice(&clip.fragments[0]);
-        fs::write(root.join("cam/p.mp4.part"), fmp4).unwrap();
-        row
-    };
-    let store = open(&root);
-    let report = store.recover(NOW).unwrap();
-    assert_eq!(report.removed, vec![PathBuf::from("cam/p.mp4.part")]);
-    assert!(report.recovered.is_empty() && report.adopted.is_empty());
-    assert_eq!(store.segments().unwrap(), vec![row]);
-    assert_consistent(&store);
-}
-
-#[test]
-fn torn_segment_asking_for_mp4_gets_its_progressive_copy_at_recovery() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = fixture::clip(dir.path(), 3);
-    let root = dir.path().join("root");
-    {
-        let store = open(&root);
-        drop(write(
-            &store,
-            &clip,
-            "cam/t",
-            &[Format::Fmp4, Format::Mp4],
-            2,
-        ));
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(root.join("cam/t.mp4.part"))
-            .unwrap();
-        f.write_all(&clip.fragments[2][..100]).unwrap();
-    }
-    let store = open(&root);
-    let report = store.recover(NOW).unwrap();
-    assert_eq!(report.recovered.len(), 1);
-    assert_eq!(report.recovered[0].files.len(), 2);
-    assert_consistent(&store);
-    assert_decodes(&root.join("cam/t.mp4"), 50);
-    assert_decodes(&root.join("cam/t.progressive.mp4"), 50);
-}
-
-#[test]
-fn progressive_temporary_left_by_a_crash_is_removed_and_remade() {
-    let dir = tempfile::tempdir().unwrap();
-    let clip = fixture::clip(dir.path(), 2);
-    let root = dir.path().join("root");
-    {
-        let store = open(&root);
-        drop(write(
-            &store,
-            &clip,
-            "cam/m",
-            &[Format::Fmp4, Format::Mp4],
-            2,
-        ));
-        // Close got past the fMP4 rename and died while writing the progressive copy.
-        fs::rename(root.join("cam/m.mp4.part"), root.join("cam/m.mp4")).unwrap();
-        fs::write(root.join("cam/m.progressive.mp4.part"), &clip.init[..40]).unwrap();
-    }
-    let store = open(&root);
-    let report = store.recover(NOW).unwrap();
-    assert_eq!(
-        report.removed,
-        vec![PathBuf::from("cam/m.progressive.mp4.part")]
-    );
-    assert_eq!(report.recovered.len(), 1);
-    assert_consistent(&store);
-    assert_decodes(&root.join("cam/m.progressive.mp4"), 50);
+fn store_is_shared_across_threads_and_writers_move_to_tasks() {
+    fn shared<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+    shared::<Store>();
+    movable::<SegmentWriter>();
 }

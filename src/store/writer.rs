@@ -129,8 +129,7 @@ impl Store {
             names.extend(formats.iter().map(|f| final_path(&base, *f, formats)));
             let taken = names
                 .iter()
-                .map(|p| fs::symlink_metadata(root.join(p)))
-                .any(|m| !matches!(m, Err(e) if e.kind() == io::ErrorKind::NotFound));
+                .any(|p| fs::symlink_metadata(root.join(p)).is_ok());
             if !taken {
                 active.insert(base.clone());
                 return Ok(NameGuard {
