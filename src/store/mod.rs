@@ -20,8 +20,9 @@
 //! | `base.mp4` | the progressive MP4 when only `mp4` is asked |
 //! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
 //!
-//! Every file carries the segment's identity ([`SegmentMeta`](crate::segment::event::SegmentMeta)) in its init section, so the
-//! index can be rebuilt from the files alone ([`Store::rebuild_index`]).
+//! Every file carries the segment's identity
+//! ([`SegmentMeta`](crate::segment::event::SegmentMeta)) in its init section, so the index can
+//! be rebuilt from the files alone ([`Store::rebuild_index`]).
 //!
 //! # Durability protocol
 //!
