@@ -1,0 +1,159 @@
+//! End to end: the looping file source (`file:CLIP?loop=true`) recorded by `edgerec run`.
+//! Segments must be valid (ffmpeg, ffprobe) and contiguous across the clip's loops, both
+//! when replaying as fast as possible and in real time.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Slack on top of one frame when comparing `start_ms`/`end_ms`.
+const SLACK_MS: f64 = 30.0;
+
+#[test]
+fn fast_replay_of_a_looping_file_gives_contiguous_segments_across_loops() {
+    // 6 s clip, 2 s segments: three segments per loop, and a loop boundary right on a cut.
+    let spec = ClipSpec::h264(6, 1);
+    let clip = clip(&spec);
+    let dir = workdir("file_fast");
+    let root = dir.path().join("data");
+    let source = format!("file:{}?loop=true&realtime=false", clip.display());
+    let cfg = TestConfig {
+        interval: "2s".into(),
+        fragment: "1s".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("loop", &source)
+    .write(&dir.path().join("edgerec.toml"));
+
+    let mut daemon = Daemon::start(&cfg);
+    // At least 3 loops' worth of segments.
+    let enough = wait_until(Duration::from_secs(30), || segment_files(&root).len() >= 10);
+    assert!(enough, "no 10 segments after 30 s; log:\n{}", daemon.log());
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
+
+    let rows = check_recording(&cfg, &root, &spec, 2000.0, 40);
+    assert!(rows >= 10, "{rows} segments");
+}
+
+#[test]
+fn realtime_replay_of_a_short_looping_file_stays_contiguous() {
+    // 3 s clip, 2 s segments, ~9 s of recording: three loops, boundaries mid-segment.
+    let spec = ClipSpec::h264(3, 1);
+    let clip = clip(&spec);
+    let dir = workdir("file_realtime");
+    let root = dir.path().join("data");
+    let cfg = TestConfig {
+        interval: "2s".into(),
+        fragment: "500ms".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("rt", &format!("file:{}?loop=true", clip.display()))
+    .write(&dir.path().join("edgerec.toml"));
+
+    let mut daemon = Daemon::start(&cfg);
+    std::thread::sleep(Duration::from_secs(9));
+    assert!(
+        daemon.running(),
+        "edgerec exited early; log:\n{}",
+        daemon.log()
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
+
+    let rows = check_recording(&cfg, &root, &spec, 2000.0, usize::MAX);
+    assert!(
+        rows >= 3,
+        "9 s at 2 s per segment gave only {rows} segments"
+    );
+    // Real time: the recording lasted about as long as the wall clock (±2 s for start-up).
+    let all = segments(&cfg);
+    let media_ms: i64 = all.iter().map(|r| r.duration_ms).sum();
+    assert!(
+        (6000..=9500).contains(&media_ms),
+        "{media_ms} ms recorded in ~9 s of real-time replay"
+    );
+}
+
+/// Checks a stopped recording of one stream: index == disk, no working files, every
+/// segment (up to `max_decode` of them) decodes with both tracks and no inner holes,
+/// durations fit the interval, consecutive segments touch. Returns the number of segments.
+fn check_recording(
+    cfg: &Path,
+    root: &Path,
+    spec: &ClipSpec,
+    interval_ms: f64,
+    max_decode: usize,
+) -> usize {
+    assert_eq!(part_files(root), Vec::<String>::new(), "working files left");
+    let rows = segments(cfg);
+    assert_index_matches_disk(root, &rows);
+    assert!(
+        rows.iter().all(|r| r.state == "closed" && !r.recovered),
+        "{rows:?}"
+    );
+    let frame_ms = spec.frame_ms();
+    for (i, row) in rows.iter().enumerate() {
+        let last = i + 1 == rows.len();
+        let d = row.duration_ms as f64;
+        assert!(
+            d <= interval_ms + spec.gop_ms() + frame_ms,
+            "too long: {row:?}"
+        );
+        assert!(last || d >= interval_ms - frame_ms, "too short: {row:?}");
+        if i >= max_decode {
+            continue;
+        }
+        let path = root.join(&row.files[0].path);
+        assert_decodes(&path);
+        let p = probe(&path);
+        assert_eq!(p.streams.len(), 2, "{}: {p:?}", path.display());
+        assert_eq!(p.stream("video").unwrap().codec_name, "h264");
+        assert_eq!(p.stream("audio").unwrap().codec_name, "aac");
+        let packets = video_packets(&path);
+        assert!(
+            packets[0].key,
+            "{}: first frame not a key frame",
+            path.display()
+        );
+        for w in packets.windows(2) {
+            assert!(
+                w[1].dts > w[0].dts,
+                "{}: dts not increasing",
+                path.display()
+            );
+        }
+        let mut pts: Vec<f64> = packets.iter().map(|p| p.pts).collect();
+        pts.sort_by(f64::total_cmp);
+        for w in pts.windows(2) {
+            let hole_ms = (w[1] - w[0]) * 1000.0;
+            // A missing frame would leave two frame durations; a seam may add less.
+            assert!(
+                hole_ms < 2.0 * frame_ms - 5.0,
+                "{}: {hole_ms:.1} ms between frames at {:.3} s (a lost frame at a loop seam?)",
+                path.display(),
+                w[0]
+            );
+        }
+        let span_ms = video_span(&path) * 1000.0;
+        assert!(
+            (span_ms - d).abs() <= frame_ms + 1.0,
+            "{}: index says {d} ms, ffprobe {span_ms:.1} ms",
+            path.display()
+        );
+    }
+    for w in rows.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1);
+        let gap = (w[1].start_ms - w[0].end_ms) as f64;
+        assert!(
+            gap.abs() <= frame_ms + SLACK_MS,
+            "seq {} -> {}: {gap} ms gap/overlap",
+            w[0].seq,
+            w[1].seq
+        );
+    }
+    rows.len()
+}
