@@ -1,1 +1,191 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The `edgerec` command line. This is the binary's edge: errors become messages and exit
+//! codes here (`anyhow` is allowed only here and in tests).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{self, Config};
+use crate::store::{SegmentRow, Store};
+
+/// edgerec: an edge video recorder for cameras and pushed streams.
+#[derive(Parser, Debug)]
+#[command(name = "edgerec", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Record every stream the config selects until SIGTERM/SIGINT.
+    Run {
+        /// Config file (TOML).
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file without recording.
+    Check {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+    },
+    /// Config helpers.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCmd,
+    },
+    /// Index maintenance (run while the recorder is stopped).
+    Index {
+        #[command(subcommand)]
+        what: IndexCmd,
+    },
+    /// List recorded segments from the index (run while the recorder is stopped, or it
+    /// reports that the index is in use).
+    Segments {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print a commented default config.
+    Default,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IndexCmd {
+    /// Rebuild the index from the segment files alone.
+    Rebuild {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = load(&config)?;
+            init_logging(&cfg.log.level);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(8)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let clock: SharedClock = Arc::new(SystemClock);
+            rt.block_on(crate::daemon::run(cfg, clock))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => {
+            let cfg = load(&config)?;
+            let recorded = cfg
+                .streams
+                .iter()
+                .filter(|s| crate::rules::resolve(&cfg, &s.app, &s.name).is_some())
+                .count();
+            println!(
+                "{}: ok ({} stream(s), {recorded} recorded, data in {})",
+                config.display(),
+                cfg.streams.len(),
+                cfg.storage.root.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            what: ConfigCmd::Default,
+        } => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index {
+            what: IndexCmd::Rebuild { config },
+        } => {
+            let cfg = load(&config)?;
+            let store = Store::open(&cfg.storage.root)?;
+            let report = store.rebuild_index()?;
+            println!("{report:?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Segments {
+            config,
+            stream,
+            json,
+        } => {
+            let cfg = load(&config)?;
+            // A running recorder holds the index: ask it; otherwise read the index directly.
+            let rows: Vec<SegmentRow> = match crate::control::request(&cfg.storage.root, "segments")? {
+                Some(answer) => serde_json::from_str(&answer).with_context(|| {
+                    format!("unexpected answer from the running recorder: {answer}")
+                })?,
+                None => Store::open(&cfg.storage.root)?.segments()?,
+            };
+            let rows: Vec<_> = rows
+                .into_iter()
+                .filter(|r| stream.as_deref().is_none_or(|s| r.stream == s))
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} path",
+                    "stream", "seq", "start_ms", "dur_ms", "bytes", "state"
+                );
+                for r in rows {
+                    println!(
+                        "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} {}",
+                        r.stream,
+                        r.seq,
+                        r.start_ms,
+                        r.duration_ms,
+                        r.bytes,
+                        format!("{:?}", r.state).to_lowercase(),
+                        r.files
+                            .first()
+                            .map(|f| f.path.display().to_string())
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

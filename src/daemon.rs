@@ -1,1 +1,205 @@
-//! (being written)
+//! The running recorder: startup, the stream tasks, retention, signals and ordered shutdown.
+//!
+//! Startup: open the store → recover torn segments → first retention pass → start one task
+//! per recorded stream (then the recorder is "ready"). Shutdown has one path: the first
+//! SIGTERM/SIGINT cancels the token every task holds; each stream closes its open segment
+//! cleanly; the daemon waits for every task, then closes the index. A second signal exits
+//! at once (the torn segment is recovered at the next start).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::recorder::StreamRecorder;
+use crate::retention::{self, AllowAll, Candidate, Limits};
+use crate::rules;
+use crate::source::SourceSpec;
+use crate::store::{SegmentState, Store};
+
+/// Record until a signal arrives. Returns after every task has finished.
+pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
+    let root = cfg.storage.root.clone();
+    let store = {
+        let r = root.clone();
+        tokio::task::spawn_blocking(move || Store::open(&r))
+            .await?
+            .with_context(|| format!("cannot use the data directory {}", root.display()))?
+    };
+    let store = Arc::new(store);
+    let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+    {
+        let store = store.clone();
+        let now = clock.wall_ms();
+        let report = tokio::task::spawn_blocking(move || store.recover(now))
+            .await?
+            .context("recovery failed")?;
+        for r in &report.recovered {
+            warn!(stream = %r.stream, seq = r.seq, duration_ms = r.duration_ms, "recovered a segment torn by a crash or power cut");
+        }
+        for r in &report.adopted {
+            info!(stream = %r.stream, seq = r.seq, "adopted a segment file missing from the index");
+        }
+        for p in &report.removed {
+            info!(path = %p.display(), "removed an unrecoverable partial file");
+        }
+    }
+    retention_pass(&store, &cfg, clock.wall_ms()).await;
+
+    let cancel = CancellationToken::new();
+    let closed = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    let mut recording = 0usize;
+    for s in &cfg.streams {
+        let Some(template) = rules::resolve(&cfg, &s.app, &s.name) else {
+            info!(stream = %s.name, "not recorded: no rule selects a template with formats");
+            continue;
+        };
+        let spec = match SourceSpec::parse(&s.source) {
+            Ok(spec) => spec,
+            Err(e) => {
+                error!(stream = %s.name, error = %e, "bad source; stream skipped");
+                continue;
+            }
+        };
+        let rec = StreamRecorder {
+            device: cfg.device_id.clone(),
+            app: s.app.clone(),
+            name: s.name.clone(),
+            spec,
+            template: template.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            cancel: cancel.child_token(),
+            closed: closed.clone(),
+        };
+        let span = info_span!("stream", name = %s.name);
+        tasks.spawn(rec.run().instrument(span));
+        recording += 1;
+    }
+    info!(
+        streams = recording,
+        data = %abs_root.display(),
+        "edgerec ready: recording {recording} stream(s) into {}",
+        abs_root.display()
+    );
+
+    let control = tokio::spawn(crate::control::serve(store.clone(), cancel.child_token()));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(cfg.storage.retention_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms()).await,
+            _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms()).await,
+            r = tasks.join_next(), if !tasks.is_empty() => {
+                if let Some(Err(e)) = r {
+                    error!(error = %e, "a stream task died");
+                }
+            }
+        }
+    }
+    info!("shutting down: closing open segments");
+    cancel.cancel();
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => if r.is_none() { break },
+            _ = sigterm.recv() => second_signal(),
+            _ = sigint.recv() => second_signal(),
+        }
+    }
+    let _ = control.await;
+    drop(store);
+    info!("stopped");
+    Ok(())
+}
+
+fn second_signal() -> ! {
+    warn!("second signal: exiting now; the open segments are recovered at the next start");
+    std::process::exit(130);
+}
+
+/// One retention pass: plan with the pure policy, delete by the store's protocol.
+pub async fn retention_pass(store: &Arc<Store>, cfg: &Config, now_ms: i64) {
+    let store = store.clone();
+    let limits = limits_of(cfg);
+    let res = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
+        let rows = store.segments()?;
+        let mut closed = Vec::new();
+        let mut open_bytes = 0u64;
+        for r in rows {
+            match r.state {
+                SegmentState::Closed => closed.push(Candidate {
+                    id: r.id,
+                    stream: r.stream.clone(),
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                    bytes: r.bytes,
+                    uploaded: false,
+                }),
+                SegmentState::Writing => open_bytes += open_size(store.root(), &r),
+                SegmentState::Deleting => {}
+            }
+        }
+        let disk = store.disk()?;
+        let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &AllowAll);
+        let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
+        let freed = if ids.is_empty() { 0 } else { store.delete(&ids)? };
+        Ok((ids.len(), freed, plan.unmet))
+    })
+    .await;
+    match res {
+        Ok(Ok((n, freed, unmet))) => {
+            if n > 0 {
+                info!(segments = n, bytes = freed, "retention evicted the oldest segments");
+            }
+            if let Some(reason) = unmet {
+                warn!(?reason, "retention cannot meet a storage limit: nothing left that may be evicted");
+            }
+        }
+        Ok(Err(e)) => error!(error = %e, "retention pass failed"),
+        Err(e) => error!(error = %e, "retention task failed"),
+    }
+}
+
+fn limits_of(cfg: &Config) -> Limits {
+    let per_stream: HashMap<String, u64> = cfg
+        .streams
+        .iter()
+        .filter_map(|s| s.max_bytes.map(|b| (s.name.clone(), b)))
+        .collect();
+    Limits {
+        max_bytes: cfg.storage.max_bytes,
+        per_stream,
+        min_free: cfg.storage.min_free,
+        max_age: cfg.storage.max_age,
+    }
+}
+
+/// Bytes on disk of a segment still being written.
+fn open_size(root: &Path, row: &crate::store::SegmentRow) -> u64 {
+    row.files
+        .iter()
+        .map(|f| {
+            let p = root.join(&f.path);
+            let part = p.with_extension(format!(
+                "{}.part",
+                p.extension().and_then(|e| e.to_str()).unwrap_or("")
+            ));
+            std::fs::metadata(&part)
+                .or_else(|_| std::fs::metadata(&p))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
+        .sum()
+}

@@ -27,9 +27,11 @@
 //! - [`cli`]: the `edgerec` command line.
 //! - [`clock`]: injected wall and monotonic time.
 
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod format;
 pub mod frame;
