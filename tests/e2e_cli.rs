@@ -214,3 +214,57 @@ fn an_unreachable_or_refused_camera_does_not_stop_the_other_stream() {
         assert_decodes(&root.join(&r.files[0].path));
     }
 }
+
+#[test]
+fn segments_json_has_the_documented_fields() {
+    let dir = workdir("cli_segments_json");
+    let root = dir.path().join("data");
+    let clip = clip(&ClipSpec::h264(4, 1));
+    let cfg = TestConfig {
+        interval: "1s".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream(
+        "s",
+        &format!("file:{}?loop=true&realtime=false", clip.display()),
+    )
+    .write(&dir.path().join("edgerec.toml"));
+    let mut daemon = Daemon::start(&cfg);
+    let some = wait_until(Duration::from_secs(20), || segment_files(&root).len() >= 2);
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(some && status.success(), "log:\n{}", daemon.log());
+
+    let out = cli(
+        &["segments", "--config", cfg.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let rows = v.as_array().expect("a JSON array");
+    assert!(rows.len() >= 2, "{rows:?}");
+    for r in rows {
+        for key in [
+            "id",
+            "stream",
+            "seq",
+            "start_ms",
+            "end_ms",
+            "duration_ms",
+            "bytes",
+        ] {
+            assert!(r.get(key).is_some(), "row lacks {key}: {r}");
+        }
+        assert_eq!(r["state"], "closed", "state is \"closed\"/\"writing\": {r}");
+        assert_eq!(r["recovered"], false, "{r}");
+        let files = r["files"].as_array().expect("files array");
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0]["format"], "fmp4");
+        let path = files[0]["path"].as_str().expect("relative path");
+        assert!(
+            !path.starts_with('/'),
+            "path is relative to storage.root: {path}"
+        );
+        assert!(root.join(path).is_file(), "{path} not under the root");
+        assert!(files[0]["bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+    }
+}

@@ -507,9 +507,15 @@ pub struct SegmentRow {
     pub end_ms: i64,
     pub duration_ms: i64,
     pub bytes: u64,
+    /// `closed` / `writing` (lower-cased here; `e2e_cli` checks the raw spelling).
+    #[serde(deserialize_with = "lowercase")]
     pub state: String,
     pub recovered: bool,
     pub files: Vec<FileRow>,
+}
+
+fn lowercase<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.to_ascii_lowercase())
 }
 
 /// The index rows (`edgerec segments --config F --json`), sorted by stream then seq.
