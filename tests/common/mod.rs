@@ -802,6 +802,23 @@ pub fn video_packets(path: &Path) -> Vec<Packet> {
         .collect()
 }
 
+/// md5 of every decoded video frame (ffmpeg's `framemd5` muxer), in presentation order:
+/// compares pictures, not containers, so a lost, repeated or reordered frame shows.
+pub fn frame_hashes(path: &Path) -> Vec<String> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0:v:0", "-f", "framemd5", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "framemd5 of {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit(',').next().map(|h| h.trim().to_owned()))
+        .collect()
+}
+
 /// Video duration of a file from its packets: last pts + duration − first pts (seconds).
 pub fn video_span(path: &Path) -> f64 {
     let p = video_packets(path);
