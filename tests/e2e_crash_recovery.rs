@@ -6,6 +6,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -21,6 +23,27 @@ struct Torn {
     fragments: usize,
     /// Bytes up to the end of the last complete fragment.
     complete_bytes: u64,
+    /// Identity of the file at the kill: a later segment may reuse the name (names have
+    /// one-second resolution) and even the inode number, but not both with the same birth
+    /// time; recovery renames, so a recovered file keeps its identity.
+    ino: FileId,
+}
+
+/// Inode number and birth time (0 where the filesystem has no birth time: the change
+/// time would not do, a rename changes it).
+type FileId = (u64, i128);
+
+/// Identity of `path`, if it exists.
+fn inode(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    let born = match m.created() {
+        Ok(t) => t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    Some((m.ino(), born))
 }
 
 #[test]
@@ -61,21 +84,19 @@ fn kill_9_at_random_moments_never_loses_closed_segments_and_recovers_torn_ones()
 
         // The segments torn by the previous kill were recovered by this run's start-up.
         for t in pending.drain(..) {
-            assert!(
-                !root.join(format!("{}.part", t.path)).exists(),
+            let part = root.join(format!("{}.part", t.path));
+            assert_ne!(
+                inode(&part),
+                Some(t.ino),
                 "{ctx}: {}.part is still there after a restart; log:\n{}",
                 t.path,
                 daemon.log()
             );
             if t.fragments == 0 {
-                assert!(
-                    row_of(&t.path).is_none(),
-                    "{ctx}: empty torn segment kept: {}",
-                    t.path
-                );
-                assert!(
-                    !root.join(&t.path).exists(),
-                    "{ctx}: empty torn file kept: {}",
+                assert_ne!(
+                    inode(&root.join(&t.path)),
+                    Some(t.ino),
+                    "{ctx}: torn segment without a complete fragment kept: {}",
                     t.path
                 );
                 continue;
@@ -99,6 +120,12 @@ fn kill_9_at_random_moments_never_loses_closed_segments_and_recovers_torn_ones()
                 "{ctx}: {} lost complete fragments ({len} < {} bytes)",
                 t.path,
                 t.complete_bytes
+            );
+            assert_eq!(
+                inode(&file),
+                Some(t.ino),
+                "{ctx}: {} is not the torn file",
+                t.path
             );
             assert_decodes(&file);
             let p = probe(&file);
@@ -173,11 +200,13 @@ fn kill_9_at_random_moments_never_loses_closed_segments_and_recovers_torn_ones()
                 root.join(&path)
             };
             let (fragments, complete_bytes) = complete_fragments(&file);
+            let ino = inode(&file).unwrap();
             torn_ever.insert(path.clone());
             pending.push(Torn {
                 path,
                 fragments,
                 complete_bytes,
+                ino,
             });
         }
     }
@@ -199,7 +228,15 @@ fn kill_9_at_random_moments_never_loses_closed_segments_and_recovers_torn_ones()
     let rows = segments(&cfg);
     assert_index_matches_disk(&root, &rows);
     for t in &pending {
-        if t.fragments > 0 {
+        if t.fragments == 0 {
+            assert_ne!(inode(&root.join(&t.path)), Some(t.ino), "{} kept", t.path);
+        } else {
+            assert_eq!(
+                inode(&root.join(&t.path)),
+                Some(t.ino),
+                "{} not recovered",
+                t.path
+            );
             let row = rows
                 .iter()
                 .find(|r| r.files.iter().any(|f| f.path == t.path));
