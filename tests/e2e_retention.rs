@@ -1,6 +1,6 @@
 //! End to end: retention against a real recording. A quota of a few segments keeps the
-//! newest ones and deletes the oldest first; `min_free = "100%"` (more free space than any
-//! disk can have) evicts every closed segment. The index always agrees with the disk.
+//! newest ones and deletes the oldest first; `min_free = "99%"` (more free space than the
+//! disk has) evicts every closed segment. The index always agrees with the disk.
 
 mod common;
 
@@ -21,18 +21,18 @@ fn bytes_on_disk(root: &Path) -> u64 {
 
 #[test]
 fn quota_keeps_the_newest_segments_and_deletes_the_oldest_first() {
-    // ~100 KB/s clip, 1 s segments: a 450 KiB quota holds about four of them.
+    // ~100 KB/s clip, 2 s segments of ~200 KB: a 600 KiB quota holds about three.
     let spec = ClipSpec::h264(10, 1);
     let clip = clip(&spec);
     let dir = workdir("retention_quota");
     let root = dir.path().join("data");
-    let quota: u64 = 450 * 1024;
+    let quota: u64 = 600 * 1024;
     let cfg = TestConfig {
-        interval: "1s".into(),
+        interval: "2s".into(),
         fragment: "500ms".into(),
-        max_bytes: "450KiB".into(),
+        max_bytes: "600KiB".into(),
         min_free: "1MiB".into(),
-        retention_interval: "500ms".into(),
+        retention_interval: "1s".into(),
         ..TestConfig::new(&root)
     }
     .stream("cam", &format!("file:{}?loop=true", clip.display()))
@@ -44,7 +44,7 @@ fn quota_keeps_the_newest_segments_and_deletes_the_oldest_first() {
     let mut size: HashMap<String, u64> = HashMap::new();
     let mut peak = 0u64;
     let mut violations = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(14);
+    let deadline = Instant::now() + Duration::from_secs(18);
     while Instant::now() < deadline {
         for p in segment_files(&root) {
             if let Ok(m) = std::fs::metadata(root.join(&p)) {
@@ -59,7 +59,7 @@ fn quota_keeps_the_newest_segments_and_deletes_the_oldest_first() {
         let total = bytes_on_disk(&root);
         peak = peak.max(total);
         // Quota, plus the segment being written, plus one just closed that the next pass
-        // (every 500 ms) has not evicted yet.
+        // (every 1 s, segments every 2 s) has not evicted yet.
         if total > quota + 2 * largest {
             violations.push((total, largest));
         }
@@ -86,13 +86,13 @@ fn quota_keeps_the_newest_segments_and_deletes_the_oldest_first() {
         "{total} bytes left after stop, quota {quota} (+ {largest} for the segment closed by the stop)"
     );
     assert!(
-        seen.len() >= 10,
-        "~14 s at 1 s per segment made only {} segments",
+        seen.len() >= 7,
+        "~18 s at 2 s per segment made only {} segments",
         seen.len()
     );
     let gone: Vec<&String> = seen.iter().filter(|p| !left.contains(p)).collect();
     assert!(
-        gone.len() >= 4,
+        gone.len() >= 3,
         "quota should have evicted several segments, evicted {gone:?}"
     );
     // Oldest first: what was deleted is exactly the oldest part of what was recorded.
@@ -112,17 +112,34 @@ fn quota_keeps_the_newest_segments_and_deletes_the_oldest_first() {
     }
 }
 
+/// Free fraction of the filesystem holding `path`.
+fn free_fraction(path: &Path) -> f64 {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: statvfs fills the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs {}", path.display());
+    st.f_bavail as f64 / st.f_blocks as f64
+}
+
 #[test]
-fn min_free_above_what_any_disk_has_evicts_every_closed_segment() {
+fn min_free_above_what_the_disk_has_evicts_every_closed_segment() {
     let spec = ClipSpec::h264(10, 1);
     let clip = clip(&spec);
     let dir = workdir("retention_min_free");
     let root = dir.path().join("data");
+    // "100%" would be the obvious value, but check refuses it ("less than 100%"); 99% is
+    // more than any disk holding a build tree has free.
+    let free = free_fraction(dir.path());
+    assert!(
+        free < 0.99,
+        "this test needs a disk less than 99% free, it is {free:.3}"
+    );
     let cfg = TestConfig {
         interval: "1s".into(),
         fragment: "500ms".into(),
-        min_free: "100%".into(),
-        retention_interval: "500ms".into(),
+        min_free: "99%".into(),
+        retention_interval: "1s".into(),
         ..TestConfig::new(&root)
     }
     .stream("cam", &format!("file:{}?loop=true", clip.display()))
@@ -131,18 +148,24 @@ fn min_free_above_what_any_disk_has_evicts_every_closed_segment() {
     let check = cli(&["check", "--config", cfg.to_str().unwrap()], dir.path());
     assert_eq!(
         check.code, 0,
-        "min_free = \"100%\" must be accepted: {}",
+        "min_free = \"99%\" must be accepted: {}",
         check.stderr
     );
 
     let mut daemon = Daemon::start(&cfg);
-    let mut seen = std::collections::BTreeSet::new();
+    // Working files show that recording goes on (closed ones may vanish between polls).
+    let mut written = std::collections::BTreeSet::new();
     let mut most_at_once = 0;
     let deadline = Instant::now() + Duration::from_secs(8);
     while Instant::now() < deadline {
         let now = segment_files(&root);
         most_at_once = most_at_once.max(now.len());
-        seen.extend(now);
+        written.extend(now);
+        written.extend(
+            part_files(&root)
+                .iter()
+                .map(|p| p.trim_end_matches(".part").to_owned()),
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Let a retention pass run after the last close we may have seen.
@@ -152,11 +175,14 @@ fn min_free_above_what_any_disk_has_evicts_every_closed_segment() {
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
 
-    assert!(seen.len() >= 3, "recording made only {seen:?}");
-    // Closed segments live at most until the next pass (500 ms, 1 s segments): never more
-    // than one at a time.
     assert!(
-        most_at_once <= 1,
+        written.len() >= 5,
+        "8 s of 1 s segments made only {written:?}"
+    );
+    // Closed segments live at most until the next pass (every 1 s, 1 s segments): never
+    // more than two at a time.
+    assert!(
+        most_at_once <= 2,
         "{most_at_once} closed segments coexisted although min_free can never be met"
     );
     assert!(at_end.len() <= 1, "closed segments kept: {at_end:?}");
