@@ -1,1 +1,74 @@
-//! (being written)
+//! Where frames come from: RTSP cameras (pulled with retina) and MP4 files replayed as
+//! cameras.
+//!
+//! The config's source string is parsed into a [`SourceSpec`]; [`Source::open`] connects
+//! or opens it and [`Source::next`] yields [`Frame`]s until the stream ends or fails. A source
+//! never retries by itself: the recorder supervises it and reopens with backoff, asking
+//! [`SourceError::is_permanent`] how long to wait.
+//!
+//! Every frame is in MP4 form (see [`crate::frame`]); the first frame is a video key frame
+//! when there is video; a new `Arc<StreamParams>` appears only when parameters change.
+//! Credentials never appear in logs or errors: everything shown goes through
+//! [`crate::redact::redact_url`].
+//!
+//! # Layout
+//!
+//! - [`spec`]: parsing source strings (`rtsp://...`, `file:...`).
+//! - `rtsp`: the retina session (the only file that knows retina).
+//! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
+//!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries.
+
+mod error;
+mod file;
+mod mp4_entry;
+mod mp4_reader;
+mod mp4_table;
+mod rtsp;
+pub mod spec;
+
+pub use error::SourceError;
+pub use spec::{SourceSpec, Transport};
+
+use crate::clock::SharedClock;
+use crate::frame::Frame;
+
+/// An open source of frames.
+pub struct Source {
+    inner: Inner,
+}
+
+enum Inner {
+    Rtsp(Box<rtsp::RtspSource>),
+    File(file::FileSource),
+}
+
+impl Source {
+    /// Connects to the camera (DESCRIBE, SETUP, PLAY) or opens and checks the file.
+    ///
+    /// The clock paces file replay; RTSP timestamps come from the camera.
+    pub async fn open(spec: &SourceSpec, clock: SharedClock) -> Result<Source, SourceError> {
+        let inner = match spec {
+            SourceSpec::Rtsp { url, transport } => {
+                Inner::Rtsp(Box::new(rtsp::RtspSource::open(url, *transport).await?))
+            }
+            SourceSpec::File {
+                path,
+                looping,
+                realtime,
+            } => Inner::File(file::FileSource::open(path, *looping, *realtime, clock).await?),
+        };
+        Ok(Source { inner })
+    }
+
+    /// Next frame; `Ok(None)` = clean end of stream (a file without loop). An RTSP session
+    /// that ends is an error ([`SourceError::Closed`]), since a camera should not stop.
+    ///
+    /// Cancel-safe: if the returned future is dropped before it completes, no frame is
+    /// lost, so it can sit in a `tokio::select!` beside a shutdown signal or a timer.
+    pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
+        match &mut self.inner {
+            Inner::Rtsp(s) => s.next().await,
+            Inner::File(s) => s.next().await,
+        }
+    }
+}

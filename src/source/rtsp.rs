@@ -1,0 +1,381 @@
+//! RTSP pull with retina. All retina-specific code lives here.
+//!
+//! One [`RtspSource`] is one RTSP session: `DESCRIBE`, `SETUP` of the first H.264/H.265
+//! video stream and the first AAC audio stream (others are skipped with one warning), `PLAY`,
+//! then depacketized frames. There is no reconnect loop here: any failure is returned and
+//! the recorder decides when to try again.
+//!
+//! # Timestamps
+//!
+//! `dts`/`pts` are retina's [`Timestamp::elapsed`](retina::Timestamp::elapsed), in the RTP
+//! clock rate (90 kHz video, the sample rate for AAC). With
+//! `InitialTimestampPolicy::Permissive`, streams are aligned through the `RTP-Info` header
+//! when the camera sends it for all of them. RTP carries no decode time, so `dts == pts`
+//! (IP cameras practically never send B-frames); should a camera's timestamps ever step
+//! backwards, `dts` is held at the previous value so it never decreases.
+//!
+//! # Start and parameter changes
+//!
+//! Frames are dropped until every chosen track has parameters and a video key frame arrives,
+//! so the first frame out is a key frame. A new `Arc<StreamParams>` is made only when a
+//! track's parameters really change (retina's `has_new_parameters`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use retina::client::{
+    Credentials, Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions,
+    SetupOptions, TcpTransportOptions, UdpTransportOptions,
+};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+
+use super::{SourceError, Transport};
+use crate::frame::{
+    AudioCodec, AudioParams, Frame, StreamParams, TrackParams, VideoCodec, VideoParams,
+};
+use crate::redact::redact_url;
+
+/// Longest wait for each of DESCRIBE (including the TCP connect), SETUP and PLAY.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest silence (no frame, no RTCP) before the session counts as lost.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A playing RTSP session.
+pub struct RtspSource {
+    /// The URL with credentials redacted, for errors and logs.
+    shown: String,
+    demuxed: Pin<Box<Demuxed>>,
+    /// Retina stream index -> our track index.
+    track_of: Vec<Option<usize>>,
+    /// Our track index -> retina stream index.
+    stream_of: Vec<usize>,
+    tracks: Vec<Option<TrackParams>>,
+    params: Option<Arc<StreamParams>>,
+    started: bool,
+    last_dts: Vec<i64>,
+}
+
+impl RtspSource {
+    /// Connects, chooses streams, sets them up and starts playing.
+    pub async fn open(url: &url::Url, transport: Transport) -> Result<RtspSource, SourceError> {
+        let shown = redact_url(url.as_str());
+        let (clean, creds) = split_credentials(url);
+        let options = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("edgerec/{}", env!("CARGO_PKG_VERSION")));
+        let mut session = within(&shown, "connecting and sending DESCRIBE", async {
+            Session::describe(clean, options).await
+        })
+        .await?;
+
+        let mut video = None;
+        let mut audio = None;
+        let mut skipped = Vec::new();
+        let mut offered = Vec::new();
+        for (i, s) in session.streams().iter().enumerate() {
+            let name = format!("{}/{}", s.media(), s.encoding_name());
+            match (s.media(), s.encoding_name()) {
+                ("video", "h264" | "h265") if video.is_none() => video = Some(i),
+                ("audio", "mpeg4-generic") if audio.is_none() && s.parameters().is_some() => {
+                    audio = Some(i)
+                }
+                _ => skipped.push(name.clone()),
+            }
+            offered.push(name);
+        }
+        let stream_of: Vec<usize> = video.into_iter().chain(audio).collect();
+        if stream_of.is_empty() {
+            return Err(SourceError::UnsupportedCodec {
+                source_name: shown,
+                offered: if offered.is_empty() {
+                    "the camera offers no streams".into()
+                } else {
+                    format!("the camera offers {}", offered.join(", "))
+                },
+            });
+        }
+        if !skipped.is_empty() {
+            tracing::warn!(url = %shown, skipped = %skipped.join(", "), "not recording these camera streams");
+        }
+        for &i in &stream_of {
+            let t = match transport {
+                Transport::Tcp => retina::client::Transport::Tcp(TcpTransportOptions::default()),
+                Transport::Udp => retina::client::Transport::Udp(UdpTransportOptions::default()),
+            };
+            let options = SetupOptions::default()
+                .transport(t)
+                .frame_format(FrameFormat::MP4);
+            within(&shown, "sending SETUP", session.setup(i, options)).await?;
+        }
+        let play = PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive);
+        let playing = within(&shown, "sending PLAY", session.play(play)).await?;
+        let demuxed = playing.demuxed().map_err(|e| map_error(&shown, e))?;
+        tracing::info!(url = %shown, tracks = stream_of.len(), transport = ?transport, "RTSP session playing");
+
+        let mut track_of = vec![None; demuxed.streams().len()];
+        for (track, &stream) in stream_of.iter().enumerate() {
+            track_of[stream] = Some(track);
+        }
+        Ok(RtspSource {
+            shown,
+            demuxed: Box::pin(demuxed),
+            track_of,
+            tracks: vec![None; stream_of.len()],
+            last_dts: vec![i64::MIN; stream_of.len()],
+            stream_of,
+            params: None,
+            started: false,
+        })
+    }
+
+    /// The next frame. Cancel-safe: retina's stream keeps its place if this future is
+    /// dropped.
+    pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
+        loop {
+            let item = match tokio::time::timeout(STALL_TIMEOUT, self.demuxed.next()).await {
+                Err(_) => {
+                    return Err(SourceError::Timeout {
+                        url: self.shown.clone(),
+                        during: "waiting for media",
+                        secs: STALL_TIMEOUT.as_secs(),
+                    })
+                }
+                Ok(None) => {
+                    return Err(SourceError::Closed {
+                        url: self.shown.clone(),
+                    })
+                }
+                Ok(Some(Err(e))) => return Err(map_error(&self.shown, e)),
+                Ok(Some(Ok(item))) => item,
+            };
+            match item {
+                CodecItem::VideoFrame(f) => {
+                    let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
+                        continue;
+                    };
+                    if f.has_new_parameters() || self.params.is_none() {
+                        self.refresh_params()?;
+                    }
+                    if !self.started {
+                        if !f.is_random_access_point() || self.params.is_none() {
+                            continue;
+                        }
+                        self.started = true;
+                    }
+                    let dts = self.monotonic(track, f.timestamp().elapsed());
+                    let keyframe = f.is_random_access_point();
+                    if let Some(params) = &self.params {
+                        return Ok(Some(Frame {
+                            params: params.clone(),
+                            track,
+                            dts,
+                            pts: dts,
+                            keyframe,
+                            data: Bytes::from(f.into_data()),
+                        }));
+                    }
+                }
+                CodecItem::AudioFrame(f) => {
+                    let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
+                        continue;
+                    };
+                    if !self.started {
+                        continue;
+                    }
+                    let dts = self.monotonic(track, f.timestamp().elapsed());
+                    if let Some(params) = &self.params {
+                        return Ok(Some(Frame {
+                            params: params.clone(),
+                            track,
+                            dts,
+                            pts: dts,
+                            keyframe: true,
+                            // retina keeps audio as `Bytes` but only lends it out.
+                            data: Bytes::copy_from_slice(f.data()),
+                        }));
+                    }
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Keeps `dts` from going backwards on a track.
+    fn monotonic(&mut self, track: usize, ts: i64) -> i64 {
+        let dts = ts.max(self.last_dts[track]);
+        self.last_dts[track] = dts;
+        dts
+    }
+
+    /// Re-reads every chosen track's parameters from retina; makes a new `Arc` only if one
+    /// changed. Leaves `params` empty while a track has none yet.
+    fn refresh_params(&mut self) -> Result<(), SourceError> {
+        let mut changed = false;
+        for (track, &stream) in self.stream_of.iter().enumerate() {
+            let s = &self.demuxed.streams()[stream];
+            let new = match s.parameters() {
+                Some(p) => Some(track_params(p, s.clock_rate_hz()).map_err(|reason| {
+                    SourceError::Rtsp {
+                        url: self.shown.clone(),
+                        reason,
+                    }
+                })?),
+                None => None,
+            };
+            if new != self.tracks[track] {
+                self.tracks[track] = new;
+                changed = true;
+            }
+        }
+        if changed || self.params.is_none() {
+            self.params = self
+                .tracks
+                .iter()
+                .cloned()
+                .collect::<Option<Vec<_>>>()
+                .map(|tracks| Arc::new(StreamParams { tracks }));
+        }
+        Ok(())
+    }
+}
+
+/// Our description of a retina stream's parameters.
+fn track_params(p: ParametersRef<'_>, clock_rate: u32) -> Result<TrackParams, String> {
+    match p {
+        ParametersRef::Video(v) => {
+            let codec = match v.codec_params() {
+                VideoParametersCodec::H264 { .. } => VideoCodec::H264,
+                VideoParametersCodec::H265 { .. } => VideoCodec::H265,
+                other => return Err(format!("unexpected video parameters {other:?}")),
+            };
+            let (w, h) = v.pixel_dimensions();
+            let too_big = || format!("video size {w}x{h} is too large");
+            Ok(TrackParams::Video(VideoParams {
+                codec,
+                width: u16::try_from(w).map_err(|_| too_big())?,
+                height: u16::try_from(h).map_err(|_| too_big())?,
+                config: Bytes::copy_from_slice(v.extra_data()),
+                rfc6381: v.rfc6381_codec().to_string(),
+                timescale: clock_rate,
+            }))
+        }
+        ParametersRef::Audio(a) => Ok(TrackParams::Audio(AudioParams {
+            codec: AudioCodec::Aac,
+            sample_rate: a.clock_rate(),
+            channels: a.channels().get(),
+            config: Bytes::copy_from_slice(a.extra_data()),
+            timescale: a.clock_rate(),
+            frame_samples: a.frame_length().map_or(1024, |n| n.get()),
+        })),
+        ParametersRef::Message(_) => Err("a metadata stream was set up as media".into()),
+    }
+}
+
+/// Runs one RTSP request with [`REQUEST_TIMEOUT`], mapping errors.
+async fn within<T>(
+    shown: &str,
+    during: &'static str,
+    fut: impl std::future::Future<Output = Result<T, retina::Error>>,
+) -> Result<T, SourceError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|e| map_error(shown, e)),
+        Err(_) => Err(SourceError::Timeout {
+            url: shown.to_string(),
+            during,
+            secs: REQUEST_TIMEOUT.as_secs(),
+        }),
+    }
+}
+
+/// Sorts a retina error into our variants, with credentials redacted from its text.
+fn map_error(shown: &str, e: retina::Error) -> SourceError {
+    if let Some(status @ (401 | 403)) = e.status_code() {
+        return SourceError::Auth {
+            url: shown.to_string(),
+            status,
+        };
+    }
+    let text = redact_url(&e.to_string());
+    if let Some(reason) = text.strip_prefix("Unable to connect to RTSP server: ") {
+        return SourceError::Connect {
+            url: shown.to_string(),
+            reason: reason.to_string(),
+        };
+    }
+    SourceError::Rtsp {
+        url: shown.to_string(),
+        reason: text
+            .split('\n')
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// The URL without userinfo, and the userinfo as retina credentials.
+fn split_credentials(url: &url::Url) -> (url::Url, Option<Credentials>) {
+    let mut clean = url.clone();
+    if url.username().is_empty() && url.password().is_none() {
+        return (clean, None);
+    }
+    // Cannot fail for a URL with a host, which SourceSpec::parse guarantees.
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    let creds = Credentials {
+        username: percent_decode(url.username()),
+        password: percent_decode(url.password().unwrap_or("")),
+    };
+    (clean, Some(creds))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_and_are_percent_decoded() {
+        let url = url::Url::parse("rtsp://ad%40min:p%3Ass@cam:554/live?ch=1").unwrap();
+        let (clean, creds) = split_credentials(&url);
+        assert_eq!(clean.as_str(), "rtsp://cam:554/live?ch=1");
+        let creds = creds.unwrap();
+        assert_eq!(creds.username, "ad@min");
+        assert_eq!(creds.password, "p:ss");
+    }
+
+    #[test]
+    fn url_without_credentials_gives_none() {
+        let url = url::Url::parse("rtsp://cam/live").unwrap();
+        let (clean, creds) = split_credentials(&url);
+        assert_eq!(clean, url);
+        assert!(creds.is_none());
+    }
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes() {
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("%"), "%");
+    }
+}
