@@ -134,3 +134,28 @@ fn config_in_the_docs_is_the_default_config() {
     let len = doc[start..].find("```").unwrap();
     assert_eq!(&doc[start..start + len], DEFAULT_TOML);
 }
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+#[test]
+fn readme_shows_the_example_config_as_written() {
+    let readme = readme();
+    let start = readme.find("```toml\n").expect("a toml block in README") + "```toml\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let block = &readme[start..start + len];
+    assert_eq!(block.trim(), EXAMPLE.trim());
+    Config::from_toml_str(block).unwrap();
+}
+
+#[test]
+fn readme_documents_every_key_of_the_default_config() {
+    let readme = readme();
+    for k in keys_in(DEFAULT_TOML) {
+        assert!(
+            readme.contains(&format!("`{k}`")),
+            "README.md does not document `{k}`"
+        );
+    }
+}
