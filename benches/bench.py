@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Measures edgerec against ffmpeg recording the same RTSP streams; see benches/bench.sh.
+
+For each stream count N: edgerec records N streams (one process), then N ffmpeg processes
+each record one stream (`-c copy -f segment -segment_time 10`), each for --seconds. Per
+whole process (summed over the ffmpeg processes) we read from /proc just before stopping:
+CPU time (utime+stime, /proc/PID/stat), peak RSS (VmHWM, /proc/PID/status), bytes written
+(write_bytes and wchar) and write syscalls (syscw, /proc/PID/io). Media seconds and media
+bytes come from the recorded files (ffprobe durations, file sizes).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_counters(pid):
+    """CPU seconds, VmHWM bytes, write_bytes, wchar, syscw of one live process."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+    hwm = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    io = {}
+    with open("/proc/%d/io" % pid) as f:
+        for line in f:
+            k, v = line.split(":")
+            io[k.strip()] = int(v)
+    return {
+        "cpu": cpu,
+        "rss": hwm,
+        "write_bytes": io.get("write_bytes", 0),
+        "wchar": io.get("wchar", 0),
+        "syscw": io.get("syscw", 0),
+    }
+
+
+def media_of(root):
+    """(media seconds, media bytes, files) of the finished .mp4 files under root."""
+    secs, size, n = 0.0, 0, 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".mp4"):
+                continue
+            path = os.path.join(dirpath, name)
+            out = subprocess.run(
+                ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", path],
+                capture_output=True,
+                text=True,
+            )
+            try:
+                secs += float(json.loads(out.stdout)["format"]["duration"])
+            except (KeyError, ValueError):
+                pass
+            size += os.path.getsize(path)
+            n += 1
+    return secs, size, n
+
+
+def start_peer(clip):
+    port = free_port()
+    peer = subprocess.Popen(
+        ["/usr/bin/python3", os.path.join(REPO, "tests/peers/rtsp_server.py"),
+         "--port", str(port), "--mount", "/cam=" + os.path.abspath(clip)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = peer.stdout.readline().strip()
+    if line != "READY %d" % port:
+        peer.kill()
+        sys.exit("bench: RTSP peer did not start (%r)" % line)
+    return peer, "rtsp://127.0.0.1:%d/cam" % port
+
+
+def run_edgerec(binary, url, n, seconds, work):
+    root = os.path.join(work, "edgerec-%d" % n, "data")
+    shutil.rmtree(os.path.dirname(root), ignore_errors=True)
+    os.makedirs(root)
+    cfg = os.path.join(os.path.dirname(root), "edgerec.toml")
+    with open(cfg, "w") as f:
+        f.write('device_id = "bench"\n[storage]\nroot = %s\nmax_bytes = "100GiB"\n'
+                'min_free = "1GiB"\nretention_interval = "60s"\n' % json.dumps(root))
+        f.write('[[templates]]\nname = "c"\nformats = ["fmp4"]\ninterval = "10s"\n'
+                'fragment = "1s"\nnaming = "{stream}/{stream}-{start}"\n')
+        f.write('[[rules]]\ntemplate = "c"\nstream = "*"\n')
+        for i in range(n):
+            f.write('[[streams]]\nname = "s%02d"\nsource = %s\n' % (i, json.dumps(url)))
+    log = open(os.path.join(os.path.dirname(root), "edgerec.log"), "w")
+    p = subprocess.Popen([binary, "run", "--config", cfg], stdout=log, stderr=log,
+                         env=dict(os.environ, RUST_LOG="warn"))
+    time.sleep(seconds)
+    if p.poll() is not None:
+        sys.exit("bench: edgerec exited early, see %s" % log.name)
+    c = proc_counters(p.pid)
+    p.send_signal(signal.SIGTERM)
+    p.wait(60)
+    return c, root
+
+
+def run_ffmpeg(url, n, seconds, work):
+    root = os.path.join(work, "ffmpeg-%d" % n)
+    shutil.rmtree(root, ignore_errors=True)
+    procs = []
+    for i in range(n):
+        d = os.path.join(root, "s%02d" % i)
+        os.makedirs(d)
+        procs.append(subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+             "-rtsp_transport", "tcp", "-i", url, "-map", "0", "-c", "copy",
+             "-f", "segment", "-segment_time", "10", "-reset_timestamps", "1",
+             os.path.join(d, "%05d.mp4")],
+            stdin=subprocess.DEVNULL,
+        ))
+    time.sleep(seconds)
+    total = {"cpu": 0.0, "rss": 0, "write_bytes": 0, "wchar": 0, "syscw": 0}
+    for p in procs:
+        if p.poll() is not None:
+            sys.exit("bench: an ffmpeg recorder exited early")
+        for k, v in proc_counters(p.pid).items():
+            total[k] += v
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return total, root
+
+
+def measure(kind, counters, root, n, seconds):
+    secs, size, files = media_of(root)
+    return {
+        "kind": kind,
+        "n": n,
+        "cpu_per_media_s": counters["cpu"] / secs if secs else float("nan"),
+        "cpu_s": counters["cpu"],
+        "rss_mib": counters["rss"] / MIB,
+        "write_bytes": counters["write_bytes"],
+        "wchar": counters["wchar"],
+        "media_bytes": size,
+        "media_s": secs,
+        "files": files,
+        "syscw_per_s_stream": counters["syscw"] / seconds / n,
+    }
+
+
+def machine():
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    info.setdefault(k.strip().lower(), v.strip())
+    except OSError:
+        pass
+    # x86: "model name"; Raspberry Pi / Jetson (arm64): "Model" or "Hardware".
+    model = info.get("model name") or info.get("model") or info.get("hardware")
+    return "%s, nproc %d, %s %s" % (
+        model or platform.machine(), os.cpu_count(), platform.system(), platform.release())
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def report(results, args):
+    lines = [
+        "# Benchmark: edgerec vs ffmpeg recording RTSP",
+        "",
+        "Generated by `make bench` (`benches/bench.sh`, `benches/bench.py`) on %s." % (
+            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        "",
+        "- machine: %s" % machine(),
+        "- edgerec binary: `%s`" % args.edgerec,
+        "- input: 1080p30 H.264 4 Mbit/s + AAC 128 kbit/s (60 s testsrc2 clip, looped) served by",
+        "  `tests/peers/rtsp_server.py` over RTSP/TCP; every recorder pulls the same mount;",
+        "- edgerec: one process, N streams, 10 s fMP4 segments, 1 s fragments;",
+        "  ffmpeg: N processes `-rtsp_transport tcp -c copy -f segment -segment_time 10`;",
+        "- each run lasts %d s; counters are read from /proc just before stopping, summed over" % args.seconds,
+        "  the ffmpeg processes; media = the recorded files (ffprobe durations, sizes).",
+        "",
+        "| streams | recorder | CPU s / media s | CPU s | peak RSS (MiB) | write_bytes / media | wchar / media | write syscalls /s/stream | media (s) | media (MiB) | files |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append("| %d | %s | %.4f | %.2f | %.1f | %.3f | %.3f | %.2f | %.0f | %.1f | %d |" % (
+            r["n"], r["kind"], r["cpu_per_media_s"], r["cpu_s"], r["rss_mib"],
+            ratio(r["write_bytes"], r["media_bytes"]), ratio(r["wchar"], r["media_bytes"]),
+            r["syscw_per_s_stream"], r["media_s"], r["media_bytes"] / MIB, r["files"]))
+    lines += [
+        "",
+        "## Against the targets",
+        "",
+        "| streams | CPU edgerec/ffmpeg (≤ 0.25) | RSS MiB (≤ 12 + 1.5/stream) | bytes written / media (≤ 1.01) | write syscalls /s/stream (≤ 2) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    ok_all = True
+    by = {(r["n"], r["kind"]): r for r in results}
+    for n in args.streams:
+        e, f = by.get((n, "edgerec")), by.get((n, "ffmpeg"))
+        if not e or not f:
+            continue
+        cpu = ratio(e["cpu_per_media_s"], f["cpu_per_media_s"])
+        rss_limit = 12 + 1.5 * n
+        written = ratio(max(e["write_bytes"], e["wchar"]), e["media_bytes"])
+        checks = [
+            (cpu <= 0.25, "%.3f" % cpu),
+            (e["rss_mib"] <= rss_limit, "%.1f / %.1f" % (e["rss_mib"], rss_limit)),
+            (written <= 1.01, "%.3f" % written),
+            (e["syscw_per_s_stream"] <= 2, "%.2f" % e["syscw_per_s_stream"]),
+        ]
+        ok_all &= all(ok for ok, _ in checks)
+        cells = ["%s %s" % (v, "✅" if ok else "❌") for ok, v in checks]
+        lines.append("| %d | %s |" % (n, " | ".join(cells)))
+    lines += [
+        "",
+        "Ratios against ffmpeg (edgerec / ffmpeg): " + ", ".join(
+            "N=%d: CPU %.2f×, RSS %.2f×, write syscalls %.2f×" % (
+                n,
+                ratio(by[(n, "edgerec")]["cpu_per_media_s"], by[(n, "ffmpeg")]["cpu_per_media_s"]),
+                ratio(by[(n, "edgerec")]["rss_mib"], by[(n, "ffmpeg")]["rss_mib"]),
+                ratio(by[(n, "edgerec")]["syscw_per_s_stream"], by[(n, "ffmpeg")]["syscw_per_s_stream"]))
+            for n in args.streams if (n, "edgerec") in by and (n, "ffmpeg") in by) + ".",
+        "",
+        "\"bytes written\" is the larger of `write_bytes` (sent to the block layer) and `wchar`",
+        "(passed to write calls); both include the index. The RTSP peer runs on the same machine",
+        "and takes CPU of its own, the same for both recorders.",
+        "",
+    ]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print("\n".join(lines))
+    return ok_all
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--edgerec", required=True)
+    ap.add_argument("--clip", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    peer, url = start_peer(args.clip)
+    results = []
+    try:
+        for n in args.streams:
+            print("bench: %d stream(s): edgerec" % n, file=sys.stderr)
+            c, root = run_edgerec(args.edgerec, url, n, args.seconds, args.work)
+            results.append(measure("edgerec", c, root, n, args.seconds))
+            print("bench: %d stream(s): ffmpeg" % n, file=sys.stderr)
+            c, root = run_ffmpeg(url, n, args.seconds, args.work)
+            results.append(measure("ffmpeg", c, root, n, args.seconds))
+    finally:
+        peer.terminate()
+        peer.wait(10)
+    ok = report(results, args)
+    print("bench: all targets met" if ok else "bench: some targets missed (see %s)" % args.out,
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
