@@ -1,0 +1,374 @@
+//! Child processes: the RTSP test peer, `edgerec run`, one-shot `edgerec` commands, and the
+//! config files they read.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{bin, repo};
+
+/// A free TCP port on loopback (the listener is closed again; a tiny race is accepted).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned and own; no memory is involved.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Waits for `child` to exit, at most `timeout`.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` every 100 ms until it is true or `timeout` passes; returns its last answer.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The RTSP test peer (`tests/peers/rtsp_server.py`), killed on drop.
+pub struct RtspPeer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RtspPeer {
+    /// Serves each `(mount, file)` pair, looping, without authentication.
+    pub fn start(mounts: &[(&str, &Path)]) -> RtspPeer {
+        Self::start_with(mounts, None)
+    }
+
+    /// Serves the mounts, asking for `user`/`password` (basic auth) when given.
+    pub fn start_with(mounts: &[(&str, &Path)], auth: Option<(&str, &str)>) -> RtspPeer {
+        let mut last_err = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new("/usr/bin/python3");
+            cmd.arg(repo().join("tests/peers/rtsp_server.py"))
+                .args(["--port", &port.to_string()]);
+            for (m, f) in mounts {
+                cmd.arg("--mount").arg(format!("{m}={}", f.display()));
+            }
+            if let Some((u, p)) = auth {
+                cmd.args(["--user", u, "--password", p]);
+            }
+            let mut child = cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start /usr/bin/python3 tests/peers/rtsp_server.py (make test-deps)");
+            let mut line = String::new();
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            let _ = out.read_line(&mut line);
+            if line.trim() == format!("READY {port}") {
+                return RtspPeer { child, port };
+            }
+            last_err = format!("peer said {line:?}");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("RTSP peer did not start: {last_err}");
+    }
+
+    /// `rtsp://127.0.0.1:PORT/mount`.
+    pub fn url(&self, mount: &str) -> String {
+        format!(
+            "rtsp://127.0.0.1:{}/{}",
+            self.port,
+            mount.trim_start_matches('/')
+        )
+    }
+
+    /// The URL with credentials.
+    pub fn url_auth(&self, mount: &str, user: &str, password: &str) -> String {
+        format!(
+            "rtsp://{user}:{password}@127.0.0.1:{}/{}",
+            self.port,
+            mount.trim_start_matches('/')
+        )
+    }
+}
+
+impl Drop for RtspPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a test config holds; [`TestConfig::write`] turns it into TOML.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub root: PathBuf,
+    pub max_bytes: String,
+    pub min_free: String,
+    pub max_age: Option<String>,
+    pub retention_interval: String,
+    pub formats: Vec<String>,
+    pub interval: String,
+    pub fragment: String,
+    pub naming: String,
+    /// `(name, source)` pairs.
+    pub streams: Vec<(String, String)>,
+}
+
+impl TestConfig {
+    /// Defaults: 1 GiB quota, 1 MiB min free, 4 s segments, 1 s fragments, fMP4.
+    pub fn new(root: &Path) -> TestConfig {
+        TestConfig {
+            root: root.to_owned(),
+            max_bytes: "1GiB".into(),
+            min_free: "1MiB".into(),
+            max_age: None,
+            retention_interval: "1s".into(),
+            formats: vec!["fmp4".into()],
+            interval: "4s".into(),
+            fragment: "1s".into(),
+            naming: "{stream}/{YYYY}/{MM}/{DD}/{stream}-{start}".into(),
+            streams: Vec::new(),
+        }
+    }
+
+    /// Adds a stream.
+    pub fn stream(mut self, name: &str, source: &str) -> TestConfig {
+        self.streams.push((name.into(), source.into()));
+        self
+    }
+
+    /// The TOML text.
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| serde_json::to_string(s).unwrap(); // a JSON string is a TOML basic string
+        let mut t = format!(
+            "device_id = \"e2e\"\n\n[storage]\nroot = {}\nmax_bytes = {}\nmin_free = {}\nretention_interval = {}\n",
+            q(self.root.to_str().unwrap()),
+            q(&self.max_bytes),
+            q(&self.min_free),
+            q(&self.retention_interval)
+        );
+        if let Some(a) = &self.max_age {
+            t += &format!("max_age = {}\n", q(a));
+        }
+        let formats: Vec<String> = self.formats.iter().map(|f| q(f)).collect();
+        t += &format!(
+            "\n[[templates]]\nname = \"t\"\nformats = [{}]\ninterval = {}\nfragment = {}\nnaming = {}\n",
+            formats.join(", "),
+            q(&self.interval),
+            q(&self.fragment),
+            q(&self.naming)
+        );
+        t += "\n[[rules]]\ntemplate = \"t\"\nstream = \"*\"\n";
+        for (name, source) in &self.streams {
+            t += &format!(
+                "\n[[streams]]\nname = {}\nsource = {}\n",
+                q(name),
+                q(source)
+            );
+        }
+        t
+    }
+
+    /// Writes the config to `path` and returns it.
+    pub fn write(&self, path: &Path) -> PathBuf {
+        fs::write(path, self.to_toml()).unwrap();
+        path.to_owned()
+    }
+}
+
+/// `edgerec run --config FILE`, output to a log file next to the config; SIGKILLed on drop.
+pub struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts recording. The working directory is the config's directory.
+    pub fn start(config: &Path) -> Daemon {
+        let dir = config.parent().unwrap();
+        let log = dir.join("edgerec.log");
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn edgerec run");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Everything the daemon logged so far (all runs sharing this config's directory).
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit; panics (with the log) if it hangs.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        signal(child.id(), libc::SIGTERM);
+        match wait_timeout(&mut child, timeout) {
+            Some(st) => st,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "edgerec did not exit within {timeout:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// SIGKILL, and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Result of a one-shot `edgerec` command.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `edgerec ARGS` in `cwd` and waits (at most 60 s).
+pub fn cli(args: &[&str], cwd: &Path) -> CliOutput {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn edgerec");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let _ = so.read_to_string(&mut stdout);
+    let st = wait_timeout(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("edgerec {args:?} hung");
+    });
+    CliOutput {
+        code: st.code().unwrap_or(-1),
+        stdout,
+        stderr: t.join().unwrap(),
+    }
+}
+
+/// One file of a segment, as `edgerec segments --json` lists it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FileRow {
+    pub format: String,
+    /// Relative to `storage.root`.
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// One index row, as `edgerec segments --json` lists it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SegmentRow {
+    pub id: serde_json::Value,
+    pub stream: String,
+    pub seq: u64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub duration_ms: i64,
+    pub bytes: u64,
+    /// `closed` / `writing` (lower-cased here; `e2e_cli` checks the raw spelling).
+    #[serde(deserialize_with = "lowercase")]
+    pub state: String,
+    pub recovered: bool,
+    pub files: Vec<FileRow>,
+}
+
+fn lowercase<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.to_ascii_lowercase())
+}
+
+/// The index rows (`edgerec segments --config F --json`), sorted by stream then seq.
+pub fn segments(config: &Path) -> Vec<SegmentRow> {
+    let out = cli(
+        &["segments", "--config", config.to_str().unwrap(), "--json"],
+        config.parent().unwrap(),
+    );
+    assert_eq!(out.code, 0, "edgerec segments failed: {}", out.stderr);
+    let mut rows: Vec<SegmentRow> = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "segments --json is not the expected JSON ({e}): {}",
+            out.stdout
+        )
+    });
+    rows.sort_by(|a, b| (&a.stream, a.seq).cmp(&(&b.stream, b.seq)));
+    rows
+}
