@@ -140,12 +140,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = load(&config)?;
             // A running recorder holds the index: ask it; otherwise read the index directly.
-            let rows: Vec<SegmentRow> = match crate::control::request(&cfg.storage.root, "segments")? {
-                Some(answer) => serde_json::from_str(&answer).with_context(|| {
-                    format!("unexpected answer from the running recorder: {answer}")
-                })?,
-                None => Store::open(&cfg.storage.root)?.segments()?,
-            };
+            let rows: Vec<SegmentRow> =
+                match crate::control::request(&cfg.storage.root, "segments")? {
+                    Some(answer) => serde_json::from_str(&answer).with_context(|| {
+                        format!("unexpected answer from the running recorder: {answer}")
+                    })?,
+                    None => Store::open(&cfg.storage.root)?.segments()?,
+                };
             let rows: Vec<_> = rows
                 .into_iter()
                 .filter(|r| stream.as_deref().is_none_or(|s| r.stream == s))

@@ -70,7 +70,9 @@ async fn answer(store: &Arc<Store>, req: &str) -> String {
         "segments" => {
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.segments()).await {
-                Ok(Ok(rows)) => serde_json::to_string(&rows).unwrap_or_else(|e| err(&e.to_string())),
+                Ok(Ok(rows)) => {
+                    serde_json::to_string(&rows).unwrap_or_else(|e| err(&e.to_string()))
+                }
                 Ok(Err(e)) => err(&e.to_string()),
                 Err(e) => err(&e.to_string()),
             }

@@ -133,38 +133,51 @@ fn second_signal() -> ! {
 pub async fn retention_pass(store: &Arc<Store>, cfg: &Config, now_ms: i64) {
     let store = store.clone();
     let limits = limits_of(cfg);
-    let res = tokio::task::spawn_blocking(move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
-        let rows = store.segments()?;
-        let mut closed = Vec::new();
-        let mut open_bytes = 0u64;
-        for r in rows {
-            match r.state {
-                SegmentState::Closed => closed.push(Candidate {
-                    id: r.id,
-                    stream: r.stream.clone(),
-                    start_ms: r.start_ms,
-                    end_ms: r.end_ms,
-                    bytes: r.bytes,
-                    uploaded: false,
-                }),
-                SegmentState::Writing => open_bytes += open_size(store.root(), &r),
-                SegmentState::Deleting => {}
+    let res = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
+            let rows = store.segments()?;
+            let mut closed = Vec::new();
+            let mut open_bytes = 0u64;
+            for r in rows {
+                match r.state {
+                    SegmentState::Closed => closed.push(Candidate {
+                        id: r.id,
+                        stream: r.stream.clone(),
+                        start_ms: r.start_ms,
+                        end_ms: r.end_ms,
+                        bytes: r.bytes,
+                        uploaded: false,
+                    }),
+                    SegmentState::Writing => open_bytes += open_size(store.root(), &r),
+                    SegmentState::Deleting => {}
+                }
             }
-        }
-        let disk = store.disk()?;
-        let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &AllowAll);
-        let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
-        let freed = if ids.is_empty() { 0 } else { store.delete(&ids)? };
-        Ok((ids.len(), freed, plan.unmet))
-    })
+            let disk = store.disk()?;
+            let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &AllowAll);
+            let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
+            let freed = if ids.is_empty() {
+                0
+            } else {
+                store.delete(&ids)?
+            };
+            Ok((ids.len(), freed, plan.unmet))
+        },
+    )
     .await;
     match res {
         Ok(Ok((n, freed, unmet))) => {
             if n > 0 {
-                info!(segments = n, bytes = freed, "retention evicted the oldest segments");
+                info!(
+                    segments = n,
+                    bytes = freed,
+                    "retention evicted the oldest segments"
+                );
             }
             if let Some(reason) = unmet {
-                warn!(?reason, "retention cannot meet a storage limit: nothing left that may be evicted");
+                warn!(
+                    ?reason,
+                    "retention cannot meet a storage limit: nothing left that may be evicted"
+                );
             }
         }
         Ok(Err(e)) => error!(error = %e, "retention pass failed"),

@@ -93,6 +93,8 @@ pub struct Segmenter {
     open: Option<Open>,
     /// (wall ms, primary dts, timescale) anchor of this source session.
     anchor: Option<(i64, i64, u32)>,
+    /// Wall-clock end of the last closed segment: start times never go back before it.
+    last_end_ms: i64,
     dropped: Dropped,
 }
 
@@ -120,6 +122,7 @@ impl Segmenter {
             next_seq,
             open: None,
             anchor: None,
+            last_end_ms: i64::MIN,
             dropped: Dropped::default(),
         }
     }
@@ -202,19 +205,18 @@ impl Segmenter {
         let params = f.params.clone();
         let primary = f.track;
         let ts = params.tracks[primary].timescale();
-        let start_ms = match self.anchor {
-            Some((aw, ad, ats)) if ats == ts => {
-                let ms = aw + rescale(f.dts - ad, ts, 1000);
-                if (ms - wall_ms).abs() > MAX_DRIFT_MS {
-                    self.anchor = Some((wall_ms, f.dts, ts));
-                    wall_ms
-                } else {
-                    ms
-                }
-            }
+        let from_anchor = match self.anchor {
+            Some((aw, ad, ats)) if ats == ts => Some(aw + rescale(f.dts - ad, ts, 1000)),
+            _ => None,
+        };
+        let start_ms = match from_anchor {
+            Some(ms) if (ms - wall_ms).abs() <= MAX_DRIFT_MS => ms,
             _ => {
-                self.anchor = Some((wall_ms, f.dts, ts));
-                wall_ms
+                // New session or drift: re-anchor on the wall clock, but never before the
+                // previous segment's end, so a stream's start times only move forward.
+                let ms = wall_ms.max(self.last_end_ms);
+                self.anchor = Some((ms, f.dts, ts));
+                ms
             }
         };
         let n = params.tracks.len();
@@ -352,10 +354,12 @@ impl Segmenter {
         Self::flush(&mut open, out);
         let ts = open.params.tracks[open.primary].timescale();
         let duration_ms = rescale(open.end_dts - open.start_dts, ts, 1000).max(0) as u64;
+        let end_ms = open.start_ms + duration_ms as i64;
+        self.last_end_ms = end_ms;
         out.push(SegmentEvent::Close(SegmentClose {
             reason,
             duration_ms,
-            end_ms: open.start_ms + duration_ms as i64,
+            end_ms,
         }));
     }
 }

@@ -314,3 +314,24 @@ fn audio_only_stream_cuts_on_any_frame() {
     // 300 * 1024 / 48000 = 6.4 s -> segments start at 0, ~2, ~4, ~6 s.
     assert_eq!(starts(&ev).len(), 4);
 }
+
+#[test]
+fn start_times_never_go_back_when_media_runs_ahead_of_the_wall_clock() {
+    let p = params(320);
+    let mut s = seg(2, 1000);
+    let mut ev = Vec::new();
+    // Replay as fast as possible: the wall clock barely moves while media time runs.
+    for (i, f) in av(&p, 0, 20, 25).into_iter().enumerate() {
+        s.push(f, 1_700_000_000_000 + i as i64 / 10, &mut ev);
+    }
+    let st = starts(&ev);
+    assert!(st.len() >= 9);
+    for w in st.windows(2) {
+        assert!(
+            w[1].meta.start_ms >= w[0].meta.start_ms + 2000,
+            "{} then {}",
+            w[0].meta.start_ms,
+            w[1].meta.start_ms
+        );
+    }
+}

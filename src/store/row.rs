@@ -28,7 +28,10 @@ pub(crate) const WORKING_SUFFIX: &str = ".mp4.part";
 pub(crate) const PROGRESSIVE_TMP_SUFFIX: &str = ".progressive.mp4.part";
 
 /// Life cycle of a row. See the protocol in the module docs of [`crate::store`].
+// Names are lower case in JSON (`segments --json`, the control socket); postcard in the
+// index encodes variants by position, so the spelling does not touch stored rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SegmentState {
     /// A writer owns it; its fMP4 is `<base>.mp4.part`.
     Writing,
@@ -41,6 +44,7 @@ pub enum SegmentState {
 /// Where a segment is in the upload pipeline. Only `NotQueued` is produced so far; the other
 /// variants are the shape the upload queue will fill in.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum UploadState {
     /// Not selected for upload.
     #[default]
