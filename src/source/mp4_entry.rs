@@ -107,6 +107,49 @@ fn be_u32(d: &[u8], at: usize) -> Result<u32, String> {
         .ok_or_else(|| "box too short".to_string())
 }
 
+/// Checks that every box inside `moov` that a parser descends into tiles its parent: sizes
+/// at least a header, nothing running past the parent's end. The `mp4` crate loops forever
+/// on a nested box whose size is 0 or smaller than its header, so a `moov` goes to it only
+/// after this check.
+pub fn check_tree(moov: &[u8]) -> Result<(), String> {
+    check_children(moov, b"moov", 0)
+}
+
+fn check_children(data: &[u8], parent: &[u8; 4], depth: u32) -> Result<(), String> {
+    if depth > 16 {
+        return Err("boxes nested too deeply".into());
+    }
+    let mut rest = data;
+    while rest.len() >= 8 {
+        if rest[0..4] == [0, 0, 0, 0] {
+            return Err(format!("a box inside \"{}\" has size 0", fourcc(parent)));
+        }
+        let (kind, payload, next) = split_box(rest)?;
+        let children = match &kind {
+            b"moov" | b"trak" | b"mdia" | b"minf" | b"dinf" | b"stbl" | b"edts" | b"mvex"
+            | b"udta" | b"ilst" => Some(payload),
+            // ISO meta is a full box; QuickTime meta is not.
+            b"meta" => Some(match payload.get(4..8) {
+                Some(b"hdlr") => payload,
+                _ => payload.get(4..).unwrap_or_default(),
+            }),
+            b"stsd" => Some(payload.get(8..).unwrap_or_default()),
+            b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
+                Some(payload.get(VISUAL_CHILDREN..).unwrap_or_default())
+            }
+            b"mp4a" => Some(payload.get(28..).unwrap_or_default()),
+            // Items of an ilst hold `data` boxes.
+            _ if parent == b"ilst" => Some(payload),
+            _ => None,
+        };
+        if let Some(c) = children {
+            check_children(c, &kind, depth + 1)?;
+        }
+        rest = next;
+    }
+    Ok(())
+}
+
 /// Describes every `trak` of a `moov` payload (the bytes after the `moov` header).
 pub fn parse_moov(moov: &[u8]) -> Result<Vec<TrakInfo>, String> {
     let mut out = Vec::new();
@@ -440,6 +483,19 @@ mod tests {
         data[3] = 200;
         let e = parse_moov(&data).unwrap_err();
         assert!(e.contains("claims 200 bytes"), "{e}");
+    }
+
+    #[test]
+    fn nested_box_of_size_zero_or_below_its_header_is_refused() {
+        let mut mdhd = mk(b"mdhd", &[0; 24]);
+        let good = mk(b"trak", &mk(b"mdia", &mdhd));
+        assert!(check_tree(&good).is_ok());
+        mdhd[0..4].copy_from_slice(&0u32.to_be_bytes());
+        let zero = mk(b"trak", &mk(b"mdia", &mdhd));
+        assert!(check_tree(&zero).unwrap_err().contains("size 0"));
+        mdhd[0..4].copy_from_slice(&4u32.to_be_bytes());
+        let tiny = mk(b"trak", &mk(b"mdia", &mdhd));
+        assert!(check_tree(&tiny).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::mp4_entry::{parse_moov, TrakInfo};
+use super::mp4_entry::{check_tree, parse_moov, TrakInfo};
 use super::mp4_table::{Cursor, SampleInfo, SampleTable};
 use super::SourceError;
 use crate::frame::{Frame, StreamParams, TrackParams};
@@ -64,6 +64,11 @@ impl Mp4FileReader {
         };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
+        let moov = read_moov(&file, file_len).map_err(|e| match e {
+            MoovError::Io(e) => io(e),
+            MoovError::Bad(r) => corrupt(r),
+        })?;
+        check_tree(&moov).map_err(corrupt)?;
         let mut header = mp4::Mp4Reader::read_header(BufReader::new(&file), file_len)
             .map_err(|e| corrupt(e.to_string()))?;
         if !header.moofs.is_empty() || header.moov.mvex.is_some() {
@@ -74,10 +79,6 @@ impl Mp4FileReader {
                     .into(),
             });
         }
-        let moov = read_moov(&file, file_len).map_err(|e| match e {
-            MoovError::Io(e) => io(e),
-            MoovError::Bad(r) => corrupt(r),
-        })?;
         let traks = parse_moov(&moov).map_err(corrupt)?;
 
         let mut chosen: Vec<(TrackParams, SampleTable)> = Vec::new();
@@ -234,13 +235,16 @@ impl Mp4FileReader {
                     t.done = t.pending.is_none();
                 }
                 let Some(s) = t.pending else { continue };
+                // Compare output times (with the loop offset), as tracks' offsets differ
+                // slightly after rounding to each timescale.
+                let time = |t: &Track, dts: u64| (dts as i64 + self.passes * t.loop_len) as i128;
                 let earlier = match best {
                     None => true,
                     Some(b) => {
-                        let bt = &self.tracks[b];
+                        let (bt, it) = (&self.tracks[b], &self.tracks[i]);
                         let bs = bt.pending.map_or(0, |p| p.dts);
-                        u128::from(s.dts) * u128::from(bt.timescale)
-                            < u128::from(bs) * u128::from(self.tracks[i].timescale)
+                        time(it, s.dts) * i128::from(bt.timescale)
+                            < time(bt, bs) * i128::from(it.timescale)
                     }
                 };
                 if earlier {
@@ -286,9 +290,11 @@ enum MoovError {
     Bad(String),
 }
 
-/// Finds the top-level `moov` box and returns its payload.
+/// Walks the top-level boxes (headers only), checks none runs past the end of the file,
+/// and returns the `moov` payload.
 fn read_moov(file: &File, file_len: u64) -> Result<Vec<u8>, MoovError> {
     let mut pos = 0u64;
+    let mut moov = None;
     while pos + 8 <= file_len {
         let mut h = [0u8; 16];
         let n = if pos + 16 <= file_len { 16 } else { 8 };
@@ -309,19 +315,30 @@ fn read_moov(file: &File, file_len: u64) -> Result<Vec<u8>, MoovError> {
                 "box at offset {pos} has size {size}"
             )));
         }
+        if pos + size > file_len {
+            return Err(MoovError::Bad(format!(
+                "the file is truncated: box \"{}\" at offset {pos} needs {size} bytes but the \
+                 file ends {} bytes later",
+                String::from_utf8_lossy(&h[4..8]),
+                file_len - pos
+            )));
+        }
         if &h[4..8] == b"moov" {
+            if moov.is_some() {
+                return Err(MoovError::Bad("the file has two moov boxes".into()));
+            }
             let len = size - header;
-            if len > MAX_MOOV || pos + size > file_len {
+            if len > MAX_MOOV {
                 return Err(MoovError::Bad(format!(
-                    "moov box of {size} bytes at offset {pos} does not fit"
+                    "moov box of {size} bytes is too large"
                 )));
             }
-            let mut moov = vec![0u8; len as usize];
-            file.read_exact_at(&mut moov, pos + header)
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, pos + header)
                 .map_err(MoovError::Io)?;
-            return Ok(moov);
+            moov = Some(buf);
         }
         pos = pos.saturating_add(size);
     }
-    Err(MoovError::Bad("moov box not found".into()))
+    moov.ok_or_else(|| MoovError::Bad("moov box not found".into()))
 }
