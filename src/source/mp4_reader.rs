@@ -176,12 +176,6 @@ impl Mp4FileReader {
         })
     }
 
-    /// The stream's parameters (the same `Arc` every frame carries).
-    #[cfg(test)]
-    pub fn params(&self) -> &Arc<StreamParams> {
-        &self.params
-    }
-
     /// The next frame in decode order; `None` at the end of a non-looping file.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         let Some((i, s)) = self.next_sample()? else {

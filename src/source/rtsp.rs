@@ -305,13 +305,18 @@ fn map_error(shown: &str, e: retina::Error) -> SourceError {
             reason: reason.to_string(),
         };
     }
+    let hint = match e.status_code() {
+        Some(404) => "the camera has no stream at this path; check the URL's path. ",
+        _ => "",
+    };
     SourceError::Rtsp {
         url: shown.to_string(),
-        reason: text
-            .split('\n')
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("; "),
+        reason: hint.to_string()
+            + &text
+                .split('\n')
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
     }
 }
 
