@@ -375,3 +375,34 @@ async fn damaged_header_bytes_never_panic() {
     }
     assert!(outcomes.1 > 0, "some damage is detected: {outcomes:?}");
 }
+
+#[tokio::test]
+async fn next_is_cancel_safe_in_a_select_with_a_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = clip(dir.path(), "cs.mp4", "1", &h264(), true);
+    let all = read_all(
+        &format!("file:{}?realtime=false", path.display()),
+        usize::MAX,
+    )
+    .await
+    .unwrap();
+    let spec = SourceSpec::parse(&format!("file:{}", path.display())).unwrap();
+    let mut src = Source::open(&spec, clock()).await.unwrap();
+    let mut got = Vec::new();
+    let mut timeouts = 0;
+    loop {
+        tokio::select! {
+            f = src.next() => match f.unwrap() {
+                Some(f) => got.push(f),
+                None => break,
+            },
+            // Shorter than a frame interval: most calls are dropped while waiting.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(7)) => timeouts += 1,
+        }
+    }
+    assert!(timeouts > 10, "the timer won often ({timeouts})");
+    assert_eq!(got.len(), all.len(), "no frame lost to a dropped next()");
+    for (a, b) in got.iter().zip(&all) {
+        assert_eq!((a.track, a.dts, &a.data), (b.track, b.dts, &b.data));
+    }
+}

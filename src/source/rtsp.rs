@@ -55,6 +55,8 @@ pub struct RtspSource {
     tracks: Vec<Option<TrackParams>>,
     params: Option<Arc<StreamParams>>,
     started: bool,
+    /// Whether a video track was chosen (then output starts on its first key frame).
+    has_video: bool,
     last_dts: Vec<i64>,
 }
 
@@ -128,6 +130,7 @@ impl RtspSource {
             stream_of,
             params: None,
             started: false,
+            has_video: video.is_some(),
         })
     }
 
@@ -183,7 +186,15 @@ impl RtspSource {
                         continue;
                     };
                     if !self.started {
-                        continue;
+                        // With video, start on its key frame; audio-only starts at once.
+                        if self.has_video {
+                            continue;
+                        }
+                        self.refresh_params()?;
+                        if self.params.is_none() {
+                            continue;
+                        }
+                        self.started = true;
                     }
                     let dts = self.monotonic(track, f.timestamp().elapsed());
                     if let Some(params) = &self.params {
