@@ -304,3 +304,48 @@ pub fn video_span(path: &Path) -> f64 {
         last - first
     }
 }
+
+/// The four-character types of the top-level boxes of an MP4 file, in file order (stops at
+/// a box that runs past the end). A plain walk, independent of edgerec's parser.
+pub fn top_level_boxes(path: &Path) -> Vec<String> {
+    let data = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 8 <= data.len() {
+        let size32 = u32::from_be_bytes(data[pos..pos + 4].try_into().unwrap()) as u64;
+        let size = match size32 {
+            1 if pos + 16 <= data.len() => {
+                u64::from_be_bytes(data[pos + 8..pos + 16].try_into().unwrap())
+            }
+            0 => (data.len() - pos) as u64,
+            1 => break,
+            s => s,
+        };
+        if size < 8 || pos as u64 + size > data.len() as u64 {
+            break;
+        }
+        out.push(String::from_utf8_lossy(&data[pos + 4..pos + 8]).into_owned());
+        pos += size as usize;
+    }
+    out
+}
+
+/// The log text without ANSI colour escapes (`ESC [ … letter`), so fields such as
+/// `name=cam` can be searched for whatever the logger's colour setting.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
