@@ -16,8 +16,10 @@
 //! - [`spec`]: parsing source strings (`rtsp://...`, `file:...`).
 //! - `rtsp`: the retina session (the only file that knows retina).
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
-//!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries.
+//!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
+//!   AAC configuration.
 
+mod aac_config;
 mod error;
 mod file;
 mod mp4_entry;
