@@ -199,20 +199,9 @@ fn limits_of(cfg: &Config) -> Limits {
     }
 }
 
-/// Bytes on disk of a segment still being written.
+/// Bytes on disk of a segment still being written (its working file).
 fn open_size(root: &Path, row: &crate::store::SegmentRow) -> u64 {
-    row.files
-        .iter()
-        .map(|f| {
-            let p = root.join(&f.path);
-            let part = p.with_extension(format!(
-                "{}.part",
-                p.extension().and_then(|e| e.to_str()).unwrap_or("")
-            ));
-            std::fs::metadata(&part)
-                .or_else(|_| std::fs::metadata(&p))
-                .map(|m| m.len())
-                .unwrap_or(0)
-        })
-        .sum()
+    std::fs::metadata(root.join(row.working_path()))
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
