@@ -43,13 +43,6 @@ fn stream_problems(log: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Closed rows of `stream`, in seq order.
-fn closed_of<'a>(rows: &'a [SegmentRow], stream: &str) -> Vec<&'a SegmentRow> {
-    rows.iter()
-        .filter(|r| r.stream == stream && r.state == "closed")
-        .collect()
-}
-
 /// Closed segment files (path relative to the root → md5) the running daemon lists now.
 fn snapshot(cfg: &Path, root: &Path) -> BTreeMap<String, String> {
     segments(cfg)
@@ -102,31 +95,6 @@ fn assert_valid_h264_aac(root: &Path, rows: &[&SegmentRow], width: u64) {
     }
 }
 
-/// Waits (at most `timeout`) until the running daemon lists `n` closed rows of `stream`.
-///
-/// `edgerec segments` is only run once the recorder's control socket exists: run earlier, it
-/// opens the index itself and the starting recorder then finds the root locked and exits.
-fn wait_closed(cfg: &Path, stream: &str, n: usize, timeout: Duration) -> bool {
-    let root = cfg.parent().unwrap().join("data");
-    wait_until(timeout, || {
-        root.join("control.sock").exists() && closed_of(&segments(cfg), stream).len() >= n
-    })
-}
-
-/// Stops the daemon cleanly and returns its log; panics with the log if it had died or
-/// fails to exit 0.
-fn stop(daemon: &mut Daemon) -> String {
-    assert!(
-        daemon.running(),
-        "edgerec exited by itself; log:\n{}",
-        daemon.log()
-    );
-    let status = daemon.terminate(Duration::from_secs(20));
-    let log = daemon.log();
-    assert!(status.success(), "exit {status} on SIGTERM; log:\n{log}");
-    log
-}
-
 /// A file-source stream replaying `clip` in real time, looping.
 fn file_source(clip: &Path) -> String {
     format!("file:{}?loop=true", clip.display())
@@ -167,17 +135,17 @@ fn wrong_rtsp_password_is_reported_redacted_and_the_good_camera_keeps_recording(
 
     let mut daemon = Daemon::start(&cfg);
     assert!(
-        wait_closed(&cfg, "goodcam", 1, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "goodcam", 1, Duration::from_secs(25)),
         "the camera with the right password recorded nothing; log:\n{}",
         daemon.log()
     );
     let before = snapshot(&cfg, &root);
     assert!(
-        wait_closed(&cfg, "goodcam", 3, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "goodcam", 3, Duration::from_secs(25)),
         "the good camera stopped recording; log:\n{}",
         daemon.log()
     );
-    let log = stop(&mut daemon);
+    let log = stop_clean(&mut daemon);
 
     for secret in [WRONG, RIGHT] {
         assert!(
@@ -297,17 +265,17 @@ fn damaged_mp4_files_are_named_in_the_log_and_the_good_file_keeps_recording() {
 
     let mut daemon = Daemon::start(&cfg);
     assert!(
-        wait_closed(&cfg, "good", 1, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "good", 1, Duration::from_secs(25)),
         "the good file recorded nothing; log:\n{}",
         daemon.log()
     );
     let before = snapshot(&cfg, &root);
     assert!(
-        wait_closed(&cfg, "good", 4, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "good", 4, Duration::from_secs(25)),
         "the good file stopped recording; log:\n{}",
         daemon.log()
     );
-    let log = stop(&mut daemon);
+    let log = stop_clean(&mut daemon);
 
     for (stream, path) in [("noise", &noise), ("nomoov", &no_moov), ("cut", &cut)] {
         let problems = stream_problems(&log, stream);
@@ -394,7 +362,7 @@ fn unsupported_codecs_from_a_file_and_over_rtsp_are_refused_clearly() {
 
     let mut daemon = Daemon::start(&cfg);
     assert!(
-        wait_closed(&cfg, "good", 1, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "good", 1, Duration::from_secs(25)),
         "the good file recorded nothing; log:\n{}",
         daemon.log()
     );
@@ -408,11 +376,11 @@ fn unsupported_codecs_from_a_file_and_over_rtsp_are_refused_clearly() {
         })
     });
     assert!(
-        wait_closed(&cfg, "good", 3, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "good", 3, Duration::from_secs(25)),
         "the good file stopped recording; log:\n{}",
         daemon.log()
     );
-    let log = stop(&mut daemon);
+    let log = stop_clean(&mut daemon);
     assert!(
         refused,
         "both bad streams should say their codec is unsupported; log:\n{log}"
@@ -473,7 +441,7 @@ fn a_camera_that_dies_gets_its_open_segment_closed_and_is_reconnected_when_it_re
 
     let mut daemon = Daemon::start(&cfg);
     assert!(
-        wait_closed(&cfg, "cam", 2, Duration::from_secs(25)),
+        wait_closed(&cfg, &root, "cam", 2, Duration::from_secs(25)),
         "the camera recorded nothing; log:\n{}",
         daemon.log()
     );
@@ -492,7 +460,7 @@ fn a_camera_that_dies_gets_its_open_segment_closed_and_is_reconnected_when_it_re
             .count()
             >= 2
     });
-    let log = stop(&mut daemon);
+    let log = stop_clean(&mut daemon);
     assert!(
         recovered,
         "no new segments after the camera came back; log:\n{log}"
@@ -537,8 +505,7 @@ fn a_camera_that_dies_gets_its_open_segment_closed_and_is_reconnected_when_it_re
     // the last frames that arrived, so it ends near the kill.
     let open_at_loss = cam
         .iter()
-        .filter(|r| r.start_ms < killed_ms)
-        .last()
+        .rfind(|r| r.start_ms < killed_ms)
         .expect("segments before the loss");
     assert!(
         (open_at_loss.end_ms - killed_ms).abs() <= 1000,

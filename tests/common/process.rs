@@ -472,3 +472,36 @@ impl Drop for LaunchRtspPeer {
         let _ = self.child.wait();
     }
 }
+
+/// The closed rows of `stream`, in the order given (seq order from [`segments`]).
+pub fn closed_of<'a>(rows: &'a [SegmentRow], stream: &str) -> Vec<&'a SegmentRow> {
+    rows.iter()
+        .filter(|r| r.stream == stream && r.state == "closed")
+        .collect()
+}
+
+/// Waits (at most `timeout`) until the recorder running on `root` lists at least `n` closed
+/// rows of `stream`.
+///
+/// [`segments`] is only run once the recorder's `control.sock` exists: run while the
+/// recorder is still starting, it would open the index itself, and the recorder would then
+/// find the root locked and exit.
+pub fn wait_closed(cfg: &Path, root: &Path, stream: &str, n: usize, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        root.join("control.sock").exists() && closed_of(&segments(cfg), stream).len() >= n
+    })
+}
+
+/// SIGTERM, and returns the log; panics (with the log) if the daemon had already exited or
+/// does not exit 0 within 20 s.
+pub fn stop_clean(daemon: &mut Daemon) -> String {
+    assert!(
+        daemon.running(),
+        "edgerec exited by itself; log:\n{}",
+        daemon.log()
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    let log = daemon.log();
+    assert!(status.success(), "exit {status} on SIGTERM; log:\n{log}");
+    log
+}
