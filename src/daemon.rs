@@ -22,17 +22,12 @@ use crate::recorder::StreamRecorder;
 use crate::retention::{self, AllowAll, Candidate, Limits};
 use crate::rules;
 use crate::source::SourceSpec;
-use crate::store::{SegmentState, Store};
+use crate::store::{SegmentState, Store, StoreError};
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     let root = cfg.storage.root.clone();
-    let store = {
-        let r = root.clone();
-        tokio::task::spawn_blocking(move || Store::open(&r))
-            .await?
-            .with_context(|| format!("cannot use the data directory {}", root.display()))?
-    };
+    let store = open_store(&root).await?;
     let store = Arc::new(store);
     let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     {
@@ -122,6 +117,27 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     drop(store);
     info!("stopped");
     Ok(())
+}
+
+/// Open the store. A command such as `edgerec segments` may hold the root's lock for a
+/// moment while no recorder runs, so a held lock is retried for a few seconds before it
+/// counts as another recorder.
+async fn open_store(root: &Path) -> anyhow::Result<Store> {
+    let mut tries = 0;
+    loop {
+        let r = root.to_path_buf();
+        match tokio::task::spawn_blocking(move || Store::open(&r)).await? {
+            Ok(s) => return Ok(s),
+            Err(StoreError::Locked { .. }) if tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot use the data directory {}", root.display()))
+            }
+        }
+    }
 }
 
 fn second_signal() -> ! {

@@ -21,7 +21,8 @@
 //! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
 //! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
 //! - [`retention`]: the pure eviction policy.
-//! - [`recorder`]: one supervised task per stream gluing source, segmenter and store.
+//! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
+//! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks.
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
 //! - [`config`], [`rules`], [`naming`]: the TOML config, template/rule matching, file naming.
 //! - [`cli`]: the `edgerec` command line.
@@ -41,5 +42,6 @@ pub mod redact;
 pub mod retention;
 pub mod rules;
 pub mod segment;
+pub mod sink;
 pub mod source;
 pub mod store;

@@ -1,4 +1,4 @@
-//! One supervised task per stream: source → segmenter → encoder → store.
+//! One supervised task per stream: source → segmenter → sinks (fMP4 → store).
 //!
 //! [`StreamRecorder::run`] is the supervisor: it calls `run_once` (one source session) in a
 //! loop with capped exponential backoff until cancelled. A session ends when the source
@@ -6,27 +6,25 @@
 //! All file I/O (write, fdatasync, close protocol) runs on tokio's blocking pool, never on
 //! the async workers.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::Template;
-use crate::format::{fmp4, Format};
-use crate::naming::{self, NameVars};
-use crate::segment::{
-    CloseReason, SegmentEvent, SegmentStart, Segmenter, SegmenterConfig, StreamIdentity,
-};
+use crate::segment::{CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity};
+use crate::sink::{SinkError, SinkSet, StoreSink};
 use crate::source::{Source, SourceError, SourceSpec};
-use crate::store::{SegmentWriter, Store, StoreError};
+use crate::store::Store;
 
 /// A healthy session at least this long resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// Shortest wait after an error that retrying will not fix soon.
+const PERMANENT_RETRY_FLOOR: Duration = Duration::from_secs(30);
 
 /// Everything one stream task needs, passed in explicitly.
 pub struct StreamRecorder {
@@ -54,19 +52,9 @@ enum SessionError {
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("encoding failed: {0}")]
-    Encode(String),
-    #[error("naming template: {0}")]
-    Naming(String),
-    #[error("store task failed: {0}")]
+    Sink(#[from] SinkError),
+    #[error("writer task failed: {0}")]
     Task(String),
-}
-
-/// The segment being written.
-struct Current {
-    start: Arc<SegmentStart>,
-    writer: SegmentWriter,
 }
 
 impl StreamRecorder {
@@ -112,8 +100,13 @@ impl StreamRecorder {
                     if self.clock.now().duration_since(began) >= HEALTHY_RUN {
                         backoff.reset();
                     }
-                    let delay = backoff.next_delay();
                     let permanent = matches!(&e, SessionError::Source(s) if s.is_permanent());
+                    // Retrying soon will not fix a wrong password or an unsupported codec,
+                    // and cameras lock accounts after repeated bad logins.
+                    let delay = match backoff.next_delay() {
+                        d if permanent => d.max(PERMANENT_RETRY_FLOOR),
+                        d => d,
+                    };
                     if permanent {
                         error!(error = %e, retry_in = ?delay, attempt = backoff.attempts(), "stream failed");
                     } else {
@@ -135,7 +128,11 @@ impl StreamRecorder {
             s = Source::open(&self.spec, self.clock.clone()) => s?,
         };
         info!("source connected");
-        let mut current: Option<Current> = None;
+        let mut sinks = Some(SinkSet::new(vec![Box::new(StoreSink::new(
+            self.store.clone(),
+            self.template.formats.clone(),
+            self.template.naming.clone(),
+        ))]));
         let mut events = Vec::with_capacity(8);
         let result = loop {
             let next = tokio::select! {
@@ -158,110 +155,54 @@ impl StreamRecorder {
                 }
             }
             if !events.is_empty() {
-                if let Err(e) = self.apply(&mut events, &mut current).await {
+                if let Err(e) = self.apply(&mut sinks, &mut events).await {
+                    // Close the segment with what it has, then let the supervisor retry.
                     seg.finish(CloseReason::SourceEnded, &mut events);
-                    let _ = self.apply(&mut events, &mut current).await;
                     break Err(e);
                 }
             }
         };
-        // Close whatever the final events say (and abandon a writer they did not close).
-        if let Err(e) = self.apply(&mut events, &mut current).await {
+        // Carry out the final close; whatever stays open after that is left for recovery.
+        if let Err(e) = self.apply(&mut sinks, &mut events).await {
             error!(error = %e, "closing the last segment failed");
         }
-        if let Some(cur) = current.take() {
-            let _ = blocking(move || cur.writer.abandon()).await;
+        if let Some(mut set) = sinks.filter(SinkSet::is_open) {
+            let _ = tokio::task::spawn_blocking(move || set.abort()).await;
         }
         result
     }
 
-    /// Carry out segment events: encode and hand bytes to the store.
+    /// Run a batch of segment events through the sinks on the blocking pool.
     async fn apply(
         &self,
+        sinks: &mut Option<SinkSet>,
         events: &mut Vec<SegmentEvent>,
-        current: &mut Option<Current>,
     ) -> Result<(), SessionError> {
-        for ev in events.drain(..) {
-            match ev {
-                SegmentEvent::Start(start) => {
-                    if let Some(old) = current.take() {
-                        // Should not happen: the segmenter always closes first.
-                        let _ = blocking(move || old.writer.abandon()).await;
-                    }
-                    let rel = self.name_for(&start)?;
-                    let init = fmp4::encode_init(&start)
-                        .map_err(|e| SessionError::Encode(e.to_string()))?;
-                    let store = self.store.clone();
-                    let formats: Vec<Format> = self.template.formats.clone();
-                    let meta = start.meta.clone();
-                    let writer =
-                        blocking(move || store.begin(&meta, &rel, &formats, &init)).await?;
-                    debug!(seq = start.meta.seq, "segment started");
-                    *current = Some(Current {
-                        start: Arc::new(start),
-                        writer,
-                    });
-                }
-                SegmentEvent::Fragment(frag) => {
-                    let Some(mut cur) = current.take() else {
-                        continue;
-                    };
-                    let start = cur.start.clone();
-                    // The writer comes back even when the append failed, so the segment
-                    // can still be closed with the fragments it has.
-                    let (cur, res) = tokio::task::spawn_blocking(move || {
-                        let bytes = fmp4::encode_fragment(&start, &frag);
-                        let res = cur.writer.append(&bytes);
-                        (cur, res)
-                    })
-                    .await
-                    .map_err(|e| SessionError::Task(e.to_string()))?;
-                    *current = Some(cur);
-                    res?;
-                }
-                SegmentEvent::Close(close) => {
-                    let Some(cur) = current.take() else {
-                        continue;
-                    };
-                    let row = blocking(move || cur.writer.finish(&close)).await?;
-                    if let Some(row) = row {
-                        info!(
-                            seq = row.seq,
-                            duration_ms = row.duration_ms,
-                            bytes = row.bytes,
-                            path = %row.files.first().map(|f| f.path.display().to_string()).unwrap_or_default(),
-                            "segment closed"
-                        );
-                        self.closed.notify_one();
-                    }
-                }
-            }
+        if events.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    fn name_for(&self, start: &SegmentStart) -> Result<PathBuf, SessionError> {
-        naming::expand(
-            &self.template.naming,
-            &NameVars {
-                stream: &self.name,
-                app: &self.app,
-                seq: start.meta.seq,
-                start_ms: start.meta.start_ms,
-            },
-        )
-        .map_err(SessionError::Naming)
-    }
-}
-
-/// Run blocking store work off the async workers.
-async fn blocking<T, F>(f: F) -> Result<T, SessionError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(SessionError::Store),
-        Err(e) => Err(SessionError::Task(e.to_string())),
+        let Some(mut set) = sinks.take() else {
+            events.clear();
+            return Ok(());
+        };
+        let batch = std::mem::take(events);
+        let (set, applied) = tokio::task::spawn_blocking(move || {
+            let r = set.apply(batch);
+            (set, r)
+        })
+        .await
+        .map_err(|e| SessionError::Task(e.to_string()))?;
+        *sinks = Some(set);
+        for row in applied.closed {
+            info!(
+                seq = row.seq,
+                duration_ms = row.duration_ms,
+                bytes = row.bytes,
+                path = %row.files.first().map(|f| f.path.display().to_string()).unwrap_or_default(),
+                "segment closed"
+            );
+            self.closed.notify_one();
+        }
+        applied.error.map_or(Ok(()), |e| Err(e.into()))
     }
 }

@@ -162,14 +162,15 @@ impl RtspSource {
                     if f.has_new_parameters() || self.params.is_none() {
                         self.refresh_params()?;
                     }
+                    let keyframe = f.is_random_access_point()
+                        || (self.is_h265(track) && has_h265_irap(f.data()));
                     if !self.started {
-                        if !f.is_random_access_point() || self.params.is_none() {
+                        if !keyframe || self.params.is_none() {
                             continue;
                         }
                         self.started = true;
                     }
                     let dts = self.monotonic(track, f.timestamp().elapsed());
-                    let keyframe = f.is_random_access_point();
                     if let Some(params) = &self.params {
                         return Ok(Some(Frame {
                             params: params.clone(),
@@ -215,6 +216,13 @@ impl RtspSource {
     }
 
     /// Keeps `dts` from going backwards on a track.
+    fn is_h265(&self, track: usize) -> bool {
+        matches!(
+            self.params.as_ref().and_then(|p| p.tracks.get(track)),
+            Some(TrackParams::Video(v)) if v.codec == VideoCodec::H265
+        )
+    }
+
     fn monotonic(&mut self, track: usize, ts: i64) -> i64 {
         let dts = ts.max(self.last_dts[track]);
         self.last_dts[track] = dts;
@@ -332,6 +340,21 @@ fn map_error(shown: &str, e: retina::Error) -> SourceError {
 }
 
 /// The URL without userinfo, and the userinfo as retina credentials.
+/// Whether 4-byte length-prefixed H.265 data holds an IRAP picture (BLA, IDR or CRA, NAL
+/// types 16–21). retina counts only IDR as a random access point, but encoders such as x265
+/// put CRA pictures at every GOP after the first, and a segment may start on any of them.
+fn has_h265_irap(mut data: &[u8]) -> bool {
+    while data.len() >= 5 {
+        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let nal_type = (data[4] >> 1) & 0x3f;
+        if (16..=21).contains(&nal_type) {
+            return true;
+        }
+        data = data.get(4 + len..).unwrap_or(&[]);
+    }
+    false
+}
+
 fn split_credentials(url: &url::Url) -> (url::Url, Option<Credentials>) {
     let mut clean = url.clone();
     if url.username().is_empty() && url.password().is_none() {
@@ -369,6 +392,25 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h265_cra_and_idr_pictures_are_key_frames_but_trailing_ones_are_not() {
+        let nal = |t: u8| {
+            let mut v = vec![0, 0, 0, 3, t << 1, 1, 0xaa];
+            v.truncate(7);
+            v
+        };
+        // An access unit of VPS(32) + CRA(21), IDR_W_RADL(19), and a TRAIL_R(1).
+        let mut cra = nal(32);
+        cra.extend(nal(21));
+        assert!(has_h265_irap(&cra));
+        assert!(has_h265_irap(&nal(19)));
+        assert!(!has_h265_irap(&nal(1)));
+        assert!(
+            !has_h265_irap(&[0, 0, 0, 9, 2]),
+            "truncated data is not a key frame"
+        );
+    }
 
     #[test]
     fn credentials_leave_the_url_and_are_percent_decoded() {
