@@ -93,8 +93,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let cfg = load(&config)?;
             init_logging(&cfg.log.level);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One async thread is plenty: per stream it only parses RTP and segments
+            // frames. File writes run on each stream's writer thread.
+            let rt = tokio::runtime::Builder::new_current_thread()
                 .max_blocking_threads(8)
                 .enable_all()
                 .build()

@@ -3,8 +3,8 @@
 //! [`StreamRecorder::run`] is the supervisor: it calls `run_once` (one source session) in a
 //! loop with capped exponential backoff until cancelled. A session ends when the source
 //! fails, ends, or the recorder is cancelled; its open segment is always closed cleanly first.
-//! All file I/O (write, fdatasync, close protocol) runs on tokio's blocking pool, never on
-//! the async workers.
+//! All file I/O (write, fdatasync, close protocol) runs on the stream's writer thread
+//! ([`crate::sink::SinkThread`]), never on the async runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +16,10 @@ use tracing::{error, info, warn};
 use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::Template;
-use crate::segment::{CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity};
-use crate::sink::{SinkError, SinkSet, StoreSink};
+use crate::segment::{CloseReason, Segmenter, SegmenterConfig, StreamIdentity};
+use crate::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
 use crate::source::{Source, SourceError, SourceSpec};
-use crate::store::Store;
+use crate::store::{SegmentRow, Store};
 
 /// A healthy session at least this long resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
@@ -128,12 +128,14 @@ impl StreamRecorder {
             s = Source::open(&self.spec, self.clock.clone()) => s?,
         };
         info!("source connected");
-        let mut sinks = Some(SinkSet::new(vec![Box::new(StoreSink::new(
+        let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
             self.store.clone(),
             self.template.formats.clone(),
             self.template.naming.clone(),
-        ))]));
-        let mut events = Vec::with_capacity(8);
+        ))]);
+        let mut writer =
+            SinkThread::spawn(&self.name, sinks).map_err(|e| SessionError::Task(e.to_string()))?;
+        let mut events = Vec::new();
         let result = loop {
             let next = tokio::select! {
                 biased;
@@ -141,6 +143,21 @@ impl StreamRecorder {
                     seg.finish(CloseReason::Shutdown, &mut events);
                     break Ok(SessionEnd::Cancelled);
                 }
+                report = writer.report() => match report {
+                    Some(Report::Closed(row)) => {
+                        self.on_closed(&row);
+                        continue;
+                    }
+                    // A write failed: close the segment with what it has, then retry.
+                    Some(Report::Failed(e)) => {
+                        seg.finish(CloseReason::SourceEnded, &mut events);
+                        break Err(e.into());
+                    }
+                    None => {
+                        seg.finish(CloseReason::SourceEnded, &mut events);
+                        break Err(SessionError::Task("writer thread ended".into()));
+                    }
+                },
                 n = source.next() => n,
             };
             match next {
@@ -155,54 +172,30 @@ impl StreamRecorder {
                 }
             }
             if !events.is_empty() {
-                if let Err(e) = self.apply(&mut sinks, &mut events).await {
-                    // Close the segment with what it has, then let the supervisor retry.
-                    seg.finish(CloseReason::SourceEnded, &mut events);
-                    break Err(e);
-                }
+                writer.send(std::mem::take(&mut events)).await;
             }
         };
-        // Carry out the final close; whatever stays open after that is left for recovery.
-        if let Err(e) = self.apply(&mut sinks, &mut events).await {
-            error!(error = %e, "closing the last segment failed");
+        // Hand over the final close and wait until it is on disk.
+        if !events.is_empty() {
+            writer.send(events).await;
         }
-        if let Some(mut set) = sinks.filter(SinkSet::is_open) {
-            let _ = tokio::task::spawn_blocking(move || set.abort()).await;
+        for report in writer.finish().await {
+            match report {
+                Report::Closed(row) => self.on_closed(&row),
+                Report::Failed(e) => error!(error = %e, "closing the last segment failed"),
+            }
         }
         result
     }
 
-    /// Run a batch of segment events through the sinks on the blocking pool.
-    async fn apply(
-        &self,
-        sinks: &mut Option<SinkSet>,
-        events: &mut Vec<SegmentEvent>,
-    ) -> Result<(), SessionError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let Some(mut set) = sinks.take() else {
-            events.clear();
-            return Ok(());
-        };
-        let batch = std::mem::take(events);
-        let (set, applied) = tokio::task::spawn_blocking(move || {
-            let r = set.apply(batch);
-            (set, r)
-        })
-        .await
-        .map_err(|e| SessionError::Task(e.to_string()))?;
-        *sinks = Some(set);
-        for row in applied.closed {
-            info!(
-                seq = row.seq,
-                duration_ms = row.duration_ms,
-                bytes = row.bytes,
-                path = %row.files.first().map(|f| f.path.display().to_string()).unwrap_or_default(),
-                "segment closed"
-            );
-            self.closed.notify_one();
-        }
-        applied.error.map_or(Ok(()), |e| Err(e.into()))
+    fn on_closed(&self, row: &SegmentRow) {
+        info!(
+            seq = row.seq,
+            duration_ms = row.duration_ms,
+            bytes = row.bytes,
+            path = %row.files.first().map(|f| f.path.display().to_string()).unwrap_or_default(),
+            "segment closed"
+        );
+        self.closed.notify_one();
     }
 }

@@ -5,8 +5,8 @@
 //! produces the progressive MP4 at close); HLS, DASH, FLV and ADTS AAC are meant to be added
 //! as further sinks beside it, without touching the segmenter or the recorder.
 //!
-//! Sinks do blocking I/O; the recorder runs a whole batch of events through a [`SinkSet`] on
-//! tokio's blocking pool.
+//! Sinks do blocking I/O; each stream's [`SinkSet`] lives on its own writer thread
+//! ([`SinkThread`]).
 
 use std::sync::Arc;
 
@@ -14,8 +14,10 @@ use crate::segment::{Fragment, SegmentClose, SegmentEvent, SegmentStart};
 use crate::store::{SegmentRow, StoreError};
 
 mod store_sink;
+mod thread;
 
 pub use store_sink::StoreSink;
+pub use thread::{Report, SinkThread};
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +183,7 @@ mod tests {
                 stream: "s".into(),
                 seq,
                 start_ms: 0,
+                formats: vec![],
             },
             params: Arc::new(StreamParams::default()),
             base_dts: vec![],
