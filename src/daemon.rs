@@ -91,12 +91,15 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(cfg.storage.retention_interval);
     tick.tick().await;
+    let mut flush_tick = tokio::time::interval(crate::store::FLUSH_INTERVAL);
+    flush_tick.tick().await;
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms()).await,
             _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms()).await,
+            _ = flush_tick.tick() => flush(&store).await,
             r = tasks.join_next(), if !tasks.is_empty() => {
                 if let Some(Err(e)) = r {
                     error!(error = %e, "a stream task died");
@@ -114,6 +117,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         }
     }
     let _ = control.await;
+    flush(&store).await;
     drop(store);
     info!("stopped");
     Ok(())
@@ -137,6 +141,18 @@ async fn open_store(root: &Path) -> anyhow::Result<Store> {
                     .with_context(|| format!("cannot use the data directory {}", root.display()))
             }
         }
+    }
+}
+
+/// Make the index's volatile changes durable (see the store's durability protocol).
+async fn flush(store: &Arc<Store>) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            error!(error = %e, "index flush failed; recovery repairs the index at the next start")
+        }
+        Err(e) => error!(error = %e, "index flush task failed"),
     }
 }
 

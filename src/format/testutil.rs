@@ -76,6 +76,7 @@ pub fn meta() -> SegmentMeta {
         stream: "front door".to_string(),
         seq: 42,
         start_ms: 1_700_000_000_123,
+        formats: vec![],
     }
 }
 

@@ -24,6 +24,10 @@ pub struct SegmentMeta {
     pub seq: u64,
     /// Wall-clock time of the first frame, milliseconds since the Unix epoch.
     pub start_ms: i64,
+    /// Formats the template asked for (empty: not known, treated as fMP4 only). Lets
+    /// recovery finish a torn segment as asked even when the index lost its row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<crate::format::Format>,
 }
 
 /// Begin a new segment. The first video sample of the first fragment is a key frame.

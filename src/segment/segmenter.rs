@@ -228,6 +228,7 @@ impl Segmenter {
             stream: self.id.stream.clone(),
             seq: self.next_seq,
             start_ms,
+            formats: vec![],
         };
         self.next_seq += 1;
         let base_dts = (0..n)

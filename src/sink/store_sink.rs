@@ -53,7 +53,10 @@ impl StoreSink {
 impl Sink for StoreSink {
     fn start(&mut self, start: &Arc<SegmentStart>) -> Result<(), SinkError> {
         let rel = self.name_for(start)?;
-        let init = fmp4::encode_init(start).map_err(|e| SinkError::Encode {
+        // The file records the formats asked for, so recovery can finish it as asked.
+        let mut start = SegmentStart::clone(start);
+        start.meta.formats = self.formats.clone();
+        let init = fmp4::encode_init(&start).map_err(|e| SinkError::Encode {
             seq: start.meta.seq,
             reason: e.to_string(),
         })?;

@@ -44,8 +44,10 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
             Op::put(r)
         })
         .collect();
+    // Both commits are volatile (see the module docs of `store`): a crash that loses them
+    // leaves `Closed` rows whose files are gone, which recovery drops.
     if !marks.is_empty() {
-        shared.index.commit(marks)?;
+        shared.index.commit_volatile(marks)?;
     }
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut freed = 0;
@@ -65,7 +67,7 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
     }
     shared
         .index
-        .commit(rows.iter().map(|r| Op::Remove(r.id)).collect())?;
+        .commit_volatile(rows.iter().map(|r| Op::Remove(r.id)).collect())?;
     // Deepest first, so a date directory goes before its parent is looked at.
     let _dirs = shared.dirs_lock();
     for dir in dirs.iter().rev() {

@@ -59,6 +59,7 @@ pub(crate) fn meta(stream: &str, seq: u64) -> SegmentMeta {
         stream: stream.into(),
         seq,
         start_ms: 1_700_000_000_000 + seq as i64 * 60_000,
+        formats: vec![],
     }
 }
 

@@ -191,10 +191,27 @@ impl Index {
         self.group.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Apply `ops` at once in memory; they reach the disk with the next durable commit
+    /// (redb `Durability::None`). For rows that recovery can rebuild from the files when a
+    /// crash loses them, such as the `Writing` row of a segment just begun: it spares one
+    /// flash write per segment.
+    pub(crate) fn commit_volatile(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.write_with(ops, Durability::None)
+    }
+
+    /// Make every volatile commit so far durable (an empty durable commit).
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.commit(Vec::new())
+    }
+
     /// One durable transaction applying `ops` in order.
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.write_with(ops, Durability::Immediate)
+    }
+
+    fn write_with(&self, ops: Vec<Op>, durability: Durability) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(self.err("begin"))?;
-        txn.set_durability(Durability::Immediate)
+        txn.set_durability(durability)
             .map_err(self.err("set durability"))?;
         {
             let mut segs = txn.open_table(SEGMENTS).map_err(self.err("open table"))?;
@@ -302,6 +319,7 @@ mod tests {
             stream: stream.into(),
             seq,
             start_ms: 1000 * seq as i64,
+            formats: vec![],
         };
         SegmentRow::writing(
             index.alloc_id(),

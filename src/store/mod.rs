@@ -31,12 +31,25 @@
 //! never more. Each step below is ordered so that a crash between any two steps leaves a
 //! state recovery recognizes.
 //!
-//! "Commit" means a durable redb transaction. Commits are *grouped*: concurrent callers (the
-//! closes of several streams) share one transaction, and per-fragment work never touches the
-//! index, which spares the flash (see `index.rs`).
+//! Commits come in two kinds. A *durable* commit is a redb transaction with
+//! `Durability::Immediate`; concurrent callers share one (group commit, see `index.rs`). A
+//! *volatile* commit (`Durability::None`) is visible at once but reaches the disk only with
+//! the next durable commit: [`Store::flush`], run every [`FLUSH_INTERVAL`], after recovery
+//! and at shutdown. Steps that recovery can redo from the files alone are volatile — that
+//! spares the flash a copy-on-write rewrite of the index (about a dozen page writes) per
+//! segment start, close and delete. Per-fragment work never touches the index.
+//!
+//! Why a lost volatile commit is safe: the files are durable *before* the commit is made,
+//! so a crash can only leave the durable index *behind* the disk, never ahead of it:
+//! a lost `Writing` row → recovery finds the `.part` (step 2); a lost `Closed` → the row is
+//! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
+//! a lost delete → `Closed` rows whose files are gone (step 4).
 //!
 //! **Create** ([`Store::begin`]):
-//! 1. commit a `Writing` row (with the chosen `base` and formats);
+//! 1. commit a `Writing` row (with the chosen `base` and formats) *without waiting for the
+//!    disk* (redb `Durability::None`): it reaches the disk with the next durable commit,
+//!    sparing one flash write per segment. If a crash loses it, recovery step 2 still finds
+//!    the working file by its name and takes identity and formats from the file itself;
 //! 2. create missing directories, fsyncing the parent of each one created;
 //! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync.
 //!
@@ -49,16 +62,17 @@
 //! 2. if `fmp4` is asked: rename `base.mp4.part` → `base.mp4`, fsync the directory;
 //! 3. if `mp4` is asked: write the progressive MP4 to `base.progressive.mp4.part`, fsync it,
 //!    rename it to its final name, fsync the directory;
-//! 4. commit the row as `Closed` with end, duration, files and sizes;
+//! 4. commit the row as `Closed` with end, duration, files and sizes (volatile when `fmp4`
+//!    is asked, durable when only `mp4` is, because step 5 removes the only fMP4);
 //! 5. if only `mp4` was asked: remove `base.mp4.part`, fsync the directory. (After the
 //!    commit, so that a crash never leaves a `Writing` row with no fMP4 to recover from.)
 //!
 //! A segment without any fragment is abandoned instead: remove the working file, fsync the
 //! directory, then drop the row. No empty files are left behind.
 //!
-//! **Delete** ([`Store::delete`], batched): commit all rows as `Deleting` → unlink their files
-//! → fsync each touched directory once → commit dropping the rows → remove directories left
-//! empty (fsyncing their parents). `Writing` rows are refused.
+//! **Delete** ([`Store::delete`], batched): commit all rows as `Deleting` (volatile) → unlink
+//! their files → fsync each touched directory once → commit dropping the rows (volatile) →
+//! remove directories left empty (fsyncing their parents). `Writing` rows are refused.
 //!
 //! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
 //! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (the delete, again);
@@ -71,13 +85,16 @@
 //!    - without a complete fragment (a torn init, a progressive temporary): remove it, fsync
 //!      the directory. Progressive MP4s are re-made from the fMP4 by close step 3;
 //! 3. rows in `Writing` whose working file is gone: if `base.mp4` exists the close got past
-//!    its rename — finish it (steps 3–4, `recovered = true`); otherwise drop the row (a crash
-//!    between create steps 1 and 3, or during an abandon);
+//!    its rename, or its volatile `Closed` commit was lost — finish it (steps 3–4; reported
+//!    as adopted with `recovered = false`: its media was complete); otherwise drop the row (a
+//!    crash between create steps 1 and 3, or during an abandon);
 //! 4. `Closed` rows: forget files that are gone (warning), drop rows left with none, record
 //!    sizes that changed;
 //! 5. `*.mp4` files under the root that no row names: scan; files carrying our metadata are
 //!    adopted as `Closed` rows (an fMP4 and its progressive copy share one row); others are
 //!    left alone ("not ours").
+//!
+//! 6. a durable flush, so what recovery did is on disk before recording starts.
 //!
 //! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
 //! interrupted is simply run again. Afterwards every `Closed` row's files exist with the
@@ -107,6 +124,9 @@ pub use error::StoreError;
 pub use recovery::{RebuildReport, RecoveryReport};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
 pub use writer::SegmentWriter;
+
+/// How often the recorder makes volatile index changes durable ([`Store::flush`]).
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The segment store of one storage root. `Send + Sync`; share it as `Arc<Store>`.
 pub struct Store {
@@ -199,6 +219,13 @@ impl Store {
     pub fn disk(&self) -> Result<Disk, StoreError> {
         let (total, free) = fsutil::statvfs(&self.shared.root)?;
         Ok(Disk { total, free })
+    }
+
+    /// Make the index changes so far durable. The recorder calls it every
+    /// [`FLUSH_INTERVAL`] and at shutdown; closes and deletes are volatile until then (see
+    /// the durability protocol above).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.index.flush()
     }
 
     /// Durable index transactions committed since open (group commits count once).

@@ -144,7 +144,51 @@ fn progressive_temporary_left_by_a_crash_is_removed_and_remade() {
         report.removed,
         vec![PathBuf::from("cam/m.progressive.mp4.part")]
     );
-    assert_eq!(report.recovered.len(), 1);
+    assert_eq!(report.adopted.len(), 1, "{report:?}");
+    assert_eq!(report.adopted[0].files.len(), 2);
     assert_consistent(&store);
     assert_decodes(&root.join("cam/m.progressive.mp4"), 50);
+}
+
+#[test]
+fn torn_mp4_only_segment_whose_row_was_lost_is_finished_as_its_file_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clip = fixture::clip(dir.path(), 3);
+    // The init records the formats, as the recorder's store sink writes it.
+    clip.start.meta.formats = vec![Format::Mp4];
+    clip.init = crate::format::fmp4::encode_init(&clip.start).unwrap();
+    let root = dir.path().join("root");
+    {
+        let store = open(&root);
+        drop(write(&store, &clip, "cam/lost", &[Format::Mp4], 2));
+    }
+    // The Writing row is committed without waiting for the disk; a power cut can lose it.
+    // Losing the whole index is the harshest form of that.
+    fs::remove_file(root.join("index.redb")).unwrap();
+    let store = open(&root);
+    let report = store.recover(NOW).unwrap();
+    assert_eq!(report.recovered.len(), 1);
+    let row = &report.recovered[0];
+    assert_eq!(row.formats, vec![Format::Mp4]);
+    assert_eq!(
+        files(&root),
+        vec![PathBuf::from("cam/lost.mp4")],
+        "only the progressive file is left"
+    );
+    assert_consistent(&store);
+    assert_decodes(&root.join("cam/lost.mp4"), 50);
+    // Walk the top-level boxes: moov must come before mdat.
+    let bytes = fs::read(root.join("cam/lost.mp4")).unwrap();
+    let mut boxes = Vec::new();
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        boxes.push(String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned());
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    let pos = |t: &str| boxes.iter().position(|b| b == t);
+    assert!(pos("moov").unwrap() < pos("mdat").unwrap(), "{boxes:?}");
 }

@@ -79,8 +79,11 @@ impl Store {
                 // The close got past its rename: finish it.
                 match media::scan(&fin) {
                     Ok(scan) => {
-                        let row = recovered_row(row, &scan, now_ms);
-                        report.recovered.push(close_files(shared, row, false)?);
+                        // Its fMP4 was complete (renamed only after its fsync): the close
+                        // itself, or its volatile commit, was cut short. Not torn media.
+                        let mut row = recovered_row(row, &scan, now_ms);
+                        row.recovered = false;
+                        report.adopted.push(close_files(shared, row, false)?);
                         continue;
                     }
                     Err(StoreError::Media { path, reason }) => {
@@ -98,6 +101,9 @@ impl Store {
 
         // 5. Our files without a row.
         adopt(shared, now_ms, &mut report.adopted)?;
+
+        // Everything above, volatile parts included, is on disk before recording starts.
+        shared.index.flush()?;
         Ok(report)
     }
 
@@ -214,7 +220,13 @@ fn new_row_for_part(
         }
         base = with_suffix(&stem, &format!("-{n}"));
     }
-    let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, vec![Format::Fmp4]);
+    // The file says which formats its template asked for (older files: fMP4 only).
+    let formats = if meta.formats.is_empty() {
+        vec![Format::Fmp4]
+    } else {
+        meta.formats.clone()
+    };
+    let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, formats);
     if row.working_path() != rel {
         // Its final name is taken by another file: move it to a free name first.
         let to = shared.root.join(row.working_path());
@@ -336,6 +348,7 @@ fn adopt(shared: &Shared, now_ms: i64, adopted: &mut Vec<SegmentRow>) -> Result<
             stream,
             seq,
             start_ms,
+            formats: vec![],
         };
         while !files.is_empty() {
             let row = adopted_row(shared, &meta, now_ms, &mut files);

@@ -129,6 +129,7 @@ impl SegmentRow {
             stream: self.stream.clone(),
             seq: self.seq,
             start_ms: self.start_ms,
+            formats: vec![],
         }
     }
 
@@ -227,6 +228,7 @@ mod tests {
             stream: "door".into(),
             seq: 7,
             start_ms: 1_700_000_000_000,
+            formats: vec![],
         };
         SegmentRow::writing(
             3,

@@ -88,7 +88,9 @@ impl Store {
         }
         let name = self.reserve_name(rel_base, &wanted)?;
         let row = SegmentRow::writing(shared.index.alloc_id(), meta, name.base.clone(), wanted);
-        shared.index.commit(vec![Op::put(row.clone())])?;
+        // Not durable on its own: it reaches the disk with the next durable commit. A crash
+        // that loses it leaves a working file that recovery identifies from its contents.
+        shared.index.commit_volatile(vec![Op::put(row.clone())])?;
         let working = shared.root.join(row.working_path());
         match create_working(shared, &working, init) {
             Ok(file) => Ok(SegmentWriter {
@@ -344,7 +346,14 @@ pub(crate) fn close_files(
     row.bytes = files.iter().map(|f| f.bytes).sum();
     row.files = files;
     row.state = SegmentState::Closed;
-    shared.index.commit(vec![Op::put(row.clone())])?;
+    if row.has(Format::Fmp4) {
+        // Volatile: if a crash loses it, the fMP4 is already complete under its final name
+        // and recovery finishes or adopts it. Saves a flash write per segment.
+        shared.index.commit_volatile(vec![Op::put(row.clone())])?;
+    } else {
+        // Durable, because the working file (the only fMP4) is removed next.
+        shared.index.commit(vec![Op::put(row.clone())])?;
+    }
     if !row.has(Format::Fmp4) {
         let removed = fsutil::remove_file(&working).and_then(|_| fsync_dir(parent(&working)));
         if let Err(e) = removed {
