@@ -1,0 +1,245 @@
+//! Retention policy tests: each limit alone, then together.
+use super::*;
+
+const GIB: u64 = 1 << 30;
+const DAY_MS: i64 = 86_400_000;
+/// A disk with plenty of free space.
+const ROOMY: Disk = Disk {
+    total: 1000 * GIB,
+    free: 900 * GIB,
+};
+
+/// Segment `id` of `stream`, one minute long, ending at `id` minutes, `bytes` big.
+fn seg(id: u64, stream: &str, bytes: u64) -> Candidate {
+    let end_ms = id as i64 * 60_000;
+    Candidate {
+        id,
+        stream: stream.into(),
+        start_ms: end_ms - 60_000,
+        end_ms,
+        bytes,
+        uploaded: false,
+    }
+}
+
+fn limits(max_bytes: u64) -> Limits {
+    Limits {
+        max_bytes,
+        per_stream: HashMap::new(),
+        min_free: MinFree::Bytes(0),
+        max_age: None,
+    }
+}
+
+fn ids(p: &Plan) -> Vec<u64> {
+    p.evict.iter().map(|e| e.id).collect()
+}
+
+#[test]
+fn nothing_is_evicted_when_every_limit_holds() {
+    let closed = [seg(1, "a", 10), seg(2, "a", 10)];
+    let p = plan(&closed, 5, &limits(100), ROOMY, 0, &AllowAll);
+    assert_eq!(p, Plan::default());
+}
+
+#[test]
+fn max_bytes_evicts_oldest_first_until_closed_and_open_fit() {
+    // Given out of order: oldest is decided by end_ms, not by position or id.
+    let mut closed = vec![seg(3, "a", 10), seg(1, "b", 10), seg(2, "a", 10)];
+    closed[0].end_ms = 0; // id 3 ended first.
+    let p = plan(&closed, 15, &limits(30), ROOMY, 0, &AllowAll);
+    // 30 closed + 15 open = 45 > 30: two segments must go.
+    assert_eq!(ids(&p), vec![3, 1]);
+    assert!(p.evict.iter().all(|e| e.reason == Reason::MaxBytes));
+    assert_eq!(p.freed_bytes(), 20);
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn equal_end_times_are_ordered_by_id() {
+    let mut closed = vec![seg(9, "a", 10), seg(4, "a", 10)];
+    closed[0].end_ms = 100;
+    closed[1].end_ms = 100;
+    let p = plan(&closed, 0, &limits(10), ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![4]);
+}
+
+#[test]
+fn open_segments_alone_over_quota_leave_max_bytes_unmet() {
+    let closed = [seg(1, "a", 10)];
+    let p = plan(&closed, 50, &limits(40), ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1]);
+    assert_eq!(p.unmet, Some(Reason::MaxBytes));
+}
+
+#[test]
+fn max_age_evicts_segments_that_ended_before_the_cutoff() {
+    let now = 10 * DAY_MS;
+    let mut closed = vec![seg(1, "a", 1), seg(2, "a", 1), seg(3, "a", 1)];
+    closed[0].end_ms = now - 8 * DAY_MS;
+    closed[1].end_ms = now - 7 * DAY_MS; // exactly 7 days old: kept.
+    closed[2].end_ms = now - DAY_MS;
+    let mut l = limits(100);
+    l.max_age = Some(Duration::from_secs(7 * 86_400));
+    let p = plan(&closed, 0, &l, ROOMY, now, &AllowAll);
+    assert_eq!(
+        p.evict,
+        vec![Eviction {
+            id: 1,
+            reason: Reason::MaxAge,
+            bytes: 1
+        }]
+    );
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn per_stream_quota_evicts_only_that_streams_oldest() {
+    let closed = [
+        seg(1, "big", 10),
+        seg(2, "small", 10),
+        seg(3, "big", 10),
+        seg(4, "big", 10),
+    ];
+    let mut l = limits(1000);
+    l.per_stream.insert("big".into(), 15);
+    let p = plan(&closed, 0, &l, ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1, 3]);
+    assert!(p.evict.iter().all(|e| e.reason == Reason::StreamMaxBytes));
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn min_free_counts_planned_evictions_as_freed() {
+    let disk = Disk {
+        total: 1000,
+        free: 50,
+    };
+    let closed = [seg(1, "a", 30), seg(2, "a", 30), seg(3, "a", 30)];
+    let mut l = limits(70);
+    l.min_free = MinFree::Percent(10.0); // 100 bytes.
+    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    // max_bytes takes #1 (90 -> 60, freeing 30: free 80); min_free then takes #2.
+    assert_eq!(ids(&p), vec![1, 2]);
+    assert_eq!(p.evict[0].reason, Reason::MaxBytes);
+    assert_eq!(p.evict[1].reason, Reason::MinFree);
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn min_free_as_bytes_is_enforced() {
+    let disk = Disk {
+        total: 1000,
+        free: 0,
+    };
+    let closed = [seg(1, "a", 30), seg(2, "a", 30)];
+    let mut l = limits(1000);
+    l.min_free = MinFree::Bytes(60);
+    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1, 2]);
+    assert_eq!(p.unmet, None);
+    l.min_free = MinFree::Bytes(61);
+    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1, 2]);
+    assert_eq!(p.unmet, Some(Reason::MinFree));
+}
+
+#[test]
+fn guard_protected_segments_are_skipped_for_newer_ones() {
+    let closed = [seg(1, "a", 10), seg(2, "a", 10), seg(3, "a", 10)];
+    let keep_first = |c: &Candidate| c.id != 1;
+    let p = plan(&closed, 0, &limits(20), ROOMY, 0, &keep_first);
+    assert_eq!(ids(&p), vec![2]);
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn limit_is_unmet_when_everything_left_is_protected() {
+    let closed = [seg(1, "a", 10), seg(2, "a", 10)];
+    let nothing = |_: &Candidate| false;
+    let p = plan(&closed, 0, &limits(5), ROOMY, 0, &nothing);
+    assert!(p.evict.is_empty());
+    assert_eq!(p.unmet, Some(Reason::MaxBytes));
+}
+
+#[test]
+fn protected_old_segments_leave_max_age_unmet() {
+    let mut l = limits(100);
+    l.max_age = Some(Duration::from_secs(60));
+    let closed = [seg(1, "a", 1), seg(2, "a", 1)];
+    let only_two = |c: &Candidate| c.id == 2;
+    let p = plan(&closed, 0, &l, ROOMY, DAY_MS, &only_two);
+    assert_eq!(ids(&p), vec![2]);
+    assert_eq!(p.unmet, Some(Reason::MaxAge));
+}
+
+#[test]
+fn protected_stream_segments_leave_its_quota_unmet() {
+    let mut l = limits(1000);
+    l.per_stream.insert("a".into(), 5);
+    let closed = [seg(1, "a", 10)];
+    let p = plan(&closed, 0, &l, ROOMY, 0, &|_: &Candidate| false);
+    assert_eq!(p.unmet, Some(Reason::StreamMaxBytes));
+}
+
+#[test]
+fn most_urgent_unmet_limit_is_reported() {
+    let mut l = limits(5);
+    l.max_age = Some(Duration::from_secs(1));
+    l.min_free = MinFree::Bytes(100);
+    let closed = [seg(1, "a", 10)];
+    let disk = Disk {
+        total: 1000,
+        free: 0,
+    };
+    let p = plan(&closed, 0, &l, disk, DAY_MS, &|_: &Candidate| false);
+    assert_eq!(p.unmet, Some(Reason::MinFree));
+}
+
+#[test]
+fn all_limits_combine_and_each_segment_is_evicted_once() {
+    let now = 100 * 60_000;
+    let closed: Vec<Candidate> = (1..=10)
+        .map(|i| seg(i, if i % 2 == 0 { "even" } else { "odd" }, 10))
+        .collect();
+    let mut l = limits(50);
+    l.max_age = Some(Duration::from_secs(60 * 98)); // ids 1 (ended at minute 1) go.
+    l.per_stream.insert("even".into(), 20); // even: 2,4,6,8,10 -> keep 8,10.
+    l.min_free = MinFree::Bytes(75);
+    let disk = Disk {
+        total: 1000,
+        free: 0,
+    };
+    let p = plan(&closed, 20, &l, disk, now, &AllowAll);
+    let reasons: Vec<(u64, Reason)> = p.evict.iter().map(|e| (e.id, e.reason)).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (1, Reason::MaxAge),
+            (2, Reason::StreamMaxBytes),
+            (4, Reason::StreamMaxBytes),
+            (6, Reason::StreamMaxBytes),
+            // Left: 3,5,7,8,9,10 = 60 + 20 open = 80 > 50: three oldest go.
+            (3, Reason::MaxBytes),
+            (5, Reason::MaxBytes),
+            (7, Reason::MaxBytes),
+            // Freed 70 < 75: one more.
+            (8, Reason::MinFree),
+        ]
+    );
+    let mut unique = ids(&p);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), p.evict.len());
+    assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn limits_come_from_the_config() {
+    let cfg = Config::from_toml_str(crate::config::DEFAULT_TOML).unwrap();
+    let l = Limits::from_config(&cfg);
+    assert_eq!(l.max_bytes, 2 * GIB);
+    assert_eq!(l.per_stream.get("demo"), Some(&GIB));
+    assert_eq!(l.min_free, MinFree::Percent(10.0));
+    assert_eq!(l.max_age, Some(Duration::from_secs(7 * 86_400)));
+}
