@@ -140,6 +140,9 @@ impl StreamRecorder {
             let next = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => {
+                    while let Some(frame) = source.take_held() {
+                        seg.push(frame, self.clock.wall_ms(), &mut events);
+                    }
                     seg.finish(CloseReason::Shutdown, &mut events);
                     break Ok(SessionEnd::Cancelled);
                 }

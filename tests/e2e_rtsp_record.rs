@@ -14,7 +14,20 @@ const SLACK_MS: f64 = 30.0;
 
 #[test]
 fn records_rtsp_camera_into_valid_contiguous_segments() {
-    let spec = ClipSpec::h264(20, 1); // GOP 1 s
+    record_and_check(ClipSpec::h264(20, 1)); // GOP 1 s
+}
+
+/// RTP carries presentation times only: with B-frames, decode times must be rebuilt, or
+/// frames come out with broken timing (seen as half the frames dropped by the decoder).
+#[test]
+fn records_b_frames_over_rtsp_without_losing_or_stretching_frames() {
+    record_and_check(ClipSpec {
+        bframes: 2,
+        ..ClipSpec::h264(20, 1)
+    });
+}
+
+fn record_and_check(spec: ClipSpec) {
     let clip = clip(&spec);
     let peer = RtspPeer::start(&[("/cam", &clip)]);
     let dir = workdir("rtsp_record");
@@ -80,6 +93,13 @@ fn records_rtsp_camera_into_valid_contiguous_segments() {
         let path = root.join(&file.path);
         let span_ms = check_segment_file(&path, &spec) * 1000.0;
         spans.push(span_ms);
+        // Every frame of the span is there: none lost, none stretched.
+        let packets = video_packets(&path).len() as f64;
+        assert!(
+            (packets - span_ms / frame_ms).abs() <= 1.0,
+            "{}: {packets} video frames in {span_ms:.0} ms at {frame_ms} ms per frame",
+            file.path
+        );
 
         // The index's duration is the media duration.
         assert!(

@@ -319,6 +319,32 @@ impl Segmenter {
         });
     }
 
+    /// Drops trailing primary-track samples of the last fragment whose presentation time
+    /// lies more than a frame and a half past every earlier sample's: frames whose B-frames
+    /// never arrived.
+    fn trim_reordered_tail(open: &mut Open) {
+        let (tfdt, samples) = &mut open.runs[open.primary];
+        while samples.len() > 1 {
+            let mut t = *tfdt as i64;
+            let mut pts: Vec<i64> = Vec::with_capacity(samples.len());
+            for s in samples.iter() {
+                pts.push(t + s.cts_offset as i64);
+                t += s.duration as i64;
+            }
+            let last = samples[samples.len() - 1].duration as i64;
+            let before = pts[..pts.len() - 1]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(i64::MIN);
+            if pts[pts.len() - 1] <= before + last * 3 / 2 {
+                break;
+            }
+            let dropped = samples.pop().map_or(0, |s| s.duration as i64);
+            open.end_dts -= dropped;
+        }
+    }
+
     fn flush(open: &mut Open, out: &mut Vec<SegmentEvent>) {
         let runs: Vec<TrackRun> = open
             .runs
@@ -351,6 +377,11 @@ impl Segmenter {
                 let d = open.last_duration[t];
                 Self::append(&mut open, t, p, d);
             }
+        }
+        if !matches!(reason, CloseReason::Interval | CloseReason::ParamsChanged) {
+            // Not cut on a key frame: the stream may stop between a reference frame and the
+            // B-frames shown before it. Drop such a tail rather than leave a hole.
+            Self::trim_reordered_tail(&mut open);
         }
         Self::flush(&mut open, out);
         let ts = open.params.tracks[open.primary].timescale();

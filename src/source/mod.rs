@@ -25,6 +25,7 @@ mod file;
 mod mp4_entry;
 mod mp4_reader;
 mod mp4_table;
+pub mod reorder;
 mod rtsp;
 pub mod spec;
 
@@ -71,6 +72,15 @@ impl Source {
         match &mut self.inner {
             Inner::Rtsp(s) => s.next().await,
             Inner::File(s) => s.next().await,
+        }
+    }
+
+    /// Frames already received but held back (RTSP video waiting for its decode time),
+    /// handed out when the session ends so the last segment keeps them. Non-blocking.
+    pub fn take_held(&mut self) -> Option<Frame> {
+        match &mut self.inner {
+            Inner::Rtsp(s) => s.take_held(),
+            Inner::File(_) => None,
         }
     }
 }

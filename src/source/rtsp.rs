@@ -10,9 +10,11 @@
 //! `dts`/`pts` are retina's [`Timestamp::elapsed`](retina::Timestamp::elapsed), in the RTP
 //! clock rate (90 kHz video, the sample rate for AAC). With
 //! `InitialTimestampPolicy::Permissive`, streams are aligned through the `RTP-Info` header
-//! when the camera sends it for all of them. RTP carries no decode time, so `dts == pts`
-//! (IP cameras practically never send B-frames); should a camera's timestamps ever step
-//! backwards, `dts` is held at the previous value so it never decreases.
+//! when the camera sends it for all of them. RTP carries presentation times only: video
+//! decode times come from [`DtsFromPts`] (a few frames of reordering delay; equal to the
+//! presentation times for streams without B-frames, which is most cameras, but encoders
+//! such as x264 and OBS do send B-frames). Audio `dts == pts`, held at the previous value
+//! should a camera's timestamps step backwards.
 //!
 //! # Start and parameter changes
 //!
@@ -32,6 +34,7 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 
+use super::reorder::DtsFromPts;
 use super::{SourceError, Transport};
 use crate::frame::{
     AudioCodec, AudioParams, Frame, StreamParams, TrackParams, VideoCodec, VideoParams,
@@ -58,6 +61,8 @@ pub struct RtspSource {
     /// Whether a video track was chosen (then output starts on its first key frame).
     has_video: bool,
     last_dts: Vec<i64>,
+    /// Decode times for the video track (RTP gives presentation times only).
+    reorder: DtsFromPts<Frame>,
 }
 
 impl RtspSource {
@@ -129,6 +134,7 @@ impl RtspSource {
             last_dts: vec![i64::MIN; stream_of.len()],
             stream_of,
             params: None,
+            reorder: DtsFromPts::default(),
             started: false,
             has_video: video.is_some(),
         })
@@ -170,16 +176,22 @@ impl RtspSource {
                         }
                         self.started = true;
                     }
-                    let dts = self.monotonic(track, f.timestamp().elapsed());
+                    // RTP carries presentation times; decode times come from reordering.
+                    let pts = f.timestamp().elapsed();
                     if let Some(params) = &self.params {
-                        return Ok(Some(Frame {
+                        let frame = Frame {
                             params: params.clone(),
                             track,
-                            dts,
-                            pts: dts,
+                            dts: pts,
+                            pts,
                             keyframe,
                             data: Bytes::from(f.into_data()),
-                        }));
+                        };
+                        if let Some((dts, pts, mut frame)) = self.reorder.push(pts, frame) {
+                            frame.dts = dts;
+                            frame.pts = pts;
+                            return Ok(Some(frame));
+                        }
                     }
                 }
                 CodecItem::AudioFrame(f) => {
@@ -215,7 +227,14 @@ impl RtspSource {
         }
     }
 
-    /// Keeps `dts` from going backwards on a track.
+    /// A video frame held for reordering, with its decode time (see [`Source::take_held`](super::Source::take_held)).
+    pub fn take_held(&mut self) -> Option<Frame> {
+        let (dts, pts, mut frame) = self.reorder.drain()?;
+        frame.dts = dts;
+        frame.pts = pts;
+        Some(frame)
+    }
+
     fn is_h265(&self, track: usize) -> bool {
         matches!(
             self.params.as_ref().and_then(|p| p.tracks.get(track)),
@@ -223,6 +242,7 @@ impl RtspSource {
         )
     }
 
+    /// Keeps `dts` from going backwards on a track.
     fn monotonic(&mut self, track: usize, ts: i64) -> i64 {
         let dts = ts.max(self.last_dts[track]);
         self.last_dts[track] = dts;
