@@ -68,7 +68,6 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             device: cfg.device_id.clone(),
             app: s.app.clone(),
             name: s.name.clone(),
-            spec,
             template: template.clone(),
             store: store.clone(),
             clock: clock.clone(),
@@ -76,7 +75,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             closed: closed.clone(),
         };
         let span = info_span!("stream", name = %s.name);
-        tasks.spawn(rec.run().instrument(span));
+        tasks.spawn(rec.run(spec).instrument(span));
         recording += 1;
     }
     info!(

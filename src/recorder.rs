@@ -1,8 +1,11 @@
 //! One supervised task per stream: source → segmenter → sinks (fMP4 → store).
 //!
-//! [`StreamRecorder::run`] is the supervisor: it calls `run_once` (one source session) in a
-//! loop with capped exponential backoff until cancelled. A session ends when the source
-//! fails, ends, or the recorder is cancelled; its open segment is always closed cleanly first.
+//! [`StreamRecorder::run`] is the supervisor of a pulled stream: it calls `run_once` (one
+//! source session) in a loop with capped exponential backoff until cancelled. A pushed
+//! stream has no one to reconnect to: [`StreamRecorder::record_once`] runs one session on
+//! the source the push server feeds, and returns when the push ends. A session ends when the
+//! source fails, ends, or the recorder is cancelled; its open segment is always closed
+//! cleanly first.
 //! All file I/O (write, fdatasync, close protocol) runs on the stream's writer thread
 //! ([`crate::sink::SinkThread`]), never on the async runtime.
 
@@ -31,7 +34,6 @@ pub struct StreamRecorder {
     pub device: String,
     pub app: String,
     pub name: String,
-    pub spec: SourceSpec,
     pub template: Template,
     pub store: Arc<Store>,
     pub clock: SharedClock,
@@ -58,39 +60,16 @@ enum SessionError {
 }
 
 impl StreamRecorder {
-    /// The supervisor loop. Returns when cancelled or when the source ends for good.
-    pub async fn run(self) {
+    /// The supervisor loop of a pulled stream. Returns when cancelled or when the source
+    /// ends for good.
+    pub async fn run(self, spec: SourceSpec) {
         let seed = self.clock.wall_ms() as u64 ^ (self.name.len() as u64) << 32;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), seed);
-        let next_seq = {
-            let store = self.store.clone();
-            let name = self.name.clone();
-            match tokio::task::spawn_blocking(move || store.next_seq(&name)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    warn!(error = %e, "cannot read the last sequence number; starting at 0");
-                    0
-                }
-                Err(_) => 0,
-            }
-        };
-        let mut segmenter = Segmenter::new(
-            SegmenterConfig {
-                interval: self.template.interval,
-                fragment: self.template.fragment,
-                ..SegmenterConfig::default()
-            },
-            StreamIdentity {
-                device: self.device.clone(),
-                app: self.app.clone(),
-                stream: self.name.clone(),
-            },
-            next_seq,
-        );
-        info!(source = %self.spec.redacted(), template = %self.template.name, "stream starting");
+        let mut segmenter = self.segmenter().await;
+        info!(source = %spec.redacted(), template = %self.template.name, "stream starting");
         loop {
             let began = self.clock.now();
-            match self.run_once(&mut segmenter).await {
+            match self.run_once(&spec, &mut segmenter).await {
                 Ok(SessionEnd::Cancelled) => break,
                 Ok(SessionEnd::SourceEnded) => {
                     info!("source ended; stream stopped");
@@ -122,12 +101,66 @@ impl StreamRecorder {
         info!("stream stopped");
     }
 
-    async fn run_once(&self, seg: &mut Segmenter) -> Result<SessionEnd, SessionError> {
-        let mut source = tokio::select! {
+    /// Record one session of a source fed from outside (a push), then return: its open
+    /// segment is closed when the source ends or the recorder is cancelled.
+    pub async fn record_once(self, source: Source) {
+        let mut segmenter = self.segmenter().await;
+        info!(template = %self.template.name, "push recording");
+        match self.record(source, &mut segmenter).await {
+            Ok(_) => info!("push ended"),
+            Err(e) => warn!(error = %e, "push recording ended with an error"),
+        }
+    }
+
+    /// A segmenter continuing the stream's sequence numbers from the index.
+    async fn segmenter(&self) -> Segmenter {
+        let next_seq = {
+            let store = self.store.clone();
+            let name = self.name.clone();
+            match tokio::task::spawn_blocking(move || store.next_seq(&name)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot read the last sequence number; starting at 0");
+                    0
+                }
+                Err(_) => 0,
+            }
+        };
+        Segmenter::new(
+            SegmenterConfig {
+                interval: self.template.interval,
+                fragment: self.template.fragment,
+                ..SegmenterConfig::default()
+            },
+            StreamIdentity {
+                device: self.device.clone(),
+                app: self.app.clone(),
+                stream: self.name.clone(),
+            },
+            next_seq,
+        )
+    }
+
+    async fn run_once(
+        &self,
+        spec: &SourceSpec,
+        seg: &mut Segmenter,
+    ) -> Result<SessionEnd, SessionError> {
+        let source = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(SessionEnd::Cancelled),
-            s = Source::open(&self.spec, self.clock.clone()) => s?,
+            s = Source::open(spec, self.clock.clone()) => s?,
         };
         info!("source connected");
+        self.record(source, seg).await
+    }
+
+    /// One session: frames from `source` through the segmenter to the writer thread, until
+    /// the source ends or fails or the recorder is cancelled; the open segment is closed.
+    async fn record(
+        &self,
+        mut source: Source,
+        seg: &mut Segmenter,
+    ) -> Result<SessionEnd, SessionError> {
         let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
             self.store.clone(),
             self.template.formats.clone(),

@@ -15,11 +15,13 @@
 //!
 //! - [`spec`]: parsing source strings (`rtsp://...`, `file:...`).
 //! - `rtsp`: the retina session (the only file that knows retina).
+//! - [`channel`]: frames pushed to us (RTSP/RTMP push servers), through a byte-bounded channel.
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
 //!   AAC configuration.
 
 mod aac_config;
+pub mod channel;
 mod error;
 mod file;
 mod mp4_entry;
@@ -43,6 +45,7 @@ pub struct Source {
 enum Inner {
     Rtsp(Box<rtsp::RtspSource>),
     File(file::FileSource),
+    Channel(channel::ChannelSource),
 }
 
 impl Source {
@@ -63,6 +66,14 @@ impl Source {
         Ok(Source { inner })
     }
 
+    /// A source fed by a push server through a [`channel::channel`]. It ends (`Ok(None)`)
+    /// when the push ends.
+    pub fn from_channel(rx: channel::ChannelSource) -> Source {
+        Source {
+            inner: Inner::Channel(rx),
+        }
+    }
+
     /// Next frame; `Ok(None)` = clean end of stream (a file without loop). An RTSP session
     /// that ends is an error ([`SourceError::Closed`]), since a camera should not stop.
     ///
@@ -72,6 +83,7 @@ impl Source {
         match &mut self.inner {
             Inner::Rtsp(s) => s.next().await,
             Inner::File(s) => s.next().await,
+            Inner::Channel(s) => Ok(s.next().await),
         }
     }
 
@@ -80,7 +92,7 @@ impl Source {
     pub fn take_held(&mut self) -> Option<Frame> {
         match &mut self.inner {
             Inner::Rtsp(s) => s.take_held(),
-            Inner::File(_) => None,
+            Inner::File(_) | Inner::Channel(_) => None,
         }
     }
 }
