@@ -36,6 +36,7 @@ pub mod control;
 pub mod daemon;
 pub mod format;
 pub mod frame;
+pub mod ingest;
 pub mod naming;
 pub mod recorder;
 pub mod redact;

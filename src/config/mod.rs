@@ -13,6 +13,7 @@ mod raw;
 mod size;
 mod validate;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,14 @@ pub const DEFAULT_FRAGMENT: Duration = Duration::from_secs(1);
 pub const MIN_FRAGMENT: Duration = Duration::from_millis(100);
 /// Default `storage.retention_interval`.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `ingest.max_connections`.
+pub const DEFAULT_INGEST_MAX_CONNECTIONS: usize = 32;
+/// Default `ingest.max_request_bytes`.
+pub const DEFAULT_INGEST_MAX_REQUEST_BYTES: usize = 64 << 10;
+/// Default `ingest.max_buffered_bytes`.
+pub const DEFAULT_INGEST_MAX_BUFFERED_BYTES: usize = 16 << 20;
+/// Default `ingest.session_timeout`.
+pub const DEFAULT_INGEST_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `log.level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -58,6 +67,65 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// Logging (`[log]`, optional).
     pub log: LogConfig,
+    /// Push ingest servers (`[ingest]`, optional; off by default).
+    pub ingest: IngestConfig,
+}
+
+/// `[ingest]`: servers that accept pushed streams, and their limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Address of the RTSP push server (ANNOUNCE/RECORD); `None` = off.
+    pub rtsp: Option<SocketAddr>,
+    /// Address of the RTMP publish server; `None` = off.
+    pub rtmp: Option<SocketAddr>,
+    /// A second publisher of a live stream replaces the first (`true`) instead of being
+    /// refused (`false`, the default).
+    pub takeover: bool,
+    /// Publish credentials; empty = anyone may publish. RTSP asks for Basic or Digest.
+    pub users: Vec<IngestUser>,
+    /// Open push connections at most, both servers together (default 32).
+    pub max_connections: usize,
+    /// Largest RTSP request (headers + body such as the SDP) or RTMP message, in bytes
+    /// (default 64 KiB).
+    pub max_request_bytes: usize,
+    /// Bytes a publisher may be ahead of its recorder before it is disconnected
+    /// (default 16 MiB).
+    pub max_buffered_bytes: usize,
+    /// A publisher that sends nothing for this long is disconnected (default 10 s).
+    pub session_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            rtsp: None,
+            rtmp: None,
+            takeover: false,
+            users: Vec::new(),
+            max_connections: DEFAULT_INGEST_MAX_CONNECTIONS,
+            max_request_bytes: DEFAULT_INGEST_MAX_REQUEST_BYTES,
+            max_buffered_bytes: DEFAULT_INGEST_MAX_BUFFERED_BYTES,
+            session_timeout: DEFAULT_INGEST_SESSION_TIMEOUT,
+        }
+    }
+}
+
+/// `[[ingest.users]]`: one publisher account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IngestUser {
+    /// User name.
+    pub user: String,
+    /// Password (never logged).
+    pub password: String,
+}
+
+impl std::fmt::Debug for IngestUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestUser")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 /// `[storage]`: the recordings directory and the ring-buffer limits retention enforces.

@@ -28,6 +28,49 @@ pub(crate) struct RawConfig {
     /// See [`super::Config::log`].
     #[serde(default)]
     pub log: Option<RawLog>,
+    /// See [`super::Config::ingest`].
+    #[serde(default)]
+    pub ingest: Option<RawIngest>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIngest {
+    /// See [`super::IngestConfig::rtsp`].
+    #[serde(default)]
+    pub rtsp: Option<String>,
+    /// See [`super::IngestConfig::rtmp`].
+    #[serde(default)]
+    pub rtmp: Option<String>,
+    /// See [`super::IngestConfig::takeover`].
+    #[serde(default)]
+    pub takeover: bool,
+    /// See [`super::IngestConfig::users`].
+    #[serde(default)]
+    pub users: Vec<RawIngestUser>,
+    /// See [`super::IngestConfig::max_connections`].
+    #[serde(default)]
+    pub max_connections: Option<i64>,
+    /// See [`super::IngestConfig::max_request_bytes`].
+    #[serde(default)]
+    pub max_request_bytes: Option<RawSize>,
+    /// See [`super::IngestConfig::max_buffered_bytes`].
+    #[serde(default)]
+    pub max_buffered_bytes: Option<RawSize>,
+    /// See [`super::IngestConfig::session_timeout`].
+    #[serde(default)]
+    pub session_timeout: Option<RawDuration>,
+}
+
+/// One `[[ingest.users]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIngestUser {
+    /// See [`super::IngestUser::user`].
+    pub user: String,
+    /// See [`super::IngestUser::password`].
+    pub password: String,
 }
 
 /// `[storage]`.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use globset::Glob;
 
-use super::raw::{RawConfig, RawDuration, RawSize, RawStorage, RawStream, RawTemplate};
+use super::raw::{RawConfig, RawDuration, RawIngest, RawSize, RawStorage, RawStream, RawTemplate};
 use super::size::{parse_min_free, parse_size, MinFree};
 use super::{
-    Config, ConfigError, LogConfig, Rule, StorageConfig, StreamConfig, Template, DEFAULT_FRAGMENT,
-    DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL, MAX_INTERVAL, MIN_FRAGMENT,
-    MIN_INTERVAL,
+    Config, ConfigError, IngestConfig, IngestUser, LogConfig, Rule, StorageConfig, StreamConfig,
+    Template, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL,
+    MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
 };
 use crate::format::Format;
 
@@ -102,6 +102,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         },
     };
 
+    let ingest = match &raw.ingest {
+        None => IngestConfig::default(),
+        Some(i) => ingest(i)?,
+    };
+
     Ok(Config {
         device_id: raw.device_id,
         storage,
@@ -109,6 +114,105 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         rules,
         streams,
         log,
+        ingest,
+    })
+}
+
+fn ingest(i: &RawIngest) -> Result<IngestConfig> {
+    let d = IngestConfig::default();
+    let addr = |field: &str, v: &Option<String>| -> Result<Option<std::net::SocketAddr>> {
+        match v {
+            None => Ok(None),
+            Some(s) => s.trim().parse().map(Some).map_err(|_| {
+                ConfigError::invalid(
+                    field,
+                    format!("\"{s}\" is not an address:port (e.g. \"0.0.0.0:8554\")"),
+                )
+            }),
+        }
+    };
+    let rtsp = addr("ingest.rtsp", &i.rtsp)?;
+    let rtmp = addr("ingest.rtmp", &i.rtmp)?;
+    if rtsp.is_some() && rtsp == rtmp {
+        return err("ingest.rtmp", "must not be the same address as ingest.rtsp");
+    }
+    let mut users = Vec::with_capacity(i.users.len());
+    for (n, u) in i.users.iter().enumerate() {
+        let field = format!("ingest.users[{n}].user");
+        if u.user.is_empty() || u.user.contains([':', '"']) || u.user.chars().any(char::is_control)
+        {
+            return err(
+                field,
+                "must not be empty or contain ':', '\"' or control characters",
+            );
+        }
+        if users.iter().any(|x: &IngestUser| x.user == u.user) {
+            return err(field, format!("duplicate user \"{}\"", u.user));
+        }
+        users.push(IngestUser {
+            user: u.user.clone(),
+            password: u.password.clone(),
+        });
+    }
+    let max_connections = match i.max_connections {
+        None => d.max_connections,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(n) => {
+            return err(
+                "ingest.max_connections",
+                format!("{n} must be between 1 and 10000"),
+            )
+        }
+    };
+    let bounded_size = |field: &str, v: &Option<RawSize>, def: usize, min: u64, max: u64| match v {
+        None => Ok(def),
+        Some(v) => {
+            let b = size(field, v)?;
+            if b < min || b > max {
+                return err(
+                    field,
+                    format!("\"{v}\" must be between {min} and {max} bytes"),
+                );
+            }
+            Ok(b as usize)
+        }
+    };
+    let max_request_bytes = bounded_size(
+        "ingest.max_request_bytes",
+        &i.max_request_bytes,
+        d.max_request_bytes,
+        4 << 10,
+        16 << 20,
+    )?;
+    let max_buffered_bytes = bounded_size(
+        "ingest.max_buffered_bytes",
+        &i.max_buffered_bytes,
+        d.max_buffered_bytes,
+        64 << 10,
+        1 << 30,
+    )?;
+    let session_timeout = match &i.session_timeout {
+        None => d.session_timeout,
+        Some(v) => {
+            let t = duration("ingest.session_timeout", v)?;
+            if t < Duration::from_secs(1) || t > Duration::from_secs(3600) {
+                return err(
+                    "ingest.session_timeout",
+                    format!("\"{v}\" must be between 1s and 1h"),
+                );
+            }
+            t
+        }
+    };
+    Ok(IngestConfig {
+        rtsp,
+        rtmp,
+        takeover: i.takeover,
+        users,
+        max_connections,
+        max_request_bytes,
+        max_buffered_bytes,
+        session_timeout,
     })
 }
 
