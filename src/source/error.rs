@@ -47,6 +47,10 @@ pub enum SourceError {
     #[error("{}: {reason}", path.display())]
     UnsupportedFile { path: PathBuf, reason: String },
 
+    /// A `pipe:` command could not start, exited, or its output ended.
+    #[error("pipe:{command}: {reason}")]
+    Pipe { command: String, reason: String },
+
     /// Opening or reading the file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -73,7 +77,8 @@ impl SourceError {
             SourceError::Connect { .. }
             | SourceError::Timeout { .. }
             | SourceError::Rtsp { .. }
-            | SourceError::Closed { .. } => false,
+            | SourceError::Closed { .. }
+            | SourceError::Pipe { .. } => false,
         }
     }
 }

@@ -19,14 +19,22 @@
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
 //!   AAC configuration.
+//! - `pipe`: a command's Annex-B stdout (`pipe:...`); `annexb` splits access units,
+//!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
+//!   `pipe_time` stamps arrival times.
 
-mod aac_config;
+pub(crate) mod aac_config;
+mod adts;
+mod annexb;
 pub mod channel;
 mod error;
 mod file;
+mod h26x;
 mod mp4_entry;
 mod mp4_reader;
 mod mp4_table;
+pub mod pipe;
+mod pipe_time;
 pub mod reorder;
 mod rtsp;
 pub mod spec;
@@ -45,6 +53,7 @@ pub struct Source {
 enum Inner {
     Rtsp(Box<rtsp::RtspSource>),
     File(file::FileSource),
+    Pipe(Box<pipe::PipeSource>),
     Channel(channel::ChannelSource),
 }
 
@@ -62,6 +71,16 @@ impl Source {
                 looping,
                 realtime,
             } => Inner::File(file::FileSource::open(path, *looping, *realtime, clock).await?),
+            SourceSpec::Pipe {
+                command,
+                fps_milli,
+                audio,
+            } => Inner::Pipe(Box::new(pipe::PipeSource::open(
+                command,
+                fps_milli.map(|f| f64::from(f) / 1000.0),
+                audio.as_deref(),
+                clock,
+            )?)),
         };
         Ok(Source { inner })
     }
@@ -83,6 +102,7 @@ impl Source {
         match &mut self.inner {
             Inner::Rtsp(s) => s.next().await,
             Inner::File(s) => s.next().await,
+            Inner::Pipe(s) => s.next().await,
             Inner::Channel(s) => Ok(s.next().await),
         }
     }
@@ -92,7 +112,7 @@ impl Source {
     pub fn take_held(&mut self) -> Option<Frame> {
         match &mut self.inner {
             Inner::Rtsp(s) => s.take_held(),
-            Inner::File(_) | Inner::Channel(_) => None,
+            Inner::File(_) | Inner::Channel(_) | Inner::Pipe(_) => None,
         }
     }
 }

@@ -10,6 +10,10 @@
 //!   (`file:/data/x.mp4`, also `file:///data/x.mp4`). `loop` (default `false`) restarts the
 //!   file at its end; `realtime` (default `true`) paces frames like a live camera, `false`
 //!   replays as fast as possible (for tests). A path cannot contain `?`.
+//! - `pipe:COMMAND`: a command (run with `sh -c`) writing Annex-B H.264/H.265 to stdout,
+//!   e.g. `pipe:rpicam-vid -t 0 --codec h264 --inline -o -`. Everything after `pipe:` is
+//!   the command. The stream keys `fps` and `audio_pipe` add a frame-rate hint and an ADTS
+//!   AAC command ([`SourceSpec::with_pipe_options`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -44,6 +48,15 @@ pub enum SourceSpec {
         /// possible (`false`, for tests).
         realtime: bool,
     },
+    /// A command writing Annex-B video to stdout (see [`crate::source::pipe`]).
+    Pipe {
+        /// Run with `sh -c`; may contain credentials (an RTSP URL), so it is shown redacted.
+        command: String,
+        /// Frame-rate hint in thousandths of a frame per second (`fps = 29.97` → 29 970).
+        fps_milli: Option<u32>,
+        /// A second command writing ADTS AAC to stdout.
+        audio: Option<String>,
+    },
 }
 
 impl SourceSpec {
@@ -51,6 +64,16 @@ impl SourceSpec {
     /// and never contains the password.
     pub fn parse(s: &str) -> Result<SourceSpec, String> {
         let s = s.trim();
+        if let Some(cmd) = s.strip_prefix("pipe:") {
+            if cmd.trim().is_empty() {
+                return Err("source \"pipe:\": the command is empty".to_string());
+            }
+            return Ok(SourceSpec::Pipe {
+                command: cmd.trim().to_string(),
+                fps_milli: None,
+                audio: None,
+            });
+        }
         if let Some(rest) = s.strip_prefix("file:") {
             return parse_file(rest);
         }
@@ -64,7 +87,7 @@ impl SourceSpec {
                 redact_url(s)
             )),
             Some(other) => Err(format!(
-                "source \"{}\": unknown scheme \"{other}\" (expected rtsp://... or file:...)",
+                "source \"{}\": unknown scheme \"{other}\" (expected rtsp://..., file:... or pipe:...)",
                 redact_url(s)
             )),
             None => Err(format!(
@@ -103,6 +126,20 @@ impl SourceSpec {
                 }
                 s
             }
+            SourceSpec::Pipe { command, .. } => format!("pipe:{}", redact_url(command)),
+        }
+    }
+
+    /// Adds the stream keys only pipe sources take: the `fps` hint and the `audio_pipe`
+    /// command. Other sources are returned unchanged.
+    pub fn with_pipe_options(self, fps: Option<f64>, audio_pipe: Option<String>) -> SourceSpec {
+        match self {
+            SourceSpec::Pipe { command, .. } => SourceSpec::Pipe {
+                command,
+                fps_milli: fps.map(|f| (f * 1000.0).round().clamp(1.0, 1e9) as u32),
+                audio: audio_pipe,
+            },
+            other => other,
         }
     }
 }
@@ -300,6 +337,33 @@ mod tests {
             }
         );
         assert_eq!(SourceSpec::parse(&spec.redacted()).unwrap(), spec);
+    }
+
+    #[test]
+    fn pipe_takes_the_whole_rest_as_the_command_and_redacts_it() {
+        let spec = SourceSpec::parse("pipe:ffmpeg -i rtsp://u:pw@cam/x?a=1 -f h264 -").unwrap();
+        assert_eq!(
+            spec,
+            SourceSpec::Pipe {
+                command: "ffmpeg -i rtsp://u:pw@cam/x?a=1 -f h264 -".into(),
+                fps_milli: None,
+                audio: None
+            }
+        );
+        assert_eq!(
+            spec.redacted(),
+            "pipe:ffmpeg -i rtsp://***@cam/x?a=1 -f h264 -"
+        );
+        let spec = spec.with_pipe_options(Some(29.97), Some("arecord | faac".into()));
+        assert!(matches!(
+            spec,
+            SourceSpec::Pipe {
+                fps_milli: Some(29970),
+                audio: Some(_),
+                ..
+            }
+        ));
+        assert!(SourceSpec::parse("pipe:  ").is_err());
     }
 
     #[test]
