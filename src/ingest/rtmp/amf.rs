@@ -114,7 +114,10 @@ fn decode(data: &mut &[u8], depth: usize) -> Result<Amf, String> {
             let n = u32_be(data)?;
             // Every value takes at least one byte, so a count beyond the input is a lie.
             if n > data.len() {
-                return Err(format!("strict array of {n} values in {} bytes", data.len()));
+                return Err(format!(
+                    "strict array of {n} values in {} bytes",
+                    data.len()
+                ));
             }
             let mut items = Vec::new();
             for _ in 0..n {

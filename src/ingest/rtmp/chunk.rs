@@ -322,7 +322,10 @@ mod tests {
         let msgs = read_all(&mut r, &out).unwrap();
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].payload, payload);
-        assert_eq!((msgs[0].type_id, msgs[0].stream_id, msgs[0].timestamp), (9, 1, 40));
+        assert_eq!(
+            (msgs[0].type_id, msgs[0].stream_id, msgs[0].timestamp),
+            (9, 1, 40)
+        );
         assert_eq!(r.buffered(), 0);
     }
 

@@ -170,11 +170,9 @@ impl Connection {
             msg::SET_CHUNK_SIZE => self.reader.set_chunk_size(be32("Set Chunk Size")?)?,
             msg::ABORT => self.reader.abort(be32("Abort Message")?),
             msg::WINDOW_ACK_SIZE => self.window = Some(be32("Window Acknowledgement Size")?),
-            msg::USER_CONTROL => {
-                // PingRequest (6) -> PingResponse (7) with the same timestamp.
-                if p.len() >= 6 && p[0..2] == [0, 6] {
-                    self.out.user_control(7, be32_at(p, 2));
-                }
+            // PingRequest (6) -> PingResponse (7) with the same timestamp.
+            msg::USER_CONTROL if p.len() >= 6 && p[0..2] == [0, 6] => {
+                self.out.user_control(7, be32_at(p, 2));
             }
             msg::COMMAND_AMF0 | msg::COMMAND_AMF3 => {
                 // An AMF3 command message starts with one format byte, then AMF0.
@@ -183,16 +181,18 @@ impl Connection {
                 } else {
                     &p[..]
                 };
-                return Ok(match self.session.command(m.stream_id, body, &mut self.out)? {
-                    None => None,
-                    Some(Event::Publish { app, stream, query }) => {
-                        Some(Item::Publish { app, stream, query })
-                    }
-                    Some(Event::Unpublish) => {
-                        self.media = Media::new();
-                        Some(Item::Unpublish)
-                    }
-                });
+                return Ok(
+                    match self.session.command(m.stream_id, body, &mut self.out)? {
+                        None => None,
+                        Some(Event::Publish { app, stream, query }) => {
+                            Some(Item::Publish { app, stream, query })
+                        }
+                        Some(Event::Unpublish) => {
+                            self.media = Media::new();
+                            Some(Item::Unpublish)
+                        }
+                    },
+                );
             }
             msg::AUDIO | msg::VIDEO => {
                 if self.session.media_stream() != Some(m.stream_id) {

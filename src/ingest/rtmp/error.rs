@@ -13,7 +13,9 @@ pub enum RtmpError {
     Protocol { reason: String },
 
     /// A size the peer announced is over a configured limit; nothing was allocated for it.
-    #[error("RTMP {what} of {size} bytes exceeds the limit of {limit} bytes (see [ingest] limits)")]
+    #[error(
+        "RTMP {what} of {size} bytes exceeds the limit of {limit} bytes (see [ingest] limits)"
+    )]
     TooLarge {
         what: &'static str,
         size: u64,
@@ -33,7 +35,9 @@ pub enum RtmpError {
     },
 
     /// The stream carries a codec edgerec does not record.
-    #[error("unsupported codec: {what} (edgerec records H.264 or H.265 video and AAC audio over RTMP)")]
+    #[error(
+        "unsupported codec: {what} (edgerec records H.264 or H.265 video and AAC audio over RTMP)"
+    )]
     UnsupportedCodec { what: String },
 
     /// An FLV audio or video tag is malformed.

@@ -91,7 +91,9 @@ pub fn parse_video(body: &Bytes) -> Result<VideoTag, RtmpError> {
 
 fn parse_enhanced_video(body: &Bytes) -> Result<VideoTag, RtmpError> {
     if body.len() < 5 {
-        return Err(RtmpError::video("Enhanced RTMP tag shorter than its header"));
+        return Err(RtmpError::video(
+            "Enhanced RTMP tag shorter than its header",
+        ));
     }
     let frame_type = (body[0] >> 4) & 0x07;
     let packet_type = body[0] & 0x0f;

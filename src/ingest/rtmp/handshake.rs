@@ -81,6 +81,9 @@ mod tests {
         let e = respond(&c0c1, 0, 0).unwrap_err().to_string();
         assert!(e.contains("0x47") && e.contains("HTTP"), "{e}");
         c0c1[0] = 6;
-        assert!(respond(&c0c1, 0, 0).unwrap_err().to_string().contains("RTMPE"));
+        assert!(respond(&c0c1, 0, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("RTMPE"));
     }
 }

@@ -172,8 +172,8 @@ mod tests {
     use super::*;
 
     const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
-        0x00, 0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xf1, 0x42, 0x99, 0x60,
+        0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xf1, 0x42, 0x99, 0x60,
     ];
 
     pub(crate) fn avc_header() -> Bytes {
@@ -195,14 +195,23 @@ mod tests {
     fn frames_wait_for_the_first_key_frame_then_share_one_params_arc() {
         let mut m = Media::new();
         assert!(m.video(0, &avc_header()).unwrap().is_none());
-        assert!(m.audio(0, &Bytes::from_static(AAC_HEADER)).unwrap().is_none());
+        assert!(m
+            .audio(0, &Bytes::from_static(AAC_HEADER))
+            .unwrap()
+            .is_none());
         assert!(m.video(0, &picture(false, 0)).unwrap().is_none());
-        assert!(m.audio(10, &Bytes::from_static(&[0xaf, 1, 1])).unwrap().is_none());
+        assert!(m
+            .audio(10, &Bytes::from_static(&[0xaf, 1, 1]))
+            .unwrap()
+            .is_none());
         let k = m.video(40, &picture(true, 80)).unwrap().unwrap();
         assert!(k.keyframe);
         assert_eq!((k.dts, k.pts, k.track), (40, 120, 0));
         assert_eq!(k.params.tracks.len(), 2);
-        let a = m.audio(46, &Bytes::from_static(&[0xaf, 1, 1])).unwrap().unwrap();
+        let a = m
+            .audio(46, &Bytes::from_static(&[0xaf, 1, 1]))
+            .unwrap()
+            .unwrap();
         assert_eq!(a.track, 1);
         assert_eq!(a.dts, 46 * 44100 / 1000);
         assert!(Arc::ptr_eq(&a.params, &k.params));
@@ -248,7 +257,10 @@ mod tests {
     fn audio_only_stream_starts_at_once() {
         let mut m = Media::new();
         m.audio(0, &Bytes::from_static(AAC_HEADER)).unwrap();
-        let a = m.audio(0, &Bytes::from_static(&[0xaf, 1, 1])).unwrap().unwrap();
+        let a = m
+            .audio(0, &Bytes::from_static(&[0xaf, 1, 1]))
+            .unwrap()
+            .unwrap();
         assert_eq!((a.track, a.params.tracks.len()), (0, 1));
     }
 

@@ -24,7 +24,7 @@
 //! - [`flv`], [`media`], [`codec`], [`sps`]: FLV tags to [`crate::frame::Frame`]s, decoder
 //!   configurations to track parameters, picture size from the SPS.
 //! - [`server`]: the tokio listener and per-connection loop.
-//! - [`error`]: [`RtmpError`].
+//! - [`error`]: the error type, [`RtmpError`].
 
 pub mod amf;
 pub mod chunk;

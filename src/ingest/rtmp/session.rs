@@ -418,7 +418,10 @@ mod tests {
             Amf::Null,
             Amf::Number(1.0),
         ]);
-        assert_eq!(s.command(0, &del, &mut out).unwrap(), Some(Event::Unpublish));
+        assert_eq!(
+            s.command(0, &del, &mut out).unwrap(),
+            Some(Event::Unpublish)
+        );
         assert_eq!(s.media_stream(), None);
     }
 }

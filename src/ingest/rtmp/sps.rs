@@ -135,7 +135,9 @@ pub fn h264_size(nal: &[u8]) -> Result<(u16, u16), String> {
             r.se()?;
             let cycle = r.ue()?;
             if cycle > 255 {
-                return Err(format!("num_ref_frames_in_pic_order_cnt_cycle {cycle} > 255"));
+                return Err(format!(
+                    "num_ref_frames_in_pic_order_cnt_cycle {cycle} > 255"
+                ));
             }
             for _ in 0..cycle {
                 r.se()?;
@@ -163,7 +165,8 @@ pub fn h264_size(nal: &[u8]) -> Result<(u16, u16), String> {
     let field_factor = 2 - u64::from(frame_mbs_only);
     let (sub_w, sub_h) = crop_units(chroma, separate);
     let w = (width_mbs * 16).saturating_sub(sub_w * (left + right));
-    let h = (field_factor * height_units * 16).saturating_sub(sub_h * field_factor * (top + bottom));
+    let h =
+        (field_factor * height_units * 16).saturating_sub(sub_h * field_factor * (top + bottom));
     checked(w, h)
 }
 
@@ -195,7 +198,7 @@ pub fn h265_size(nal: &[u8]) -> Result<(u16, u16), String> {
     r.skip(4)?; // sps_video_parameter_set_id
     let sub_layers = r.bits(3)? as usize; // sps_max_sub_layers_minus1
     r.skip(1)?; // sps_temporal_id_nesting_flag
-    // profile_tier_level(1, sps_max_sub_layers_minus1), §7.3.3.
+                // profile_tier_level(1, sps_max_sub_layers_minus1), §7.3.3.
     r.skip(96)?;
     let mut present = Vec::with_capacity(sub_layers);
     for _ in 0..sub_layers {
@@ -240,8 +243,8 @@ mod tests {
 
     /// x264's SPS for 320x240 High (`ffmpeg -f lavfi -i testsrc=size=320x240 -c:v libx264`).
     const SPS_320X240: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
-        0x00, 0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xf1, 0x42, 0x99, 0x60,
+        0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xf1, 0x42, 0x99, 0x60,
     ];
 
     #[test]
@@ -261,7 +264,8 @@ mod tests {
 
     #[test]
     fn truncated_or_foreign_sps_is_an_error_not_a_panic() {
-        for n in 0..12 {
+        // The picture size ends in byte 9; any cut before it is an error.
+        for n in 0..9 {
             assert!(h264_size(&SPS_320X240[..n]).is_err(), "{n} bytes");
         }
         assert!(h264_size(&[0x68, 0xee, 0x3c, 0x80]).is_err());
