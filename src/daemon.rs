@@ -86,6 +86,26 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     );
 
     let control = tokio::spawn(crate::control::serve(store.clone(), cancel.child_token()));
+    let ingest = crate::ingest::Ingest::new(crate::ingest::IngestContext {
+        config: Arc::new(cfg.clone()),
+        store: store.clone(),
+        clock: clock.clone(),
+        cancel: cancel.clone(),
+        closed: closed.clone(),
+    });
+    let mut servers = JoinSet::new();
+    if let Some(addr) = cfg.ingest.rtsp {
+        let listener = crate::ingest::rtsp::bind(addr)
+            .await
+            .with_context(|| format!("ingest.rtsp: cannot listen on {addr}"))?;
+        servers.spawn(crate::ingest::rtsp::serve(ingest.clone(), listener));
+    }
+    if let Some(addr) = cfg.ingest.rtmp {
+        let server = crate::ingest::rtmp::Server::bind(addr, ingest.clone())
+            .await
+            .with_context(|| format!("ingest.rtmp: cannot listen on {addr}"))?;
+        servers.spawn(server.run());
+    }
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(cfg.storage.retention_interval);
@@ -115,6 +135,9 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             _ = sigint.recv() => second_signal(),
         }
     }
+    // Push servers stop accepting; every push's session closes its segment.
+    while servers.join_next().await.is_some() {}
+    ingest.wait().await;
     let _ = control.await;
     flush(&store).await;
     drop(store);

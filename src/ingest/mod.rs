@@ -20,11 +20,16 @@
 //! - [`params`]: push-URL record parameters and URL path names (pure).
 //! - [`registry`]: which streams are live (pure bookkeeping).
 //! - [`audio_only`]: `record_type=audio` (pure).
+//! - [`rtsp`]: the RTSP push server; [`depack`]: its RTP depacketizers (pure, fuzzed).
+//! - [`rtmp`]: the RTMP publish server.
 
 pub mod audio_only;
+pub mod depack;
 pub mod error;
 pub mod params;
 pub mod registry;
+pub mod rtmp;
+pub mod rtsp;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
