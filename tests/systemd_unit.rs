@@ -8,6 +8,7 @@
 //! `security --offline=true`, and `systemd-sysusers` / `systemd-tmpfiles` with `--root=` a
 //! temporary directory.
 
+#[allow(unused_imports)] // each test file uses a part of the shared helpers
 mod common;
 
 use std::fs;
