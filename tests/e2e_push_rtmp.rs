@@ -1,0 +1,238 @@
+//! RTMP push, end to end: `edgerec run` with `[ingest] rtmp = ...` and ffmpeg as the
+//! publisher (`-re -c copy -f flv rtmp://.../live/cam?record_interval=2`). Every recorded
+//! file is decoded by ffmpeg and probed by ffprobe.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A recorder with the RTMP server on a free port, recording every stream with 4 s
+/// segments unless the push URL says otherwise.
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    cfg: PathBuf,
+    port: u16,
+    daemon: Daemon,
+}
+
+impl Setup {
+    fn start(name: &str) -> Setup {
+        let dir = workdir(name);
+        let root = dir.path().join("data");
+        let port = free_port();
+        let toml = TestConfig::new(&root).to_toml()
+            + &format!("\n[ingest]\nrtmp = \"127.0.0.1:{port}\"\n");
+        let cfg = dir.path().join("edgerec.toml");
+        std::fs::write(&cfg, toml).unwrap();
+        let daemon = Daemon::start(&cfg);
+        let up = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "RTMP server never listened; log:\n{}", daemon.log());
+        Setup {
+            _dir: dir,
+            root,
+            cfg,
+            port,
+            daemon,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// `ffmpeg -re -i clip -c copy -f flv URL`.
+    fn push(&self, clip: &Path, path: &str) -> Child {
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-i",
+            ])
+            .arg(clip)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(self.url(path))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg")
+    }
+
+    fn closed(&self, stream: &str) -> Vec<SegmentRow> {
+        closed_of(&segments(&self.cfg), stream)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Every file of every closed segment of `stream` decodes cleanly and has H.264 video.
+    fn check_files(&self, rows: &[SegmentRow]) {
+        for row in rows {
+            for f in &row.files {
+                let path = self.root.join(&f.path);
+                assert_decodes(&path);
+                let p = probe(&path);
+                let v = p.stream("video").expect("a video track");
+                assert_eq!(v.codec_name, "h264");
+                assert_eq!(v.width, Some(320));
+                assert!(p.stream("audio").is_some(), "no audio in {}", f.path);
+            }
+        }
+    }
+}
+
+fn finish(mut child: Child, timeout: Duration) -> (bool, String) {
+    let status = wait_timeout(&mut child, timeout);
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = e.read_to_string(&mut err);
+    }
+    (status.is_some_and(|s| s.success()), err)
+}
+
+#[test]
+fn ffmpeg_push_records_segments_that_follow_the_url_interval() {
+    let mut s = Setup::start("rtmp-interval");
+    let clip = clip(&ClipSpec::h264(9, 1));
+    let ffmpeg = s.push(&clip, "live/cam8?record_interval=2");
+    let (ok, err) = finish(ffmpeg, Duration::from_secs(40));
+    assert!(ok, "ffmpeg push failed: {err}\nlog:\n{}", s.daemon.log());
+    assert!(
+        wait_closed(&s.cfg, &s.root, "cam8", 4, Duration::from_secs(20)),
+        "segments: {:?}\nlog:\n{}",
+        segments(&s.cfg),
+        s.daemon.log()
+    );
+    let rows = s.closed("cam8");
+    // 9 s in 2 s segments (the template says 4 s): 2,2,2,2,1.
+    for r in &rows[..rows.len() - 1] {
+        assert!(
+            (1500..=2600).contains(&r.duration_ms),
+            "segment {} lasts {} ms, the URL asked for 2 s: {rows:?}",
+            r.seq,
+            r.duration_ms
+        );
+    }
+    let total: i64 = rows.iter().map(|r| r.duration_ms).sum();
+    assert!((8000..=9600).contains(&total), "recorded {total} ms of 9 s");
+    s.check_files(&rows);
+    let log = stop_clean(&mut s.daemon);
+    assert!(log.contains("publisher accepted"), "{log}");
+}
+
+#[test]
+fn killed_publisher_leaves_a_closed_segment_and_a_new_push_starts_a_new_one() {
+    let mut s = Setup::start("rtmp-kill");
+    let long = clip(&ClipSpec::h264(30, 1));
+    let mut ffmpeg = s.push(&long, "live/cam9?record_interval=2");
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(ffmpeg.try_wait().unwrap().is_none(), "ffmpeg ended early");
+    signal(ffmpeg.id(), libc::SIGKILL);
+    let _ = ffmpeg.wait();
+    // The push ends with the TCP connection: every segment gets closed, none is left open.
+    let settled = wait_until(Duration::from_secs(20), || {
+        let rows = segments(&s.cfg);
+        let mine: Vec<_> = rows.iter().filter(|r| r.stream == "cam9").collect();
+        !mine.is_empty() && mine.iter().all(|r| r.state == "closed")
+    });
+    assert!(
+        settled,
+        "segments: {:?}\nlog:\n{}",
+        segments(&s.cfg),
+        s.daemon.log()
+    );
+    let first = s.closed("cam9");
+    s.check_files(&first);
+    let last_seq = first.iter().map(|r| r.seq).max().unwrap();
+
+    let short = clip(&ClipSpec::h264(3, 1));
+    let (ok, err) = finish(s.push(&short, "live/cam9"), Duration::from_secs(30));
+    assert!(ok, "second push failed: {err}\nlog:\n{}", s.daemon.log());
+    assert!(wait_until(Duration::from_secs(20), || {
+        s.closed("cam9").iter().any(|r| r.seq > last_seq)
+    }));
+    let rows = s.closed("cam9");
+    s.check_files(&rows);
+    stop_clean(&mut s.daemon);
+}
+
+#[test]
+fn second_publisher_and_garbage_are_refused_while_the_first_keeps_recording() {
+    let mut s = Setup::start("rtmp-refuse");
+    let long = clip(&ClipSpec::h264(30, 1));
+    let mut first = s.push(&long, "live/cam7?record_interval=2");
+    let started = wait_until(Duration::from_secs(15), || {
+        segments(&s.cfg).iter().any(|r| r.stream == "cam7")
+            || s.daemon.log().contains("publisher accepted")
+    });
+    assert!(started, "first push not accepted; log:\n{}", s.daemon.log());
+
+    let (ok, err) = finish(s.push(&long, "live/cam7"), Duration::from_secs(20));
+    assert!(!ok, "a second publisher of a live stream was accepted");
+    assert!(
+        err.contains("already being published"),
+        "ffmpeg said: {err}"
+    );
+
+    // Garbage gets the connection closed, quickly and without a reply.
+    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = sock.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server answered garbage");
+
+    // A huge chunk size after a valid handshake is a protocol error, not an allocation.
+    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut hello = vec![3u8];
+    hello.extend_from_slice(&[7u8; 1536]);
+    sock.write_all(&hello).unwrap();
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    sock.read_exact(&mut s0s1s2).unwrap();
+    assert_eq!(s0s1s2[0], 3);
+    sock.write_all(&[7u8; 1536]).unwrap();
+    let set_chunk = [2, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+    sock.write_all(&set_chunk).unwrap();
+    assert_eq!(
+        sock.read(&mut buf).unwrap_or(0),
+        0,
+        "huge chunk size accepted"
+    );
+
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(first.try_wait().unwrap().is_none(), "the first push died");
+    signal(first.id(), libc::SIGTERM);
+    let _ = first.wait();
+    assert!(
+        wait_closed(&s.cfg, &s.root, "cam7", 3, Duration::from_secs(20)),
+        "segments: {:?}\nlog:\n{}",
+        segments(&s.cfg),
+        s.daemon.log()
+    );
+    let rows = s.closed("cam7");
+    s.check_files(&rows);
+    let log = stop_clean(&mut s.daemon);
+    assert!(log.contains("not an RTMP client"), "{log}");
+    assert!(log.contains("chunk size"), "{log}");
+    assert!(log.contains("already being published"), "{log}");
+}
