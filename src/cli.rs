@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{self, Config};
 use crate::store::{SegmentRow, Store};
 
@@ -27,6 +27,21 @@ pub enum Command {
         /// Config file (TOML).
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
+    },
+    /// Prepare the data directory: create `storage.root` and write its marker
+    /// (`.edgerec-root`), which `run` requires unless `storage.require_marker = false`.
+    Init {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+    },
+    /// Show what the recorder is doing: streams, disk, segments, upload backlog. Asks the
+    /// running recorder, or reads the index when none runs.
+    Status {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a config file without recording.
     Check {
@@ -104,6 +119,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(crate::daemon::run(cfg, clock))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Init { config } => {
+            let cfg = load(&config)?;
+            let root = &cfg.storage.root;
+            let (marker, new) = crate::guard::init(root, &cfg.device_id, SystemClock.wall_ms())?;
+            if new {
+                println!(
+                    "{}: initialised for device {} (marker id {})",
+                    root.display(),
+                    marker.device_id,
+                    marker.id
+                );
+            } else {
+                println!(
+                    "{}: already initialised (device {}, marker id {})",
+                    root.display(),
+                    marker.device_id,
+                    marker.id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let cfg = load(&config)?;
+            status(&cfg, json)
+        }
         Command::Check { config } => {
             let cfg = load(&config)?;
             let recorded = cfg
@@ -178,6 +218,50 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `edgerec status`: the running recorder's report, or the index's when none runs.
+fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let root = &cfg.storage.root;
+    let report: crate::status::Report = match crate::control::request(root, "status")? {
+        Some(answer) => serde_json::from_str(&answer)
+            .with_context(|| format!("unexpected answer from the running recorder: {answer}"))?,
+        None if !root.is_dir() => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"running": false, "root": root.display().to_string(), "error": "the data directory does not exist"})
+                );
+            } else {
+                println!(
+                    "no recorder is running, and the data directory {} does not exist (not mounted? run `edgerec init`)",
+                    root.display()
+                );
+            }
+            return Ok(ExitCode::from(3));
+        }
+        None => {
+            let store = Store::open(root)?;
+            crate::status::build_report(
+                &store,
+                None,
+                &cfg.device_id,
+                cfg.storage.max_bytes,
+                SystemClock.now(),
+            )?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::status::render(&report));
+    }
+    // Like `systemctl status`: 0 when recording, 3 when not running.
+    Ok(if report.running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn init_logging(level: &str) {

@@ -8,6 +8,7 @@
 //! |--------------|------------------------------------------|
 //! | `segments`   | JSON array of index rows (`SegmentRow`)  |
 //! | `ping`       | `{"ok":true}`                            |
+//! | `status`     | [`crate::status::Report`] as JSON        |
 //!
 //! Anything else gets `{"error": "..."}`. Requests are capped at 256 bytes.
 
@@ -29,8 +30,25 @@ pub fn socket_path(root: &Path) -> PathBuf {
     root.join("control.sock")
 }
 
+/// What the `status` request reports besides the index.
+pub struct StatusSource {
+    pub live: crate::status::Live,
+    pub device_id: String,
+    pub quota_bytes: u64,
+    pub clock: crate::clock::SharedClock,
+}
+
 /// Serve the socket until cancelled. The socket file is removed on the way out.
 pub async fn serve(store: Arc<Store>, cancel: CancellationToken) {
+    serve_with_status(store, None, cancel).await
+}
+
+/// [`serve`], also answering `status` when `status` is given.
+pub async fn serve_with_status(
+    store: Arc<Store>,
+    status: Option<Arc<StatusSource>>,
+    cancel: CancellationToken,
+) {
     let path = socket_path(store.root());
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
@@ -47,6 +65,7 @@ pub async fn serve(store: Arc<Store>, cancel: CancellationToken) {
         };
         let Ok((stream, _)) = conn else { continue };
         let store = store.clone();
+        let status = status.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
@@ -55,7 +74,10 @@ pub async fn serve(store: Arc<Store>, cancel: CancellationToken) {
             if !matches!(read, Ok(Ok(_))) {
                 return;
             }
-            let answer = answer(&store, line.trim()).await;
+            let answer = match (line.trim(), status) {
+                ("status", Some(st)) => status_answer(&store, st).await,
+                (req, _) => answer(&store, req).await,
+            };
             let _ = wr.write_all(answer.as_bytes()).await;
             let _ = wr.shutdown().await;
         });
@@ -77,7 +99,28 @@ async fn answer(store: &Arc<Store>, req: &str) -> String {
                 Err(e) => err(&e.to_string()),
             }
         }
-        other => err(&format!("unknown request {other:?} (try: segments, ping)")),
+        other => err(&format!(
+            "unknown request {other:?} (try: segments, status, ping)"
+        )),
+    }
+}
+
+async fn status_answer(store: &Arc<Store>, st: Arc<StatusSource>) -> String {
+    let store = store.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        crate::status::build_report(
+            &store,
+            Some(&st.live),
+            &st.device_id,
+            st.quota_bytes,
+            st.clock.now(),
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(r)) => serde_json::to_string(&r).unwrap_or_else(|e| err(&e.to_string())),
+        Ok(Err(e)) => err(&e.to_string()),
+        Err(e) => err(&e.to_string()),
     }
 }
 

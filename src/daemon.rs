@@ -22,11 +22,31 @@ use crate::recorder::StreamRecorder;
 use crate::retention::{self, AllowAll, Candidate, Limits};
 use crate::rules;
 use crate::source::SourceSpec;
+use crate::status::{StatusBoard, StreamStatus};
 use crate::store::{SegmentState, Store, StoreError};
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     let root = cfg.storage.root.clone();
+    let notifier = crate::notify::Notifier::from_env();
+    // The storage guard comes first: nothing may touch an unmounted disk's mount point.
+    match crate::guard::check(
+        &root,
+        cfg.storage.require_marker,
+        &cfg.device_id,
+        clock.wall_ms(),
+    ) {
+        Ok(Some(m)) if m.device_id != cfg.device_id => {
+            warn!(marker_device = %m.device_id, device = %cfg.device_id, "the data directory was initialised for another device_id")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            // The alarm: an error-level log line now (MQTT events later), then exit 1.
+            error!(alarm = "storage_guard", error = %e, "not recording");
+            notifier.status(&format!("refused: {e}"));
+            return Err(e.into());
+        }
+    }
     let store = open_store(&root).await?;
     let store = Arc::new(store);
     let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
@@ -49,6 +69,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     retention_pass(&store, &cfg, clock.wall_ms()).await;
 
     let cancel = CancellationToken::new();
+    let board = Arc::new(StatusBoard::default());
     let closed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let mut recording = 0usize;
@@ -58,7 +79,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             continue;
         };
         let spec = match SourceSpec::parse(&s.source) {
-            Ok(spec) => spec,
+            Ok(spec) => spec.with_pipe_options(s.fps_milli, s.audio_pipe.clone()),
             Err(e) => {
                 error!(stream = %s.name, error = %e, "bad source; stream skipped");
                 continue;
@@ -75,7 +96,13 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             closed: closed.clone(),
         };
         let span = info_span!("stream", name = %s.name);
-        tasks.spawn(rec.run(spec).instrument(span));
+        let status = board.add(StreamStatus::new(
+            &s.name,
+            &spec.redacted(),
+            clock.now(),
+            clock.wall_ms(),
+        ));
+        tasks.spawn(rec.run_reporting(spec, status).instrument(span));
         recording += 1;
     }
     info!(
@@ -85,7 +112,29 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         abs_root.display()
     );
 
-    let control = tokio::spawn(crate::control::serve(store.clone(), cancel.child_token()));
+    let status_source = Arc::new(crate::control::StatusSource {
+        live: crate::status::Live {
+            board: board.clone(),
+            pid: std::process::id(),
+            started_ms: clock.wall_ms(),
+        },
+        device_id: cfg.device_id.clone(),
+        quota_bytes: cfg.storage.max_bytes,
+        clock: clock.clone(),
+    });
+    let control = tokio::spawn(crate::control::serve_with_status(
+        store.clone(),
+        Some(status_source),
+        cancel.child_token(),
+    ));
+    // Recovery and the first retention pass are done, and every stream task is started.
+    notifier.ready(&format!("recording {recording} stream(s)"));
+    // Fed only while every stream's pipeline is alive (see crate::status).
+    let watchdog_every = notifier
+        .watchdog_interval()
+        .unwrap_or(std::time::Duration::from_secs(3600));
+    let mut watchdog = tokio::time::interval(watchdog_every);
+    let mut starving = false;
     let ingest = crate::ingest::Ingest::new(crate::ingest::IngestContext {
         config: Arc::new(cfg.clone()),
         store: store.clone(),
@@ -119,6 +168,19 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms()).await,
             _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms()).await,
             _ = flush_tick.tick() => flush(&store).await,
+            _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => {
+                let stalled = board.stalled(clock.now(), crate::status::STALL);
+                if stalled.is_empty() {
+                    notifier.watchdog();
+                    if std::mem::take(&mut starving) {
+                        info!("every stream is alive again; feeding the watchdog");
+                        notifier.status(&format!("recording {recording} stream(s)"));
+                    }
+                } else if !std::mem::replace(&mut starving, true) {
+                    error!(alarm = "stream_hung", streams = ?stalled, "streams stopped making progress; no longer feeding the systemd watchdog");
+                    notifier.status(&format!("hung: {}", stalled.join(", ")));
+                }
+            }
             r = tasks.join_next(), if !tasks.is_empty() => {
                 if let Some(Err(e)) = r {
                     error!(error = %e, "a stream task died");
@@ -127,6 +189,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         }
     }
     info!("shutting down: closing open segments");
+    notifier.stopping();
     cancel.cancel();
     loop {
         tokio::select! {

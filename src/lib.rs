@@ -24,6 +24,8 @@
 //! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
 //! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks.
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
+//! - [`guard`]: the storage guard (the `edgerec init` marker); [`status`]: per-stream health
+//!   for `edgerec status` and the watchdog; [`notify`]: systemd's sd_notify.
 //! - [`config`], [`rules`], [`naming`]: the TOML config, template/rule matching, file naming.
 //! - [`cli`]: the `edgerec` command line.
 //! - [`clock`]: injected wall and monotonic time.
@@ -36,8 +38,10 @@ pub mod control;
 pub mod daemon;
 pub mod format;
 pub mod frame;
+pub mod guard;
 pub mod ingest;
 pub mod naming;
+pub mod notify;
 pub mod recorder;
 pub mod redact;
 pub mod retention;
@@ -45,4 +49,5 @@ pub mod rules;
 pub mod segment;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod store;

@@ -142,6 +142,9 @@ pub struct StorageConfig {
     pub max_age: Option<Duration>,
     /// How often retention runs besides after each closed segment (default 60 s).
     pub retention_interval: Duration,
+    /// Refuse to record unless `root` holds the marker `edgerec init` writes (default
+    /// true), so an unmounted SD card or SSD never fills the root filesystem.
+    pub require_marker: bool,
 }
 
 /// `[[templates]]`: how to record.
@@ -194,6 +197,11 @@ pub struct StreamConfig {
     pub source: String,
     /// Per-stream quota in bytes, enforced in addition to `storage.max_bytes` (optional).
     pub max_bytes: Option<u64>,
+    /// `fps`: frame-rate hint of a `pipe:` source, in thousandths of a frame per second
+    /// (`fps = 29.97` → 29 970). Timestamps follow arrival times smoothed at this rate.
+    pub fps_milli: Option<u32>,
+    /// `audio_pipe`: a command writing ADTS AAC to stdout, recorded with a `pipe:` source.
+    pub audio_pipe: Option<String>,
 }
 
 /// `[log]`.
@@ -327,6 +335,9 @@ mod tests {
             "min_free",
             "max_age",
             "retention_interval",
+            "require_marker",
+            "fps",
+            "audio_pipe",
             "name",
             "formats",
             "interval",

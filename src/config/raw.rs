@@ -90,6 +90,9 @@ pub(crate) struct RawStorage {
     /// See [`super::StorageConfig::retention_interval`].
     #[serde(default)]
     pub retention_interval: Option<RawDuration>,
+    /// See [`super::StorageConfig::require_marker`].
+    #[serde(default)]
+    pub require_marker: Option<bool>,
 }
 
 /// One `[[templates]]` entry.
@@ -142,6 +145,12 @@ pub(crate) struct RawStream {
     /// See [`super::StreamConfig::max_bytes`].
     #[serde(default)]
     pub max_bytes: Option<RawSize>,
+    /// See [`super::StreamConfig::fps_milli`].
+    #[serde(default)]
+    pub fps: Option<f64>,
+    /// See [`super::StreamConfig::audio_pipe`].
+    #[serde(default)]
+    pub audio_pipe: Option<String>,
 }
 
 /// `[log]`.

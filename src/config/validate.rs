@@ -323,6 +323,7 @@ fn storage(s: &RawStorage) -> Result<StorageConfig> {
         min_free,
         max_age,
         retention_interval,
+        require_marker: s.require_marker.unwrap_or(true),
     })
 }
 
@@ -389,8 +390,35 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
 fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
     check_identifier(&format!("{path}.name"), &s.name, false)?;
     check_identifier(&format!("{path}.app"), &s.app, true)?;
-    crate::source::SourceSpec::parse(&s.source)
+    let spec = crate::source::SourceSpec::parse(&s.source)
         .map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
+    let is_pipe = matches!(spec, crate::source::SourceSpec::Pipe { .. });
+    let fps_milli = match s.fps {
+        None => None,
+        Some(_) if !is_pipe => {
+            return err(format!("{path}.fps"), "only pipe: sources take an fps hint")
+        }
+        Some(f) if !(0.1..=1000.0).contains(&f) => {
+            return err(
+                format!("{path}.fps"),
+                format!("{f} must be between 0.1 and 1000"),
+            )
+        }
+        Some(f) => Some((f * 1000.0).round() as u32),
+    };
+    let audio_pipe = match &s.audio_pipe {
+        None => None,
+        Some(_) if !is_pipe => {
+            return err(
+                format!("{path}.audio_pipe"),
+                "only pipe: sources take an audio command",
+            )
+        }
+        Some(c) if c.trim().is_empty() => {
+            return err(format!("{path}.audio_pipe"), "must not be empty")
+        }
+        Some(c) => Some(c.trim().to_owned()),
+    };
     let max_bytes = match &s.max_bytes {
         None => None,
         Some(v) => {
@@ -410,6 +438,8 @@ fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
         app: s.app.clone(),
         source: s.source.clone(),
         max_bytes,
+        fps_milli,
+        audio_pipe,
     })
 }
 

@@ -5,8 +5,9 @@
 //! [`Pacer`]: a camera pipe delivers frames in bursts (pipe buffers, encoder batching), so
 //! raw arrival times jitter. Each decode time is the previous one plus the frame interval
 //! (the `fps` hint, or an estimate of it), pulled 1/16 of the way towards the actual
-//! arrival time, so the long-term rate follows the camera. A gap of more than a second (the
-//! camera dropped frames or stalled) re-anchors at the arrival time.
+//! arrival time, so the long-term rate follows the camera; frames that come early (a burst
+//! of buffered ones) are never stamped closer than half an interval. A gap of more than a
+//! second (the camera dropped frames or stalled) re-anchors at the arrival time.
 //!
 //! [`PtsFromOrder`]: with B-frames, pictures arrive in decode order and are shown in POC
 //! order. Frames are held back [`DEPTH`] at a time; the k-th picture in presentation order
@@ -49,10 +50,13 @@ impl Pacer {
             Some(last) => {
                 let predicted = last + self.interval;
                 let err = arrival - predicted;
-                if err.abs() > self.timescale as f64 {
-                    arrival.max(last + 1.0)
+                if err > self.timescale as f64 {
+                    // A gap: the camera stalled or dropped frames.
+                    arrival
                 } else {
-                    let t = (predicted + err / 16.0).max(last + 1.0);
+                    // Early frames (a burst of buffered ones) are spread out, never closer
+                    // than half an interval, so a burst does not collapse time.
+                    let t = (predicted + err / 16.0).max(last + self.interval / 2.0);
                     if !self.fixed {
                         self.interval += (t - last - self.interval) / 16.0;
                         self.interval = self.interval.max(1.0);
@@ -176,6 +180,20 @@ mod tests {
         assert!((c - 450_000).abs() < 100, "re-anchored at the arrival: {c}");
         let d = p.next(ms(4000)); // a clock reading from the past
         assert!(d > c);
+    }
+
+    #[test]
+    fn a_burst_of_buffered_frames_is_spread_not_collapsed() {
+        let mut p = Pacer::new(90_000, Some(25.0));
+        let mut dts = vec![p.next(ms(0))];
+        // 50 frames (2 s of video) arrive at once, 3 s later than the first.
+        dts.extend((0..50).map(|_| p.next(ms(100))));
+        for w in dts.windows(2) {
+            assert!(
+                w[1] - w[0] >= 1800,
+                "steps stay at least half a frame: {dts:?}"
+            );
+        }
     }
 
     #[test]

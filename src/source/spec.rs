@@ -132,11 +132,16 @@ impl SourceSpec {
 
     /// Adds the stream keys only pipe sources take: the `fps` hint and the `audio_pipe`
     /// command. Other sources are returned unchanged.
-    pub fn with_pipe_options(self, fps: Option<f64>, audio_pipe: Option<String>) -> SourceSpec {
+    /// `fps_milli` is in thousandths of a frame per second.
+    pub fn with_pipe_options(
+        self,
+        fps_milli: Option<u32>,
+        audio_pipe: Option<String>,
+    ) -> SourceSpec {
         match self {
             SourceSpec::Pipe { command, .. } => SourceSpec::Pipe {
                 command,
-                fps_milli: fps.map(|f| (f * 1000.0).round().clamp(1.0, 1e9) as u32),
+                fps_milli,
                 audio: audio_pipe,
             },
             other => other,
@@ -354,7 +359,7 @@ mod tests {
             spec.redacted(),
             "pipe:ffmpeg -i rtsp://***@cam/x?a=1 -f h264 -"
         );
-        let spec = spec.with_pipe_options(Some(29.97), Some("arecord | faac".into()));
+        let spec = spec.with_pipe_options(Some(29970), Some("arecord | faac".into()));
         assert!(matches!(
             spec,
             SourceSpec::Pipe {

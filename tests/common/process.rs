@@ -140,6 +140,8 @@ pub struct TestConfig {
     pub naming: String,
     /// `(name, source)` pairs.
     pub streams: Vec<(String, String)>,
+    /// `storage.require_marker`; false by default here, so tests need no `edgerec init`.
+    pub require_marker: bool,
 }
 
 impl TestConfig {
@@ -156,6 +158,7 @@ impl TestConfig {
             fragment: "1s".into(),
             naming: "{stream}/{YYYY}/{MM}/{DD}/{stream}-{start}".into(),
             streams: Vec::new(),
+            require_marker: false,
         }
     }
 
@@ -175,6 +178,7 @@ impl TestConfig {
             q(&self.min_free),
             q(&self.retention_interval)
         );
+        t += &format!("require_marker = {}\n", self.require_marker);
         if let Some(a) = &self.max_age {
             t += &format!("max_age = {}\n", q(a));
         }
