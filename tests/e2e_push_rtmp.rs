@@ -24,11 +24,16 @@ struct Setup {
 
 impl Setup {
     fn start(name: &str) -> Setup {
+        Setup::start_with(name, "")
+    }
+
+    /// With `extra` TOML appended to the `[ingest]` table.
+    fn start_with(name: &str, extra: &str) -> Setup {
         let dir = workdir(name);
         let root = dir.path().join("data");
         let port = free_port();
         let toml = TestConfig::new(&root).to_toml()
-            + &format!("\n[ingest]\nrtmp = \"127.0.0.1:{port}\"\n");
+            + &format!("\n[ingest]\nrtmp = \"127.0.0.1:{port}\"\n{extra}");
         let cfg = dir.path().join("edgerec.toml");
         std::fs::write(&cfg, toml).unwrap();
         let daemon = Daemon::start(&cfg);
@@ -235,4 +240,40 @@ fn second_publisher_and_garbage_are_refused_while_the_first_keeps_recording() {
     assert!(log.contains("not an RTMP client"), "{log}");
     assert!(log.contains("chunk size"), "{log}");
     assert!(log.contains("already being published"), "{log}");
+}
+
+#[test]
+fn with_ingest_users_a_publish_needs_credentials_in_its_query() {
+    let users = "[[ingest.users]]\nuser = \"enc\"\npassword = \"s3cret\"\n";
+    let mut s = Setup::start_with("rtmp-auth", users);
+    let short = clip(&ClipSpec::h264(3, 1));
+    let (ok, err) = finish(s.push(&short, "live/cam6"), Duration::from_secs(20));
+    assert!(!ok, "a publish without credentials was accepted");
+    assert!(err.contains("credentials required"), "ffmpeg said: {err}");
+    let (ok, err) = finish(
+        s.push(&short, "live/cam6?user=enc&pass=wrong"),
+        Duration::from_secs(20),
+    );
+    assert!(
+        !ok && err.contains("wrong user or password"),
+        "ffmpeg said: {err}"
+    );
+    let (ok, err) = finish(
+        s.push(&short, "live/cam6?user=enc&pass=s3cret&record_interval=1"),
+        Duration::from_secs(30),
+    );
+    assert!(
+        ok,
+        "push with credentials failed: {err}\nlog:\n{}",
+        s.daemon.log()
+    );
+    assert!(
+        wait_closed(&s.cfg, &s.root, "cam6", 2, Duration::from_secs(20)),
+        "segments: {:?}\nlog:\n{}",
+        segments(&s.cfg),
+        s.daemon.log()
+    );
+    s.check_files(&s.closed("cam6"));
+    let log = stop_clean(&mut s.daemon);
+    assert!(!log.contains("s3cret"), "the password was logged:\n{log}");
 }

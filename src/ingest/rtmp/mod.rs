@@ -13,7 +13,7 @@
 //!
 //! The app is the connect's `app` (a `?query` there is stripped); the stream is the publish
 //! name, whose `?query` carries the record parameters (the app's query is used when the name
-//! has none).
+//! has none). When `ingest.users` is set, the query must also carry `user=…&pass=…`.
 //!
 //! # Layout
 //!
@@ -21,12 +21,14 @@
 //!   bytes out).
 //! - [`handshake`], [`chunk`]: the handshake and the chunk stream (reader and writer).
 //! - [`amf`], [`session`]: AMF0 and the publisher's commands and replies.
+//! - [`auth`]: publish credentials from the publish URL's query.
 //! - [`flv`], [`media`], [`codec`], [`sps`]: FLV tags to [`crate::frame::Frame`]s, decoder
 //!   configurations to track parameters, picture size from the SPS.
 //! - [`server`]: the tokio listener and per-connection loop.
 //! - [`error`]: the error type, [`RtmpError`].
 
 pub mod amf;
+pub mod auth;
 pub mod chunk;
 pub mod codec;
 pub mod connection;

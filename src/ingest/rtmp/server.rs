@@ -5,7 +5,8 @@
 //! [`Connection`], asks [`Ingest::publish`] when the client publishes and hands frames to
 //! the [`Publisher`]. Any error closes that connection with a log line naming the peer;
 //! dropping the publisher (error, EOF, FCUnpublish) ends the push and the recorder closes
-//! its segment. A connection silent for `ingest.session_timeout` is closed.
+//! its segment. A connection silent for `ingest.session_timeout` is closed. When
+//! `ingest.users` is set, a publish must carry `user`/`pass` in its query ([`auth`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{Connection, Item, RtmpError, RtmpLimits};
+use super::{auth, Connection, Item, RtmpError, RtmpLimits};
 use crate::ingest::{Ingest, Protocol, PublishError, PublishRequest, Publisher};
 
 /// A bound RTMP server.
@@ -41,9 +42,6 @@ impl Server {
         let shutdown = self.ingest.shutdown_token().clone();
         if let Ok(a) = self.listener.local_addr() {
             info!(addr = %a, "RTMP publish server listening");
-        }
-        if !self.ingest.users().is_empty() {
-            warn!("{NO_AUTH}");
         }
         let mut tasks = JoinSet::new();
         let mut next_id = 0u32;
@@ -88,9 +86,6 @@ impl Server {
     }
 }
 
-/// Why every RTMP publish is refused when publish credentials are configured.
-const NO_AUTH: &str = "RTMP publishing is off because ingest.users asks for credentials, which RTMP cannot carry; push over RTSP";
-
 /// The onStatus code a refusal is sent with.
 fn refusal_code(e: &PublishError) -> &'static str {
     match e {
@@ -118,19 +113,18 @@ async fn serve(
         while let Some(item) = conn.poll()? {
             match item {
                 Item::Publish { app, stream, query } => {
-                    let result = if ingest.users().is_empty() {
-                        let req = PublishRequest {
-                            protocol: Protocol::Rtmp,
-                            app: app.clone(),
-                            stream: stream.clone(),
-                            query,
-                            peer,
-                        };
-                        ingest
-                            .publish(req)
-                            .map_err(|e| (refusal_code(&e), e.to_string()))
-                    } else {
-                        Err(("NetStream.Publish.Rejected", NO_AUTH.to_owned()))
+                    let creds = auth::split(&query);
+                    let result = match auth::check(ingest.users(), &creds) {
+                        Err(reason) => Err(("NetStream.Publish.Rejected", reason.to_owned())),
+                        Ok(()) => ingest
+                            .publish(PublishRequest {
+                                protocol: Protocol::Rtmp,
+                                app: app.clone(),
+                                stream: stream.clone(),
+                                query: creds.query,
+                                peer,
+                            })
+                            .map_err(|e| (refusal_code(&e), e.to_string())),
                     };
                     match result {
                         Ok(p) => {
