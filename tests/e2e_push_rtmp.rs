@@ -433,3 +433,26 @@ fn enhanced_rtmp_h265_push_records_h265() {
     assert_eq!(frames, 100, "4 s at 25 fps: every frame recorded once");
     stop_clean(&mut s.daemon);
 }
+
+#[test]
+fn shutdown_during_a_push_closes_its_segment_and_exits_cleanly() {
+    let mut s = Setup::start("rtmp-shutdown");
+    let long = clip(&ClipSpec::h264(30, 1));
+    let mut ffmpeg = s.push(&long, "live/cam4?record_interval=2");
+    assert!(
+        wait_closed(&s.cfg, &s.root, "cam4", 1, Duration::from_secs(20)),
+        "log:\n{}",
+        s.daemon.log()
+    );
+    std::thread::sleep(Duration::from_millis(700)); // into the next segment
+    stop_clean(&mut s.daemon);
+    let _ = ffmpeg.kill(); // it may have exited already, refused by the stopping server
+    let _ = ffmpeg.wait();
+    let rows: Vec<_> = segments(&s.cfg)
+        .into_iter()
+        .filter(|r| r.stream == "cam4")
+        .collect();
+    assert!(rows.len() >= 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r.state == "closed"), "{rows:?}");
+    s.check_files(&rows);
+}
