@@ -100,7 +100,7 @@ def run_edgerec(binary, url, n, seconds, work):
     cfg = os.path.join(os.path.dirname(root), "edgerec.toml")
     with open(cfg, "w") as f:
         f.write('device_id = "bench"\n[storage]\nroot = %s\nmax_bytes = "100GiB"\n'
-                'min_free = "1GiB"\nretention_interval = "60s"\n' % json.dumps(root))
+                'min_free = "1GiB"\nretention_interval = "60s"\nrequire_marker = false\n' % json.dumps(root))
         f.write('[[templates]]\nname = "c"\nformats = ["fmp4"]\ninterval = "10s"\n'
                 'fragment = "1s"\nnaming = "{stream}/{stream}-{start}"\n')
         f.write('[[rules]]\ntemplate = "c"\nstream = "*"\n')

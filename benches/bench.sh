@@ -36,5 +36,5 @@ exec python3 benches/bench.py \
   --clip "$clip" \
   --work "$out_dir/run" \
   --streams ${BENCH_STREAMS:-1 8 32} \
-  --seconds "${BENCH_SECONDS:-30}" \
+  --seconds "${BENCH_SECONDS:-60}" \
   --out "${BENCH_OUT:-docs/bench.md}"
