@@ -226,6 +226,11 @@ impl Connection {
         self.session.refuse(code, description, &mut self.out);
     }
 
+    /// Something to log once about the media (e.g. an audio codec that is dropped).
+    pub fn take_warning(&mut self) -> Option<String> {
+        self.media.take_warning()
+    }
+
     /// Bytes held for partial input and messages (for tests and limits).
     pub fn buffered(&self) -> usize {
         self.input.len() + self.reader.buffered()

@@ -8,6 +8,10 @@
 //!   durations instead of 23/24 ms jitter; the count re-syncs to the RTMP timestamp when
 //!   they disagree by more than [`AUDIO_RESYNC_MS`].
 //! - Nothing goes out before the first video key frame when there is video.
+//! - Audio in a codec edgerec cannot record (MP3, G.711, ...) is dropped and reported once
+//!   through [`Media::take_warning`]; the video is still recorded. An unsupported video codec
+//!   is an error.
+//! - An empty sequence header (some encoders send one when they stop) is ignored.
 //!
 //! Timestamps going backwards are passed on: the segmenter closes the segment there.
 
@@ -36,11 +40,19 @@ pub struct Media {
     clock: Option<(u32, i64)>,
     /// dts the next audio frame gets if it follows on from the previous one.
     next_audio_dts: Option<i64>,
+    /// Unsupported audio seen: reported once.
+    audio_ignored: bool,
+    warning: Option<String>,
 }
 
 impl Media {
     pub fn new() -> Media {
         Media::default()
+    }
+
+    /// Something the operator should hear about once (e.g. audio dropped), if any.
+    pub fn take_warning(&mut self) -> Option<String> {
+        self.warning.take()
     }
 
     /// Extends a wrapping 32-bit millisecond timestamp; jumps of up to 2^31 ms either way.
@@ -79,6 +91,7 @@ impl Media {
         let ts = self.unwrap_ts(ts);
         match flv::parse_video(body)? {
             VideoTag::Ignored => Ok(None),
+            VideoTag::SequenceHeader { config, .. } if config.is_empty() => Ok(None),
             VideoTag::SequenceHeader { codec, config } => {
                 let c = codec::video_config(codec, &config).map_err(RtmpError::video)?;
                 if self.video.as_ref() != Some(&c) {
@@ -129,8 +142,18 @@ impl Media {
     /// An audio message body at RTMP time `ts`.
     pub fn audio(&mut self, ts: u32, body: &Bytes) -> Result<Option<Frame>, RtmpError> {
         let ts = self.unwrap_ts(ts);
-        match flv::parse_audio(body)? {
+        let tag = match flv::parse_audio(body) {
+            Err(e @ RtmpError::UnsupportedCodec { .. }) => {
+                if !std::mem::replace(&mut self.audio_ignored, true) {
+                    self.warning = Some(format!("audio not recorded: {e}"));
+                }
+                return Ok(None);
+            }
+            other => other?,
+        };
+        match tag {
             None => Ok(None),
+            Some(AudioTag::SequenceHeader(asc)) if asc.is_empty() => Ok(None),
             Some(AudioTag::SequenceHeader(asc)) => {
                 let a = codec::aac_config(&asc).map_err(RtmpError::audio)?;
                 if self.audio.as_ref() != Some(&a) {
@@ -262,6 +285,32 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((a.track, a.params.tracks.len()), (0, 1));
+    }
+
+    #[test]
+    fn unsupported_audio_is_dropped_with_one_warning_and_video_continues() {
+        let mut m = Media::new();
+        m.video(0, &avc_header()).unwrap();
+        let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
+        assert!(m.audio(0, &mp3).unwrap().is_none());
+        assert!(m.take_warning().unwrap().contains("MP3"));
+        assert!(m.audio(20, &mp3).unwrap().is_none());
+        assert_eq!(m.take_warning(), None);
+        let k = m.video(40, &picture(true, 0)).unwrap().unwrap();
+        assert_eq!(k.params.tracks.len(), 1);
+    }
+
+    #[test]
+    fn empty_sequence_headers_are_ignored() {
+        let mut m = Media::new();
+        assert!(m
+            .video(0, &Bytes::from_static(&[0x17, 0, 0, 0, 0]))
+            .unwrap()
+            .is_none());
+        assert!(m
+            .audio(0, &Bytes::from_static(&[0xaf, 0]))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

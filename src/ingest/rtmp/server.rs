@@ -151,6 +151,9 @@ async fn serve(
                 }
             }
         }
+        if let Some(w) = conn.take_warning() {
+            warn!("{w}");
+        }
         flush(&mut sock, &mut conn, timeout).await?;
         let room = conn.room().min(buf.len());
         let stopped = async {
