@@ -169,7 +169,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             what: IndexCmd::Rebuild { config },
         } => {
             let cfg = load(&config)?;
-            let store = Store::open(&cfg.storage.root)?;
+            let store = open_existing(&cfg)?;
             let report = store.rebuild_index()?;
             println!("{report:?}");
             Ok(ExitCode::SUCCESS)
@@ -186,7 +186,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(answer) => serde_json::from_str(&answer).with_context(|| {
                         format!("unexpected answer from the running recorder: {answer}")
                     })?,
-                    None => Store::open(&cfg.storage.root)?.segments()?,
+                    None => open_existing(&cfg)?.segments()?,
                 };
             let rows: Vec<_> = rows
                 .into_iter()
@@ -220,6 +220,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Opens the store of a stopped recorder for reading or maintenance, without creating the
+/// data directory and, with `storage.require_marker`, only if `edgerec init` marked it: an
+/// unmounted disk's mount point is left untouched (see [`crate::guard`]).
+fn open_existing(cfg: &Config) -> anyhow::Result<Store> {
+    use crate::guard::GuardError;
+    let root = &cfg.storage.root;
+    if !root.is_dir() {
+        return Err(GuardError::Missing { root: root.clone() }.into());
+    }
+    if cfg.storage.require_marker && crate::guard::read(root)?.is_none() {
+        return Err(GuardError::Unmarked { root: root.clone() }.into());
+    }
+    Ok(Store::open(root)?)
+}
+
 /// `edgerec status`: the running recorder's report, or the index's when none runs.
 fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let root = &cfg.storage.root;
@@ -241,7 +256,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(3));
         }
         None => {
-            let store = Store::open(root)?;
+            let store = open_existing(cfg)?;
             crate::status::build_report(
                 &store,
                 None,

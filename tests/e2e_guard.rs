@@ -47,8 +47,17 @@ fn run_refuses_an_unmounted_data_dir_until_init_marks_it() {
         "{}",
         out.stderr
     );
+    // Read-only commands leave the mount point alone too.
+    for cmd in ["segments", "status"] {
+        let out = cli(&[cmd, "--config", c], dir.path());
+        assert_ne!(out.code, 0, "{cmd} on an unmarked dir: {out:?}");
+        assert!(out.stderr.contains("edgerec init"), "{cmd}: {}", out.stderr);
+    }
     let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
-    assert!(left.is_empty(), "run wrote into the unmarked dir: {left:?}");
+    assert!(
+        left.is_empty(),
+        "edgerec wrote into the unmarked dir: {left:?}"
+    );
 
     // `edgerec init` marks it (twice is harmless), then run records.
     let out = cli(&["init", "--config", c], dir.path());

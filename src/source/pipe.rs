@@ -424,6 +424,10 @@ fn keep(
             } else {
                 format!("the command exited ({status}); it said: {last}")
             };
+            // Whatever the shell started and left behind goes too. The group outlives its
+            // reaped leader only while members remain, so its id is still ours.
+            // SAFETY: kill(2) on our own child's process group; no memory is involved.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
             let _ = tx.blocking_send(Piece::Failed(SourceError::Pipe {
                 command: shown.to_string(),
                 reason,
