@@ -16,7 +16,8 @@
 //! ```
 //!
 //! - [`frame`]: the one frame type every source produces.
-//! - [`source`]: RTSP pull (retina) and the looping file "camera".
+//! - [`source`]: RTSP pull (retina), the looping file "camera", board-camera command pipes
+//!   (`pipe:`) and the channel push servers feed.
 //! - [`segment`]: the pure segmenter: frames in; start / fragment / close out.
 //! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
 //! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
