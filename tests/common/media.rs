@@ -10,7 +10,8 @@ use md5::{Digest, Md5};
 
 use super::process::SegmentRow;
 
-/// Every regular file under `root` (relative paths, sorted), except the index and lock.
+/// Every regular file under `root` (relative paths, sorted), except the index, the lock and
+/// the storage guard's marker.
 pub fn files_under(root: &Path) -> Vec<String> {
     fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
         let Ok(rd) = fs::read_dir(dir) else { return };
@@ -25,7 +26,7 @@ pub fn files_under(root: &Path) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(root, root, &mut out);
-    out.retain(|p| p != "index.redb" && p != "edgerec.lock");
+    out.retain(|p| p != "index.redb" && p != "edgerec.lock" && p != ".edgerec-root");
     out.sort();
     out
 }
