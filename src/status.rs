@@ -355,7 +355,7 @@ pub fn render(r: &Report) -> String {
         );
         for st in &r.streams {
             let seg = match &st.segment {
-                Some(o) => format!("writing #{} (started {})", o.seq, o.start_ms),
+                Some(o) => format!("writing #{} (started {})", o.seq, utc(o.start_ms)),
                 None => st.last_closed.clone().unwrap_or_else(|| "-".into()),
             };
             let state = serde_json::to_value(st.state)
@@ -408,6 +408,12 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "\nuploads: not configured (backlog 0)");
     }
     s
+}
+
+/// `2026-01-02T03:04:05Z` from ms since the Unix epoch.
+fn utc(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn human(b: u64) -> String {
@@ -494,7 +500,10 @@ mod tests {
             text.contains("cam1") && text.contains("recording"),
             "{text}"
         );
-        assert!(text.contains("writing #4"), "{text}");
+        assert!(
+            text.contains("writing #4 (started 1970-01-01T00:00:01Z)"),
+            "{text}"
+        );
         assert!(text.contains("2.0 KiB used of 1.0 GiB quota"), "{text}");
         assert!(text.contains("uploads: not configured"), "{text}");
     }
