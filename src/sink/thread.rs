@@ -23,8 +23,10 @@ use crate::store::SegmentRow;
 
 /// Batches that may wait for the disk.
 pub const QUEUE: usize = 4;
-/// Stack of a writer thread: it encodes and writes, nothing deep.
-const STACK: usize = 256 * 1024;
+/// Stack of a writer thread. It encodes and writes, nothing deep, but making the
+/// progressive MP4 copies through a buffer, and debug builds use far more stack than
+/// release ones: 256 KiB overflowed there. Only the pages touched count toward RSS.
+const STACK: usize = 1024 * 1024;
 
 /// What the writer thread tells the stream task.
 #[derive(Debug)]

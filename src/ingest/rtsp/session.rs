@@ -13,6 +13,7 @@ use super::sdp::{self, TrackDesc};
 use crate::frame::{Frame, StreamParams};
 use crate::ingest::depack::Rtp;
 use crate::ingest::{params, Ingest, Protocol, PublishError, PublishRequest, Publisher};
+use crate::source::reorder::DtsFromPts;
 
 const PUBLIC: &str = "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
 /// Malformed or unexpected packets tolerated before the connection is closed.
@@ -39,6 +40,9 @@ pub struct Session {
     publisher: Option<Publisher>,
     recording: bool,
     params: Option<Arc<StreamParams>>,
+    /// Decode times for video: RTP carries presentation times only, and pushed streams
+    /// (ffmpeg, OBS) often have B-frames. One window per track, made on first use.
+    reorder: Vec<DtsFromPts<Frame>>,
     bad_packets: u32,
     warned: bool,
 }
@@ -67,6 +71,7 @@ impl Session {
             id,
             nonce,
             tracks: Vec::new(),
+            reorder: Vec::new(),
             channels: Vec::new(),
             publisher: None,
             recording: false,
@@ -286,7 +291,8 @@ impl Session {
             let Some(params) = self.stream_params() else {
                 continue; // a video track has no parameter sets yet
             };
-            let frame = Frame {
+            let video = params.tracks[track].is_video();
+            let mut frame = Frame {
                 params,
                 track,
                 dts: unit.pts,
@@ -294,6 +300,15 @@ impl Session {
                 keyframe: unit.keyframe,
                 data: unit.data,
             };
+            if video {
+                if self.reorder.len() <= track {
+                    self.reorder.resize_with(track + 1, DtsFromPts::default);
+                }
+                let Some((dts, pts, f)) = self.reorder[track].push(frame.pts, frame) else {
+                    continue;
+                };
+                frame = Frame { dts, pts, ..f };
+            }
             if let Some(p) = self.publisher.as_mut() {
                 p.send(frame).map_err(|e| e.to_string())?;
             }
