@@ -6,12 +6,16 @@
 #   make lint        fmt check and clippy only
 #   make bench       edgerec vs ffmpeg recording benchmark (writes docs/bench.md)
 #   make clean-data  delete ./data (what `make run` recorded)
+#   make build-aarch64 / build-armv7   release binaries for 64/32-bit ARM boards (glibc >= 2.17)
+#   make test-aarch64  aarch64 unit tests + an end-to-end recording under qemu-aarch64
+#   make deb         .deb packages for arm64 and armhf into target/deb/
 
 CARGO ?= cargo
 DEMO_CONFIG ?= assets/demo.toml
 DATA_DIR ?= ./data
 
 .PHONY: all build run test test-deps lint fmt bench sample clean-data
+.PHONY: build-aarch64 build-armv7 test-aarch64 deb test-deb
 
 all: build
 
@@ -31,6 +35,7 @@ test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) test-aarch64 test-deb
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -47,3 +52,21 @@ sample:
 
 clean-data:
 	rm -rf $(DATA_DIR)
+
+# Boards: cross builds with cargo-zigbuild (scripts/cross-deps.sh installs zig from PyPI),
+# tests under qemu-user, Debian packages with dpkg-deb. See README.md "Boards and packages".
+build-aarch64:
+	scripts/cross-build.sh aarch64
+
+build-armv7:
+	scripts/cross-build.sh armv7
+
+test-aarch64: build-aarch64
+	scripts/cross-test.sh aarch64
+
+deb: build-aarch64 build-armv7
+	scripts/deb.sh arm64
+	scripts/deb.sh armhf
+
+test-deb: build-aarch64 build-armv7
+	scripts/deb-check.sh
