@@ -73,6 +73,8 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     let closed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let mut recording = 0usize;
+    let pacer =
+        crate::pace::Pacer::spawn(std::time::Duration::from_millis(100), cancel.child_token());
     for s in &cfg.streams {
         let Some(template) = rules::resolve(&cfg, &s.app, &s.name) else {
             info!(stream = %s.name, "not recorded: no rule selects a template with formats");
@@ -94,6 +96,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             clock: clock.clone(),
             cancel: cancel.child_token(),
             closed: closed.clone(),
+            pacer: Some(pacer.clone()),
         };
         let span = info_span!("stream", name = %s.name);
         let status = board.add(StreamStatus::new(

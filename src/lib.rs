@@ -43,6 +43,7 @@ pub mod guard;
 pub mod ingest;
 pub mod naming;
 pub mod notify;
+pub mod pace;
 pub mod recorder;
 pub mod redact;
 pub mod retention;

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -21,6 +20,7 @@ use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::Template;
 use crate::frame::Frame;
+use crate::pace::Pacer;
 use crate::segment::{CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity};
 use crate::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
 use crate::source::{Source, SourceError, SourceSpec};
@@ -43,6 +43,9 @@ pub struct StreamRecorder {
     pub cancel: CancellationToken,
     /// Poked after each closed segment so retention can run.
     pub closed: Arc<Notify>,
+    /// Paced polling of the source (pulled streams); `None` waits on the source directly
+    /// (pushed streams, whose frames arrive through a channel).
+    pub pacer: Option<Pacer>,
 }
 
 /// How a session ended.
@@ -211,6 +214,7 @@ impl StreamRecorder {
         let mut writer =
             SinkThread::spawn(&self.name, sinks).map_err(|e| SessionError::Task(e.to_string()))?;
         let mut events = Vec::new();
+        let mut pacer = self.pacer.clone();
         let result = loop {
             let next = tokio::select! {
                 biased;
@@ -236,7 +240,7 @@ impl StreamRecorder {
                         break Err(SessionError::Task("writer thread ended".into()));
                     }
                 },
-                n = next_batched(&mut source) => n,
+                n = next_paced(&mut source, pacer.as_mut()) => n,
             };
             match next {
                 Ok(Some(frame)) => {
@@ -288,22 +292,23 @@ impl StreamRecorder {
     }
 }
 
-/// How long a stream waits once its source has nothing ready. Waking for every TCP segment
-/// of a camera (~80 times a second at 4 Mbit/s) cost more CPU in the scheduler than the
-/// recording itself; waiting lets the socket buffer fill and the next call takes it in one
-/// go. 50 ms of data (~100 KB at 16 Mbit/s) fits the default socket buffers, UDP included,
-/// and a recorder does not mind the latency.
-const BATCH: Duration = Duration::from_millis(50);
-
-/// The next frame, without waking for every packet: while none is ready, look again every
-/// [`BATCH`]. After a second of nothing it waits on the source itself, so the source's own
-/// stall timeout still applies. Cancel-safe, as [`Source::next`] is.
-async fn next_batched(source: &mut Source) -> Result<Option<Frame>, SourceError> {
-    for _ in 0..20 {
-        if let Some(r) = source.next().now_or_never() {
-            return r;
+/// The next frame, without waking for every packet. A camera's TCP segments woke the
+/// recorder ~80 times a second per stream, and the scheduler work around those wake-ups
+/// cost more than the recording. So while nothing is ready, look again at each tick of the
+/// shared [`Pacer`] (50 ms): the socket buffer fills meanwhile and is taken in one go.
+/// After a second of nothing, wait on the source itself so its stall timeout applies.
+/// Cancel-safe, as [`Source::next`] is.
+async fn next_paced(
+    source: &mut Source,
+    pacer: Option<&mut Pacer>,
+) -> Result<Option<Frame>, SourceError> {
+    if let Some(pacer) = pacer {
+        for _ in 0..20 {
+            if let Some(r) = source.try_next() {
+                return r;
+            }
+            pacer.tick().await;
         }
-        tokio::time::sleep(BATCH).await;
     }
     source.next().await
 }

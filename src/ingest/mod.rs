@@ -244,6 +244,8 @@ impl Ingest {
             // everything received.
             cancel: CancellationToken::new(),
             closed: ctx.closed.clone(),
+            // Frames arrive through a channel from the push server: no polling to pace.
+            pacer: None,
         };
         info!(
             stream = %stream,

@@ -107,6 +107,16 @@ impl Source {
         }
     }
 
+    /// A frame if one is ready now, without waiting and without arming a timer; `None`
+    /// when nothing is ready. Used by the recorder's paced polling ([`crate::pace`]).
+    pub fn try_next(&mut self) -> Option<Result<Option<Frame>, SourceError>> {
+        use futures::FutureExt;
+        match &mut self.inner {
+            Inner::Rtsp(s) => s.try_next(),
+            _ => self.next().now_or_never(),
+        }
+    }
+
     /// Frames already received but held back (RTSP video waiting for its decode time),
     /// handed out when the session ends so the last segment keeps them. Non-blocking.
     pub fn take_held(&mut self) -> Option<Frame> {

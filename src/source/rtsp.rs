@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use retina::client::{
     Credentials, Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions,
     SetupOptions, TcpTransportOptions, UdpTransportOptions,
@@ -152,79 +152,106 @@ impl RtspSource {
                         secs: STALL_TIMEOUT.as_secs(),
                     })
                 }
-                Ok(None) => {
-                    return Err(SourceError::Closed {
-                        url: self.shown.clone(),
-                    })
-                }
-                Ok(Some(Err(e))) => return Err(map_error(&self.shown, e)),
-                Ok(Some(Ok(item))) => item,
+                Ok(item) => item,
             };
-            match item {
-                CodecItem::VideoFrame(f) => {
-                    let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
-                        continue;
-                    };
-                    if f.has_new_parameters() || self.params.is_none() {
-                        self.refresh_params()?;
-                    }
-                    let keyframe = f.is_random_access_point()
-                        || (self.is_h265(track) && has_h265_irap(f.data()));
-                    if !self.started {
-                        if !keyframe || self.params.is_none() {
-                            continue;
-                        }
-                        self.started = true;
-                    }
-                    // RTP carries presentation times; decode times come from reordering.
-                    let pts = f.timestamp().elapsed();
-                    if let Some(params) = &self.params {
-                        let frame = Frame {
-                            params: params.clone(),
-                            track,
-                            dts: pts,
-                            pts,
-                            keyframe,
-                            data: Bytes::from(f.into_data()),
-                        };
-                        if let Some((dts, pts, mut frame)) = self.reorder.push(pts, frame) {
-                            frame.dts = dts;
-                            frame.pts = pts;
-                            return Ok(Some(frame));
-                        }
-                    }
-                }
-                CodecItem::AudioFrame(f) => {
-                    let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
-                        continue;
-                    };
-                    if !self.started {
-                        // With video, start on its key frame; audio-only starts at once.
-                        if self.has_video {
-                            continue;
-                        }
-                        self.refresh_params()?;
-                        if self.params.is_none() {
-                            continue;
-                        }
-                        self.started = true;
-                    }
-                    let dts = self.monotonic(track, f.timestamp().elapsed());
-                    if let Some(params) = &self.params {
-                        return Ok(Some(Frame {
-                            params: params.clone(),
-                            track,
-                            dts,
-                            pts: dts,
-                            keyframe: true,
-                            // retina keeps audio as `Bytes` but only lends it out.
-                            data: Bytes::copy_from_slice(f.data()),
-                        }));
-                    }
-                }
-                _ => continue,
+            if let Some(frame) = self.on_item(item)? {
+                return Ok(Some(frame));
             }
         }
+    }
+
+    /// A frame from what is already received, or `None` if that holds no complete frame.
+    /// Arms no timer (see [`crate::pace`]).
+    pub fn try_next(&mut self) -> Option<Result<Option<Frame>, SourceError>> {
+        loop {
+            let item = self.demuxed.next().now_or_never()?;
+            match self.on_item(item) {
+                Ok(Some(frame)) => return Some(Ok(Some(frame))),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// One item from retina: a frame, or `None` when it yields no frame (yet).
+    fn on_item(
+        &mut self,
+        item: Option<Result<CodecItem, retina::Error>>,
+    ) -> Result<Option<Frame>, SourceError> {
+        let item = match item {
+            None => {
+                return Err(SourceError::Closed {
+                    url: self.shown.clone(),
+                })
+            }
+            Some(Err(e)) => return Err(map_error(&self.shown, e)),
+            Some(Ok(item)) => item,
+        };
+        match item {
+            CodecItem::VideoFrame(f) => {
+                let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
+                    return Ok(None);
+                };
+                if f.has_new_parameters() || self.params.is_none() {
+                    self.refresh_params()?;
+                }
+                let keyframe =
+                    f.is_random_access_point() || (self.is_h265(track) && has_h265_irap(f.data()));
+                if !self.started {
+                    if !keyframe || self.params.is_none() {
+                        return Ok(None);
+                    }
+                    self.started = true;
+                }
+                // RTP carries presentation times; decode times come from reordering.
+                let pts = f.timestamp().elapsed();
+                if let Some(params) = &self.params {
+                    let frame = Frame {
+                        params: params.clone(),
+                        track,
+                        dts: pts,
+                        pts,
+                        keyframe,
+                        data: Bytes::from(f.into_data()),
+                    };
+                    if let Some((dts, pts, mut frame)) = self.reorder.push(pts, frame) {
+                        frame.dts = dts;
+                        frame.pts = pts;
+                        return Ok(Some(frame));
+                    }
+                }
+            }
+            CodecItem::AudioFrame(f) => {
+                let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
+                    return Ok(None);
+                };
+                if !self.started {
+                    // With video, start on its key frame; audio-only starts at once.
+                    if self.has_video {
+                        return Ok(None);
+                    }
+                    self.refresh_params()?;
+                    if self.params.is_none() {
+                        return Ok(None);
+                    }
+                    self.started = true;
+                }
+                let dts = self.monotonic(track, f.timestamp().elapsed());
+                if let Some(params) = &self.params {
+                    return Ok(Some(Frame {
+                        params: params.clone(),
+                        track,
+                        dts,
+                        pts: dts,
+                        keyframe: true,
+                        // retina keeps audio as `Bytes` but only lends it out.
+                        data: Bytes::copy_from_slice(f.data()),
+                    }));
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
     }
 
     /// A video frame held for reordering, with its decode time (see [`Source::take_held`](super::Source::take_held)).
