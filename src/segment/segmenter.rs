@@ -319,29 +319,38 @@ impl Segmenter {
         });
     }
 
-    /// Drops trailing primary-track samples of the last fragment whose presentation time
-    /// lies more than a frame and a half past every earlier sample's: frames whose B-frames
-    /// never arrived.
+    /// Cuts the last fragment's primary-track samples back to the longest decode-order
+    /// prefix whose presentation times leave no hole: when a B-frame stream stops between a
+    /// reference frame and the B-frames shown before it, those B-frames never came, and the
+    /// reference frame (and any B-frame that needs it) must go too.
     fn trim_reordered_tail(open: &mut Open) {
         let (tfdt, samples) = &mut open.runs[open.primary];
-        while samples.len() > 1 {
-            let mut t = *tfdt as i64;
-            let mut pts: Vec<i64> = Vec::with_capacity(samples.len());
-            for s in samples.iter() {
-                pts.push(t + s.cts_offset as i64);
+        if samples.len() < 2 {
+            return;
+        }
+        let mut durations: Vec<u32> = samples.iter().map(|s| s.duration).collect();
+        durations.sort_unstable();
+        let frame = durations[durations.len() / 2] as i64;
+        let mut t = *tfdt as i64;
+        let pts: Vec<i64> = samples
+            .iter()
+            .map(|s| {
+                let p = t + s.cts_offset as i64;
                 t += s.duration as i64;
-            }
-            let last = samples[samples.len() - 1].duration as i64;
-            let before = pts[..pts.len() - 1]
-                .iter()
-                .copied()
-                .max()
-                .unwrap_or(i64::MIN);
-            if pts[pts.len() - 1] <= before + last * 3 / 2 {
-                break;
-            }
-            let dropped = samples.pop().map_or(0, |s| s.duration as i64);
-            open.end_dts -= dropped;
+                p
+            })
+            .collect();
+        let complete = |m: usize| {
+            let mut p = pts[..m].to_vec();
+            p.sort_unstable();
+            p.windows(2).all(|w| w[1] - w[0] <= frame * 3 / 2)
+        };
+        let keep = (1..=samples.len())
+            .rev()
+            .find(|&m| complete(m))
+            .unwrap_or(1);
+        for s in samples.drain(keep..) {
+            open.end_dts -= s.duration as i64;
         }
     }
 

@@ -367,3 +367,35 @@ fn shutdown_drops_a_reference_frame_whose_b_frames_never_came() {
     assert_eq!(samples, 4, "the trailing P without its B-frames is dropped");
     assert_eq!(closes(&ev)[0].duration_ms, 160);
 }
+
+#[test]
+fn shutdown_drops_a_reference_frame_and_the_b_frame_that_needs_it_when_one_is_missing() {
+    let p = params(320);
+    let mut s = seg(60, 10_000);
+    let mut ev = Vec::new();
+    // Decode order I P B B P B [B missing]: the second P and its one B must go.
+    let order = [
+        (0, 0, true),
+        (1, 3, false),
+        (2, 1, false),
+        (3, 2, false),
+        (4, 6, false),
+        (5, 4, false),
+    ];
+    for (n, pts, key) in order {
+        let mut f = video(&p, n, 1000);
+        f.pts = pts * VDUR + VDUR;
+        f.dts = n * VDUR;
+        f.keyframe = key;
+        s.push(f, 0, &mut ev);
+    }
+    s.finish(CloseReason::Shutdown, &mut ev);
+    let samples: usize = ev
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Fragment(f) => Some(f.runs[0].samples.len()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(samples, 4);
+}
