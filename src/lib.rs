@@ -1,14 +1,15 @@
 //! # edgerec
 //!
-//! An edge video recorder: cameras (RTSP pull), files and (later) pushed streams go into
-//! rotating, crash-safe fMP4 segments on local storage, which is kept as a ring buffer.
+//! An edge video recorder: cameras (RTSP pull), board-camera pipes, files and pushed streams
+//! (RTSP/RTMP) go into rotating, crash-safe fMP4 segments on local storage, which is kept as
+//! a ring buffer.
 //!
 //! # Layout
 //!
 //! Data flows one way, and the modules follow it:
 //!
 //! ```text
-//! source (rtsp pull | file)  --Frame-->  segment (pure)  --SegmentEvent-->  format (pure encoders)
+//! source (rtsp pull | push | pipe | file) --Frame--> segment (pure) --SegmentEvent--> sink → format
 //!                                                                               |
 //!                                 store (files, fsync, index, recovery)  <------+
 //!                                     |
@@ -16,6 +17,7 @@
 //! ```
 //!
 //! - [`frame`]: the one frame type every source produces.
+//! - [`ingest`]: the RTSP and RTMP push servers, their depacketizers, and who may publish.
 //! - [`source`]: RTSP pull (retina), the looping file "camera", board-camera command pipes
 //!   (`pipe:`) and the channel push servers feed.
 //! - [`segment`]: the pure segmenter: frames in; start / fragment / close out.
@@ -25,6 +27,8 @@
 //! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
 //! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks.
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
+//! - [`pace`]: the shared tick streams poll their sources on; [`control`]: the local socket
+//!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.
 //! - [`guard`]: the storage guard (the `edgerec init` marker); [`status`]: per-stream health
 //!   for `edgerec status` and the watchdog; [`notify`]: systemd's sd_notify.
 //! - [`config`], [`rules`], [`naming`]: the TOML config, template/rule matching, file naming.
