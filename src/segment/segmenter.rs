@@ -14,6 +14,7 @@
 //!   segments of a session tile the timeline without gaps; the anchor is re-taken when the
 //!   media clock drifts from the wall clock by more than [`MAX_DRIFT_MS`].
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ use super::event::*;
 
 /// Re-anchor wall time when media time and wall time disagree by more than this.
 pub const MAX_DRIFT_MS: i64 = 2_000;
+/// Secondary-track frames (audio) kept while waiting for the first key frame: about a
+/// second of AAC, and never more than this many bytes.
+const MAX_WAITING: usize = 64;
+const MAX_WAITING_BYTES: usize = 256 * 1024;
 /// A forward timestamp jump larger than this is a discontinuity.
 pub const MAX_GAP: Duration = Duration::from_secs(10);
 
@@ -96,6 +101,9 @@ pub struct Segmenter {
     /// Wall-clock end of the last closed segment: start times never go back before it.
     last_end_ms: i64,
     dropped: Dropped,
+    /// Secondary-track frames seen while waiting for a key frame (bounded).
+    waiting: VecDeque<Frame>,
+    waiting_bytes: usize,
 }
 
 fn rescale(v: i64, from: u32, to: u32) -> i64 {
@@ -124,6 +132,8 @@ impl Segmenter {
             anchor: None,
             last_end_ms: i64::MIN,
             dropped: Dropped::default(),
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
         }
     }
 
@@ -158,12 +168,47 @@ impl Segmenter {
         }
         if self.open.is_none() {
             if !self.can_start(&frame) {
-                self.dropped.waiting_for_key += 1;
+                self.hold_while_waiting(frame);
                 return;
             }
             self.start(&frame, wall_ms, out);
+            self.add(frame, out);
+            // Other tracks' frames that arrived before the key frame but belong after it
+            // (video can reach us later than audio, e.g. after B-frame reordering).
+            let start_dts = self.open.as_ref().map_or(0, |o| o.start_dts);
+            let ts = self
+                .open
+                .as_ref()
+                .map_or(1, |o| o.params.tracks[o.primary].timescale());
+            for f in std::mem::take(&mut self.waiting) {
+                let t = f.track_params().timescale();
+                let open = self.open.as_ref().expect("segment open");
+                if Arc::ptr_eq(&f.params, &open.params) && f.dts >= rescale(start_dts, ts, t) {
+                    self.add(f, out);
+                } else {
+                    self.dropped.waiting_for_key += 1;
+                }
+            }
+            self.waiting_bytes = 0;
+            return;
         }
         self.add(frame, out);
+    }
+
+    /// Keep a few secondary-track frames while no segment is open; the oldest go first.
+    fn hold_while_waiting(&mut self, frame: Frame) {
+        if frame.track == Self::primary_of(&frame.params) {
+            self.dropped.waiting_for_key += 1;
+            return;
+        }
+        self.waiting_bytes += frame.data.len();
+        self.waiting.push_back(frame);
+        while self.waiting.len() > MAX_WAITING || self.waiting_bytes > MAX_WAITING_BYTES {
+            if let Some(old) = self.waiting.pop_front() {
+                self.waiting_bytes -= old.data.len();
+                self.dropped.waiting_for_key += 1;
+            }
+        }
     }
 
     /// Close the open segment, if any (source ended, shutdown). The next frame starts a new
@@ -171,6 +216,8 @@ impl Segmenter {
     pub fn finish(&mut self, reason: CloseReason, out: &mut Vec<SegmentEvent>) {
         self.close(reason, out);
         self.anchor = None;
+        self.waiting.clear();
+        self.waiting_bytes = 0;
     }
 
     fn primary_of(params: &StreamParams) -> usize {

@@ -399,3 +399,56 @@ fn shutdown_drops_a_reference_frame_and_the_b_frame_that_needs_it_when_one_is_mi
         .sum();
     assert_eq!(samples, 4);
 }
+
+#[test]
+fn audio_that_arrives_before_the_delayed_key_frame_is_kept() {
+    let p = params(320);
+    let mut s = seg(60, 1000);
+    let mut ev = Vec::new();
+    // Audio for 0..200 ms arrives first, then the video from 0 (held back upstream).
+    for n in 0..10 {
+        s.push(audio(&p, n), 0, &mut ev);
+    }
+    let mut sent = 10;
+    for f in av(&p, 0, 1, 25) {
+        if f.track == 1 && f.dts < 10 * ADUR {
+            continue; // already sent above
+        }
+        sent += usize::from(f.track == 1);
+        s.push(f, 0, &mut ev);
+    }
+    s.finish(CloseReason::Shutdown, &mut ev);
+    assert_eq!(starts(&ev).len(), 1, "one segment, no discontinuity");
+    let audio_samples: usize = ev
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Fragment(f) => f
+                .runs
+                .iter()
+                .find(|r| r.track == 1)
+                .map(|r| r.samples.len()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(audio_samples, sent, "every audio frame is kept");
+    let first_audio = ev
+        .iter()
+        .find_map(|e| match e {
+            SegmentEvent::Fragment(f) => f.runs.iter().find(|r| r.track == 1).cloned(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(first_audio.base_decode_time, 0, "audio from time 0 is kept");
+}
+
+#[test]
+fn audio_held_while_waiting_is_bounded() {
+    let p = params(320);
+    let mut s = seg(60, 1000);
+    let mut ev = Vec::new();
+    for n in 0..1000 {
+        s.push(audio(&p, n), 0, &mut ev);
+    }
+    assert!(ev.is_empty());
+    assert!(s.dropped().waiting_for_key >= 1000 - 64);
+}
