@@ -302,7 +302,7 @@ async fn next_paced(
     source: &mut Source,
     pacer: Option<&mut Pacer>,
 ) -> Result<Option<Frame>, SourceError> {
-    if let Some(pacer) = pacer {
+    if let Some(pacer) = pacer.filter(|_| source.wants_pacing()) {
         for _ in 0..20 {
             if let Some(r) = source.try_next() {
                 return r;

@@ -107,6 +107,13 @@ impl Source {
         }
     }
 
+    /// Whether polling on the shared pacer pays off: true for network sources, whose every
+    /// packet would otherwise wake us. A file, pipe or channel source hands frames over from
+    /// a thread a few at a time and is best awaited directly.
+    pub fn wants_pacing(&self) -> bool {
+        matches!(self.inner, Inner::Rtsp(_))
+    }
+
     /// A frame if one is ready now, without waiting and without arming a timer; `None`
     /// when nothing is ready. Used by the recorder's paced polling ([`crate::pace`]).
     pub fn try_next(&mut self) -> Option<Result<Option<Frame>, SourceError>> {
