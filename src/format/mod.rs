@@ -12,7 +12,7 @@ pub mod fmp4;
 pub mod progressive;
 pub mod scan;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 /// Errors of the format encoders and readers.
 #[derive(Debug, thiserror::Error)]

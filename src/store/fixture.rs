@@ -141,17 +141,7 @@ pub(crate) fn clip(dir: &Path, secs: u32) -> Clip {
 
 /// What `ffmpeg -v error -i F -f null -` prints (empty = decodes cleanly).
 pub(crate) fn decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        text.push_str(&format!("\nffmpeg exited with {}", out.status));
-    }
-    text
+    crate::format::testutil::ffmpeg_decode_errors(path)
 }
 
 /// Frames ffprobe decodes in the first video stream.
