@@ -396,8 +396,20 @@ impl Segmenter {
             .rev()
             .find(|&m| complete(m))
             .unwrap_or(1);
+        if keep == samples.len() {
+            return;
+        }
         for s in samples.drain(keep..) {
             open.end_dts -= s.duration as i64;
+        }
+        // The last kept sample's duration ran up to the decode time of a dropped one, which
+        // the reorderer may have pushed out past the hole: it lasts one frame now.
+        if let Some(last) = samples.last_mut() {
+            let d = last.duration as i64;
+            if d > frame {
+                open.end_dts -= d - frame;
+                last.duration = frame as u32;
+            }
         }
     }
 

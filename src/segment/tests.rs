@@ -401,6 +401,45 @@ fn shutdown_drops_a_reference_frame_and_the_b_frame_that_needs_it_when_one_is_mi
 }
 
 #[test]
+fn shutdown_after_a_lone_reference_frame_keeps_the_index_duration_equal_to_the_media() {
+    use crate::source::reorder::DtsFromPts;
+    let p = params(320);
+    let mut s = seg(60, 10_000);
+    let mut ev = Vec::new();
+    // RTP gives presentation times only; decode times come from the reorderer, which at the
+    // end of the stream hands the lone P (pts 12) a decode time past the missing B-frames.
+    let order = [0, 3, 1, 2, 6, 4, 5, 9, 7, 8, 12];
+    let mut r = DtsFromPts::default();
+    let mut out = Vec::new();
+    for (n, &pts) in order.iter().enumerate() {
+        out.extend(r.push(pts * VDUR, n));
+    }
+    while let Some(x) = r.drain() {
+        out.push(x);
+    }
+    for (dts, pts, n) in out {
+        let mut f = video(&p, n as i64, 1000);
+        f.pts = pts;
+        f.dts = dts;
+        f.keyframe = n == 0;
+        s.push(f, 0, &mut ev);
+    }
+    s.finish(CloseReason::Shutdown, &mut ev);
+    let samples: Vec<&Sample> = ev
+        .iter()
+        .filter_map(|e| match e {
+            SegmentEvent::Fragment(f) => Some(f.runs[0].samples.iter()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(samples.len(), 10, "the P without its B-frames is dropped");
+    let total: u64 = samples.iter().map(|s| s.duration as u64).sum();
+    assert_eq!(total, 10 * VDUR as u64, "durations: {samples:?}");
+    assert_eq!(closes(&ev)[0].duration_ms, (10 * VDUR * 1000 / VTS) as u64);
+}
+
+#[test]
 fn audio_that_arrives_before_the_delayed_key_frame_is_kept() {
     let p = params(320);
     let mut s = seg(60, 1000);
