@@ -65,9 +65,9 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
             fsync_dir(dir)?;
         }
     }
-    shared
-        .index
-        .commit_volatile(rows.iter().map(|r| Op::Remove(r.id)).collect())?;
+    let mut ops: Vec<Op> = rows.iter().map(|r| Op::Remove(r.id)).collect();
+    ops.extend(shared.deleted(&rows));
+    shared.index.commit_volatile(ops)?;
     // Deepest first, so a date directory goes before its parent is looked at.
     let _dirs = shared.dirs_lock();
     for dir in dirs.iter().rev() {

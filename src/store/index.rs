@@ -17,6 +17,7 @@ use redb::{
 
 use super::error::StoreError;
 use super::row::{SegmentId, SegmentRow};
+use super::tables::{AuxOp, AuxTable};
 
 /// Segment rows: id -> version byte + postcard.
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
@@ -36,6 +37,8 @@ pub(crate) enum Op {
     Put(Box<SegmentRow>),
     /// Drop a row (no error if absent).
     Remove(SegmentId),
+    /// A change to an auxiliary table.
+    Aux(AuxOp),
 }
 
 impl Op {
@@ -82,6 +85,10 @@ impl Index {
             let segs = txn.open_table(SEGMENTS).map_err(err(path, "open table"))?;
             let counters = txn.open_table(COUNTERS).map_err(err(path, "open table"))?;
             txn.open_table(SEQS).map_err(err(path, "open table"))?;
+            for t in AuxTable::ALL {
+                txn.open_table(t.definition())
+                    .map_err(err(path, "open table"))?;
+            }
             let stored = counters
                 .get(NEXT_ID)
                 .map_err(err(path, "read"))?
@@ -140,6 +147,46 @@ impl Index {
         let table = txn.open_table(SEGMENTS).map_err(self.err("open table"))?;
         let got = table.get(id).map_err(self.err("read"))?;
         got.map(|v| SegmentRow::decode(id, v.value())).transpose()
+    }
+
+    /// One value of an auxiliary table.
+    pub(crate) fn aux_get(&self, table: AuxTable, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(self.err("open table"))?;
+        let got = t.get(key).map_err(self.err("read"))?;
+        Ok(got.map(|v| v.value().to_vec()))
+    }
+
+    /// Up to `limit` entries of an auxiliary table with keys `>= from`, in key order.
+    pub(crate) fn aux_scan(
+        &self,
+        table: AuxTable,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(self.err("open table"))?;
+        let mut out = Vec::new();
+        for item in t.range(from..).map_err(self.err("read"))?.take(limit) {
+            let (k, v) = item.map_err(self.err("read"))?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The number of entries and the last key of an auxiliary table.
+    pub(crate) fn aux_stats(&self, table: AuxTable) -> Result<(u64, Option<u64>), StoreError> {
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(self.err("open table"))?;
+        let n = t.len().map_err(self.err("read"))?;
+        let last = t.last().map_err(self.err("read"))?.map(|(k, _)| k.value());
+        Ok((n, last))
     }
 
     /// Highest sequence number recorded for `stream`.
@@ -234,6 +281,16 @@ impl Index {
                     }
                     Op::Remove(id) => {
                         segs.remove(*id).map_err(self.err("remove row"))?;
+                    }
+                    Op::Aux(op) => {
+                        let mut t = txn
+                            .open_table(op.table.definition())
+                            .map_err(self.err("open table"))?;
+                        match &op.value {
+                            Some(v) => t.insert(op.key, v.as_slice()).map(drop),
+                            None => t.remove(op.key).map(drop),
+                        }
+                        .map_err(self.err("write aux"))?;
                     }
                 }
             }

@@ -102,11 +102,19 @@
 //!
 //! A writer dropped without `finish`/`abandon` (a panicking task) leaves its working file
 //! and `Writing` row; the next recovery closes it.
+//!
+//! # Hooks and auxiliary tables
+//!
+//! The upload queue, the event outbox and record tasks keep their state in auxiliary tables
+//! of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
+//! closes a segment (close step 4, recovery steps 2, 3 and 5) or drops deleted rows, so a
+//! closed segment and its queue entry or event are in the index together or not at all; a
+//! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::retention::Disk;
@@ -118,11 +126,13 @@ mod index;
 mod media;
 mod recovery;
 mod row;
+mod tables;
 mod writer;
 
 pub use error::StoreError;
 pub use recovery::{RebuildReport, RecoveryReport};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
+pub use tables::{AuxOp, AuxTable, IndexHook};
 pub use writer::SegmentWriter;
 
 /// How often the recorder makes volatile index changes durable ([`Store::flush`]).
@@ -142,6 +152,8 @@ pub(crate) struct Shared {
     active: Mutex<HashSet<PathBuf>>,
     /// Serializes directory creation (begin) with directory removal (delete).
     dirs: Mutex<()>,
+    /// Called inside the commits that close and delete segments (see `tables.rs`).
+    hooks: RwLock<Vec<Arc<dyn IndexHook>>>,
     /// Held for the store's lifetime; dropped last.
     _lock: File,
 }
@@ -153,6 +165,28 @@ impl Shared {
 
     fn dirs_lock(&self) -> MutexGuard<'_, ()> {
         self.dirs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn IndexHook>> {
+        self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Run the `closing` hooks on `row`; returns the ops to commit with it.
+    pub(crate) fn closing(&self, row: &mut SegmentRow) -> Vec<index::Op> {
+        let mut ops = Vec::new();
+        for h in self.hooks() {
+            h.closing(row, &mut ops);
+        }
+        ops.into_iter().map(index::Op::Aux).collect()
+    }
+
+    /// Run the `deleted` hooks on `rows`; returns the ops to commit with their removal.
+    pub(crate) fn deleted(&self, rows: &[SegmentRow]) -> Vec<index::Op> {
+        let mut ops = Vec::new();
+        for h in self.hooks() {
+            h.deleted(rows, &mut ops);
+        }
+        ops.into_iter().map(index::Op::Aux).collect()
     }
 }
 
@@ -183,6 +217,7 @@ impl Store {
                 clock,
                 active: Mutex::new(HashSet::new()),
                 dirs: Mutex::new(()),
+                hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
         })
@@ -228,6 +263,54 @@ impl Store {
         self.shared.index.flush()
     }
 
+    /// Add a hook called inside every commit that closes or deletes segments. Add hooks
+    /// before [`Store::recover`], so segments recovery closes or adopts reach them too.
+    pub fn add_hook(&self, hook: Arc<dyn IndexHook>) {
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// One value of an auxiliary table.
+    pub fn aux_get(&self, table: AuxTable, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.index.aux_get(table, key)
+    }
+
+    /// Up to `limit` entries of an auxiliary table with keys `>= from`, in key order.
+    pub fn aux_scan(
+        &self,
+        table: AuxTable,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.shared.index.aux_scan(table, from, limit)
+    }
+
+    /// How many entries an auxiliary table holds, and its last key.
+    pub fn aux_stats(&self, table: AuxTable) -> Result<(u64, Option<u64>), StoreError> {
+        self.shared.index.aux_stats(table)
+    }
+
+    /// Apply auxiliary-table changes in one transaction, with a segment row update if given
+    /// (e.g. its upload state). `durable` waits for the disk (group commit); otherwise the
+    /// change is volatile until the next [`Store::flush`] (see the durability protocol).
+    pub fn aux_commit(
+        &self,
+        ops: Vec<AuxOp>,
+        row: Option<SegmentRow>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let mut all: Vec<index::Op> = row.into_iter().map(index::Op::put).collect();
+        all.extend(ops.into_iter().map(index::Op::Aux));
+        if durable {
+            self.shared.index.commit(all)
+        } else {
+            self.shared.index.commit_volatile(all)
+        }
+    }
+
     /// Durable index transactions committed since open (group commits count once).
     pub fn index_commits(&self) -> u64 {
         self.shared.index.commits()
@@ -238,6 +321,8 @@ impl Store {
 mod crash_tests;
 #[cfg(test)]
 mod fixture;
+#[cfg(test)]
+mod hook_tests;
 #[cfg(test)]
 mod progressive_tests;
 #[cfg(test)]

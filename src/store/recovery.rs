@@ -351,8 +351,10 @@ fn adopt(shared: &Shared, now_ms: i64, adopted: &mut Vec<SegmentRow>) -> Result<
             formats: vec![],
         };
         while !files.is_empty() {
-            let row = adopted_row(shared, &meta, now_ms, &mut files);
+            let mut row = adopted_row(shared, &meta, now_ms, &mut files);
+            let extra = shared.closing(&mut row);
             ops.push(Op::put(row.clone()));
+            ops.extend(extra);
             adopted.push(row);
         }
     }

@@ -346,13 +346,17 @@ pub(crate) fn close_files(
     row.bytes = files.iter().map(|f| f.bytes).sum();
     row.files = files;
     row.state = SegmentState::Closed;
+    // The hooks' changes (upload queue, outbox) land in the same commit as the row.
+    let extra = shared.closing(&mut row);
+    let mut ops = vec![Op::put(row.clone())];
+    ops.extend(extra);
     if row.has(Format::Fmp4) {
         // Volatile: if a crash loses it, the fMP4 is already complete under its final name
         // and recovery finishes or adopts it. Saves a flash write per segment.
-        shared.index.commit_volatile(vec![Op::put(row.clone())])?;
+        shared.index.commit_volatile(ops)?;
     } else {
         // Durable, because the working file (the only fMP4) is removed next.
-        shared.index.commit(vec![Op::put(row.clone())])?;
+        shared.index.commit(ops)?;
     }
     if !row.has(Format::Fmp4) {
         let removed = fsutil::remove_file(&working).and_then(|_| fsync_dir(parent(&working)));

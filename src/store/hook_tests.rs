@@ -1,0 +1,107 @@
+//! The auxiliary tables and index hooks: their changes land in the commits that close and
+//! delete segments, including closes made by recovery.
+
+use std::fs;
+use std::sync::{Arc, Mutex};
+
+use super::fixture;
+use super::tests::{open, record, write};
+use super::*;
+use crate::format::Format;
+
+/// Queues every closed segment (as the upload queue does) and logs deletions.
+#[derive(Default)]
+struct Queue {
+    deleted: Mutex<Vec<SegmentId>>,
+}
+
+impl IndexHook for Queue {
+    fn closing(&self, row: &mut SegmentRow, ops: &mut Vec<AuxOp>) {
+        row.upload = UploadState::Pending {
+            queued_at_ms: row.closed_at_ms,
+            attempts: 0,
+        };
+        ops.push(AuxOp::put(AuxTable::Outbox, row.id, b"closed".to_vec()));
+    }
+
+    fn deleted(&self, rows: &[SegmentRow], ops: &mut Vec<AuxOp>) {
+        for r in rows {
+            self.deleted.lock().unwrap().push(r.id);
+            ops.push(AuxOp::remove(AuxTable::Outbox, r.id));
+        }
+    }
+}
+
+#[test]
+fn a_closing_hook_changes_the_row_and_adds_to_the_same_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fixture::clip(dir.path(), 2);
+    let root = dir.path().join("root");
+    let store = open(&root);
+    let hook = Arc::new(Queue::default());
+    store.add_hook(hook.clone());
+    let row = record(&store, &clip, "a/seg", &[Format::Fmp4], 2);
+    assert!(matches!(row.upload, UploadState::Pending { .. }), "{row:?}");
+    let stored = store.segment(row.id).unwrap().unwrap();
+    assert_eq!(stored.upload, row.upload);
+    assert_eq!(
+        store.aux_get(AuxTable::Outbox, row.id).unwrap(),
+        Some(b"closed".to_vec())
+    );
+    assert_eq!(
+        store.aux_stats(AuxTable::Outbox).unwrap(),
+        (1, Some(row.id))
+    );
+
+    store.delete(&[row.id]).unwrap();
+    assert_eq!(*hook.deleted.lock().unwrap(), vec![row.id]);
+    assert_eq!(store.aux_get(AuxTable::Outbox, row.id).unwrap(), None);
+}
+
+#[test]
+fn recovery_runs_the_closing_hook_on_torn_and_adopted_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fixture::clip(dir.path(), 3);
+    let root = dir.path().join("root");
+    {
+        let store = open(&root);
+        // A torn segment: the writer never finishes.
+        drop(write(&store, &clip, "a/torn", &[Format::Fmp4], 2));
+        // A closed one whose row the index loses below.
+        let other = clip.with_meta(fixture::meta("cam2", 0));
+        record(&store, &other, "b/lost", &[Format::Fmp4], 2);
+        store.flush().unwrap();
+    }
+    // Lose the index entirely: the closed segment can only be adopted from its file.
+    fs::remove_file(root.join("index.redb")).unwrap();
+    let store = open(&root);
+    store.add_hook(Arc::new(Queue::default()));
+    let report = store.recover(super::tests::NOW).unwrap();
+    let rows = store.segments().unwrap();
+    assert_eq!(rows.len(), 2, "{report:?}");
+    for row in &rows {
+        assert!(matches!(row.upload, UploadState::Pending { .. }), "{row:?}");
+        assert!(store.aux_get(AuxTable::Outbox, row.id).unwrap().is_some());
+    }
+}
+
+#[test]
+fn aux_scan_returns_entries_in_key_order_from_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("root"));
+    let ops = [5u64, 1, 300, 2]
+        .iter()
+        .map(|k| AuxOp::put(AuxTable::Tasks, *k, k.to_be_bytes().to_vec()))
+        .collect();
+    store.aux_commit(ops, None, true).unwrap();
+    let keys: Vec<u64> = store
+        .aux_scan(AuxTable::Tasks, 2, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![2, 5, 300]);
+    assert_eq!(store.aux_scan(AuxTable::Tasks, 0, 2).unwrap().len(), 2);
+    // Tables are separate.
+    assert_eq!(store.aux_stats(AuxTable::Outbox).unwrap(), (0, None));
+}
