@@ -41,6 +41,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod events;
 pub mod format;
 pub mod frame;
 pub mod guard;

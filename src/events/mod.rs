@@ -1,0 +1,271 @@
+//! Events for the fleet manager, written to the index's outbox table before anything
+//! publishes them.
+//!
+//! Producers turn an event into an [`AuxOp`] with [`Events::op`] and commit it together
+//! with the state change it reports (inside an [`IndexHook`](crate::store::IndexHook) for
+//! segment closes and deletions, or in the same [`Store::aux_commit`] that records an
+//! upload), or commit it alone with [`Events::emit`]. The MQTT publisher reads the outbox in
+//! key order and removes an event only after the broker acknowledged it, so events survive
+//! broker outages and reboots and arrive in order, at least once. Each event carries an `id`
+//! for deduplication; an event that reports a fact about a segment has an id derived from
+//! the segment and the fact, so a redelivery after a crash carries the same id.
+//!
+//! The outbox is bounded ([`Events::capacity`]): when full, the oldest events are dropped
+//! and counted ([`Events::dropped`]) for the next telemetry report.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{AuxOp, AuxTable, Store, StoreError};
+
+/// What happened. The topic is `{prefix}/{device}/events/{kind}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    SegmentClosed,
+    SegmentUploaded,
+    SegmentRecovered,
+    SegmentEvicted,
+    TaskStatus,
+    SourceState,
+    StorageAlarm,
+    UploadAlarm,
+}
+
+impl EventKind {
+    /// The name used in topics and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SegmentClosed => "segment.closed",
+            EventKind::SegmentUploaded => "segment.uploaded",
+            EventKind::SegmentRecovered => "segment.recovered",
+            EventKind::SegmentEvicted => "segment.evicted",
+            EventKind::TaskStatus => "task.status",
+            EventKind::SourceState => "source.state",
+            EventKind::StorageAlarm => "storage.alarm",
+            EventKind::UploadAlarm => "upload.alarm",
+        }
+    }
+}
+
+/// One stored event. `body` is the JSON payload's kind-specific fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id, for deduplication by consumers.
+    pub id: String,
+    pub kind: EventKind,
+    /// When it happened, ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The kind-specific fields, a JSON object.
+    pub body: String,
+}
+
+impl Event {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("an event always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Event> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// The producer side of the outbox. Cheap to clone.
+#[derive(Clone)]
+pub struct Events {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    device: String,
+    /// Events are only kept when something publishes them (MQTT configured).
+    enabled: bool,
+    capacity: u64,
+    /// Next outbox key; keys only grow within a run and continue after the last stored one.
+    next: AtomicU64,
+    /// Distinguishes this run's generated ids from earlier runs'.
+    boot_ms: i64,
+    dropped: AtomicU64,
+}
+
+impl Events {
+    /// The outbox of `store`. With `enabled` false, [`Events::op`] produces no-ops and
+    /// nothing is stored (no broker configured: nobody would ever drain it).
+    pub fn new(
+        store: Arc<Store>,
+        device: &str,
+        enabled: bool,
+        capacity: u64,
+        now_ms: i64,
+    ) -> Result<Events, StoreError> {
+        let (_, last) = store.aux_stats(AuxTable::Outbox)?;
+        Ok(Events {
+            inner: Arc::new(Inner {
+                store,
+                device: device.to_string(),
+                enabled,
+                capacity: capacity.max(1),
+                next: AtomicU64::new(last.map_or(1, |k| k + 1)),
+                boot_ms: now_ms,
+                dropped: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    pub fn device(&self) -> &str {
+        &self.inner.device
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// Events dropped because the outbox was full, since the last call (reset by it).
+    pub fn take_dropped(&self) -> u64 {
+        self.inner.dropped.swap(0, Ordering::SeqCst)
+    }
+
+    /// Events dropped because the outbox was full, since the last [`Events::take_dropped`].
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::SeqCst)
+    }
+
+    /// A fresh unique id for an event that is not about a segment.
+    pub fn fresh_id(&self) -> String {
+        let n = self.inner.next.load(Ordering::SeqCst);
+        format!("{}-{:x}-{n}", self.inner.device, self.inner.boot_ms)
+    }
+
+    /// The ops that store `event` in the outbox: the event itself, plus the removal of the
+    /// oldest one when the outbox is full. Empty when events are disabled. Commit them with
+    /// the state change the event reports.
+    pub fn ops(
+        &self,
+        kind: EventKind,
+        id: String,
+        at_ms: i64,
+        body: serde_json::Value,
+    ) -> Vec<AuxOp> {
+        if !self.inner.enabled {
+            return Vec::new();
+        }
+        let key = self.inner.next.fetch_add(1, Ordering::SeqCst);
+        let event = Event {
+            id,
+            kind,
+            at_ms,
+            body: body.to_string(),
+        };
+        let mut ops = vec![AuxOp::put(AuxTable::Outbox, key, event.encode())];
+        match self.inner.store.aux_stats(AuxTable::Outbox) {
+            Ok((n, _)) if n >= self.inner.capacity => {
+                if let Ok(oldest) = self.inner.store.aux_scan(
+                    AuxTable::Outbox,
+                    0,
+                    (n + 1 - self.inner.capacity) as usize,
+                ) {
+                    for (k, _) in oldest {
+                        ops.push(AuxOp::remove(AuxTable::Outbox, k));
+                        self.inner.dropped.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            _ => {}
+        }
+        ops
+    }
+
+    /// Store an event on its own (volatile commit: durable with the next index flush).
+    pub fn emit(
+        &self,
+        kind: EventKind,
+        at_ms: i64,
+        body: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let ops = self.ops(kind, self.fresh_id(), at_ms, body);
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.inner.store.aux_commit(ops, None, false)
+    }
+
+    /// Up to `limit` stored events from key `from`, oldest first, with their keys.
+    pub fn pending(&self, from: u64, limit: usize) -> Result<Vec<(u64, Event)>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .aux_scan(AuxTable::Outbox, from, limit)?
+            .into_iter()
+            .filter_map(|(k, v)| Event::decode(&v).map(|e| (k, e)))
+            .collect())
+    }
+
+    /// Forget an acknowledged event (volatile: a lost removal means a redelivery).
+    pub fn acked(&self, key: u64) -> Result<(), StoreError> {
+        self.inner
+            .store
+            .aux_commit(vec![AuxOp::remove(AuxTable::Outbox, key)], None, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(dir: &std::path::Path, cap: u64) -> Events {
+        let store = Arc::new(Store::open(&dir.join("root")).unwrap());
+        Events::new(store, "edge-1", true, cap, 1_000).unwrap()
+    }
+
+    #[test]
+    fn emitted_events_come_back_in_order_and_go_when_acked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = events(dir.path(), 10);
+        for i in 0..3 {
+            ev.emit(EventKind::SourceState, i, serde_json::json!({ "n": i }))
+                .unwrap();
+        }
+        let got = ev.pending(0, 10).unwrap();
+        let bodies: Vec<&str> = got.iter().map(|(_, e)| e.body.as_str()).collect();
+        assert_eq!(bodies, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+        let ids: std::collections::HashSet<&str> = got.iter().map(|(_, e)| e.id.as_str()).collect();
+        assert_eq!(ids.len(), 3, "ids are unique: {got:?}");
+        ev.acked(got[0].0).unwrap();
+        assert_eq!(ev.pending(0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_counts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = events(dir.path(), 2);
+        for i in 0..5 {
+            ev.emit(EventKind::StorageAlarm, i, serde_json::json!({ "n": i }))
+                .unwrap();
+        }
+        let got = ev.pending(0, 10).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].1.body, r#"{"n":4}"#);
+        assert_eq!(ev.take_dropped(), 3);
+        assert_eq!(ev.dropped(), 0);
+    }
+
+    #[test]
+    fn disabled_events_store_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
+        let ev = Events::new(store, "edge-1", false, 10, 0).unwrap();
+        ev.emit(EventKind::UploadAlarm, 0, serde_json::json!({}))
+            .unwrap();
+        assert!(ev.pending(0, 10).unwrap().is_empty());
+    }
+}
