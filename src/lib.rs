@@ -38,6 +38,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
