@@ -144,6 +144,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         clock: clock.clone(),
         cancel: cancel.clone(),
         closed: closed.clone(),
+        board: board.clone(),
     });
     let mut servers = JoinSet::new();
     if let Some(addr) = cfg.ingest.rtsp {

@@ -141,13 +141,26 @@ impl StreamRecorder {
     /// Record one session of a source fed from outside (a push), then return: its open
     /// segment is closed when the source ends or the recorder is cancelled.
     pub async fn record_once(self, source: Source) {
+        let status = self.detached_status("push");
+        self.record_once_reporting(source, status).await
+    }
+
+    /// [`StreamRecorder::record_once`], keeping `status` up to date (a push's entry in
+    /// `edgerec status`): recording while the source is open, stopped or failed after.
+    pub async fn record_once_reporting(self, source: Source, status: Arc<StreamStatus>) {
         let mut segmenter = self.segmenter().await;
         info!(template = %self.template.name, "push recording");
-        let status = self.detached_status("push");
+        let (now, wall) = (self.clock.now(), self.clock.wall_ms());
+        status.set_state(StreamState::Recording, now, wall);
         match self.record(source, &mut segmenter, &status).await {
             Ok(_) => info!("push ended"),
-            Err(e) => warn!(error = %e, "push recording ended with an error"),
+            Err(e) => {
+                warn!(error = %e, "push recording ended with an error");
+                let (now, wall) = (self.clock.now(), self.clock.wall_ms());
+                status.failed(&e.to_string(), false, now, wall);
+            }
         }
+        status.set_state(StreamState::Stopped, self.clock.now(), self.clock.wall_ms());
     }
 
     /// A segmenter continuing the stream's sequence numbers from the index.

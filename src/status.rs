@@ -188,6 +188,15 @@ impl StatusBoard {
         s
     }
 
+    /// Removes a stream added with [`StatusBoard::add`] (a push that ended); other entries
+    /// with the same name stay.
+    pub fn remove(&self, status: &Arc<StreamStatus>) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !Arc::ptr_eq(s, status));
+    }
+
     fn all(&self) -> Vec<Arc<StreamStatus>> {
         self.streams
             .lock()

@@ -72,3 +72,15 @@ fn report_round_trips_through_json_and_renders_every_stream() {
     assert!(text.contains("2.0 KiB used of 1.0 GiB quota"), "{text}");
     assert!(text.contains("uploads: not configured"), "{text}");
 }
+
+#[test]
+fn removing_a_stream_drops_only_that_entry() {
+    let t0 = Instant::now();
+    let board = StatusBoard::default();
+    let a = board.add(StreamStatus::new("cam", "rtsp push", t0, 0));
+    let _b = board.add(StreamStatus::new("cam", "rtmp push", t0, 0));
+    board.remove(&a);
+    let reports = board.reports(t0);
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].source, "rtmp push");
+}

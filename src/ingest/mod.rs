@@ -48,6 +48,7 @@ use crate::frame::Frame;
 use crate::recorder::StreamRecorder;
 use crate::source::channel::{self, ChannelSendError, ChannelSender};
 use crate::source::Source;
+use crate::status::{StatusBoard, StreamStatus};
 use crate::store::Store;
 use audio_only::AudioOnly;
 use registry::Registry;
@@ -115,6 +116,8 @@ pub struct IngestContext {
     pub cancel: CancellationToken,
     /// Poked after each closed segment so retention can run.
     pub closed: Arc<Notify>,
+    /// `edgerec status`: each push has an entry from publish until its segment is closed.
+    pub board: Arc<StatusBoard>,
 }
 
 /// The shared push-ingest state; cheap to clone (an `Arc` inside).
@@ -261,12 +264,21 @@ impl Ingest {
         let generation = claim.generation;
         let name = stream.clone();
         let span = info_span!("stream", name = %stream, push = req.protocol.name());
+        let board = ctx.board.clone();
+        let status = board.add(StreamStatus::new(
+            &stream,
+            &format!("{} push from {}", req.protocol.name(), req.peer),
+            ctx.clock.now(),
+            ctx.clock.wall_ms(),
+        ));
         tokio::spawn(
             async move {
                 if let Some(p) = previous {
                     p.cancelled().await;
                 }
-                rec.record_once(Source::from_channel(rx)).await;
+                rec.record_once_reporting(Source::from_channel(rx), status.clone())
+                    .await;
+                board.remove(&status);
                 ingest.registry().finished(&name, generation);
                 done.cancel();
                 drop(session_guard);

@@ -17,6 +17,7 @@ struct Fixture {
     store: Arc<Store>,
     cancel: CancellationToken,
     ingest: Ingest,
+    board: Arc<crate::status::StatusBoard>,
 }
 
 fn fixture(extra: &str) -> Fixture {
@@ -33,18 +34,21 @@ fn fixture(extra: &str) -> Fixture {
     let config = Arc::new(Config::from_toml_str(&toml).unwrap());
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let cancel = CancellationToken::new();
+    let board = Arc::new(crate::status::StatusBoard::default());
     let ingest = Ingest::new(IngestContext {
         config,
         store: store.clone(),
         clock: Arc::new(SystemClock),
         cancel: cancel.clone(),
         closed: Arc::new(Notify::new()),
+        board: board.clone(),
     });
     Fixture {
         _dir: dir,
         store,
         cancel,
         ingest,
+        board,
     }
 }
 
@@ -233,4 +237,41 @@ async fn shutdown_stops_publishers_closes_segments_and_refuses_new_ones() {
         p.send(audio_frames(1).remove(0)),
         Err(IngestError::Stopped { .. })
     ));
+}
+
+#[tokio::test]
+async fn a_push_shows_in_the_status_board_until_its_segment_is_closed() {
+    use crate::status::StreamState;
+    let f = fixture("");
+    let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    for fr in audio_frames(100) {
+        p.send(fr).unwrap();
+    }
+    let now = std::time::Instant::now();
+    let mut seen = None;
+    for _ in 0..200 {
+        let r = f.board.reports(now);
+        if r.first().is_some_and(|r| r.frames > 0) {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reports = seen.expect("the push never reported frames");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].name, "cam9");
+    assert_eq!(reports[0].state, StreamState::Recording);
+    assert_eq!(reports[0].source, "rtsp push from 127.0.0.1:5000");
+    drop(p);
+    closed_rows(&f.store, "cam9", 1).await;
+    for _ in 0..200 {
+        if f.board.reports(now).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the ended push is still on the board: {:?}",
+        f.board.reports(now)
+    );
 }
