@@ -34,12 +34,26 @@ use retina::client::{
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 
+use super::lowat;
 use super::reorder::DtsFromPts;
 use super::{SourceError, Transport};
 use crate::frame::{
     AudioCodec, AudioParams, Frame, StreamParams, TrackParams, VideoCodec, VideoParams,
 };
 use crate::redact::redact_url;
+
+/// The addresses `url`'s host resolves to (what retina connected to).
+async fn peer_ips(url: &url::Url, port: u16) -> Vec<std::net::IpAddr> {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => vec![ip.into()],
+        Some(url::Host::Ipv6(ip)) => vec![ip.into()],
+        Some(url::Host::Domain(d)) => tokio::net::lookup_host((d, port))
+            .await
+            .map(|it| it.map(|a| a.ip()).collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
+}
 
 /// Longest wait for each of DESCRIBE (including the TCP connect), SETUP and PLAY.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +77,8 @@ pub struct RtspSource {
     last_dts: Vec<i64>,
     /// Decode times for the video track (RTP gives presentation times only).
     reorder: DtsFromPts<Frame>,
+    /// The session's TCP socket and its low-water mark (see `lowat`), when found.
+    lowat: Option<(lowat::Sock, lowat::Tuner)>,
 }
 
 impl RtspSource {
@@ -73,10 +89,16 @@ impl RtspSource {
         let options = SessionOptions::default()
             .creds(creds)
             .user_agent(format!("edgerec/{}", env!("CARGO_PKG_VERSION")));
+        let port = clean.port_or_known_default().unwrap_or(554);
+        let snapshot = (transport == Transport::Tcp).then(|| lowat::Snapshot::take(port));
         let mut session = within(&shown, "connecting and sending DESCRIBE", async {
-            Session::describe(clean, options).await
+            Session::describe(clean.clone(), options).await
         })
         .await?;
+        let socket = match snapshot {
+            Some(snap) => snap.new_socket(&peer_ips(&clean, port).await),
+            None => None,
+        };
 
         let mut video = None;
         let mut audio = None;
@@ -137,7 +159,24 @@ impl RtspSource {
             reorder: DtsFromPts::default(),
             started: false,
             has_video: video.is_some(),
+            lowat: socket.map(|s| (s, lowat::Tuner::new(std::time::Instant::now()))),
         })
+    }
+
+    /// Count received media toward the socket's low-water mark, retuning it when due.
+    fn count(&mut self, bytes: usize) {
+        let Some((sock, tuner)) = &mut self.lowat else {
+            return;
+        };
+        if let Some(mark) = tuner.received(bytes, std::time::Instant::now()) {
+            match lowat::set_mark(*sock, mark) {
+                Ok(()) => tracing::debug!(url = %self.shown, mark, "socket low-water mark set"),
+                Err(e) => {
+                    tracing::debug!(url = %self.shown, error = %e, "no socket low-water mark");
+                    self.lowat = None;
+                }
+            }
+        }
     }
 
     /// The next frame. Cancel-safe: retina's stream keeps its place if this future is
@@ -189,6 +228,7 @@ impl RtspSource {
         };
         match item {
             CodecItem::VideoFrame(f) => {
+                self.count(f.data().len());
                 let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
                     return Ok(None);
                 };
@@ -222,6 +262,7 @@ impl RtspSource {
                 }
             }
             CodecItem::AudioFrame(f) => {
+                self.count(f.data().len());
                 let Some(track) = self.track_of.get(f.stream_id()).copied().flatten() else {
                     return Ok(None);
                 };
