@@ -224,14 +224,14 @@ impl AuAssembler {
                     VideoCodec::H264 => h26x::parse_h264_sps(&nal),
                     VideoCodec::H265 => h26x::parse_h265_sps(&nal),
                 };
-                match info {
+                match info.ok() {
                     Some(info) => self.sps = Some((nal, info)),
                     None => return, // unreadable: keep the last good one
                 }
             }
             _ => {
                 if self.codec == VideoCodec::H265 {
-                    match h26x::parse_h265_pps(&nal) {
+                    match h26x::parse_h265_pps(&nal).ok() {
                         Some(p) => self.h265_pps = Some(p),
                         None => return,
                     }

@@ -9,34 +9,11 @@ fn hex(s: &str) -> Vec<u8> {
 
 // Parameter sets written by ffmpeg (libx264 / libx265) for the sizes in the names.
 const H264_SPS_320X240: &str = "6764000dacd94141fb011000000300100000030320f1429960";
-const H264_SPS_1080P: &str = "67640028acd940780227e5c044000003000400000300c83c60c658";
 const H264_PPS: &str = "68ebe3cb22c0";
 const H265_VPS: &str = "40010c01ffff01600000030090000003000003003c959009";
 const H265_SPS_320X240: &str =
     "42010101600000030090000003000003003ca00a080f16595924932bc05a020000030002000003003210";
-const H265_SPS_1080P: &str =
-    "420101016000000300900000030000030078a003c08010e596564924caf0168080000003008000000c84";
 const H265_PPS: &str = "4401c172b46240";
-
-#[test]
-fn h264_sps_gives_the_picture_size_including_cropping() {
-    let s = parse_h264_sps(&hex(H264_SPS_320X240)).unwrap();
-    assert_eq!((s.width, s.height), (320, 240));
-    assert_eq!(s.chroma_format_idc, 1);
-    // 1088 coded lines cropped to 1080.
-    let s = parse_h264_sps(&hex(H264_SPS_1080P)).unwrap();
-    assert_eq!((s.width, s.height), (1920, 1080));
-    assert_eq!(s.poc_type, 0);
-}
-
-#[test]
-fn h265_sps_gives_the_picture_size_and_bit_depth() {
-    let s = parse_h265_sps(&hex(H265_SPS_320X240)).unwrap();
-    assert_eq!((s.width, s.height), (320, 240));
-    assert_eq!((s.bit_depth_luma, s.bit_depth_chroma), (8, 8));
-    let s = parse_h265_sps(&hex(H265_SPS_1080P)).unwrap();
-    assert_eq!((s.width, s.height), (1920, 1080));
-}
 
 #[test]
 fn avcc_carries_profile_level_and_both_parameter_sets() {
@@ -63,24 +40,6 @@ fn hvcc_has_three_complete_arrays_and_a_valid_codec_string() {
         crate::source::mp4_entry::hevc_rfc6381(&c).unwrap(),
         "hvc1.1.6.L60.90"
     );
-}
-
-#[test]
-fn emulation_prevention_bytes_are_removed() {
-    assert_eq!(rbsp(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
-    assert_eq!(rbsp(&[0, 3, 0, 0, 3, 3]), vec![0, 3, 0, 0, 3]);
-}
-
-#[test]
-fn exp_golomb_reads_known_codes() {
-    // 1 | 010 | 011 | 00100 | 00101 -> ue 0, 1, 2, 3 then se(4) = -2
-    let mut r = Bits::new(&[0b1010_0110, 0b0100_0010, 0b1000_0000]);
-    assert_eq!(r.ue(), Some(0));
-    assert_eq!(r.ue(), Some(1));
-    assert_eq!(r.ue(), Some(2));
-    assert_eq!(r.ue(), Some(3));
-    assert_eq!(r.se(), Some(-2));
-    assert_eq!(r.ue(), None, "ran out of bits");
 }
 
 #[test]

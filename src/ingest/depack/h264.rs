@@ -69,7 +69,8 @@ pub(super) fn params(sets: &ParamSets) -> Option<VideoParams> {
     if sps.len() < 4 || sps.len() > 0xffff || pps.len() > 0xffff {
         return None;
     }
-    let (width, height) = crate::ingest::rtmp::sps::h264_size(sps).ok()?;
+    let info = crate::source::h26x::parse_h264_sps(sps).ok()?;
+    let (width, height) = (info.width, info.height);
     let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
     c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
     c.extend_from_slice(sps);

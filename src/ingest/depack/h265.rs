@@ -6,6 +6,7 @@ use bytes::Bytes;
 use super::video::{ParamSets, Video};
 use super::DepackError;
 use crate::frame::{VideoCodec, VideoParams};
+use crate::source::h26x;
 
 /// Splits one RTP payload into NAL units for the assembler.
 pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
@@ -51,21 +52,6 @@ pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
     }
 }
 
-/// Removes emulation-prevention bytes (`00 00 03`).
-fn rbsp(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
 /// The `hvcC` record and track params from a VPS, SPS and PPS. Chroma format and bit depth
 /// are recorded as 4:2:0 8-bit (decoders read the real ones from the parameter sets the
 /// record carries).
@@ -74,8 +60,9 @@ pub(super) fn params(sets: &ParamSets) -> Option<VideoParams> {
     if [vps, sps, pps].iter().any(|n| n.len() > 0xffff) {
         return None;
     }
-    let (width, height) = crate::ingest::rtmp::sps::h265_size(sps).ok()?;
-    let r = rbsp(sps.get(2..sps.len().min(40))?);
+    let info = h26x::parse_h265_sps(sps).ok()?;
+    let (width, height) = (info.width, info.height);
+    let r = h26x::rbsp(sps.get(2..sps.len().min(40))?);
     let first = *r.first()?;
     let ptl = r.get(1..13)?;
     let sub_layers = ((first >> 1) & 7) + 1;

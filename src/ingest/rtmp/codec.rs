@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use super::sps;
 use crate::frame::{AudioCodec, AudioParams, VideoCodec, VideoParams};
+use crate::source::h26x;
 
 /// RTMP timestamps are milliseconds; video keeps them as they are.
 pub const VIDEO_TIMESCALE: u32 = 1000;
@@ -47,7 +47,8 @@ fn avc(record: &[u8]) -> Result<VideoConfig, String> {
     let sps = record
         .get(8..8 + len)
         .ok_or("avcC sequence parameter set is truncated")?;
-    let (width, height) = sps::h264_size(sps)?;
+    let sps = h26x::parse_h264_sps(sps).map_err(|e| format!("avcC: {e}"))?;
+    let (width, height) = (sps.width, sps.height);
     let mut config = record.to_vec();
     config[4] |= 0x03;
     Ok(VideoConfig {
@@ -83,7 +84,8 @@ fn hevc(record: &[u8]) -> Result<VideoConfig, String> {
                 .get(at + 2..at + 2 + len)
                 .ok_or("hvcC NAL unit is truncated")?;
             if nal_type == 33 && size.is_none() {
-                size = Some(sps::h265_size(nal)?);
+                let sps = h26x::parse_h265_sps(nal).map_err(|e| format!("hvcC: {e}"))?;
+                size = Some((sps.width, sps.height));
             }
             at += 2 + len;
         }

@@ -22,8 +22,8 @@
 //! - [`handshake`], [`chunk`]: the handshake and the chunk stream (reader and writer).
 //! - [`amf`], [`session`]: AMF0 and the publisher's commands and replies.
 //! - [`auth`]: publish credentials from the publish URL's query.
-//! - [`flv`], [`media`], [`codec`], [`sps`]: FLV tags to [`crate::frame::Frame`]s, decoder
-//!   configurations to track parameters, picture size from the SPS.
+//! - [`flv`], [`media`], [`codec`]: FLV tags to [`crate::frame::Frame`]s, decoder
+//!   configurations to track parameters (picture size from [`crate::source::h26x::sps`]).
 //! - [`server`]: the tokio listener and per-connection loop.
 //! - [`error`]: the error type, [`RtmpError`].
 
@@ -38,7 +38,6 @@ pub mod handshake;
 pub mod media;
 pub mod server;
 pub mod session;
-pub mod sps;
 
 pub use connection::{Connection, Item};
 pub use error::RtmpError;
