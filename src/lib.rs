@@ -59,3 +59,5 @@ pub mod sink;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod supervisor;
+pub mod tasks;

@@ -76,6 +76,17 @@ impl StreamRecorder {
     /// [`StreamRecorder::run`], keeping `status` up to date (state, segment, errors, and the
     /// heartbeat the systemd watchdog depends on: see [`crate::status`]).
     pub async fn run_reporting(self, spec: SourceSpec, status: Arc<StreamStatus>) {
+        self.run_watched(spec, status, |_, _| {}).await
+    }
+
+    /// [`StreamRecorder::run_reporting`], calling `on_failure(n)` after each failed attempt,
+    /// `n` counting the attempts failed in a row (record tasks fail at 3).
+    pub async fn run_watched(
+        self,
+        spec: SourceSpec,
+        status: Arc<StreamStatus>,
+        on_failure: impl Fn(u32, &str) + Send,
+    ) {
         let seed = self.clock.wall_ms() as u64 ^ (self.name.len() as u64) << 32;
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), seed);
         let mut segmenter = self.segmenter().await;
@@ -107,6 +118,7 @@ impl StreamRecorder {
                     }
                     let now = self.clock.now();
                     status.failed(&e.to_string(), permanent, now, self.clock.wall_ms());
+                    on_failure(backoff.attempts(), &e.to_string());
                     // Waiting is legitimate: keep beating so the watchdog knows we are alive.
                     let wait = tokio::time::sleep(delay);
                     tokio::pin!(wait);

@@ -1,25 +1,34 @@
 //! What the fleet manager's commands do: a transport (MQTT, the control socket) hands
 //! [`Commands::handle`] a command name and its JSON payload and sends back the [`Reply`].
 //!
-//! Parsing is strict and precise: a payload that is not a JSON object is `bad_json`, a
-//! missing or mistyped field is `bad_field` naming the field. No input panics. The
-//! commands and their payloads are documented in `docs/commands.md`.
+//! Parsing is strict and precise ([`args`]): a payload that is not a JSON object is
+//! `bad_json`, a missing, mistyped or unknown field is `bad_field` naming the field, a
+//! path-like name is `bad_name`. No input panics. The commands, their payloads and the
+//! error codes are documented in `docs/commands.md`.
+//!
+//! - [`record`]: `record.start`/`record.stop` and `task.*`, through the
+//!   [`Scheduler`](crate::tasks::Scheduler);
+//! - [`query`]: `status`, `segments.list`, `retention.run`, `upload.*`;
+//! - [`settings`]: `config.get`, `config.set`.
 
+pub mod args;
+mod query;
+mod record;
 mod reply;
+pub mod settings;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 pub use reply::{code, Reply};
 
-/// The command handler. Cheap to clone; every transport holds one.
-#[derive(Clone)]
-pub struct Commands {
-    inner: Arc<Inner>,
-}
+use crate::store::SegmentRow;
+use crate::tasks::Scheduler;
+use args::Args;
 
-struct Inner {}
-
-/// Every command name, for transports that list them.
+/// Every command name.
 pub const NAMES: [&str; 14] = [
     "status",
     "record.start",
@@ -37,30 +46,137 @@ pub const NAMES: [&str; 14] = [
     "ping",
 ];
 
+/// What `upload.*` need from the uploader.
+pub trait UploadControl: Send + Sync {
+    fn pause(&self) -> Result<(), String>;
+    fn resume(&self) -> Result<(), String>;
+    fn now(&self);
+    fn is_paused(&self) -> bool;
+}
+
+/// What the commands act on.
+pub struct CommandsContext {
+    pub scheduler: Arc<Scheduler>,
+    /// Live stream states, for `status`.
+    pub status: Option<Arc<crate::control::StatusSource>>,
+    /// The config file `config.set` persists to (`None`: `config.get`/`set` unavailable).
+    pub config_path: Option<PathBuf>,
+    /// The uploader (`None`: `upload.*` reply `unavailable`).
+    pub upload: Option<Arc<dyn UploadControl>>,
+    /// Poked to run a retention pass (the daemon's retention wake-up).
+    pub retention: Option<Arc<Notify>>,
+}
+
+/// The command handler. Cheap to clone; every transport holds one.
+#[derive(Clone)]
+pub struct Commands {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None`: a detached handler (every command but `ping` is `unavailable`).
+    scheduler: Option<Arc<Scheduler>>,
+    status: Option<Arc<crate::control::StatusSource>>,
+    upload: Option<Arc<dyn UploadControl>>,
+    retention: Option<Arc<Notify>>,
+    /// The config file and its TOML as last written.
+    config_file: tokio::sync::Mutex<Option<(PathBuf, toml::Table)>>,
+}
+
 impl Commands {
-    /// A handler that parses commands but has nothing to act on: every known command
+    /// Blocking: reads the config file (a file that cannot be read leaves `config.*`
+    /// unavailable, with a warning).
+    pub fn new(ctx: CommandsContext) -> Commands {
+        let config_file = ctx.config_path.and_then(|p| {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<toml::Table>(&t).map_err(|e| e.to_string()));
+            match text {
+                Ok(t) => Some((p, t)),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "config.get/config.set unavailable");
+                    None
+                }
+            }
+        });
+        Commands {
+            inner: Arc::new(Inner {
+                scheduler: Some(ctx.scheduler),
+                status: ctx.status,
+                upload: ctx.upload,
+                retention: ctx.retention,
+                config_file: tokio::sync::Mutex::new(config_file),
+            }),
+        }
+    }
+
+    /// A handler with nothing to act on: commands are parsed, and every one but `ping`
     /// replies `unavailable`. For transports' tests.
     pub fn detached() -> Commands {
         Commands {
-            inner: Arc::new(Inner {}),
+            inner: Arc::new(Inner {
+                scheduler: None,
+                status: None,
+                upload: None,
+                retention: None,
+                config_file: tokio::sync::Mutex::new(None),
+            }),
         }
+    }
+
+    /// The scheduler the commands act on, or `unavailable`.
+    fn sched(&self) -> Result<&Arc<Scheduler>, Reply> {
+        self.inner
+            .scheduler
+            .as_ref()
+            .ok_or_else(|| Reply::error(code::UNAVAILABLE, "the recorder is not running here"))
+    }
+
+    /// The effective config as JSON with secrets hidden (for a retained topic), when the
+    /// recorder runs from a config file.
+    pub async fn effective_config(&self) -> Option<serde_json::Value> {
+        let f = self.inner.config_file.lock().await;
+        f.as_ref().map(|(_, t)| settings::redacted(t))
     }
 
     /// Run command `name` with its JSON `payload` (empty means `{}`).
     pub async fn handle(&self, name: &str, payload: &[u8]) -> Reply {
-        let _ = &self.inner;
         let args = match parse_object(payload) {
-            Ok(v) => v,
+            Ok(v) => Args::new(v),
             Err(r) => return r,
         };
-        let _ = args;
-        if name == "ping" {
-            return Reply::ok(serde_json::json!({}));
-        }
-        if !NAMES.contains(&name) {
-            return Reply::error(code::UNKNOWN_COMMAND, format!("no command named {name:?}"));
-        }
-        Reply::error(code::UNAVAILABLE, format!("{name} is not available yet"))
+        let r = match name {
+            "ping" => args.finish().map(|_| Reply::ok(serde_json::json!({}))),
+            n if NAMES.contains(&n) && self.inner.scheduler.is_none() => Err(Reply::error(
+                code::UNAVAILABLE,
+                format!("{n} is not available: the recorder is not running here"),
+            )),
+            "status" => self.status(args).await,
+            "record.start" => self.record_start(args).await,
+            "record.stop" => self.record_stop(args).await,
+            "task.create" => self.task_create(args).await,
+            "task.list" => self.task_list(args).await,
+            "task.delete" => self.task_delete(args).await,
+            "segments.list" => self.segments_list(args).await,
+            "config.get" => self.config_get(args).await,
+            "config.set" => self.config_set(args).await,
+            "upload.pause" | "upload.resume" | "upload.now" => self.upload(name, args).await,
+            "retention.run" => self.retention_run(args).await,
+            _ => Err(Reply::error(
+                code::UNKNOWN_COMMAND,
+                format!("no command named {name:?}; known: {}", NAMES.join(", ")),
+            )),
+        };
+        r.unwrap_or_else(|e| e)
+    }
+
+    /// Every index row (blocking read, off the runtime).
+    async fn segments(&self) -> Result<Vec<SegmentRow>, Reply> {
+        let store = self.sched()?.store().clone();
+        tokio::task::spawn_blocking(move || store.segments())
+            .await
+            .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))?
+            .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))
     }
 }
 

@@ -9,6 +9,7 @@
 //! Paths are kept as written: a relative `storage.root` is resolved against the current
 //! directory when it is used.
 
+pub mod patch;
 mod raw;
 mod size;
 mod validate;

@@ -1,0 +1,384 @@
+//! The scheduler service: the task list (persisted in the tasks table), the effective
+//! config, and the loop that turns both into running recorders.
+//!
+//! Every change (a command, a task's start or end time, a failed source) goes the same way:
+//! update the tasks with the pure core ([`super::schedule`]), commit the changed tasks and
+//! their `task.status` events in one durable index transaction, then hand the supervisor
+//! the wanted set: every stream a rule records, plus every stream an in-progress task needs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::model::{Task, TaskKind, TaskStatus};
+use super::schedule::{self, Transition};
+use super::TaskError;
+use crate::clock::SharedClock;
+use crate::config::{Config, Template};
+use crate::events::{EventKind, Events};
+use crate::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store};
+use crate::supervisor::{Applied, Supervisor, Want};
+
+/// The longest the loop sleeps without looking at the clock (a wall clock that jumps is
+/// noticed within this).
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// A task to create (`record.start`, `task.create`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTask {
+    pub kind: TaskKind,
+    pub stream: String,
+    pub template: Option<String>,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+}
+
+struct State {
+    tasks: Vec<Task>,
+    next_id: u64,
+    config: Arc<Config>,
+}
+
+/// Tasks, config and the supervisor, shared by the commands and the scheduler loop.
+pub struct Scheduler {
+    store: Arc<Store>,
+    clock: SharedClock,
+    events: Option<Events>,
+    supervisor: Supervisor,
+    state: Mutex<State>,
+    /// Serializes reconciliations so that two never interleave their stops and starts.
+    apply_lock: tokio::sync::Mutex<()>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    /// Load the stored tasks. Blocking (reads the index).
+    pub fn load(
+        store: Arc<Store>,
+        clock: SharedClock,
+        events: Option<Events>,
+        supervisor: Supervisor,
+        config: Config,
+    ) -> Result<Scheduler, TaskError> {
+        let mut tasks = Vec::new();
+        let mut from = 0;
+        loop {
+            let batch = store.aux_scan(AuxTable::Tasks, from, 256)?;
+            let Some((last, _)) = batch.last() else { break };
+            from = last + 1;
+            for (key, bytes) in batch {
+                match Task::decode(&bytes) {
+                    Some(t) => tasks.push(t),
+                    None => warn!(key, "unreadable record task in the index; ignored"),
+                }
+            }
+        }
+        let next_id = tasks.iter().map(|t| t.id + 1).max().unwrap_or(1);
+        Ok(Scheduler {
+            store,
+            clock,
+            events,
+            supervisor,
+            state: Mutex::new(State {
+                tasks,
+                next_id,
+                config: Arc::new(config),
+            }),
+            apply_lock: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The effective config.
+    pub fn config(&self) -> Arc<Config> {
+        self.lock().config.clone()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Every task, by id.
+    pub fn list(&self) -> Vec<Task> {
+        let mut t = self.lock().tasks.clone();
+        t.sort_by_key(|t| t.id);
+        t
+    }
+
+    pub fn get(&self, id: u64) -> Option<Task> {
+        self.lock().tasks.iter().find(|t| t.id == id).cloned()
+    }
+
+    /// The streams being recorded and their templates.
+    pub async fn recording(&self) -> BTreeMap<String, String> {
+        self.supervisor.recording().await
+    }
+
+    /// Replace the effective config (already validated) and bring the recorders in line.
+    pub async fn set_config(&self, config: Config) -> Result<Applied, TaskError> {
+        self.lock().config = Arc::new(config);
+        self.tick().await
+    }
+
+    /// Create a task. A scheduled task's window must end in the future.
+    pub async fn create(&self, new: NewTask) -> Result<Task, TaskError> {
+        let now = self.clock.wall_ms();
+        {
+            let st = self.lock();
+            check_names(&st.config, &new.stream, new.template.as_deref())?;
+        }
+        if let Some(end) = new.end_ms {
+            if end <= new.start_ms {
+                return Err(TaskError::BadTimeRange(
+                    "end_time is not after start_time".into(),
+                ));
+            }
+            if end <= now {
+                return Err(TaskError::BadTimeRange(
+                    "end_time has already passed".into(),
+                ));
+            }
+        }
+        let task = {
+            let mut st = self.lock();
+            let id = st.next_id;
+            st.next_id += 1;
+            Task {
+                id,
+                kind: new.kind,
+                stream: new.stream,
+                template: new.template,
+                start_ms: new.start_ms,
+                end_ms: new.end_ms,
+                status: TaskStatus::Pending,
+                started_ms: None,
+                ended_ms: None,
+                error: None,
+                created_ms: now,
+            }
+        };
+        let ops = vec![AuxOp::put(AuxTable::Tasks, task.id, task.encode())];
+        self.commit(ops).await?;
+        self.lock().tasks.push(task.clone());
+        info!(task = task.id, stream = %task.stream, "record task created");
+        self.tick().await?;
+        Ok(self.get(task.id).unwrap_or(task))
+    }
+
+    /// Stop one task (completed). Stopping an ended task is not an error: it is returned as is.
+    pub async fn stop(&self, id: u64) -> Result<Task, TaskError> {
+        let now = self.clock.wall_ms();
+        let (task, tr) = {
+            let mut st = self.lock();
+            let t = st
+                .tasks
+                .iter_mut()
+                .find(|t| t.id == id)
+                .ok_or(TaskError::NoSuchTask(id))?;
+            let tr = schedule::stop(t, now);
+            (t.clone(), tr)
+        };
+        self.persist(tr.into_iter().collect()).await?;
+        self.tick().await?;
+        Ok(task)
+    }
+
+    /// Stop every unfinished task on `stream`.
+    pub async fn stop_stream(&self, stream: &str) -> Result<Vec<Task>, TaskError> {
+        let now = self.clock.wall_ms();
+        let mut trs = Vec::new();
+        let stopped = {
+            let mut st = self.lock();
+            check_names(&st.config, stream, None)?;
+            let mut stopped = Vec::new();
+            for t in st.tasks.iter_mut().filter(|t| t.stream == stream) {
+                if let Some(tr) = schedule::stop(t, now) {
+                    trs.push(tr);
+                    stopped.push(t.clone());
+                }
+            }
+            stopped
+        };
+        self.persist(trs).await?;
+        self.tick().await?;
+        Ok(stopped)
+    }
+
+    /// Delete a task (stopping it first if it runs).
+    pub async fn delete(&self, id: u64) -> Result<Task, TaskError> {
+        let task = self.stop(id).await?;
+        self.commit(vec![AuxOp::remove(AuxTable::Tasks, id)])
+            .await?;
+        self.lock().tasks.retain(|t| t.id != id);
+        Ok(task)
+    }
+
+    /// Closed segments of the task's stream overlapping its window: (files, bytes).
+    pub fn usage(&self, task: &Task, rows: &[SegmentRow]) -> (u64, u64) {
+        usage(task, rows, self.clock.wall_ms())
+    }
+
+    /// Advance the tasks to now, persist what changed, and apply the wanted set.
+    pub async fn tick(&self) -> Result<Applied, TaskError> {
+        let now = self.clock.wall_ms();
+        let trs = {
+            let mut st = self.lock();
+            schedule::advance(&mut st.tasks, now)
+        };
+        self.persist(trs).await?;
+        let _guard = self.apply_lock.lock().await;
+        let wants = {
+            let st = self.lock();
+            wants(&st.config, &st.tasks)
+        };
+        Ok(self.supervisor.apply(wants).await)
+    }
+
+    /// The loop: tick at every start/end time, on every change, and when a pulled source
+    /// failed [`FAIL_ATTEMPTS`](crate::supervisor::FAIL_ATTEMPTS) times in a row. On
+    /// cancel, stops every recorder and waits for them.
+    pub async fn run(
+        self: Arc<Self>,
+        mut failures: mpsc::UnboundedReceiver<(String, String)>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let now = self.clock.wall_ms();
+            let sleep = {
+                let st = self.lock();
+                schedule::next_wake(&st.tasks)
+                    .map(|w| Duration::from_millis((w - now).max(0) as u64))
+                    .unwrap_or(MAX_SLEEP)
+                    .min(MAX_SLEEP)
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+                Some((stream, error)) = failures.recv() => {
+                    let trs = {
+                        let mut st = self.lock();
+                        let reason = format!("the source failed {} attempts in a row: {error}", crate::supervisor::FAIL_ATTEMPTS);
+                        schedule::fail(&mut st.tasks, &stream, &reason, self.clock.wall_ms())
+                    };
+                    if !trs.is_empty() {
+                        warn!(stream = %stream, tasks = trs.len(), "record tasks failed: the source keeps failing");
+                    }
+                    if let Err(e) = self.persist(trs).await {
+                        warn!(error = %e, "cannot store the record tasks' error status");
+                    }
+                }
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+            if let Err(e) = self.tick().await {
+                warn!(error = %e, "record task update failed; retrying");
+            }
+        }
+        self.supervisor.shutdown().await;
+    }
+
+    /// Store the tasks named in `trs` with a `task.status` event each, in one durable commit.
+    async fn persist(&self, trs: Vec<Transition>) -> Result<(), TaskError> {
+        if trs.is_empty() {
+            return Ok(());
+        }
+        let rows = {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.segments())
+                .await
+                .map_err(|e| TaskError::Internal(e.to_string()))??
+        };
+        let mut ops = Vec::new();
+        for tr in &trs {
+            let Some(task) = self.get(tr.id) else {
+                continue;
+            };
+            ops.push(AuxOp::put(AuxTable::Tasks, task.id, task.encode()));
+            info!(task = task.id, stream = %task.stream, from = tr.from.as_str(), to = tr.to.as_str(), "record task status");
+            if let Some(ev) = &self.events {
+                let (files, bytes) = usage(&task, &rows, tr.at_ms);
+                let mut body = super::model::to_json(&task, files, bytes);
+                body["previous_status"] = tr.from.as_str().into();
+                ops.extend(ev.ops(EventKind::TaskStatus, ev.fresh_id(), tr.at_ms, body));
+            }
+        }
+        self.commit(ops).await
+    }
+
+    async fn commit(&self, ops: Vec<AuxOp>) -> Result<(), TaskError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.aux_commit(ops, None, true))
+            .await
+            .map_err(|e| TaskError::Internal(e.to_string()))??;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The stream and template must be configured.
+fn check_names(cfg: &Config, stream: &str, template: Option<&str>) -> Result<(), TaskError> {
+    if cfg.stream(stream).is_none() {
+        return Err(TaskError::NoSuchStream(stream.to_string()));
+    }
+    if let Some(t) = template {
+        if cfg.template(t).is_none() {
+            return Err(TaskError::NoSuchTemplate(t.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// The template a task without one records with: the stream's rule template if that
+/// records, else the first template that records.
+pub fn default_template<'a>(cfg: &'a Config, app: &str, stream: &str) -> Option<&'a Template> {
+    crate::rules::resolve(cfg, app, stream).or_else(|| cfg.templates.iter().find(|t| !t.is_off()))
+}
+
+/// Every configured stream that a rule records or an in-progress task needs, with its
+/// template. A task's template overrides the rule's while the task runs; an "off" template
+/// named by a task records nothing.
+pub fn wants(cfg: &Config, tasks: &[Task]) -> Vec<Want> {
+    let by_task = schedule::wanted(tasks);
+    let mut out = Vec::new();
+    for s in &cfg.streams {
+        let template = match by_task.get(&s.name) {
+            Some(Some(name)) => cfg
+                .template(name)
+                .or_else(|| default_template(cfg, &s.app, &s.name)),
+            Some(None) => default_template(cfg, &s.app, &s.name),
+            None => crate::rules::resolve(cfg, &s.app, &s.name),
+        };
+        if let Some(t) = template.filter(|t| !t.is_off()) {
+            out.push(Want {
+                stream: s.clone(),
+                template: t.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Closed segments of the task's stream overlapping its window, as (files, bytes).
+pub fn usage(task: &Task, rows: &[SegmentRow], now_ms: i64) -> (u64, u64) {
+    let Some((from, to)) = task.window(now_ms) else {
+        return (0, 0);
+    };
+    rows.iter()
+        .filter(|r| r.stream == task.stream && r.state == SegmentState::Closed)
+        .filter(|r| r.start_ms < to && r.end_ms > from)
+        .fold((0, 0), |(n, b), r| (n + r.files.len() as u64, b + r.bytes))
+}
