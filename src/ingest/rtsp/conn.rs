@@ -4,12 +4,11 @@
 
 use std::net::SocketAddr;
 
-use bytes::{Buf, BytesMut};
-use rtsp_types::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use super::framing::{Framer, Item};
 use super::session::{After, Session};
 use crate::ingest::{ConnectionPermit, Ingest};
 
@@ -22,9 +21,7 @@ pub async fn run(
     _permit: ConnectionPermit,
 ) {
     let limits = ingest.limits().clone();
-    // Room for the largest request or one interleaved packet (at most 64 KiB).
-    let max_buf = limits.max_request_bytes.max(4 + 65_535);
-    let mut buf = BytesMut::with_capacity(16 << 10);
+    let mut framer = Framer::new(limits.max_request_bytes);
     let mut session = Session::new(ingest.clone(), peer, id);
     let shutdown = ingest.shutdown_token().clone();
     let why = 'conn: loop {
@@ -37,7 +34,7 @@ pub async fn run(
         let read = tokio::select! {
             _ = shutdown.cancelled() => break 'conn "shutting down".to_owned(),
             _ = stopped => break 'conn "publisher stopped (taken over or shutting down)".to_owned(),
-            r = tokio::time::timeout(limits.session_timeout, sock.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(limits.session_timeout, sock.read_buf(framer.buffer_mut())) => r,
         };
         match read {
             Err(_) => {
@@ -51,28 +48,14 @@ pub async fn run(
             Ok(Ok(_)) => {}
         }
         loop {
-            if buf.first() == Some(&b'$') {
-                if buf.len() < 4 {
-                    break;
+            match framer.next() {
+                Ok(None) => break,
+                Ok(Some(Item::Interleaved { channel, payload })) => {
+                    if let Err(e) = session.data(channel, &payload) {
+                        break 'conn e;
+                    }
                 }
-                let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-                if buf.len() < 4 + len {
-                    break;
-                }
-                let channel = buf[1];
-                let r = session.data(channel, &buf[4..4 + len]);
-                buf.advance(4 + len);
-                if let Err(e) = r {
-                    break 'conn e;
-                }
-                continue;
-            }
-            if buf.is_empty() {
-                break;
-            }
-            match Message::<Vec<u8>>::parse(&buf[..]) {
-                Ok((Message::Request(req), n)) => {
-                    buf.advance(n);
+                Ok(Some(Item::Request(req))) => {
                     debug!(peer = %peer, method = ?req.method(), "request");
                     let (resp, after) = session.handle(&req);
                     let mut out = Vec::with_capacity(256);
@@ -86,29 +69,14 @@ pub async fn run(
                         break 'conn format!("closed after {:?} {}", req.method(), resp.status());
                     }
                 }
-                Ok((_, n)) => buf.advance(n), // responses or data framed by the library: ignore
-                Err(rtsp_types::ParseError::Incomplete(_)) => {
-                    if buf.len() >= limits.max_request_bytes {
-                        let _ = sock
-                            .write_all(b"RTSP/1.0 413 Request Entity Too Large\r\nContent-Length: 0\r\n\r\n")
-                            .await;
-                        break 'conn format!(
-                            "request over {} bytes (ingest.max_request_bytes)",
-                            limits.max_request_bytes
-                        );
-                    }
-                    break;
-                }
-                Err(rtsp_types::ParseError::Error) => {
-                    let _ = sock
-                        .write_all(b"RTSP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                        .await;
-                    break 'conn "malformed RTSP request".to_owned();
+                Err(e) => {
+                    let _ = sock.write_all(e.response()).await;
+                    break 'conn e.to_string();
                 }
             }
         }
-        if buf.len() > max_buf {
-            break format!("over {max_buf} bytes buffered");
+        if framer.buffered() > framer.limit() {
+            break format!("over {} bytes buffered", framer.limit());
         }
     };
     if session.publisher().is_some() {

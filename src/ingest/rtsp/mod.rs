@@ -10,12 +10,14 @@
 //! # Layout
 //!
 //! - here: the listener ([`bind`], [`serve`]).
-//! - `conn`: one connection's I/O loop (bounded buffers, timeout).
+//! - `conn`: one connection's I/O loop (timeout, writes).
+//! - [`framing`]: the byte stream split into requests and interleaved packets (bounded).
 //! - [`session`]: the protocol state (requests, interleaved RTP -> frames).
 //! - [`sdp`]: the announced tracks; [`auth`]: Basic and Digest credentials.
 
 pub mod auth;
 mod conn;
+pub mod framing;
 pub mod sdp;
 pub mod session;
 
