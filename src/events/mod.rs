@@ -88,6 +88,8 @@ struct Inner {
     /// Distinguishes this run's generated ids from earlier runs'.
     boot_ms: i64,
     dropped: AtomicU64,
+    /// Wakes the publisher when an event is about to be stored.
+    stored: tokio::sync::Notify,
 }
 
 impl Events {
@@ -110,6 +112,7 @@ impl Events {
                 next: AtomicU64::new(last.map_or(1, |k| k + 1)),
                 boot_ms: now_ms,
                 dropped: AtomicU64::new(0),
+                stored: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -167,6 +170,9 @@ impl Events {
             body: body.to_string(),
         };
         let mut ops = vec![AuxOp::put(AuxTable::Outbox, key, event.encode())];
+        // The commit follows; a publisher woken before it lands finds the event on its
+        // next look (it also looks periodically).
+        self.inner.stored.notify_one();
         match self.inner.store.aux_stats(AuxTable::Outbox) {
             Ok((n, _)) if n >= self.inner.capacity => {
                 if let Ok(oldest) = self.inner.store.aux_scan(
@@ -197,6 +203,11 @@ impl Events {
             return Ok(());
         }
         self.inner.store.aux_commit(ops, None, false)
+    }
+
+    /// Resolves after an event was produced since the last call returned (for the publisher).
+    pub async fn produced(&self) {
+        self.inner.stored.notified().await
     }
 
     /// Up to `limit` stored events from key `from`, oldest first, with their keys.

@@ -1,0 +1,136 @@
+//! The periodic telemetry report: disk, streams, upload backlog, the process's CPU time
+//! and memory, the board's temperature and the outbox. Gathering reads `/proc` and `/sys`
+//! (blocking: run it off the async runtime); parsing is pure and tested here.
+
+use std::path::Path;
+
+use crate::events::Events;
+use crate::status::{Live, Report};
+use crate::store::{SegmentState, Store, UploadState};
+
+/// The upload backlog (segments, bytes): rows waiting in the upload queue. The upload
+/// subsystem's own figure replaces it by pointing this one function at it.
+pub fn upload_backlog(store: &Store) -> (u64, u64) {
+    store
+        .segments()
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| {
+                    r.state == SegmentState::Closed
+                        && matches!(r.upload, UploadState::Pending { .. })
+                })
+                .fold((0, 0), |(n, b), r| (n + 1, b + r.bytes))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// CPU seconds (user + system) from the text of `/proc/self/stat`.
+pub fn cpu_seconds(stat: &str, ticks_per_s: u64) -> Option<f64> {
+    // The command name (field 2) may contain spaces; fields after its ')' are fixed.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // After ')': state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks_per_s.max(1) as f64)
+}
+
+/// Resident bytes from the text of `/proc/self/statm`.
+pub fn rss_bytes(statm: &str, page: u64) -> Option<u64> {
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page)
+}
+
+/// Readable thermal zones in °C (millidegrees in sysfs), by zone name.
+fn temperatures(sys: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(sys) else {
+        return out;
+    };
+    let mut zones: Vec<_> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("thermal_zone"))
+        .collect();
+    zones.sort_by_key(|e| e.file_name());
+    for z in zones {
+        let Some(milli) = std::fs::read_to_string(z.path().join("temp"))
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let kind = std::fs::read_to_string(z.path().join("type"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_else(|_| z.file_name().to_string_lossy().into_owned());
+        out.push(serde_json::json!({"zone": kind, "celsius": milli as f64 / 1000.0}));
+    }
+    out
+}
+
+/// One telemetry report (blocking).
+pub fn gather(
+    store: &Store,
+    live: &Live,
+    events: &Events,
+    device: &str,
+    quota: u64,
+    now: std::time::Instant,
+    wall_ms: i64,
+) -> serde_json::Value {
+    let report: Option<Report> =
+        crate::status::build_report(store, Some(live), device, quota, now).ok();
+    let (backlog_n, backlog_b) = upload_backlog(store);
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    // SAFETY: as above.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_seconds(&s, ticks));
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| rss_bytes(&s, page));
+    let streams = report.as_ref().map(|r| &r.streams[..]).unwrap_or_default();
+    let recording: Vec<&str> = streams
+        .iter()
+        .filter(|s| s.state == crate::status::StreamState::Recording)
+        .map(|s| s.name.as_str())
+        .collect();
+    let outbox = store
+        .aux_stats(crate::store::AuxTable::Outbox)
+        .map(|(n, _)| n)
+        .unwrap_or(0);
+    serde_json::json!({
+        "at_ms": wall_ms,
+        "uptime_s": (wall_ms - live.started_ms).max(0) / 1000,
+        "disk": report.as_ref().and_then(|r| r.disk.clone()),
+        "streams": {
+            "total": streams.len(),
+            "recording": recording.len(),
+            "recording_names": recording,
+        },
+        "upload": {"backlog_segments": backlog_n, "backlog_bytes": backlog_b},
+        "process": {"cpu_seconds": cpu, "rss_bytes": rss},
+        "temperature": temperatures(Path::new("/sys/class/thermal")),
+        "outbox": {"pending": outbox, "dropped": events.take_dropped()},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks_even_with_spaces_in_the_name() {
+        let stat =
+            "1234 (edge rec) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 100 1000 200";
+        assert_eq!(cpu_seconds(stat, 100), Some(3.0));
+        assert_eq!(cpu_seconds("garbage", 100), None);
+    }
+
+    #[test]
+    fn rss_is_resident_pages_times_page_size() {
+        assert_eq!(rss_bytes("1000 250 100 1 0 300 0", 4096), Some(250 * 4096));
+        assert_eq!(rss_bytes("", 4096), None);
+    }
+}

@@ -1,0 +1,386 @@
+//! End to end: the recorder against a real mosquitto broker on loopback, with mosquitto's
+//! own clients (`mosquitto_sub`, `mosquitto_pub`, `mosquitto_rr`) and `edgerec ctl` as the
+//! fleet side: the retained status and Last Will, command round trips and bad input, the
+//! outbox across broker outages and kill -9, and mTLS with certificates made by the test.
+
+mod common;
+#[path = "peers/mosquitto.rs"]
+mod mosquitto;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use mosquitto::{publish, request, Broker, Certs, Sub};
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+
+/// A config recording a looping clip into 2 s segments, reporting to `url`.
+fn config(dir: &Path, url: &str, mqtt_extra: &str) -> PathBuf {
+    let src = clip(&ClipSpec::h264(6, 1));
+    let mut t = TestConfig::new(&dir.join("data"));
+    t.interval = "2s".into();
+    t = t.stream("cam", &format!("file:{}?loop=true", src.display()));
+    let text = format!(
+        "{}\n[mqtt]\nurl = \"{url}\"\ntelemetry_interval = \"1s\"\n{mqtt_extra}\n",
+        t.to_toml()
+    );
+    let path = dir.join("edgerec.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn last_status(sub: &Sub) -> Option<serde_json::Value> {
+    sub.json_on("edgerec/e2e/status").pop()
+}
+
+fn wait_state(sub: &Sub, state: &str, timeout: Duration) -> bool {
+    sub.wait(timeout, |_| {
+        last_status(sub).is_some_and(|v| v["state"] == state)
+    })
+}
+
+fn reply(args: &[String], cmd: &str, payload: &str) -> serde_json::Value {
+    let topic = format!("edgerec/e2e/cmd/{cmd}");
+    let text =
+        request(args, &topic, payload, 10).unwrap_or_else(|| panic!("no reply to {cmd} {payload}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply {text:?}: {e}"))
+}
+
+/// `file_id`s of segment events, in the order they first arrived.
+fn first_ids(sub: &Sub, kinds: &[&str]) -> Vec<u64> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (topic, p) in sub.messages() {
+        if !kinds
+            .iter()
+            .any(|k| topic == format!("edgerec/e2e/events/{k}"))
+        {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
+        let id = v["file_id"].as_u64().expect("file_id");
+        assert_eq!(
+            v["id"].as_str().unwrap(),
+            format!(
+                "e2e-seg-{id}-{}",
+                v["kind"].as_str().unwrap().trim_start_matches("segment.")
+            ),
+            "{v}"
+        );
+        if seen.insert(id) {
+            out.push(id);
+        }
+    }
+    out
+}
+
+fn closed_ids(cfg: &Path) -> Vec<u64> {
+    let rows = segments(cfg);
+    for r in &rows {
+        for f in &r.files {
+            assert_decodes(&cfg.parent().unwrap().join("data").join(&f.path));
+        }
+    }
+    let mut ids: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.state == "closed")
+        .map(|r| r.id.as_u64().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn status_commands_bad_input_ctl_events_and_telemetry_over_mqtt5() {
+    let dir = workdir("mqtt-round-trips");
+    let broker = Broker::start(dir.path());
+    let args = broker.client_args();
+    let all = Sub::start(&args, "edgerec/e2e/#", None);
+    let cfg = config(dir.path(), &broker.url(), "max_payload = \"1KiB\"");
+    let mut daemon = Daemon::start(&cfg);
+    assert!(
+        wait_state(&all, "online", S(15)),
+        "no online status; log:\n{}",
+        daemon.log()
+    );
+    let online = last_status(&all).unwrap();
+    assert_eq!(online["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        online["uptime_s"].is_u64() && online["at_ms"].is_i64(),
+        "{online}"
+    );
+
+    // Commands over MQTT 5: reply on the response topic.
+    let ok = reply(&args, "ping", "{}");
+    assert_eq!(ok["ok"], true, "{ok}");
+    let bad = reply(&args, "status", "{not json");
+    assert_eq!(
+        (bad["ok"].clone(), bad["code"].clone()),
+        (false.into(), "bad_json".into()),
+        "{bad}"
+    );
+    let unknown = reply(&args, "no.such.command", "{}");
+    assert_eq!(unknown["code"], "unknown_command", "{unknown}");
+    let types = reply(&args, "record.stop", r#"{"stream": 5}"#);
+    assert_eq!(types["code"], "bad_field", "{types}");
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4000));
+    let too_large = reply(&args, "config.set", &big);
+    assert_eq!(too_large["code"], "payload_too_large", "{too_large}");
+    assert!(too_large["message"].as_str().unwrap().contains("1024"));
+    // Another device's topic, and a deeper topic, are never answered.
+    assert_eq!(request(&args, "edgerec/e2e2/cmd/ping", "{}", 2), None);
+    assert_eq!(request(&args, "edgerec/e2e/cmd/ping/x", "{}", 2), None);
+
+    // MQTT 3.1.1 style: the reply goes to reply/{request_id}.
+    publish(
+        &args,
+        "edgerec/e2e/cmd/ping",
+        r#"{"request_id":"r-311"}"#,
+        &["-V", "mqttv311"],
+    );
+    assert!(
+        all.wait(S(10), |m| m.iter().any(|(t, p)| t
+            == "edgerec/e2e/reply/r-311"
+            && p.contains("\"ok\":true"))),
+        "no reply on reply/r-311: {:?}",
+        all.messages()
+    );
+
+    // The fleet side CLI.
+    let out = cli(
+        &["ctl", "--broker", &broker.url(), "e2e", "ping"],
+        dir.path(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("\"ok\":true"), "{out:?}");
+    let out = cli(
+        &["ctl", "--broker", &broker.url(), "e2e", "nope"],
+        dir.path(),
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("unknown_command"), "{out:?}");
+    let out = cli(&["ctl", "--broker", &broker.url(), "devices"], dir.path());
+    assert_eq!(out.code, 0, "{out:?}");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("e2e "))
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(line.contains("online"), "{line}");
+
+    // Events: closed segments, with the callback fields; the stream connected.
+    assert!(
+        all.wait(S(20), |_| all
+            .json_on("edgerec/e2e/events/segment.closed")
+            .len()
+            >= 2),
+        "no segment.closed events; log:\n{}",
+        daemon.log()
+    );
+    let ev = &all.json_on("edgerec/e2e/events/segment.closed")[0];
+    assert_eq!(ev["stream_id"], "cam");
+    assert_eq!(ev["device"], "e2e");
+    assert_eq!(ev["file_format"], "fmp4");
+    assert!(
+        ev["file_size"].as_u64().unwrap() > 0
+            && ev["end_time"].as_i64() > ev["start_time"].as_i64(),
+        "{ev}"
+    );
+    let path = dir
+        .path()
+        .join("data")
+        .join(ev["files"][0]["path"].as_str().unwrap());
+    assert_decodes(&path);
+    let states = all.json_on("edgerec/e2e/events/source.state");
+    assert!(
+        states
+            .iter()
+            .any(|s| s["stream_id"] == "cam" && s["state"] == "connected"),
+        "{states:?}"
+    );
+
+    // Telemetry and the retained effective config.
+    let tel = all.json_on("edgerec/e2e/telemetry");
+    let t = tel.last().expect("telemetry");
+    assert!(t["process"]["rss_bytes"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["disk"]["free_bytes"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["outbox"]["dropped"].is_u64(), "{t}");
+    assert!(
+        tel.iter().any(|t| t["streams"]["recording"] == 1),
+        "{tel:?}"
+    );
+    let conf = all.json_on("edgerec/e2e/config");
+    assert_eq!(conf.last().expect("config")["device_id"], "e2e");
+
+    // A clean shutdown says offline (retained), and delivered every closed segment.
+    daemon.terminate(S(20));
+    assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
+    assert_eq!(last_status(&all).unwrap()["reason"], "shutdown");
+    let ids = closed_ids(&cfg);
+    assert!(
+        all.wait(S(10), |_| first_ids(&all, &["segment.closed"]) == ids),
+        "closed {ids:?} vs events {:?}",
+        first_ids(&all, &["segment.closed"])
+    );
+}
+
+#[test]
+fn broker_down_while_segments_close_then_every_event_arrives_in_order() {
+    let dir = workdir("mqtt-broker-down");
+    let mut broker = Broker::start(dir.path());
+    let args = broker.client_args();
+    let events = Sub::start(&args, "edgerec/e2e/events/#", Some("e2e-outage"));
+    let cfg = config(dir.path(), &broker.url(), "");
+    let mut daemon = Daemon::start(&cfg);
+    assert!(
+        events.wait(S(20), |_| !first_ids(&events, &["segment.closed"])
+            .is_empty()),
+        "no first event; log:\n{}",
+        daemon.log()
+    );
+    broker.stop();
+    let before = first_ids(&events, &["segment.closed"]).len();
+    std::thread::sleep(S(7));
+    broker.start_again();
+    std::thread::sleep(S(2));
+    daemon.terminate(S(20));
+    let ids = closed_ids(&cfg);
+    assert!(
+        ids.len() >= before + 3,
+        "few segments closed during the outage: {ids:?}"
+    );
+    let got = events.wait(S(30), |_| {
+        first_ids(&events, &["segment.closed"]).len() >= ids.len()
+    });
+    let order = first_ids(&events, &["segment.closed"]);
+    assert!(
+        got,
+        "events {order:?} vs closed {ids:?}; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(order, ids, "every event, in order, none missing");
+}
+
+#[test]
+fn kill_9_while_the_broker_is_down_then_restart_both_and_every_event_arrives() {
+    let dir = workdir("mqtt-kill9");
+    let mut broker = Broker::start(dir.path());
+    let args = broker.client_args();
+    let events = Sub::start(&args, "edgerec/e2e/events/#", Some("e2e-kill9"));
+    let cfg = config(dir.path(), &broker.url(), "");
+    let mut daemon = Daemon::start(&cfg);
+    assert!(
+        events.wait(S(20), |_| !first_ids(&events, &["segment.closed"])
+            .is_empty()),
+        "no first event; log:\n{}",
+        daemon.log()
+    );
+    broker.stop();
+    std::thread::sleep(S(6));
+    daemon.kill9();
+    broker.start_again();
+    let mut daemon = Daemon::start(&cfg);
+    std::thread::sleep(S(4));
+    daemon.terminate(S(20));
+    let ids = closed_ids(&cfg);
+    let kinds = ["segment.closed", "segment.recovered"];
+    let got = events.wait(S(30), |_| {
+        let seen: HashSet<u64> = first_ids(&events, &kinds).into_iter().collect();
+        ids.iter().all(|i| seen.contains(i))
+    });
+    assert!(
+        got,
+        "closed {ids:?} vs events {:?}; log:\n{}",
+        first_ids(&events, &kinds),
+        daemon.log()
+    );
+    assert!(
+        !events
+            .json_on("edgerec/e2e/events/segment.recovered")
+            .is_empty(),
+        "the segment torn by kill -9 is reported recovered"
+    );
+}
+
+#[test]
+fn the_last_will_marks_a_killed_recorder_offline() {
+    let dir = workdir("mqtt-will");
+    let broker = Broker::start(dir.path());
+    let sub = Sub::start(&broker.client_args(), "edgerec/e2e/status", None);
+    let cfg = config(dir.path(), &broker.url(), "keepalive = \"5s\"");
+    let mut daemon = Daemon::start(&cfg);
+    assert!(wait_state(&sub, "online", S(15)), "log:\n{}", daemon.log());
+    daemon.kill9();
+    assert!(wait_state(&sub, "offline", S(15)), "{:?}", sub.messages());
+    assert_eq!(last_status(&sub).unwrap()["reason"], "connection lost");
+    for r in segments(&cfg) {
+        for f in &r.files {
+            assert_decodes(&dir.path().join("data").join(&f.path));
+        }
+    }
+}
+
+#[test]
+fn mutual_tls_with_generated_certificates_over_mqtt_3_1_1() {
+    let dir = workdir("mqtt-mtls");
+    let certs = Certs::generate(&dir.path().join("pki"));
+    let broker = Broker::start_mtls(dir.path(), &certs);
+    let mut args = broker.client_args();
+    for (flag, p) in [
+        ("--cafile", &certs.ca),
+        ("--cert", &certs.client_cert),
+        ("--key", &certs.client_key),
+    ] {
+        args.push(flag.into());
+        args.push(p.display().to_string());
+    }
+    let all = Sub::start(&args, "edgerec/e2e/#", None);
+    let extra = format!(
+        "protocol = \"v3.1.1\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"",
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let cfg = config(dir.path(), &broker.url(), &extra);
+    let mut daemon = Daemon::start(&cfg);
+    assert!(
+        wait_state(&all, "online", S(15)),
+        "log:\n{}\nbroker:\n{}",
+        daemon.log(),
+        broker.log()
+    );
+    publish(
+        &args,
+        "edgerec/e2e/cmd/ping",
+        r#"{"request_id":"tls-1"}"#,
+        &[],
+    );
+    assert!(
+        all.wait(S(10), |m| m.iter().any(|(t, p)| t
+            == "edgerec/e2e/reply/tls-1"
+            && p.contains("\"ok\":true"))),
+        "{:?}",
+        all.messages()
+    );
+    // Without a client certificate the broker refuses the connection.
+    let no_cert = std::process::Command::new("mosquitto_pub")
+        .args(broker.client_args())
+        .args(["--cafile", certs.ca.to_str().unwrap(), "-t", "x", "-m", "y"])
+        .output()
+        .unwrap();
+    assert!(
+        !no_cert.status.success(),
+        "a client without a certificate got in"
+    );
+    assert!(
+        all.wait(S(15), |_| !all
+            .json_on("edgerec/e2e/events/segment.closed")
+            .is_empty()),
+        "no events over TLS"
+    );
+    daemon.terminate(S(20));
+    assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
+    closed_ids(&cfg);
+}
