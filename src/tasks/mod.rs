@@ -39,3 +39,46 @@ pub enum TaskError {
     #[error("record tasks: {0}")]
     Internal(String),
 }
+
+/// What [`spawn`] needs from the daemon.
+pub struct TasksContext {
+    pub config: crate::config::Config,
+    pub store: std::sync::Arc<crate::store::Store>,
+    pub clock: crate::clock::SharedClock,
+    /// The outbox for `task.status` events (`None`: no events).
+    pub events: Option<crate::events::Events>,
+    pub closed: std::sync::Arc<tokio::sync::Notify>,
+    pub pacer: Option<crate::pace::Pacer>,
+    pub board: std::sync::Arc<crate::status::StatusBoard>,
+    /// The daemon's shutdown token.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// Load the stored tasks, start every stream a rule or an in-progress task records, and
+/// spawn the scheduler loop. The loop's handle finishes after shutdown once every stream
+/// recorder has closed its segment.
+pub async fn spawn(
+    ctx: TasksContext,
+) -> Result<(std::sync::Arc<Scheduler>, tokio::task::JoinHandle<()>), TaskError> {
+    let (failures_tx, failures_rx) = tokio::sync::mpsc::unbounded_channel();
+    let supervisor = crate::supervisor::Supervisor::new(crate::supervisor::SupervisorContext {
+        device: ctx.config.device_id.clone(),
+        store: ctx.store.clone(),
+        clock: ctx.clock.clone(),
+        closed: ctx.closed,
+        pacer: ctx.pacer,
+        board: ctx.board,
+        cancel: ctx.cancel.clone(),
+        failures: failures_tx,
+    });
+    let (store, clock, events, config) = (ctx.store, ctx.clock, ctx.events, ctx.config);
+    let scheduler = tokio::task::spawn_blocking(move || {
+        Scheduler::load(store, clock, events, supervisor, config)
+    })
+    .await
+    .map_err(|e| TaskError::Internal(e.to_string()))??;
+    let scheduler = std::sync::Arc::new(scheduler);
+    scheduler.tick().await?;
+    let handle = tokio::spawn(scheduler.clone().run(failures_rx, ctx.cancel));
+    Ok((scheduler, handle))
+}
