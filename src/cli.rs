@@ -70,6 +70,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fleet side: send a command to a device over MQTT and print its reply
+    /// (`ctl DEVICE COMMAND [JSON]`), or list devices and whether they are online
+    /// (`ctl devices`). Needs no config file.
+    Ctl(crate::mqtt::ctl::CtlArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,6 +178,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report:?}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ctl(args) => crate::mqtt::ctl::main(args),
         Command::Segments {
             config,
             stream,

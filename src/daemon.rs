@@ -49,6 +49,15 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     }
     let store = open_store(&root).await?;
     let store = Arc::new(store);
+    // The outbox, and the segment-event hook that must see recovery's closes too.
+    let events = crate::events::Events::new(
+        store.clone(),
+        &cfg.device_id,
+        cfg.mqtt.is_some(),
+        cfg.mqtt.as_ref().map_or(1, |m| m.outbox_capacity),
+        clock.wall_ms(),
+    )?;
+    crate::mqtt::register(&store, &events, &clock);
     let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     {
         let store = store.clone();
@@ -125,6 +134,15 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         quota_bytes: cfg.storage.max_bytes,
         clock: clock.clone(),
     });
+    let mqtt = crate::mqtt::spawn(crate::mqtt::Context {
+        config: Arc::new(cfg.clone()),
+        store: store.clone(),
+        events: events.clone(),
+        commands: None,
+        board: board.clone(),
+        clock: clock.clone(),
+        started_ms: clock.wall_ms(),
+    })?;
     let control = tokio::spawn(crate::control::serve_with_status(
         store.clone(),
         Some(status_source),
@@ -206,6 +224,8 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     while servers.join_next().await.is_some() {}
     ingest.wait().await;
     let _ = control.await;
+    // Last: the events of the segments closed above go out before `offline`.
+    mqtt.finish().await;
     flush(&store).await;
     drop(store);
     info!("stopped");

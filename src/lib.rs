@@ -47,6 +47,7 @@ pub mod format;
 pub mod frame;
 pub mod guard;
 pub mod ingest;
+pub mod mqtt;
 pub mod naming;
 pub mod notify;
 pub mod pace;

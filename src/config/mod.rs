@@ -9,6 +9,7 @@
 //! Paths are kept as written: a relative `storage.root` is resolved against the current
 //! directory when it is used.
 
+pub mod mqtt;
 pub mod patch;
 mod raw;
 mod size;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use mqtt::MqttConfig;
 pub use size::{parse_min_free, parse_size, MinFree};
 
 use crate::format::Format;
@@ -70,6 +72,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Push ingest servers (`[ingest]`, optional; off by default).
     pub ingest: IngestConfig,
+    /// MQTT fleet control and events (`[mqtt]`, optional; off when absent).
+    pub mqtt: Option<MqttConfig>,
 }
 
 /// `[ingest]`: servers that accept pushed streams, and their limits.

@@ -31,6 +31,9 @@ pub(crate) struct RawConfig {
     /// See [`super::Config::ingest`].
     #[serde(default)]
     pub ingest: Option<RawIngest>,
+    /// See [`super::Config::mqtt`].
+    #[serde(default)]
+    pub mqtt: Option<super::mqtt::RawMqtt>,
 }
 
 /// `[ingest]`.

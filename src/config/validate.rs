@@ -107,6 +107,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         Some(i) => ingest(i)?,
     };
 
+    let mqtt = match &raw.mqtt {
+        None => None,
+        Some(m) => Some(super::mqtt::validate(m, &raw.device_id)?),
+    };
+
     Ok(Config {
         device_id: raw.device_id,
         storage,
@@ -115,6 +120,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         streams,
         log,
         ingest,
+        mqtt,
     })
 }
 
