@@ -4,6 +4,7 @@
 #   make test        install missing test tools, then fmt check, clippy, all tests
 #   make test-deps   install missing Debian packages / rustup components (idempotent)
 #   make lint        fmt check and clippy only
+#   make fuzz-check  type-check the cargo-fuzz targets in fuzz/ on stable (run them: README)
 #   make bench       edgerec vs ffmpeg recording benchmark (writes docs/bench.md)
 #   make clean-data  delete ./data (what `make run` recorded)
 #   make build-aarch64 / build-armv7   release binaries for 64/32-bit ARM boards (glibc >= 2.17)
@@ -14,7 +15,7 @@ CARGO ?= cargo
 DEMO_CONFIG ?= assets/demo.toml
 DATA_DIR ?= ./data
 
-.PHONY: all build run test test-deps lint fmt bench sample clean-data
+.PHONY: all build run test test-deps lint fmt bench sample clean-data fuzz-check
 .PHONY: build-aarch64 build-armv7 test-aarch64 deb test-deb
 
 all: build
@@ -35,7 +36,13 @@ test: test-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
-	$(MAKE) test-aarch64 test-deb
+	$(MAKE) fuzz-check test-aarch64 test-deb
+
+# The fuzz crate is not part of the main build; it starts from the main lockfile so it
+# checks against the same dependency versions (and reuses the main target dir's artifacts).
+fuzz-check:
+	cp Cargo.lock fuzz/Cargo.lock
+	cd fuzz && $(CARGO) check --bins --target-dir ../target
 
 lint:
 	$(CARGO) fmt --all -- --check

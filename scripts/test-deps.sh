@@ -6,7 +6,8 @@
 # tests/peers/rtsp_server.py), and rustup's clippy and rustfmt components. For the boards
 # (make test-aarch64, test-deb): qemu-user and the ARM C libraries it runs binaries with,
 # python3-venv (zig comes from PyPI, scripts/cross-deps.sh), binutils' readelf, and
-# systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks.
+# systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks; g++ builds libFuzzer
+# for `make fuzz-check`.
 set -euo pipefail
 
 packages=(
@@ -26,6 +27,7 @@ packages=(
   python3-venv
   binutils
   systemd
+  g++
 )
 
 installed() {
