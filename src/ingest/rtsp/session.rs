@@ -331,6 +331,22 @@ impl Session {
         self.params.clone()
     }
 
+    /// End of the push (TEARDOWN, a closed or dead connection, a timeout): hands the video
+    /// frames still held for their decode times to the recorder, so the last frames of a
+    /// stream with B-frames are not lost.
+    fn flush(&mut self) {
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        for window in &mut self.reorder {
+            while let Some((dts, pts, f)) = window.drain() {
+                if p.send(Frame { dts, pts, ..f }).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
     fn bad(&mut self, reason: String) -> Result<(), String> {
         self.bad_packets += 1;
         if !self.warned {
@@ -341,6 +357,12 @@ impl Session {
             return Err(format!("too many bad packets; last: {reason}"));
         }
         Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
