@@ -115,3 +115,201 @@ fn record_type_audio_gives_an_audio_only_file() {
     }
     stop_clean(&mut daemon);
 }
+
+#[test]
+fn an_h265_push_records_h265() {
+    let spec = ClipSpec {
+        codec: "h265",
+        bframes: 2,
+        ..ClipSpec::h264(4, 1)
+    };
+    let clip = clip(&spec);
+    let (dir, cfg, port) = setup("push-rtsp-hevc");
+    let root = dir.path().join("data");
+    let mut daemon = Daemon::start(&cfg);
+    wait_ready(port);
+    let url = format!("rtsp://127.0.0.1:{port}/live/cam5?record_interval=2");
+    let out = push(&clip, &url).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_closed(&cfg, &root, "cam5", 2, Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    let mut total = 0.0;
+    let mut frames = 0;
+    for f in closed_files(&root, &cfg, "cam5") {
+        assert_decodes(&f);
+        let p = probe(&f);
+        let v = p.stream("video").expect("a video track");
+        assert_eq!((v.codec_name.as_str(), v.width), ("hevc", Some(320)));
+        assert_eq!(p.stream("audio").unwrap().codec_name, "aac");
+        frames += video_packets(&f).len();
+        total += p.duration;
+    }
+    assert!(total >= 3.5, "recorded {total} s of 4");
+    assert_eq!(frames, 100, "4 s at 25 fps: every frame recorded once");
+    stop_clean(&mut daemon);
+}
+
+/// `edgerec status --json`'s entry for `stream`, if it is listed.
+fn status_entry(cfg: &Path, stream: &str) -> Option<serde_json::Value> {
+    let out = cli(
+        &["status", "--config", cfg.to_str().unwrap(), "--json"],
+        cfg.parent().unwrap(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {out:?}"));
+    v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == stream)
+        .cloned()
+}
+
+#[test]
+fn a_killed_publisher_leaves_a_closed_playable_segment_and_a_reconnect_starts_a_new_one() {
+    let long = clip(&ClipSpec::h264(30, 1));
+    let (dir, cfg, port) = setup("push-rtsp-kill");
+    let root = dir.path().join("data");
+    let mut daemon = Daemon::start(&cfg);
+    wait_ready(port);
+    let url = format!("rtsp://127.0.0.1:{port}/live/cam6?record_interval=2");
+    let mut ffmpeg = push(&long, &url);
+    // The push is listed by `edgerec status` while it records.
+    let mut entry = None;
+    let listed = wait_until(Duration::from_secs(15), || {
+        entry = status_entry(&cfg, "cam6");
+        entry
+            .as_ref()
+            .is_some_and(|e| e["state"] == "recording" && e["frames"].as_u64() > Some(25))
+    });
+    assert!(listed, "status: {entry:?}\nlog:\n{}", daemon.log());
+    let source = entry.unwrap()["source"].as_str().unwrap().to_owned();
+    assert!(source.starts_with("rtsp push from 127.0.0.1:"), "{source}");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(ffmpeg.try_wait().unwrap().is_none(), "ffmpeg ended early");
+    signal(ffmpeg.id(), libc::SIGKILL);
+    let _ = ffmpeg.wait();
+    // The connection drops with the process: the push ends, every segment is closed.
+    let settled = wait_until(Duration::from_secs(20), || {
+        let rows = segments(&cfg);
+        let mine: Vec<_> = rows.iter().filter(|r| r.stream == "cam6").collect();
+        !mine.is_empty() && mine.iter().all(|r| r.state == "closed")
+    });
+    assert!(settled, "{:?}\n{}", segments(&cfg), daemon.log());
+    let first = closed_files(&root, &cfg, "cam6");
+    for f in &first {
+        assert_decodes(f);
+        assert!(probe(f).duration > 0.5, "{}", f.display());
+    }
+    let last_seq = segments(&cfg)
+        .iter()
+        .filter(|r| r.stream == "cam6")
+        .map(|r| r.seq)
+        .max()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || status_entry(&cfg, "cam6")
+            .is_none()),
+        "the ended push is still listed by status"
+    );
+
+    let short = clip(&ClipSpec::h264(3, 1));
+    let out = push(&short, &url).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "reconnect: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || segments(&cfg).iter().any(|r| r
+            .stream
+            == "cam6"
+            && r.seq > last_seq
+            && r.state == "closed")),
+        "{:?}\n{}",
+        segments(&cfg),
+        daemon.log()
+    );
+    for f in closed_files(&root, &cfg, "cam6") {
+        assert_decodes(&f);
+    }
+    stop_clean(&mut daemon);
+}
+
+/// Connects, sends `bytes`, and returns everything the server answers before it closes.
+fn answer_to(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The server may close before taking everything; what it answered is still readable.
+    let _ = sock.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = sock.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn garbage_on_the_port_during_a_push_gets_a_protocol_error_while_the_push_keeps_recording() {
+    let clip = clip(&ClipSpec::h264(8, 1));
+    let (dir, cfg, port) = setup("push-rtsp-garbage");
+    let root = dir.path().join("data");
+    let mut daemon = Daemon::start(&cfg);
+    wait_ready(port);
+    let url = format!("rtsp://127.0.0.1:{port}/live/cam4?record_interval=3");
+    let pusher = push(&clip, &url);
+    assert!(
+        wait_until(Duration::from_secs(10), || daemon
+            .log()
+            .contains("recording")),
+        "{}",
+        daemon.log()
+    );
+    // Garbage: a TLS hello and random bytes are not RTSP.
+    let a = answer_to(
+        port,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not rtsp\r\n\r\n",
+    );
+    assert!(a.starts_with("RTSP/1.0 400"), "answer to garbage: {a:?}");
+    // A request whose body never fits the limit.
+    let mut huge = b"ANNOUNCE rtsp://127.0.0.1/live/x RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 999999999\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'v', 70_000));
+    let a = answer_to(port, &huge);
+    assert!(
+        a.starts_with("RTSP/1.0 413"),
+        "answer to a huge request: {a:?}"
+    );
+    // Interleaved data on a connection that set nothing up, then garbage.
+    let mut data = vec![b'$', 0, 0, 4, 1, 2, 3, 4];
+    data.extend_from_slice(b"\x00\x01GARBAGE\r\n\r\n");
+    let a = answer_to(port, &data);
+    assert!(a.starts_with("RTSP/1.0 400"), "answer to stray data: {a:?}");
+
+    let out = pusher.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the push was disturbed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_closed(&cfg, &root, "cam4", 2, Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    let mut total = 0.0;
+    for f in closed_files(&root, &cfg, "cam4") {
+        assert_decodes(&f);
+        total += probe(&f).duration;
+    }
+    assert!(total >= 7.0, "recorded {total} s of 8");
+    let log = stop_clean(&mut daemon);
+    assert!(log.contains("malformed RTSP request"), "{log}");
+    assert!(log.contains("max_request_bytes"), "{log}");
+}
