@@ -60,6 +60,26 @@ pub enum Command {
     },
     /// List recorded segments from the index (run while the recorder is stopped, or it
     /// reports that the index is in use).
+    /// Show the upload backlog (count, bytes, oldest age) and the transfer under way.
+    Uploads {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload control: `upload --now` drains the backlog (ignoring windows and pause),
+    /// showing progress, and exits 0 once it is empty.
+    Upload {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Drain the backlog now.
+        #[arg(long)]
+        now: bool,
+        /// Give up (exit 1) if the backlog is not drained within this long, e.g. "10min".
+        #[arg(long)]
+        timeout: Option<String>,
+    },
     Segments {
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
@@ -179,6 +199,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ctl(args) => crate::mqtt::ctl::main(args),
+        Command::Uploads { config, json } => {
+            let cfg = load(&config)?;
+            crate::upload::cli::uploads(
+                &cfg.storage.root,
+                cfg.upload.is_some(),
+                || open_existing(&cfg),
+                json,
+                SystemClock.wall_ms(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Upload {
+            config,
+            now,
+            timeout,
+        } => {
+            let cfg = load(&config)?;
+            anyhow::ensure!(now, "nothing to do: use `edgerec upload --now`");
+            let timeout = timeout
+                .map(|t| humantime::parse_duration(&t))
+                .transpose()
+                .context("--timeout")?;
+            crate::upload::cli::upload_now(&cfg.storage.root, timeout)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Segments {
             config,
             stream,

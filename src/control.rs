@@ -9,6 +9,8 @@
 //! | `segments`   | JSON array of index rows (`SegmentRow`)  |
 //! | `ping`       | `{"ok":true}`                            |
 //! | `status`     | [`crate::status::Report`] as JSON        |
+//! | `uploads`    | [`crate::upload::cli::UploadsReport`]    |
+//! | `upload-now` | `{"ok":true}`: drain the upload backlog |
 //!
 //! Anything else gets `{"error": "..."}`. Requests are capped at 256 bytes.
 
@@ -36,6 +38,8 @@ pub struct StatusSource {
     pub device_id: String,
     pub quota_bytes: u64,
     pub clock: crate::clock::SharedClock,
+    /// The uploader, when `[upload]` is configured (`uploads`, `upload-now`).
+    pub uploads: Option<crate::upload::Control>,
 }
 
 /// Serve the socket until cancelled. The socket file is removed on the way out.
@@ -76,6 +80,10 @@ pub async fn serve_with_status(
             }
             let answer = match (line.trim(), status) {
                 ("status", Some(st)) => status_answer(&store, st).await,
+                (req @ ("uploads" | "upload-now"), st) => {
+                    crate::upload::cli::answer(&store, st.and_then(|s| s.uploads.clone()), req)
+                        .await
+                }
                 (req, _) => answer(&store, req).await,
             };
             let _ = wr.write_all(answer.as_bytes()).await;

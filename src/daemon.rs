@@ -19,7 +19,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::recorder::StreamRecorder;
-use crate::retention::{self, AllowAll, Candidate, Limits};
+use crate::retention::{self, Candidate, Limits};
 use crate::rules;
 use crate::source::SourceSpec;
 use crate::status::{StatusBoard, StreamStatus};
@@ -58,6 +58,9 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         clock.wall_ms(),
     )?;
     crate::mqtt::register(&store, &events, &clock);
+    // The upload queue's hook must see recovery's closes and adoptions too.
+    let uploads = crate::upload::Uploads::register(&cfg, &store, clock.clone());
+    let upload_control = uploads.as_ref().map(|u| u.control());
     let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     {
         let store = store.clone();
@@ -75,7 +78,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
             info!(path = %p.display(), "removed an unrecoverable partial file");
         }
     }
-    retention_pass(&store, &cfg, clock.wall_ms()).await;
+    retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await;
 
     let cancel = CancellationToken::new();
     let board = Arc::new(StatusBoard::default());
@@ -133,7 +136,10 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,
         clock: clock.clone(),
+        uploads: upload_control.clone(),
     });
+    let upload_task =
+        uploads.map(|u| crate::upload::spawn(u, Some(events.clone()), cancel.child_token()).1);
     let mqtt = crate::mqtt::spawn(crate::mqtt::Context {
         config: Arc::new(cfg.clone()),
         store: store.clone(),
@@ -187,8 +193,8 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms()).await,
-            _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms()).await,
+            _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await,
+            _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await,
             _ = flush_tick.tick() => flush(&store).await,
             _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => {
                 let stalled = board.stalled(clock.now(), crate::status::STALL);
@@ -224,6 +230,10 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     while servers.join_next().await.is_some() {}
     ingest.wait().await;
     let _ = control.await;
+    // Uploads stop (a transfer under way resumes at the next start), then MQTT.
+    if let Some(t) = upload_task {
+        let _ = t.await;
+    }
     // Last: the events of the segments closed above go out before `offline`.
     mqtt.finish().await;
     flush(&store).await;
@@ -271,14 +281,21 @@ fn second_signal() -> ! {
 }
 
 /// One retention pass: plan with the pure policy, delete by the store's protocol.
-pub async fn retention_pass(store: &Arc<Store>, cfg: &Config, now_ms: i64) {
+pub async fn retention_pass(
+    store: &Arc<Store>,
+    cfg: &Config,
+    now_ms: i64,
+    uploads: Option<&crate::upload::Control>,
+) {
     let store = store.clone();
     let limits = limits_of(cfg);
+    let (cfg, uploads) = (cfg.clone(), uploads.cloned());
     let res = tokio::task::spawn_blocking(
         move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
             let rows = store.segments()?;
             let mut closed = Vec::new();
             let mut open_bytes = 0u64;
+            let pending = crate::upload::pending_rows(&rows);
             for r in rows {
                 match r.state {
                     SegmentState::Closed => closed.push(Candidate {
@@ -287,14 +304,16 @@ pub async fn retention_pass(store: &Arc<Store>, cfg: &Config, now_ms: i64) {
                         start_ms: r.start_ms,
                         end_ms: r.end_ms,
                         bytes: r.bytes,
-                        uploaded: false,
+                        uploaded: matches!(r.upload, crate::store::UploadState::Uploaded { .. }),
                     }),
                     SegmentState::Writing => open_bytes += open_size(store.root(), &r),
                     SegmentState::Deleting => {}
                 }
             }
             let disk = store.disk()?;
-            let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &AllowAll);
+            let guard = crate::upload::retention_guard(&cfg, uploads.as_ref(), &pending);
+            let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &guard);
+            crate::upload::report_retention(&cfg, &plan, &pending);
             let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
             let freed = if ids.is_empty() {
                 0

@@ -24,6 +24,8 @@
 //! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
 //! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
 //! - [`retention`]: the pure eviction policy.
+//! - [`upload`]: offline-first upload sync of closed segments to S3-compatible or local
+//!   targets (durable queue in the index, resumable multipart, bandwidth cap, windows).
 //! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
 //! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks.
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
@@ -62,3 +64,4 @@ pub mod status;
 pub mod store;
 pub mod supervisor;
 pub mod tasks;
+pub mod upload;

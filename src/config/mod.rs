@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod patch;
 mod raw;
 mod size;
+pub mod upload;
 mod validate;
 
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// MQTT fleet control and events (`[mqtt]`, optional; off when absent).
     pub mqtt: Option<MqttConfig>,
+    /// Upload sync to object storage (`[upload]`, optional; off when absent).
+    pub upload: Option<upload::UploadConfig>,
 }
 
 /// `[ingest]`: servers that accept pushed streams, and their limits.
@@ -150,6 +153,9 @@ pub struct StorageConfig {
     /// Refuse to record unless `root` holds the marker `edgerec init` writes (default
     /// true), so an unmounted SD card or SSD never fills the root filesystem.
     pub require_marker: bool,
+    /// What retention does when only segments not uploaded yet are over a limit (default
+    /// `delete_oldest`).
+    pub policy: upload::StoragePolicy,
 }
 
 /// `[[templates]]`: how to record.
@@ -167,6 +173,8 @@ pub struct Template {
     /// File naming template relative to `storage.root`, without extension (see
     /// [`crate::naming`]).
     pub naming: String,
+    /// The upload target (`[[upload.targets]]` name) closed segments go to; `None` = none.
+    pub upload: Option<String>,
 }
 
 impl Template {

@@ -34,6 +34,9 @@ pub(crate) struct RawConfig {
     /// See [`super::Config::mqtt`].
     #[serde(default)]
     pub mqtt: Option<super::mqtt::RawMqtt>,
+    /// See [`super::Config::upload`].
+    #[serde(default)]
+    pub upload: Option<super::upload::RawUpload>,
 }
 
 /// `[ingest]`.
@@ -96,6 +99,9 @@ pub(crate) struct RawStorage {
     /// See [`super::StorageConfig::require_marker`].
     #[serde(default)]
     pub require_marker: Option<bool>,
+    /// See [`super::StorageConfig::policy`].
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// One `[[templates]]` entry.
@@ -115,6 +121,9 @@ pub(crate) struct RawTemplate {
     /// See [`super::Template::naming`].
     #[serde(default)]
     pub naming: Option<String>,
+    /// See [`super::Template::upload`].
+    #[serde(default)]
+    pub upload: Option<String>,
 }
 
 /// One `[[rules]]` entry.

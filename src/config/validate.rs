@@ -112,6 +112,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         Some(m) => Some(super::mqtt::validate(m, &raw.device_id)?),
     };
 
+    let uses: Vec<(String, String)> = (raw.templates.iter().enumerate())
+        .filter_map(|(i, t)| Some((format!("templates[{i}].upload"), t.upload.clone()?)))
+        .collect();
+    let upload = super::upload::validate(raw.upload.as_ref(), &uses)?;
+
     Ok(Config {
         device_id: raw.device_id,
         storage,
@@ -121,6 +126,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         log,
         ingest,
         mqtt,
+        upload,
     })
 }
 
@@ -330,6 +336,7 @@ fn storage(s: &RawStorage) -> Result<StorageConfig> {
         max_age,
         retention_interval,
         require_marker: s.require_marker.unwrap_or(true),
+        policy: super::upload::policy(s.policy.as_deref())?,
     })
 }
 
@@ -390,6 +397,7 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
         interval,
         fragment,
         naming,
+        upload: t.upload.clone(),
     })
 }
 

@@ -190,6 +190,7 @@ mod tests {
             interval: Duration::from_secs(60),
             fragment: Duration::from_secs(1),
             naming: crate::config::DEFAULT_NAMING.into(),
+            upload: None,
         }
     }
 

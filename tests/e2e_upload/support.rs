@@ -1,0 +1,451 @@
+//! Helpers for the upload tests: moto's S3 server (tests/peers/s3_server.py in the venv
+//! scripts/moto-venv.sh makes), a TCP proxy that can go down or reset connections
+//! mid-request, raw HTTP to the peer's control endpoints, configs with `[upload]`.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgerec::store::{SegmentRow, SegmentState, UploadState};
+
+use crate::common::{self, free_port, TestConfig};
+
+/// The venv python with moto (made by scripts/moto-venv.sh, which `make test` runs).
+fn moto_python() -> PathBuf {
+    let tools = std::env::var_os("EDGEREC_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+            cache.join("edgerec")
+        });
+    let py = tools.join("moto-venv/bin/python3");
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/moto-venv.sh (make test-deps does)",
+        py.display()
+    );
+    py
+}
+
+/// moto's S3 server (or an HTML-answering impostor) on a free loopback port; killed on drop.
+pub struct S3Peer {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Peer {
+    pub fn start(buckets: &[&str]) -> S3Peer {
+        let mut args: Vec<String> = Vec::new();
+        for b in buckets {
+            args.push("--bucket".into());
+            args.push((*b).into());
+        }
+        S3Peer::spawn(&args)
+    }
+
+    pub fn html() -> S3Peer {
+        S3Peer::spawn(&["--html".to_string()])
+    }
+
+    fn spawn(extra: &[String]) -> S3Peer {
+        let port = free_port();
+        let mut child = Command::new(moto_python())
+            .arg(common::repo().join("tests/peers/s3_server.py"))
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the S3 peer");
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 64];
+        let n = out.read(&mut buf).unwrap_or(0);
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("ready"),
+            "S3 peer did not start"
+        );
+        assert!(
+            common::wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "S3 peer not listening"
+        );
+        S3Peer { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        http_get(self.port, path)
+    }
+
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (st, body) = self.get(path);
+        assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Every S3 request the server saw.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.json("/_edgerec/stats")["requests"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// `(upload id, part number)` of the UploadPart requests the server answered 200, in
+    /// arrival order.
+    pub fn parts_acked(&self) -> Vec<(String, u64)> {
+        self.requests()
+            .iter()
+            .filter(|r| r["method"] == "PUT" && r["status"] == 200)
+            .filter_map(|r| {
+                let q = r["query"].as_str().unwrap_or("");
+                Some((upload_id(q)?, part_number(q)?))
+            })
+            .collect()
+    }
+
+    /// Successful PUTs (objects and parts) per path.
+    pub fn puts_per_path(&self) -> std::collections::HashMap<String, usize> {
+        let mut m = std::collections::HashMap::new();
+        for r in self.requests() {
+            let q = r["query"].as_str().unwrap_or("");
+            if r["method"] == "PUT" && r["status"] == 200 && !q.contains("uploadId") {
+                *m.entry(r["path"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+            if r["method"] == "POST" && r["status"] == 200 && q.contains("uploadId") {
+                *m.entry(r["path"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Incomplete multipart uploads (ListMultipartUploads).
+    pub fn open_multipart_uploads(&self, bucket: &str) -> Vec<serde_json::Value> {
+        self.json(&format!("/_edgerec/uploads?bucket={bucket}"))["uploads"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let v = self.json(&format!("/_edgerec/keys?bucket={bucket}"));
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let (st, body) = self.get(&format!("/_edgerec/object?bucket={bucket}&key={key}"));
+        (st == 200).then_some(body)
+    }
+}
+
+impl Drop for S3Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn upload_id(query: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("uploadId="))
+        .map(str::to_string)
+}
+
+fn part_number(query: &str) -> Option<u64> {
+    if !query.contains("uploadId=") {
+        return None;
+    }
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("partNumber="))
+        .and_then(|n| n.parse().ok())
+}
+
+/// GET over a fresh connection; (status, body).
+pub fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&all[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, all[split + 4..].to_vec())
+}
+
+/// A TCP proxy in front of the S3 peer: can refuse service (accept and drop) or cut the
+/// next requests larger than a threshold after that many bytes (a reset mid-part).
+pub struct Proxy {
+    pub port: u16,
+    down: Arc<AtomicBool>,
+    /// Connections still to cut once this many request bytes went through.
+    cut_next: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let cut_next = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, c, st) = (down.clone(), cut_next.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let (client, _) = match listener.accept() {
+                    Ok(x) => x,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                };
+                client.set_nonblocking(false).unwrap();
+                if d.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let cut = c
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                pipe(client, server, cut);
+            }
+        });
+        Proxy {
+            port,
+            down,
+            cut_next,
+            stop,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// While down, every connection is dropped at once.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Cut the next `n` connections after 1 MiB of request bytes.
+    pub fn cut_next(&self, n: u64) {
+        self.cut_next.store(n, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(client: TcpStream, server: TcpStream, cut: bool) {
+    let (mut c_rd, mut s_wr) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut s_rd, mut c_wr) = (server, client);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = match c_rd.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            total += n as u64;
+            if cut && total > (1 << 20) {
+                // A reset in the middle of the request body.
+                let _ = c_rd.shutdown(Shutdown::Both);
+                let _ = s_wr.shutdown(Shutdown::Both);
+                return;
+            }
+            if s_wr.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s_wr.shutdown(Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match s_rd.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if c_wr.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_wr.shutdown(Shutdown::Both);
+    });
+}
+
+/// The config text of `base` with every segment uploaded to target "vod", `upload` being
+/// the `[upload]` section's extra keys and `target` the target's keys.
+pub fn config_with_upload(
+    base: &TestConfig,
+    upload: &str,
+    target: &str,
+    policy: Option<&str>,
+) -> String {
+    let mut t = base.to_toml();
+    t = t.replacen("\n[[rules]]", "upload = \"vod\"\n\n[[rules]]", 1);
+    if let Some(p) = policy {
+        t = t.replacen(
+            "require_marker",
+            &format!("policy = \"{p}\"\nrequire_marker"),
+            1,
+        );
+    }
+    t += &format!("\n[upload]\n{upload}\n[[upload.targets]]\nname = \"vod\"\n{target}\n");
+    t
+}
+
+/// The S3 target keys for the peer at `endpoint`.
+pub fn s3_target(endpoint: &str, bucket: &str, key: &str) -> String {
+    format!(
+        "url = \"s3://{bucket}/rec\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nkey = \"{key}\"\naccess_key_id = \"testing\"\nsecret_access_key = \"testing-secret-never-logged\"\nallow_http = true\n"
+    )
+}
+
+pub fn write(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("edgerec.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Waits until `pred` holds for the index rows (asked through the running recorder).
+pub fn wait_rows(
+    config: &Path,
+    timeout: Duration,
+    mut pred: impl FnMut(&[SegmentRow]) -> bool,
+) -> Vec<SegmentRow> {
+    let start = Instant::now();
+    let text = std::fs::read_to_string(config).unwrap();
+    let root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("root = "))
+        .map(|r| PathBuf::from(r.trim_matches('"')))
+        .unwrap();
+    // The recorder creates the data directory as it starts.
+    common::wait_until(timeout, || root.join("index.redb").exists());
+    loop {
+        // While a recorder starts, the index may be locked before its socket answers.
+        let rows = try_rows(config).unwrap_or_default();
+        if !rows.is_empty() && pred(&rows) {
+            return rows;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "timed out; rows: {:#?}\nlog:\n{}",
+                rows.iter()
+                    .map(|r| (r.id, &r.state, &r.upload))
+                    .collect::<Vec<_>>(),
+                std::fs::read_to_string(config.parent().unwrap().join("edgerec.log"))
+                    .unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The index rows, as the library's type (`edgerec segments --json`).
+pub fn rows(config: &Path) -> Vec<SegmentRow> {
+    try_rows(config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_rows(config: &Path) -> Result<Vec<SegmentRow>, String> {
+    let out = common::cli(
+        &["segments", "--config", config.to_str().unwrap(), "--json"],
+        config.parent().unwrap(),
+    );
+    if out.code != 0 {
+        return Err(format!("edgerec segments failed: {}", out.stderr));
+    }
+    serde_json::from_str(&out.stdout).map_err(|e| format!("segments --json ({e}): {}", out.stdout))
+}
+
+pub fn closed(rows: &[SegmentRow]) -> Vec<&SegmentRow> {
+    rows.iter()
+        .filter(|r| r.state == SegmentState::Closed)
+        .collect()
+}
+
+pub fn all_uploaded(rows: &[SegmentRow]) -> bool {
+    let c = closed(rows);
+    !c.is_empty()
+        && c.iter()
+            .all(|r| matches!(r.upload, UploadState::Uploaded { .. }))
+}
+
+pub fn url_of(r: &SegmentRow) -> Option<&str> {
+    match &r.upload {
+        UploadState::Uploaded { url, .. } => Some(url),
+        _ => None,
+    }
+}
+
+/// An H.264 + AAC clip of about `frames` frames of 1280x720 noise at a high bitrate
+/// (about 1.4 MB per frame), key frame every 10 frames: a quick way to a big segment.
+pub fn noise_clip(dir: &Path, frames: u32) -> PathBuf {
+    let out = dir.join(format!("noise-{frames}.mp4"));
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("nullsrc=s=1280x720:r=25,geq=lum='random(1)*255':cb=128:cr=128")
+        .args(["-f", "lavfi", "-i", "sine=f=440:r=48000"])
+        .args(["-frames:v", &frames.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "4",
+            "-g",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg noise clip failed");
+    out
+}
