@@ -108,11 +108,15 @@ impl Source {
         }
     }
 
-    /// Whether polling on the shared pacer pays off: true for network sources, whose every
-    /// packet would otherwise wake us. A file, pipe or channel source hands frames over from
-    /// a thread a few at a time and is best awaited directly.
+    /// Whether polling on the shared pacer pays off: true for an RTSP session whose every
+    /// packet would otherwise wake us, until its socket has a low-water mark (which batches
+    /// the wake-ups in the kernel, see `lowat`). A file, pipe or channel source hands frames
+    /// over from a thread a few at a time and is best awaited directly.
     pub fn wants_pacing(&self) -> bool {
-        matches!(self.inner, Inner::Rtsp(_))
+        match &self.inner {
+            Inner::Rtsp(s) => s.wants_pacing(),
+            _ => false,
+        }
     }
 
     /// A frame if one is ready now, without waiting and without arming a timer; `None`

@@ -59,6 +59,8 @@ async fn peer_ips(url: &url::Url, port: u16) -> Vec<std::net::IpAddr> {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest silence (no frame, no RTCP) before the session counts as lost.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which a socket low-water mark is dropped, and the stall timer's period.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 /// A playing RTSP session.
 pub struct RtspSource {
@@ -79,6 +81,9 @@ pub struct RtspSource {
     reorder: DtsFromPts<Frame>,
     /// The session's TCP socket and its low-water mark (see `lowat`), when found.
     lowat: Option<(lowat::Sock, lowat::Tuner)>,
+    /// The one stall timer (see [`RtspSource::next`]) and when retina last gave an item.
+    stall: Pin<Box<tokio::time::Sleep>>,
+    last_item: tokio::time::Instant,
 }
 
 impl RtspSource {
@@ -160,6 +165,8 @@ impl RtspSource {
             started: false,
             has_video: video.is_some(),
             lowat: socket.map(|s| (s, lowat::Tuner::new(std::time::Instant::now()))),
+            stall: Box::pin(tokio::time::sleep(PATIENCE)),
+            last_item: tokio::time::Instant::now(),
         })
     }
 
@@ -181,20 +188,57 @@ impl RtspSource {
 
     /// The next frame. Cancel-safe: retina's stream keeps its place if this future is
     /// dropped.
+    ///
+    /// One timer serves the stall timeout for the whole session: it is re-armed only when
+    /// it fires (at most once per [`PATIENCE`]), never per frame — arming a timer that is
+    /// the runtime's earliest costs an `eventfd` write (see [`crate::pace`]). When the
+    /// socket has a low-water mark and nothing arrives for [`PATIENCE`], the mark is
+    /// dropped first: the rate may have fallen below it (a static scene).
     pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
-            let item = match tokio::time::timeout(STALL_TIMEOUT, self.demuxed.next()).await {
-                Err(_) => {
-                    return Err(SourceError::Timeout {
-                        url: self.shown.clone(),
-                        during: "waiting for media",
-                        secs: STALL_TIMEOUT.as_secs(),
-                    })
+            let item = tokio::select! {
+                biased;
+                item = self.demuxed.next() => item,
+                () = &mut self.stall => {
+                    let now = tokio::time::Instant::now();
+                    let idle = now.saturating_duration_since(self.last_item);
+                    if idle >= STALL_TIMEOUT {
+                        return Err(SourceError::Timeout {
+                            url: self.shown.clone(),
+                            during: "waiting for media",
+                            secs: STALL_TIMEOUT.as_secs(),
+                        });
+                    }
+                    if idle >= PATIENCE {
+                        self.drop_mark();
+                    }
+                    let next = if idle >= PATIENCE { STALL_TIMEOUT } else { PATIENCE };
+                    self.stall.as_mut().reset(self.last_item + next);
+                    continue;
                 }
-                Ok(item) => item,
             };
+            self.last_item = tokio::time::Instant::now();
             if let Some(frame) = self.on_item(item)? {
                 return Ok(Some(frame));
+            }
+        }
+    }
+
+    /// Whether the recorder should poll this session on the shared pace ticks: yes until
+    /// the socket has a low-water mark, which batches the wake-ups by itself.
+    pub fn wants_pacing(&self) -> bool {
+        self.lowat.as_ref().is_none_or(|(_, t)| t.mark() == 0)
+    }
+
+    /// Back to the kernel's default low-water mark (every byte wakes us).
+    fn drop_mark(&mut self) {
+        if let Some((sock, tuner)) = &mut self.lowat {
+            if tuner.mark() > 0 {
+                tuner.reset(std::time::Instant::now());
+                if lowat::set_mark(*sock, 1).is_err() {
+                    self.lowat = None;
+                }
+                tracing::debug!(url = %self.shown, "no media for a while: socket low-water mark dropped");
             }
         }
     }
@@ -204,6 +248,7 @@ impl RtspSource {
     pub fn try_next(&mut self) -> Option<Result<Option<Frame>, SourceError>> {
         loop {
             let item = self.demuxed.next().now_or_never()?;
+            self.last_item = tokio::time::Instant::now();
             match self.on_item(item) {
                 Ok(Some(frame)) => return Some(Ok(Some(frame))),
                 Ok(None) => continue,
