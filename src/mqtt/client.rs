@@ -361,12 +361,7 @@ impl Client {
         let offline = status_payload("offline", &self.ctx, Some("shutdown"));
         self.publish_other(&self.topics.status(), offline, true, true);
         self.link.disconnect();
-        loop {
-            match tokio::time::timeout_at(deadline, self.link.poll()).await {
-                Ok(Ok(_)) => continue,
-                Ok(Err(_)) | Err(_) => break,
-            }
-        }
+        while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, self.link.poll()).await {}
         info!("mqtt: disconnected");
     }
 }

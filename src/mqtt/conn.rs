@@ -49,11 +49,11 @@ pub enum Link {
     V4 {
         // Held only so the event loop's request channel stays open.
         _client: rumqttc::AsyncClient,
-        lp: rumqttc::EventLoop,
+        lp: Box<rumqttc::EventLoop>,
     },
     V5 {
         _client: v5::AsyncClient,
-        lp: v5::EventLoop,
+        lp: Box<v5::EventLoop>,
     },
 }
 
@@ -89,7 +89,7 @@ impl Link {
                 let (client, lp) = rumqttc::AsyncClient::new(o, 16);
                 Link::V4 {
                     _client: client,
-                    lp,
+                    lp: Box::new(lp),
                 }
             }
             Protocol::V5 => {
@@ -115,7 +115,7 @@ impl Link {
                 let (client, lp) = v5::AsyncClient::new(o, 16);
                 Link::V5 {
                     _client: client,
-                    lp,
+                    lp: Box::new(lp),
                 }
             }
         })

@@ -146,7 +146,10 @@ impl Broker {
         fs::create_dir_all(&dir).unwrap();
         let port = free_port();
         let mut conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest file {}\nlog_type all\n",
+            "user {}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest file {}\nlog_type all\n",
+            // Run as ourselves: as root, mosquitto would switch to the `mosquitto` user,
+            // which cannot write the persistence file or log here.
+            whoami(),
             dir.display(),
             dir.join("mosquitto.log").display()
         );
@@ -232,6 +235,11 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+fn whoami() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn mosquitto_bin() -> &'static str {
