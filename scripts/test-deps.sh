@@ -28,6 +28,9 @@ packages=(
   binutils
   systemd
   g++
+  mosquitto
+  mosquitto-clients
+  openssl
 )
 
 installed() {
