@@ -94,6 +94,17 @@ pub enum Command {
     /// (`ctl DEVICE COMMAND [JSON]`), or list devices and whether they are online
     /// (`ctl devices`). Needs no config file.
     Ctl(crate::mqtt::ctl::CtlArgs),
+    /// Run a fleet command (docs/commands.md) on the running recorder through its control
+    /// socket and print the JSON reply; exit 1 if the reply is an error.
+    #[command(name = "command")]
+    Cmd {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Command name, e.g. `record.start`.
+        name: String,
+        /// The command's JSON payload (default `{}`).
+        json: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,7 +151,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             let clock: SharedClock = Arc::new(SystemClock);
-            rt.block_on(crate::daemon::run(cfg, clock))?;
+            rt.block_on(crate::daemon::run_from_file(cfg, Some(config), clock))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { config } => {
@@ -198,7 +209,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report:?}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ctl(args) => crate::mqtt::ctl::main(args),
         Command::Uploads { config, json } => {
             let cfg = load(&config)?;
             crate::upload::cli::uploads(
@@ -223,6 +233,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("--timeout")?;
             crate::upload::cli::upload_now(&cfg.storage.root, timeout)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ctl(args) => crate::mqtt::ctl::main(args),
+        Command::Cmd { config, name, json } => {
+            let cfg = load(&config)?;
+            crate::commands::local::run(&cfg.storage.root, &name, json.as_deref())
         }
         Command::Segments {
             config,

@@ -11,8 +11,9 @@
 //! | `status`     | [`crate::status::Report`] as JSON        |
 //! | `uploads`    | [`crate::upload::cli::UploadsReport`]    |
 //! | `upload-now` | `{"ok":true}`: drain the upload backlog |
+//! | `command NAME [JSON]` | the [`crate::commands::Reply`] of fleet command `NAME` |
 //!
-//! Anything else gets `{"error": "..."}`. Requests are capped at 256 bytes.
+//! Anything else gets `{"error": "..."}`. Requests are capped at 64 KiB.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -40,6 +41,8 @@ pub struct StatusSource {
     pub clock: crate::clock::SharedClock,
     /// The uploader, when `[upload]` is configured (`uploads`, `upload-now`).
     pub uploads: Option<crate::upload::Control>,
+    /// The fleet commands (`command NAME JSON`), as MQTT runs them.
+    pub commands: Option<crate::commands::Commands>,
 }
 
 /// Serve the socket until cancelled. The socket file is removed on the way out.
@@ -73,13 +76,26 @@ pub async fn serve_with_status(
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
-            let mut rd = tokio::io::BufReader::new(rd.take(256));
+            let mut rd = tokio::io::BufReader::new(rd.take(64 << 10));
             let read = tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line)).await;
             if !matches!(read, Ok(Ok(_))) {
                 return;
             }
             let answer = match (line.trim(), status) {
                 ("status", Some(st)) => status_answer(&store, st).await,
+                (req, Some(st)) if req.starts_with("command ") && st.commands.is_some() => {
+                    let (name, payload) = req["command ".len()..]
+                        .trim()
+                        .split_once(' ')
+                        .unwrap_or((req["command ".len()..].trim(), ""));
+                    let reply = st
+                        .commands
+                        .as_ref()
+                        .expect("checked")
+                        .handle(name, payload.as_bytes())
+                        .await;
+                    String::from_utf8_lossy(&reply.to_bytes()).into_owned()
+                }
                 (req @ ("uploads" | "upload-now"), st) => {
                     crate::upload::cli::answer(&store, st.and_then(|s| s.uploads.clone()), req)
                         .await

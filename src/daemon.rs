@@ -1,10 +1,11 @@
 //! The running recorder: startup, the stream tasks, retention, signals and ordered shutdown.
 //!
 //! Startup: open the store → recover torn segments → first retention pass → start one task
-//! per recorded stream (then the recorder is "ready"). Shutdown has one path: the first
-//! SIGTERM/SIGINT cancels the token every task holds; each stream closes its open segment
-//! cleanly; the daemon waits for every task, then closes the index. A second signal exits
-//! at once (the torn segment is recovered at the next start).
+//! per recorded stream, through the [`crate::supervisor`] that the record-task scheduler
+//! ([`crate::tasks`]) and `config.set` drive at runtime (then the recorder is "ready").
+//! Shutdown has one path: the first SIGTERM/SIGINT cancels the token every task holds; each
+//! stream closes its open segment cleanly; the daemon waits for every task, then closes the
+//! index. A second signal exits at once (the torn segment is recovered at the next start).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,19 +15,25 @@ use anyhow::Context;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::recorder::StreamRecorder;
 use crate::retention::{self, Candidate, Limits};
-use crate::rules;
-use crate::source::SourceSpec;
-use crate::status::{StatusBoard, StreamStatus};
+use crate::status::StatusBoard;
 use crate::store::{SegmentState, Store, StoreError};
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
+    run_from_file(cfg, None, clock).await
+}
+
+/// [`run`], with the config file `config.set` persists the effective config to.
+pub async fn run_from_file(
+    cfg: Config,
+    config_path: Option<std::path::PathBuf>,
+    clock: SharedClock,
+) -> anyhow::Result<()> {
     let root = cfg.storage.root.clone();
     let notifier = crate::notify::Notifier::from_env();
     // The storage guard comes first: nothing may touch an unmounted disk's mount point.
@@ -83,43 +90,22 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let board = Arc::new(StatusBoard::default());
     let closed = Arc::new(Notify::new());
-    let mut tasks = JoinSet::new();
-    let mut recording = 0usize;
     let pacer =
         crate::pace::Pacer::spawn(std::time::Duration::from_millis(100), cancel.child_token());
-    for s in &cfg.streams {
-        let Some(template) = rules::resolve(&cfg, &s.app, &s.name) else {
-            info!(stream = %s.name, "not recorded: no rule selects a template with formats");
-            continue;
-        };
-        let spec = match SourceSpec::parse(&s.source) {
-            Ok(spec) => spec.with_pipe_options(s.fps_milli, s.audio_pipe.clone()),
-            Err(e) => {
-                error!(stream = %s.name, error = %e, "bad source; stream skipped");
-                continue;
-            }
-        };
-        let rec = StreamRecorder {
-            device: cfg.device_id.clone(),
-            app: s.app.clone(),
-            name: s.name.clone(),
-            template: template.clone(),
-            store: store.clone(),
-            clock: clock.clone(),
-            cancel: cancel.child_token(),
-            closed: closed.clone(),
-            pacer: Some(pacer.clone()),
-        };
-        let span = info_span!("stream", name = %s.name);
-        let status = board.add(StreamStatus::new(
-            &s.name,
-            &spec.redacted(),
-            clock.now(),
-            clock.wall_ms(),
-        ));
-        tasks.spawn(rec.run_reporting(spec, status).instrument(span));
-        recording += 1;
-    }
+    // Streams a rule records, and those record tasks need (see crate::tasks).
+    let (scheduler, mut scheduler_task) = crate::tasks::spawn(crate::tasks::TasksContext {
+        config: cfg.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        events: Some(events.clone()),
+        closed: closed.clone(),
+        pacer: Some(pacer.clone()),
+        board: board.clone(),
+        cancel: cancel.clone(),
+    })
+    .await
+    .context("cannot load the record tasks")?;
+    let recording = scheduler.recording().await.len();
     info!(
         streams = recording,
         data = %abs_root.display(),
@@ -127,7 +113,16 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         abs_root.display()
     );
 
+    let commands = crate::commands::spawn(crate::commands::Spawn {
+        scheduler: scheduler.clone(),
+        board: board.clone(),
+        config_path,
+        upload: upload_control.clone(),
+        retention: closed.clone(),
+    })
+    .await;
     let status_source = Arc::new(crate::control::StatusSource {
+        commands: Some(commands.clone()),
         live: crate::status::Live {
             board: board.clone(),
             pid: std::process::id(),
@@ -144,7 +139,7 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         config: Arc::new(cfg.clone()),
         store: store.clone(),
         events: events.clone(),
-        commands: None,
+        commands: Some(commands.clone()),
         board: board.clone(),
         clock: clock.clone(),
         started_ms: clock.wall_ms(),
@@ -193,8 +188,8 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = closed.notified() => retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await,
-            _ = tick.tick() => retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await,
+            _ = closed.notified() => retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await,
+            _ = tick.tick() => retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await,
             _ = flush_tick.tick() => flush(&store).await,
             _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => {
                 let stalled = board.stalled(clock.now(), crate::status::STALL);
@@ -209,22 +204,18 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
                     notifier.status(&format!("hung: {}", stalled.join(", ")));
                 }
             }
-            r = tasks.join_next(), if !tasks.is_empty() => {
-                if let Some(Err(e)) = r {
-                    error!(error = %e, "a stream task died");
-                }
-            }
         }
     }
     info!("shutting down: closing open segments");
     notifier.stopping();
     cancel.cancel();
-    loop {
-        tokio::select! {
-            r = tasks.join_next() => if r.is_none() { break },
-            _ = sigterm.recv() => second_signal(),
-            _ = sigint.recv() => second_signal(),
-        }
+    // The scheduler stops every stream recorder and waits for their segments to close.
+    tokio::select! {
+        r = &mut scheduler_task => if let Err(e) = r {
+            error!(error = %e, "the stream scheduler died");
+        },
+        _ = sigterm.recv() => second_signal(),
+        _ = sigint.recv() => second_signal(),
     }
     // Push servers stop accepting; every push's session closes its segment.
     while servers.join_next().await.is_some() {}

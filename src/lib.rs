@@ -27,7 +27,10 @@
 //! - [`upload`]: offline-first upload sync of closed segments to S3-compatible or local
 //!   targets (durable queue in the index, resumable multipart, bandwidth cap, windows).
 //! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
-//! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks.
+//! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks;
+//!   [`supervisor`]: the recorders by stream name, started and stopped at runtime.
+//! - [`tasks`]: record tasks (real-time and scheduled) and their scheduler;
+//!   [`commands`]: what the fleet commands do (MQTT and `edgerec command` call it).
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
 //! - [`pace`]: the shared tick streams poll their sources on; [`control`]: the local socket
 //!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.

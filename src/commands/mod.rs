@@ -12,6 +12,7 @@
 //! - [`settings`]: `config.get`, `config.set`.
 
 pub mod args;
+pub mod local;
 mod query;
 mod record;
 mod reply;
@@ -192,5 +193,62 @@ fn parse_object(payload: &[u8]) -> Result<serde_json::Map<String, serde_json::Va
             "the payload must be a JSON object",
         )),
         Err(e) => Err(Reply::error(code::BAD_JSON, format!("invalid JSON: {e}"))),
+    }
+}
+
+/// What the daemon hands [`spawn`].
+pub struct Spawn {
+    pub scheduler: Arc<Scheduler>,
+    pub board: Arc<crate::status::StatusBoard>,
+    pub config_path: Option<PathBuf>,
+    pub upload: Option<crate::upload::Control>,
+    /// The daemon's retention wake-up.
+    pub retention: Arc<Notify>,
+}
+
+/// The daemon's command handler (reads the config file off the runtime).
+pub async fn spawn(s: Spawn) -> Commands {
+    let cfg = s.scheduler.config();
+    let clock = s.scheduler.clock().clone();
+    let status = Arc::new(crate::control::StatusSource {
+        commands: None,
+        live: crate::status::Live {
+            board: s.board,
+            pid: std::process::id(),
+            started_ms: clock.wall_ms(),
+        },
+        device_id: cfg.device_id.clone(),
+        quota_bytes: cfg.storage.max_bytes,
+        clock,
+        uploads: s.upload.clone(),
+    });
+    let ctx = CommandsContext {
+        scheduler: s.scheduler,
+        status: Some(status),
+        config_path: s.config_path,
+        upload: s.upload.map(|u| Arc::new(u) as Arc<dyn UploadControl>),
+        retention: Some(s.retention),
+    };
+    match tokio::task::spawn_blocking(move || Commands::new(ctx)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "command handler failed to start");
+            Commands::detached()
+        }
+    }
+}
+
+impl UploadControl for crate::upload::Control {
+    fn pause(&self) -> Result<(), String> {
+        crate::upload::Control::pause(self).map_err(|e| e.to_string())
+    }
+    fn resume(&self) -> Result<(), String> {
+        crate::upload::Control::resume(self).map_err(|e| e.to_string())
+    }
+    fn now(&self) {
+        crate::upload::Control::now(self)
+    }
+    fn is_paused(&self) -> bool {
+        crate::upload::Control::is_paused(self)
     }
 }
