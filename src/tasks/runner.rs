@@ -382,3 +382,7 @@ pub fn usage(task: &Task, rows: &[SegmentRow], now_ms: i64) -> (u64, u64) {
         .filter(|r| r.start_ms < to && r.end_ms > from)
         .fold((0, 0), |(n, b), r| (n + r.files.len() as u64, b + r.bytes))
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;
