@@ -239,7 +239,7 @@ fn drive(r: &mut Rng, ingest: &Ingest, input: &[u8], id: u64) -> Outcome {
         framer.extend(&rest[..n]);
         rest = &rest[n..];
         loop {
-            match framer.next() {
+            match framer.next_item() {
                 Ok(None) => break,
                 Ok(Some(Item::Interleaved { channel, payload })) => {
                     if let Err(e) = session.data(channel, &payload) {

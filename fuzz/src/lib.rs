@@ -87,7 +87,7 @@ pub fn rtsp_connection(data: &[u8]) {
         'conn: for read in packets(data) {
             framer.extend(read);
             loop {
-                match framer.next() {
+                match framer.next_item() {
                     Ok(None) => break,
                     Ok(Some(Item::Interleaved { channel, payload })) => {
                         if session.data(channel, &payload).is_err() {

@@ -48,7 +48,7 @@ pub async fn run(
             Ok(Ok(_)) => {}
         }
         loop {
-            match framer.next() {
+            match framer.next_item() {
                 Ok(None) => break,
                 Ok(Some(Item::Interleaved { channel, payload })) => {
                     if let Err(e) = session.data(channel, &payload) {

@@ -56,7 +56,7 @@ impl Framer {
         }
     }
 
-    /// Most bytes [`Framer::next`] can leave buffered: the connection loop stops reading
+    /// Most bytes [`Framer::next_item`] can leave buffered: the connection loop stops reading
     /// (and closes) when [`Framer::buffered`] is over it.
     pub fn limit(&self) -> usize {
         self.max_request.max(MAX_INTERLEAVED)
@@ -79,7 +79,7 @@ impl Framer {
 
     /// The next complete item, `Ok(None)` when more bytes are needed, or an error after
     /// which the connection must close.
-    pub fn next(&mut self) -> Result<Option<Item>, FramingError> {
+    pub fn next_item(&mut self) -> Result<Option<Item>, FramingError> {
         loop {
             if self.buf.first() == Some(&b'$') {
                 if self.buf.len() < 4 {
@@ -124,7 +124,7 @@ mod tests {
 
     fn items(f: &mut Framer) -> Vec<Item> {
         let mut out = Vec::new();
-        while let Some(i) = f.next().unwrap() {
+        while let Some(i) = f.next_item().unwrap() {
             out.push(i);
         }
         out
@@ -145,7 +145,7 @@ mod tests {
             got.extend(items(&mut f));
             assert_eq!(got.len(), 3, "split at {split}");
             assert!(
-                matches!(&got[0], Item::Request(r) if r.method() == &rtsp_types::Method::Options)
+                matches!(&got[0], Item::Request(r) if *r.method() == rtsp_types::Method::Options)
             );
             assert!(
                 matches!(&got[1], Item::Interleaved { channel: 2, payload } if payload[..] == [9, 8, 7])
@@ -159,16 +159,19 @@ mod tests {
     fn a_request_that_never_ends_is_too_large_once_over_the_limit() {
         let mut f = Framer::new(100);
         f.extend(b"ANNOUNCE rtsp://h/a RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 100000\r\n\r\n");
-        assert!(f.next().unwrap().is_none());
+        assert!(f.next_item().unwrap().is_none());
         f.extend(&[b'x'; 100]);
-        assert_eq!(f.next().unwrap_err(), FramingError::TooLarge { limit: 100 });
+        assert_eq!(
+            f.next_item().unwrap_err(),
+            FramingError::TooLarge { limit: 100 }
+        );
     }
 
     #[test]
     fn garbage_is_malformed() {
         let mut f = Framer::new(4096);
         f.extend(b"\x16\x03\x01 hello\r\n\r\n");
-        assert_eq!(f.next().unwrap_err(), FramingError::Malformed);
+        assert_eq!(f.next_item().unwrap_err(), FramingError::Malformed);
         assert!(FramingError::Malformed
             .response()
             .starts_with(b"RTSP/1.0 400"));

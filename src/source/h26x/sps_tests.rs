@@ -176,11 +176,10 @@ fn random_and_mutated_parameter_sets_never_panic() {
                 data[at] ^= 1 << (next() % 8);
             }
         }
-        for r in [parse_h264_sps(&data), parse_h265_sps(&data)] {
-            if let Ok(s) = r {
-                assert!(s.width > 0 && u64::from(s.width) <= MAX_DIMENSION);
-                assert!(s.height > 0 && u64::from(s.height) <= MAX_DIMENSION);
-            }
+        let parsed = [parse_h264_sps(&data), parse_h265_sps(&data)];
+        for s in parsed.into_iter().flatten() {
+            assert!(s.width > 0 && u64::from(s.width) <= MAX_DIMENSION);
+            assert!(s.height > 0 && u64::from(s.height) <= MAX_DIMENSION);
         }
         let _ = parse_h265_pps(&data);
     }
