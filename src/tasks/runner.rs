@@ -235,7 +235,25 @@ impl Scheduler {
         let now = self.clock.wall_ms();
         let trs = {
             let mut st = self.lock();
-            schedule::advance(&mut st.tasks, now)
+            let mut trs = schedule::advance(&mut st.tasks, now);
+            // A stream removed from the config (config.set) fails the tasks that need it.
+            let State { tasks, config, .. } = &mut *st;
+            let gone: std::collections::BTreeSet<String> = tasks
+                .iter()
+                .filter(|t| !t.status.is_final() && config.stream(&t.stream).is_none())
+                .map(|t| t.stream.clone())
+                .collect();
+            for stream in gone {
+                for t in tasks.iter_mut().filter(|t| t.stream == stream) {
+                    if let Some(mut tr) = schedule::stop(t, now) {
+                        t.status = TaskStatus::Error;
+                        t.error = Some("the stream was removed from the config".into());
+                        tr.to = TaskStatus::Error;
+                        trs.push(tr);
+                    }
+                }
+            }
+            trs
         };
         self.persist(trs).await?;
         let _guard = self.apply_lock.lock().await;

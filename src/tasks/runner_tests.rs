@@ -214,3 +214,27 @@ fn an_off_template_on_a_task_records_nothing_and_tasks_override_rules() {
         Vec::<String>::new()
     );
 }
+
+#[tokio::test]
+async fn removing_a_stream_from_the_config_fails_its_tasks() {
+    let f = fixture();
+    let s = scheduler(&f);
+    let now = f.clock.wall_ms();
+    let t = s
+        .create(NewTask {
+            kind: TaskKind::RealTime,
+            stream: "cam".into(),
+            template: None,
+            start_ms: now,
+            end_ms: None,
+        })
+        .await
+        .unwrap();
+    let cfg = Config::from_toml_str(&CONFIG.replace("name = \"cam\"", "name = \"cam2\"")).unwrap();
+    let applied = s.set_config(cfg).await.unwrap();
+    assert_eq!(applied.stopped, ["cam"]);
+    let t = s.get(t.id).unwrap();
+    assert_eq!(t.status, TaskStatus::Error);
+    assert!(t.error.unwrap().contains("removed"));
+    assert_eq!(statuses(&f.events).last().unwrap().1, "error");
+}
