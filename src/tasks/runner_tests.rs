@@ -146,7 +146,7 @@ async fn tasks_come_back_after_a_reload_and_ids_keep_growing() {
         a
     };
     let s = scheduler(&f);
-    assert_eq!(s.list(), [first.clone()]);
+    assert_eq!(s.list(), std::slice::from_ref(&first));
     let b = s
         .create(NewTask {
             kind: TaskKind::RealTime,
