@@ -25,20 +25,18 @@ pub fn segment_event_id(device: &str, id: u64, fact: &str) -> String {
 
 /// The fields every segment event carries (the cloud recording callback's names, plus ours).
 pub fn segment_body(row: &SegmentRow) -> serde_json::Value {
-    let format = row
-        .files
-        .first()
-        .map(|f| format_name(f.format))
-        .unwrap_or_default();
     serde_json::json!({
         "stream_id": row.stream,
         "app": row.app,
-        "file_id": row.id,
+        "file_id": row.id.to_string(),
         "seq": row.seq,
-        "start_time": row.start_ms,
-        "end_time": row.end_ms,
+        "start_time": row.start_ms.div_euclid(1000),
+        "end_time": row.end_ms.div_euclid(1000),
+        "start_ms": row.start_ms,
+        "end_ms": row.end_ms,
         "duration_ms": row.duration_ms,
-        "file_format": format,
+        // Both formats are MP4 files; `files` tells fragmented from progressive.
+        "file_format": "mp4",
         "file_size": row.bytes,
         "files": row.files.iter().map(|f| serde_json::json!({
             "format": format_name(f.format),
@@ -78,5 +76,103 @@ impl IndexHook for SegmentEvents {
             let id = segment_event_id(self.events.device(), row.id, "evicted");
             ops.extend(self.events.ops(EventKind::SegmentEvicted, id, now, body));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::events::Event;
+    use crate::segment::event::SegmentMeta;
+    use crate::store::{AuxTable, Store};
+
+    fn row(id: u64) -> SegmentRow {
+        let meta = SegmentMeta {
+            device: "edge-1".into(),
+            app: String::new(),
+            stream: "cam".into(),
+            seq: 3,
+            start_ms: 10_000,
+            formats: vec![],
+        };
+        let mut r = SegmentRow::writing(id, &meta, "cam/x".into(), vec![]);
+        r.end_ms = 12_500;
+        r.closed_at_ms = 12_600;
+        r
+    }
+
+    fn hook(dir: &std::path::Path) -> SegmentEvents {
+        let store = Arc::new(Store::open(&dir.join("root")).unwrap());
+        SegmentEvents {
+            events: Events::new(store, "edge-1", true, 100, 0).unwrap(),
+            clock: ManualClock::new(99_000),
+        }
+    }
+
+    fn events_of(ops: &[AuxOp]) -> Vec<Event> {
+        ops.iter()
+            .filter(|o| o.table == AuxTable::Outbox)
+            .filter_map(|o| Event::decode(o.value.as_ref()?))
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_segment_gets_a_closed_event_with_a_deterministic_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(dir.path());
+        let mut ops = Vec::new();
+        h.closing(&mut row(7), &mut ops);
+        let ev = events_of(&ops);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, EventKind::SegmentClosed);
+        assert_eq!(ev[0].id, "edge-1-seg-7-closed");
+        assert_eq!(ev[0].at_ms, 12_600);
+        let body: serde_json::Value = serde_json::from_str(&ev[0].body).unwrap();
+        assert_eq!(body["stream_id"], "cam");
+        assert_eq!(
+            (body["start_time"].clone(), body["end_ms"].clone()),
+            (10.into(), 12_500.into())
+        );
+    }
+
+    #[test]
+    fn a_segment_recovery_finished_is_reported_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(dir.path());
+        let mut r = row(8);
+        r.recovered = true;
+        let mut ops = Vec::new();
+        h.closing(&mut r, &mut ops);
+        let ev = events_of(&ops);
+        assert_eq!(ev[0].kind, EventKind::SegmentRecovered);
+        assert_eq!(ev[0].id, "edge-1-seg-8-recovered");
+    }
+
+    #[test]
+    fn an_evicted_segment_says_whether_it_was_ever_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(dir.path());
+        let mut up = row(2);
+        up.upload = UploadState::Uploaded {
+            url: "s3://b/k".into(),
+            at_ms: 1,
+        };
+        let mut ops = Vec::new();
+        h.deleted(&[row(1), up], &mut ops);
+        let ev = events_of(&ops);
+        assert_eq!(ev.len(), 2);
+        let never: Vec<serde_json::Value> = ev
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.body).unwrap()["never_uploaded"]
+                    .clone()
+            })
+            .collect();
+        assert_eq!(never, [true, false]);
+        assert_eq!(ev[0].id, "edge-1-seg-1-evicted");
+        assert_eq!(ev[0].at_ms, 99_000);
     }
 }
