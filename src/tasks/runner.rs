@@ -314,26 +314,36 @@ impl Scheduler {
         if trs.is_empty() {
             return Ok(());
         }
-        let rows = {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.segments())
-                .await
-                .map_err(|e| TaskError::Internal(e.to_string()))??
-        };
-        let mut ops = Vec::new();
-        for tr in &trs {
-            let Some(task) = self.get(tr.id) else {
-                continue;
-            };
-            ops.push(AuxOp::put(AuxTable::Tasks, task.id, task.encode()));
+        let snapshot: Vec<(Transition, Task)> = trs
+            .into_iter()
+            .filter_map(|tr| self.get(tr.id).map(|t| (tr, t)))
+            .collect();
+        for (tr, task) in &snapshot {
             info!(task = task.id, stream = %task.stream, from = tr.from.as_str(), to = tr.to.as_str(), "record task status");
-            if let Some(ev) = &self.events {
-                let (files, bytes) = usage(&task, &rows, tr.at_ms);
-                let mut body = super::model::to_json(&task, files, bytes);
-                body["previous_status"] = tr.from.as_str().into();
-                ops.extend(ev.ops(EventKind::TaskStatus, ev.fresh_id(), tr.at_ms, body));
-            }
         }
+        // Event ops read the index (files, bytes, outbox size): off the runtime.
+        let (store, events) = (self.store.clone(), self.events.clone());
+        let ops = tokio::task::spawn_blocking(move || -> Result<Vec<AuxOp>, TaskError> {
+            let rows = match &events {
+                Some(_) => store.segments()?,
+                None => Vec::new(),
+            };
+            let mut ops = Vec::new();
+            for (tr, task) in &snapshot {
+                ops.push(AuxOp::put(AuxTable::Tasks, task.id, task.encode()));
+                if let Some(ev) = &events {
+                    let (files, bytes) = usage(task, &rows, tr.at_ms);
+                    let mut body = super::model::to_json(task, files, bytes);
+                    // Two changes in one step (a window that passed) report each in turn.
+                    body["status"] = tr.to.as_str().into();
+                    body["previous_status"] = tr.from.as_str().into();
+                    ops.extend(ev.ops(EventKind::TaskStatus, ev.fresh_id(), tr.at_ms, body));
+                }
+            }
+            Ok(ops)
+        })
+        .await
+        .map_err(|e| TaskError::Internal(e.to_string()))??;
         self.commit(ops).await
     }
 
