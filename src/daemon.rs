@@ -143,6 +143,10 @@ pub async fn run_from_file(
         board: board.clone(),
         clock: clock.clone(),
         started_ms: clock.wall_ms(),
+        live_config: Some({
+            let s = scheduler.clone();
+            Arc::new(move || s.config())
+        }),
     })?;
     let control = tokio::spawn(crate::control::serve_with_status(
         store.clone(),

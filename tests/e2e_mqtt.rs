@@ -213,6 +213,22 @@ fn status_commands_bad_input_ctl_events_and_telemetry_over_mqtt5() {
     );
     let conf = all.json_on("edgerec/e2e/config");
     assert_eq!(conf.last().expect("config")["device_id"], "e2e");
+    // config.set over MQTT: persisted, and the retained config follows.
+    let set = reply(
+        &args,
+        "config.set",
+        r#"{"patch":{"retention":{"max_age":"3d"}}}"#,
+    );
+    assert_eq!(set["ok"], true, "{set}");
+    assert!(
+        all.wait(S(10), |_| all
+            .json_on("edgerec/e2e/config")
+            .last()
+            .is_some_and(|c| c["storage"]["max_age"] == "3days")),
+        "config topic not republished: {:?}",
+        all.json_on("edgerec/e2e/config")
+    );
+    assert!(std::fs::read_to_string(&cfg).unwrap().contains("3d"));
 
     // A clean shutdown says offline (retained), and delivered every closed segment.
     daemon.terminate(S(20));

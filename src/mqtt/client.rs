@@ -64,6 +64,9 @@ pub fn run(
     .into_bytes();
     let link = Link::new(&cfg, &topics.status(), will)?;
     Ok(Client {
+        last_config: ctx.config.clone(),
+        storage: super::alarm::StorageWatch::default(),
+        last_disk_check: None,
         commands: ctx.commands.clone(),
         config_json: super::effective_config(&ctx.config),
         cfg,
@@ -88,6 +91,10 @@ struct Client {
     config_json: serde_json::Value,
     /// Last seen state per stream, for `source.state` events.
     states: HashMap<String, StreamState>,
+    /// The config last published on the config topic.
+    last_config: std::sync::Arc<crate::config::Config>,
+    storage: super::alarm::StorageWatch,
+    last_disk_check: Option<std::time::Instant>,
 }
 
 impl Client {
@@ -127,6 +134,8 @@ impl Client {
                 _ = events.produced() => self.fill().await,
                 _ = look.tick() => {
                     self.watch_streams().await;
+                    self.watch_storage().await;
+                    self.watch_config();
                     self.fill().await;
                 }
                 _ = telemetry.tick() => self.telemetry().await,
@@ -328,6 +337,62 @@ impl Client {
             for body in out {
                 if let Err(e) = events.emit(EventKind::SourceState, at, body) {
                     warn!(error = %e, "cannot store a source.state event");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Republish the retained config when the live config changed (`config.set`).
+    fn watch_config(&mut self) {
+        let Some(live) = &self.ctx.live_config else {
+            return;
+        };
+        let now = live();
+        if !std::sync::Arc::ptr_eq(&now, &self.last_config) {
+            self.config_json = super::effective_config(&now);
+            self.last_config = now;
+            self.publish_config();
+        }
+    }
+
+    /// Sample the disk every [`super::alarm::CHECK_EVERY`]; `storage.alarm` on changes.
+    async fn watch_storage(&mut self) {
+        let now = self.ctx.clock.now();
+        if !self.ctx.events.enabled()
+            || self
+                .last_disk_check
+                .is_some_and(|t| now.saturating_duration_since(t) < super::alarm::CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_disk_check = Some(now);
+        let store = self.ctx.store.clone();
+        let min_free = self.last_config.storage.min_free;
+        let sample = tokio::task::spawn_blocking(move || {
+            let d = store.disk().ok()?;
+            Some(super::alarm::DiskSample {
+                free: d.free,
+                total: d.total,
+                min_free: min_free.bytes(d.total),
+                read_only: super::alarm::read_only(store.root()),
+            })
+        })
+        .await;
+        let Ok(Some(sample)) = sample else {
+            return;
+        };
+        let alarms = self.storage.sample(sample);
+        if alarms.is_empty() {
+            return;
+        }
+        let events = self.ctx.events.clone();
+        let at = self.ctx.clock.wall_ms();
+        let _ = tokio::task::spawn_blocking(move || {
+            for body in alarms {
+                warn!(alarm = %body, "storage alarm");
+                if let Err(e) = events.emit(EventKind::StorageAlarm, at, body) {
+                    warn!(error = %e, "cannot store a storage.alarm event");
                 }
             }
         })

@@ -18,6 +18,7 @@
 //! bookkeeping ([`publisher::Window`]) are pure and unit-tested; `tests/e2e_mqtt*.rs` run the
 //! real binary against mosquitto.
 
+pub mod alarm;
 pub mod client;
 pub mod conn;
 pub mod ctl;
@@ -86,7 +87,13 @@ pub struct Context {
     pub clock: SharedClock,
     /// Wall-clock start of the recorder, for uptimes.
     pub started_ms: i64,
+    /// The config in force now (it changes with `config.set`); the retained config topic is
+    /// republished when it returns a different config. `None`: `config` above, forever.
+    pub live_config: Option<LiveConfig>,
 }
+
+/// Returns the config in force (see [`Context::live_config`]).
+pub type LiveConfig = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
 
 /// The running MQTT client.
 pub struct Handle {

@@ -6,21 +6,12 @@ use std::path::Path;
 
 use crate::events::Events;
 use crate::status::{Live, Report};
-use crate::store::{SegmentState, Store, UploadState};
+use crate::store::Store;
 
-/// The upload backlog (segments, bytes): rows waiting in the upload queue. The upload
-/// subsystem's own figure replaces it by pointing this one function at it.
+/// The upload backlog (segments, bytes), as the upload queue counts it.
 pub fn upload_backlog(store: &Store) -> (u64, u64) {
-    store
-        .segments()
-        .map(|rows| {
-            rows.iter()
-                .filter(|r| {
-                    r.state == SegmentState::Closed
-                        && matches!(r.upload, UploadState::Pending { .. })
-                })
-                .fold((0, 0), |(n, b), r| (n + 1, b + r.bytes))
-        })
+    crate::upload::backlog(store)
+        .map(|b| (b.count, b.bytes))
         .unwrap_or((0, 0))
 }
 
