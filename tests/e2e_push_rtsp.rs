@@ -22,10 +22,23 @@ fn setup(name: &str) -> (tempfile::TempDir, PathBuf, u16) {
 
 /// `ffmpeg -re -i CLIP -c copy -f rtsp -rtsp_transport tcp URL`, stderr captured.
 fn push(clip: &Path, url: &str) -> Child {
+    push_over(clip, url, "tcp")
+}
+
+/// [`push`] with `-rtsp_transport TRANSPORT` (`tcp` or `udp`).
+fn push_over(clip: &Path, url: &str, transport: &str) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-v", "error", "-re", "-i"])
         .arg(clip)
-        .args(["-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp", url])
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            transport,
+            url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -312,4 +325,37 @@ fn garbage_on_the_port_during_a_push_gets_a_protocol_error_while_the_push_keeps_
     let log = stop_clean(&mut daemon);
     assert!(log.contains("malformed RTSP request"), "{log}");
     assert!(log.contains("max_request_bytes"), "{log}");
+}
+
+#[test]
+fn a_push_over_udp_is_recorded() {
+    let clip = clip(&ClipSpec::h264(4, 1));
+    let (dir, cfg, port) = setup("push-rtsp-udp");
+    let root = dir.path().join("data");
+    let mut daemon = Daemon::start(&cfg);
+    wait_ready(port);
+    let url = format!("rtsp://127.0.0.1:{port}/live/cam3?record_interval=2");
+    let out = push_over(&clip, &url, "udp").wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    assert!(
+        wait_closed(&cfg, &root, "cam3", 2, Duration::from_secs(15)),
+        "{}",
+        daemon.log()
+    );
+    let mut total = 0.0;
+    for f in closed_files(&root, &cfg, "cam3") {
+        assert_decodes(&f);
+        let p = probe(&f);
+        assert_eq!(p.stream("video").unwrap().codec_name, "h264");
+        assert_eq!(p.stream("audio").unwrap().codec_name, "aac");
+        total += p.duration;
+    }
+    assert!(total >= 3.5, "recorded {total} s of 4");
+    let log = stop_clean(&mut daemon);
+    assert!(!log.contains("bad RTP"), "{log}");
 }

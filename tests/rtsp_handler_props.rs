@@ -248,7 +248,14 @@ fn drive(r: &mut Rng, ingest: &Ingest, input: &[u8], id: u64) -> Outcome {
                     }
                 }
                 Ok(Some(Item::Request(req))) => {
-                    let (resp, after) = session.handle(&req);
+                    // Half the requests as if the connection had bound UDP ports (it does for a
+                    // SETUP asking for them), so both transports' paths are driven.
+                    let udp = (r.below(2) == 0).then_some((40_000, 40_001));
+                    let (resp, after, channel) = session.handle_with_udp(&req, udp);
+                    assert!(
+                        channel.is_none() || udp.is_some(),
+                        "a UDP channel without ports"
+                    );
                     let mut bytes = Vec::new();
                     resp.write(&mut bytes).expect("every response encodes");
                     let (parsed, used) = rtsp_types::Message::<Vec<u8>>::parse(&bytes[..])

@@ -95,7 +95,8 @@ pub fn rtsp_connection(data: &[u8]) {
                         }
                     }
                     Ok(Some(Item::Request(req))) => {
-                        let (resp, after) = session.handle(&req);
+                        let udp = (read.len() % 2 == 0).then_some((40_000, 40_001));
+                        let (resp, after, _) = session.handle_with_udp(&req, udp);
                         let mut out = Vec::new();
                         resp.write(&mut out).expect("responses encode");
                         if after == After::Close {

@@ -1,25 +1,27 @@
 //! The RTSP push server: publishers (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`,
-//! encoders) ANNOUNCE an SDP, SETUP each track over TCP interleaved transport, RECORD, and
-//! send RTP; each push is recorded through [`crate::ingest::Ingest::publish`].
+//! encoders) ANNOUNCE an SDP, SETUP each track over TCP interleaved transport or UDP,
+//! RECORD, and send RTP; each push is recorded through [`crate::ingest::Ingest::publish`].
 //!
 //! `rtsp://host:8554/app/stream?record params` gives the app and stream names. Methods:
 //! OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER/SET_PARAMETER (keepalives).
-//! UDP transport is refused with 461. Refusals carry the reason as a text body; statuses
-//! come from [`crate::ingest::PublishError::rtsp_status`].
+//! Refusals carry the reason as a text body; statuses come from
+//! [`crate::ingest::PublishError::rtsp_status`].
 //!
 //! # Layout
 //!
 //! - here: the listener ([`bind`], [`serve`]).
-//! - `conn`: one connection's I/O loop (timeout, writes).
+//! - `conn`: one connection's I/O loop (timeout, writes, UDP sockets).
 //! - [`framing`]: the byte stream split into requests and interleaved packets (bounded).
-//! - [`session`]: the protocol state (requests, interleaved RTP -> frames).
+//! - [`session`]: the protocol state (requests, RTP -> frames).
 //! - [`sdp`]: the announced tracks; [`auth`]: Basic and Digest credentials.
+//! - [`udp`]: RTP over UDP: server port pairs and datagram readers.
 
 pub mod auth;
 mod conn;
 pub mod framing;
 pub mod sdp;
 pub mod session;
+pub mod udp;
 
 use std::net::SocketAddr;
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rtsp_types::{headers, Method, Request, Response, StatusCode, Version};
 use tracing::{info, warn};
 
-use super::auth;
 use super::sdp::{self, TrackDesc};
+use super::{auth, udp};
 use crate::frame::{Frame, StreamParams};
 use crate::ingest::depack::Rtp;
 use crate::ingest::{params, Ingest, Protocol, PublishError, PublishRequest, Publisher};
@@ -45,6 +45,8 @@ pub struct Session {
     reorder: Vec<DtsFromPts<Frame>>,
     bad_packets: u32,
     warned: bool,
+    /// The channel the last SETUP assigned to UDP datagrams, for the connection loop.
+    udp_channel: Option<u8>,
 }
 
 fn response(cseq: &str, status: u16) -> rtsp_types::ResponseBuilder {
@@ -78,6 +80,7 @@ impl Session {
             params: None,
             bad_packets: 0,
             warned: false,
+            udp_channel: None,
         }
     }
 
@@ -87,6 +90,27 @@ impl Session {
 
     /// Handle one request.
     pub fn handle(&mut self, req: &Request<Vec<u8>>) -> (Response<Vec<u8>>, After) {
+        let (resp, after, _) = self.handle_with_udp(req, None);
+        (resp, after)
+    }
+
+    /// Handle one request; a SETUP asking for UDP transport may take `udp_ports`, the
+    /// server's (RTP, RTCP) ports the connection bound for it. Returns the channel its
+    /// datagrams are to be handed to [`Session::data`] as, when the SETUP took them.
+    pub fn handle_with_udp(
+        &mut self,
+        req: &Request<Vec<u8>>,
+        udp_ports: Option<(u16, u16)>,
+    ) -> (Response<Vec<u8>>, After, Option<u8>) {
+        let (resp, after) = self.dispatch(req, udp_ports);
+        (resp, after, self.udp_channel.take())
+    }
+
+    fn dispatch(
+        &mut self,
+        req: &Request<Vec<u8>>,
+        udp_ports: Option<(u16, u16)>,
+    ) -> (Response<Vec<u8>>, After) {
         let cseq = req
             .header(&headers::CSEQ)
             .map(|v| v.as_str().to_owned())
@@ -118,7 +142,7 @@ impl Session {
                 After::Continue,
             ),
             Method::Announce => self.announce(&cseq, req),
-            Method::Setup => self.setup(&cseq, req),
+            Method::Setup => self.setup(&cseq, req, udp_ports),
             Method::Record => {
                 if self.publisher.is_none() || self.channels.is_empty() {
                     return (
@@ -209,7 +233,12 @@ impl Session {
         }
     }
 
-    fn setup(&mut self, cseq: &str, req: &Request<Vec<u8>>) -> (Response<Vec<u8>>, After) {
+    fn setup(
+        &mut self,
+        cseq: &str,
+        req: &Request<Vec<u8>>,
+        udp_ports: Option<(u16, u16)>,
+    ) -> (Response<Vec<u8>>, After) {
         if self.publisher.is_none() {
             return (refuse(cseq, 455, "SETUP before ANNOUNCE"), After::Close);
         }
@@ -229,14 +258,18 @@ impl Session {
             .map(|v| v.as_str().to_owned())
             .unwrap_or_default();
         let Some(first) = interleaved(&transport) else {
-            return (
-                refuse(
-                    cseq,
-                    461,
-                    "only RTP/AVP/TCP interleaved transport is supported (use -rtsp_transport tcp)",
+            return match (udp::client_ports(&transport), udp_ports) {
+                (Some(client), Some(server)) => self.setup_udp(cseq, track, client, server),
+                _ => (
+                    refuse(
+                        cseq,
+                        461,
+                        "transport not supported: use RTP/AVP/TCP interleaved, or unicast \
+                         RTP/AVP with client_port",
+                    ),
+                    After::Continue,
                 ),
-                After::Continue,
-            );
+            };
         };
         self.channels.retain(|(_, t)| *t != track);
         if self.channels.iter().any(|(c, _)| *c == first) {
@@ -260,7 +293,38 @@ impl Session {
         (r, After::Continue)
     }
 
-    /// One interleaved packet. Err = close the connection with this reason.
+    /// SETUP of `track` over UDP: its datagrams arrive as the first free even channel.
+    fn setup_udp(
+        &mut self,
+        cseq: &str,
+        track: usize,
+        client: (u16, u16),
+        server: (u16, u16),
+    ) -> (Response<Vec<u8>>, After) {
+        self.channels.retain(|(_, t)| *t != track);
+        let Some(channel) = (0..=252u8)
+            .step_by(2)
+            .find(|c| self.channels.iter().all(|(used, _)| used != c))
+        else {
+            return (refuse(cseq, 453, "no channel left"), After::Continue);
+        };
+        self.channels.push((channel, track));
+        self.udp_channel = Some(channel);
+        let r = self
+            .with_session(response(cseq, 200))
+            .header(
+                headers::TRANSPORT,
+                format!(
+                    "RTP/AVP/UDP;unicast;client_port={}-{};server_port={}-{};mode=record",
+                    client.0, client.1, server.0, server.1
+                ),
+            )
+            .build(Vec::new());
+        (r, After::Continue)
+    }
+
+    /// One interleaved packet (or UDP datagram, on the channel its SETUP assigned).
+    /// Err = close the connection with this reason.
     pub fn data(&mut self, channel: u8, packet: &[u8]) -> Result<(), String> {
         if !self.recording {
             return Ok(());
