@@ -31,6 +31,9 @@
 //!   [`supervisor`]: the recorders by stream name, started and stopped at runtime.
 //! - [`tasks`]: record tasks (real-time and scheduled) and their scheduler;
 //!   [`commands`]: what the fleet commands do (MQTT and `edgerec command` call it).
+//! - [`events`]: the event outbox in the index (written with the state change it reports);
+//!   [`mqtt`]: the broker connection, topic contract, outbox publishing, command transport,
+//!   telemetry and `edgerec ctl` (see `docs/mqtt.md`).
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
 //! - [`pace`]: the shared tick streams poll their sources on; [`control`]: the local socket
 //!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.
