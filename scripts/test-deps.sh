@@ -81,4 +81,6 @@ else
   cargo clippy --version >/dev/null 2>&1 || { echo "test-deps: cargo clippy missing (install rustup)" >&2; exit 1; }
   cargo fmt --version >/dev/null 2>&1 || { echo "test-deps: cargo fmt missing (install rustup)" >&2; exit 1; }
 fi
+# moto's S3 server for the upload tests (tests/peers/s3_server.py), in a venv.
+"$(dirname "${BASH_SOURCE[0]}")/moto-venv.sh"
 echo "test-deps: ok"

@@ -308,7 +308,7 @@ pub async fn retention_pass(
             let disk = store.disk()?;
             let guard = crate::upload::retention_guard(&cfg, uploads.as_ref(), &pending);
             let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &guard);
-            crate::upload::report_retention(&cfg, &plan, &pending);
+            crate::upload::report_retention(&cfg, &store, &plan, &pending);
             let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
             let freed = if ids.is_empty() {
                 0

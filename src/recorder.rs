@@ -240,6 +240,7 @@ impl StreamRecorder {
             SinkThread::spawn(&self.name, sinks).map_err(|e| SessionError::Task(e.to_string()))?;
         let mut events = Vec::new();
         let mut pacer = self.pacer.clone();
+        let mut gate = crate::upload::DenyGate::default();
         let result = loop {
             let next = tokio::select! {
                 biased;
@@ -270,7 +271,13 @@ impl StreamRecorder {
             match next {
                 Ok(Some(frame)) => {
                     status.frame(self.clock.now());
-                    seg.push(frame, self.clock.wall_ms(), &mut events);
+                    // storage.policy = "deny_new" and the disk is full of segments not
+                    // uploaded yet: close the open segment and start none until space frees.
+                    if gate.denied(&self.store, self.clock.now()) {
+                        seg.finish(CloseReason::SourceEnded, &mut events);
+                    } else {
+                        seg.push(frame, self.clock.wall_ms(), &mut events);
+                    }
                     for e in &events {
                         if let SegmentEvent::Start(st) = e {
                             status.segment_started(st.meta.seq, st.meta.start_ms);

@@ -137,11 +137,7 @@ pub fn render(r: &UploadsReport, now_ms: i64) -> String {
 }
 
 fn percent(done: u64, total: u64) -> u64 {
-    if total == 0 {
-        100
-    } else {
-        (done.min(total) * 100) / total
-    }
+    (done.min(total) * 100).checked_div(total).unwrap_or(100)
 }
 
 /// One progress line for `upload --now`: a bar over the bytes of the whole drain.

@@ -64,7 +64,11 @@ impl UploadError {
             E::PermissionDenied { .. } | E::Unauthenticated { .. } => (false, false),
             E::Generic { .. } => match status_in(&message) {
                 Some(s) if (400..500).contains(&s) && s != 408 && s != 429 => (false, s == 404),
-                _ => (true, false),
+                Some(_) => (true, false),
+                // A 2xx answer that is not S3's (no ETag, not XML): a captive portal, a web
+                // server, a wrong endpoint. Retrying soon will not help.
+                None if not_s3(&message) => (false, false),
+                None => (true, false),
             },
             E::JoinError { .. } => (true, false),
             _ => (false, false),
@@ -78,6 +82,19 @@ impl UploadError {
             not_found,
         }
     }
+}
+
+/// object_store's words for a successful answer it cannot understand.
+fn not_s3(message: &str) -> bool {
+    [
+        "missing from response",
+        "Unable to extract metadata",
+        "Error parsing",
+        "invalid XML",
+        "deserializ",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// The HTTP status in an object_store message ("... status code: 503 Service ...").

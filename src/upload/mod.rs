@@ -311,16 +311,18 @@ pub fn retention_guard(
     let deny = cfg.storage.policy == StoragePolicy::DenyNew;
     let pending: HashSet<u64> = pending.keys().copied().collect();
     move |c: &crate::retention::Candidate| {
-        !busy.contains(&c.id) && !(deny && pending.contains(&c.id))
+        !(busy.contains(&c.id) || deny && pending.contains(&c.id))
     }
 }
 
 /// Log what a retention plan means for uploads: under `delete_oldest`, every pending
 /// segment it deletes is an `evicted_unsynced` warning with stream, start, end and bytes;
-/// under `deny_new`, a limit it cannot meet is an alarm (recording of new segments stops
-/// until space frees, see [`crate::recorder`]).
+/// under `deny_new`, a limit it cannot meet while segments wait for upload is an alarm, and
+/// the deny flag ([`DENY_KEY`]) is set until a pass meets every limit again: recorders start
+/// no new segment meanwhile ([`DenyGate`]). Called inside the retention pass (blocking).
 pub fn report_retention(
     cfg: &Config,
+    store: &Store,
     plan: &crate::retention::Plan,
     pending: &HashMap<u64, SegmentRow>,
 ) {
@@ -338,11 +340,56 @@ pub fn report_retention(
             );
         }
     }
-    if cfg.storage.policy == StoragePolicy::DenyNew && plan.unmet.is_some() && !pending.is_empty() {
+    let deny =
+        cfg.storage.policy == StoragePolicy::DenyNew && plan.unmet.is_some() && !pending.is_empty();
+    let was = matches!(store.aux_get(AuxTable::Settings, DENY_KEY), Ok(Some(v)) if v == [1]);
+    if deny && !was {
         tracing::error!(
             alarm = "storage_full_unsynced",
             pending = pending.len(),
             "storage is full of segments not uploaded yet (storage.policy = deny_new): not starting new segments until uploads free space"
         );
+    }
+    if deny != was {
+        if !deny {
+            tracing::info!("storage has room again: recording new segments");
+        }
+        let op = AuxOp::put(AuxTable::Settings, DENY_KEY, vec![u8::from(deny)]);
+        if let Err(e) = store.aux_commit(vec![op], None, false) {
+            tracing::error!(error = %e, "cannot record the deny_new state");
+        }
+    }
+}
+
+/// `Settings` key of the flag retention sets under `storage.policy = "deny_new"`.
+pub const DENY_KEY: u64 = 2;
+
+/// A recorder's view of the deny flag: may a new segment start? Reads the index at most
+/// once a second.
+#[derive(Debug, Default)]
+pub struct DenyGate {
+    checked: Option<std::time::Instant>,
+    denied: bool,
+}
+
+impl DenyGate {
+    /// True while recording must not start (or continue) a segment.
+    pub fn denied(&mut self, store: &Store, now: std::time::Instant) -> bool {
+        if self
+            .checked
+            .is_none_or(|t| now.saturating_duration_since(t) >= std::time::Duration::from_secs(1))
+        {
+            self.checked = Some(now);
+            let d = matches!(store.aux_get(AuxTable::Settings, DENY_KEY), Ok(Some(v)) if v == [1]);
+            if d != self.denied {
+                if d {
+                    tracing::warn!("not recording: storage is full of segments not uploaded yet (storage.policy = deny_new)");
+                } else {
+                    tracing::info!("recording again: storage has room");
+                }
+            }
+            self.denied = d;
+        }
+        self.denied
     }
 }

@@ -144,6 +144,11 @@ impl S3Peer {
             .clone()
     }
 
+    pub fn create_bucket(&self, bucket: &str) {
+        let v = self.json(&format!("/_edgerec/create?bucket={bucket}"));
+        assert_eq!(v["status"], 200, "{v}");
+    }
+
     pub fn keys(&self, bucket: &str) -> Vec<String> {
         let v = self.json(&format!("/_edgerec/keys?bucket={bucket}"));
         v["keys"]
@@ -333,6 +338,37 @@ pub fn config_with_upload(
     }
     t += &format!("\n[upload]\n{upload}\n[[upload.targets]]\nname = \"vod\"\n{target}\n");
     t
+}
+
+/// `edgerec upload --now [--timeout T]` for `config`.
+pub fn upload_now(config: &Path, timeout: &str) -> common::CliOutput {
+    common::cli(
+        &[
+            "upload",
+            "--now",
+            "--config",
+            config.to_str().unwrap(),
+            "--timeout",
+            timeout,
+        ],
+        config.parent().unwrap(),
+    )
+}
+
+/// A local-time window that excludes the present (it opens in two hours).
+pub fn window_not_now() -> String {
+    let m = edgerec::upload::windows::local_minute(edgerec::clock::Clock::wall_ms(
+        &edgerec::clock::SystemClock,
+    ));
+    let start = (m + 120) % 1440;
+    let end = (m + 180) % 1440;
+    format!(
+        "{:02}:{:02}-{:02}:{:02}",
+        start / 60,
+        start % 60,
+        end / 60,
+        end % 60
+    )
 }
 
 /// The S3 target keys for the peer at `endpoint`.

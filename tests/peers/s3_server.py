@@ -12,6 +12,7 @@ Control endpoints (not S3; under /_edgerec/):
     GET  /_edgerec/uploads?bucket=B   JSON list of incomplete multipart uploads (key, id)
     GET  /_edgerec/object?bucket=B&key=K   the object's bytes (404 if missing)
     GET  /_edgerec/keys?bucket=B     JSON list of the bucket's keys
+    GET  /_edgerec/create?bucket=B   create a bucket
 
 Prints "ready PORT" on stdout once it accepts connections. Stops on SIGTERM/SIGINT.
 """
@@ -128,6 +129,9 @@ class Recorder:
 
             keys = [k.decode() for k in re.findall(rb"<Key>(.*?)</Key>", xml)]
             body = json.dumps({"status": st, "keys": keys}).encode()
+        elif path == "/_edgerec/create":
+            st, _ = self.moto("PUT", "/" + q["bucket"])
+            body = json.dumps({"status": st}).encode()
         elif path == "/_edgerec/object":
             st, data = self.moto("GET", "/" + q["bucket"] + "/" + q["key"])
             status, ctype, body = st, "application/octet-stream", data

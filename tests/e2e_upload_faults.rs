@@ -1,0 +1,254 @@
+//! Upload sync under faults, against moto behind a TCP proxy: a server outage while
+//! recording goes on, resets in the middle of a part, a missing bucket, an endpoint that
+//! answers HTML, and a segment file that cannot be read. None crashes the recorder, and no
+//! job is lost: each segment ends up uploaded exactly once once the fault is gone.
+
+mod common;
+#[path = "e2e_upload/support.rs"]
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
+use edgerec::store::UploadState;
+use support::*;
+
+fn md5(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    format!("{:x}", Md5::digest(bytes))
+}
+
+fn pending(r: &edgerec::store::SegmentRow) -> bool {
+    matches!(r.upload, UploadState::Pending { .. })
+}
+
+#[test]
+fn after_a_server_outage_the_backlog_drains_with_nothing_missing_or_duplicated() {
+    let dir = workdir("upload-outage");
+    let s3 = S3Peer::start(&["vod"]);
+    let proxy = Proxy::start(s3.port);
+    let src = clip(&ClipSpec::h264(12, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}", src.display()));
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            "",
+            &s3_target(&proxy.endpoint(), "vod", "{stream}/{file}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    wait_rows(&cfg, Duration::from_secs(30), |rows| {
+        closed(rows).iter().any(|r| url_of(r).is_some())
+    });
+    // The link goes down; recording goes on and segments queue up.
+    proxy.set_down(true);
+    let during = wait_rows(&cfg, Duration::from_secs(30), |rows| {
+        closed(rows).iter().filter(|r| pending(r)).count() >= 2
+    });
+    assert!(d.running(), "recorder died during the outage");
+    proxy.set_down(false);
+    let queued: HashSet<u64> = closed(&during).iter().map(|r| r.id).collect();
+    let out = upload_now(&cfg, "40s");
+    assert_eq!(out.code, 0, "upload --now: {}\n{}", out.stderr, d.log());
+    assert!(out.stdout.contains("drained"), "{}", out.stdout);
+    d.terminate(Duration::from_secs(20));
+    let rows = support::rows(&cfg);
+    let mut uploaded = 0;
+    for r in closed(&rows) {
+        if queued.contains(&r.id) {
+            assert!(url_of(r).is_some(), "segment {} was not uploaded", r.id);
+        }
+        if url_of(r).is_some() {
+            uploaded += 1;
+            let local = dir.path().join("data").join(&r.files[0].path);
+            let name = local.file_name().unwrap().to_str().unwrap().to_string();
+            let remote = s3
+                .object("vod", &format!("rec/cam/{name}"))
+                .expect("object");
+            assert_eq!(md5(&remote), md5_file(&local));
+        }
+    }
+    assert_eq!(s3.keys("vod").len(), uploaded, "{:?}", s3.keys("vod"));
+    assert!(
+        s3.puts_per_path().values().all(|n| *n == 1),
+        "an object was written twice: {:?}",
+        s3.puts_per_path()
+    );
+}
+
+#[test]
+fn a_reset_in_the_middle_of_a_part_is_retried_to_an_identical_object() {
+    let dir = workdir("upload-reset");
+    let s3 = S3Peer::start(&["vod"]);
+    let proxy = Proxy::start(s3.port);
+    proxy.cut_next(2);
+    let src = noise_clip(dir.path(), 9);
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "60s".into();
+    base = base.stream("big", &format!("file:{}?realtime=false", src.display()));
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            "part_size = \"5MiB\"\n",
+            &s3_target(&proxy.endpoint(), "vod", "{stream}/{file}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    let rows = wait_rows(&cfg, Duration::from_secs(40), |rows| {
+        closed(rows).first().is_some_and(|r| url_of(r).is_some())
+    });
+    d.terminate(Duration::from_secs(20));
+    let r = closed(&rows)[0];
+    assert!(r.bytes > 10 << 20, "segment only {} bytes", r.bytes);
+    let local = dir.path().join("data").join(&r.files[0].path);
+    let name = local.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        md5(&s3
+            .object("vod", &format!("rec/big/{name}"))
+            .expect("object")),
+        md5_file(&local)
+    );
+    assert!(
+        d.log().contains("upload failed; will retry"),
+        "no retry logged:\n{}",
+        d.log()
+    );
+    assert!(s3.open_multipart_uploads("vod").is_empty());
+}
+
+#[test]
+fn a_missing_bucket_raises_an_alarm_and_the_job_waits_for_it() {
+    let dir = workdir("upload-nobucket");
+    let s3 = S3Peer::start(&[]);
+    let src = clip(&ClipSpec::h264(4, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            "",
+            &s3_target(&s3.endpoint(), "late", "{stream}/{file}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .log()
+            .contains("alarm=\"upload\"")),
+        "no alarm:\n{}",
+        d.log()
+    );
+    assert!(d.running());
+    let rows = support::rows(&cfg);
+    assert!(closed(&rows).iter().all(|r| pending(r)), "{rows:?}");
+    s3.create_bucket("late");
+    let out = upload_now(&cfg, "40s");
+    assert_eq!(out.code, 0, "upload --now: {}\n{}", out.stderr, d.log());
+    d.terminate(Duration::from_secs(20));
+    let rows = support::rows(&cfg);
+    assert!(closed(&rows).iter().any(|r| url_of(r).is_some()));
+    for r in closed(&rows).iter().filter(|r| url_of(r).is_some()) {
+        let name = r.files[0]
+            .path
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(s3.object("late", &format!("rec/cam/{name}")).is_some());
+    }
+}
+
+#[test]
+fn an_endpoint_answering_html_fails_verification_and_keeps_the_job() {
+    let dir = workdir("upload-html");
+    let html = S3Peer::html();
+    let src = clip(&ClipSpec::h264(4, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            "",
+            &s3_target(&html.endpoint(), "vod", "{stream}/{file}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .log()
+            .contains("alarm=\"upload\"")),
+        "no alarm:\n{}",
+        d.log()
+    );
+    assert!(d.running(), "recorder died");
+    let rows = support::rows(&cfg);
+    assert!(!closed(&rows).is_empty());
+    assert!(closed(&rows).iter().all(|r| pending(r)), "{rows:?}");
+    d.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn an_unreadable_segment_raises_an_alarm_and_uploads_once_readable_again() {
+    let dir = workdir("upload-unreadable");
+    let s3 = S3Peer::start(&["vod"]);
+    let src = clip(&ClipSpec::h264(4, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    // A window that is closed now: segments queue up without being uploaded.
+    let upload = format!("windows = [\"{}\"]\n", window_not_now());
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            &upload,
+            &s3_target(&s3.endpoint(), "vod", "{stream}/{file}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    let rows = wait_rows(&cfg, Duration::from_secs(30), |rows| {
+        !closed(rows).is_empty()
+    });
+    let victim = closed(&rows)[0].clone();
+    let path = dir.path().join("data").join(&victim.files[0].path);
+    let aside = dir.path().join("aside.mp4");
+    std::fs::rename(&path, &aside).unwrap();
+    let out = upload_now(&cfg, "8s");
+    assert_ne!(out.code, 0, "drained without the file?");
+    assert!(d.log().contains("cannot read segment file"), "{}", d.log());
+    assert!(d.running(), "recorder died");
+    let row = support::rows(&cfg)
+        .into_iter()
+        .find(|r| r.id == victim.id)
+        .unwrap();
+    assert!(pending(&row), "the job was dropped: {row:?}");
+    std::fs::rename(&aside, &path).unwrap();
+    let out = upload_now(&cfg, "60s");
+    assert_eq!(out.code, 0, "upload --now: {}\n{}", out.stderr, d.log());
+    d.terminate(Duration::from_secs(20));
+    let row = support::rows(&cfg)
+        .into_iter()
+        .find(|r| r.id == victim.id)
+        .unwrap();
+    assert!(url_of(&row).is_some(), "{row:?}");
+    let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        md5(&s3.object("vod", &format!("rec/cam/{name}")).unwrap()),
+        md5_file(&path)
+    );
+}
