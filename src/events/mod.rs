@@ -1,7 +1,7 @@
 //! Events for the fleet manager, written to the index's outbox table before anything
 //! publishes them.
 //!
-//! Producers turn an event into an [`AuxOp`] with [`Events::op`] and commit it together
+//! Producers turn an event into an [`AuxOp`] with [`Events::ops`] and commit it together
 //! with the state change it reports (inside an [`IndexHook`](crate::store::IndexHook) for
 //! segment closes and deletions, or in the same [`Store::aux_commit`] that records an
 //! upload), or commit it alone with [`Events::emit`]. The MQTT publisher reads the outbox in
@@ -93,7 +93,7 @@ struct Inner {
 }
 
 impl Events {
-    /// The outbox of `store`. With `enabled` false, [`Events::op`] produces no-ops and
+    /// The outbox of `store`. With `enabled` false, [`Events::ops`] produces no-ops and
     /// nothing is stored (no broker configured: nobody would ever drain it).
     pub fn new(
         store: Arc<Store>,

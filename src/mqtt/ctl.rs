@@ -44,7 +44,7 @@ pub struct CtlArgs {
     /// PEM private key of --cert.
     #[arg(long)]
     pub key: Option<String>,
-    /// `devices`, or DEVICE COMMAND [JSON] (e.g. `edge-001 status` or
+    /// `devices`, or `DEVICE COMMAND [JSON]` (e.g. `edge-001 status` or
     /// `edge-001 record.start '{"stream":"cam1","duration":"10min"}'`).
     #[arg(required = true, num_args = 1..=3)]
     pub args: Vec<String>,
