@@ -110,6 +110,15 @@
 //! closes a segment (close step 4, recovery steps 2, 3 and 5) or drops deleted rows, so a
 //! closed segment and its queue entry or event are in the index together or not at all; a
 //! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
+//!
+//! The event outbox ([`crate::events`], published by [`crate::mqtt`]) follows from this:
+//! an event is written in the commit of the fact it reports (segment events by the MQTT
+//! hook; upload and task events in their own commits) and removed, in a volatile commit,
+//! only after the broker's PUBACK. A crash can lose the newest volatile commits: a lost
+//! close comes back through recovery with its event (segment events have ids derived from
+//! the segment, so the replay carries the same id), and a lost removal means the event is
+//! delivered again. Nothing acknowledged is ever the only copy lost, and nothing unsent is
+//! removed: delivery is at least once.
 
 use std::collections::HashSet;
 use std::fs::File;
