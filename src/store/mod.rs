@@ -117,8 +117,8 @@
 //! only after the broker's PUBACK. A crash can lose the newest volatile commits: a lost
 //! close comes back through recovery with its event (segment events have ids derived from
 //! the segment, so the replay carries the same id), and a lost removal means the event is
-//! delivered again. Nothing acknowledged is ever the only copy lost, and nothing unsent is
-//! removed: delivery is at least once.
+//! delivered again. So an event is never lost while its fact survives, and never removed
+//! before the broker has it: delivery is at least once.
 
 use std::collections::HashSet;
 use std::fs::File;
