@@ -15,7 +15,7 @@ use crate::config::MqttConfig;
 use crate::events::{EventKind, Events};
 use crate::status::StreamState;
 
-use super::conn::{Link, Net, RECONNECT_MAX, RECONNECT_MIN};
+use super::conn::{Link, Loop, Net, RECONNECT_MAX, RECONNECT_MIN};
 use super::publisher::{self, Window, WINDOW};
 use super::route::{self, ReplyTo, Route};
 use super::topics::Topics;
@@ -62,7 +62,7 @@ pub fn run(
     })
     .to_string()
     .into_bytes();
-    let link = Link::new(&cfg, &topics.status(), will)?;
+    let (link, lp) = Link::new(&cfg, &topics.status(), will)?;
     Ok(Client {
         last_config: ctx.config.clone(),
         storage: super::alarm::StorageWatch::default(),
@@ -77,7 +77,7 @@ pub fn run(
         connected: false,
         states: HashMap::new(),
     }
-    .run(control, stop))
+    .run(lp, control, stop))
 }
 
 struct Client {
@@ -98,7 +98,12 @@ struct Client {
 }
 
 impl Client {
-    async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut lp: Loop,
+        mut control: mpsc::UnboundedReceiver<Control>,
+        stop: CancellationToken,
+    ) {
         let seed = self.ctx.clock.wall_ms() as u64 ^ u64::from(std::process::id());
         let mut backoff = Backoff::new(RECONNECT_MIN, RECONNECT_MAX, seed);
         let (reply_tx, mut replies) = mpsc::unbounded_channel::<(ReplyTo, Reply)>();
@@ -108,46 +113,61 @@ impl Client {
         look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let events = self.ctx.events.clone();
         info!(broker = %self.cfg.url, client_id = %self.cfg.client_id, "mqtt: connecting");
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                r = self.link.poll() => match r {
-                    Ok(net) => self.on_net(net, &reply_tx, &mut backoff).await,
-                    Err(e) => {
-                        if std::mem::take(&mut self.connected) {
-                            warn!(error = %e, "mqtt: connection lost; events wait in the outbox");
-                        } else {
-                            debug!(error = %e, "mqtt: cannot connect");
-                        }
-                        self.window.reset();
-                        let delay = backoff.next_delay();
-                        if backoff.attempts() == 3 {
-                            warn!(broker = %self.cfg.url, error = %e, "mqtt: broker unreachable; retrying with backoff");
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = stop.cancelled() => break,
-                        }
+        'run: loop {
+            // One poll future lives until it completes: everything else happens beside it.
+            let polled = {
+                let poll = lp.poll();
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        r = &mut poll => break r,
+                        _ = stop.cancelled() => break 'run,
+                        Some((to, reply)) = replies.recv() => self.reply(&to, &reply),
+                        _ = events.produced() => self.fill().await,
+                        _ = look.tick() => self.look().await,
+                        _ = telemetry.tick() => self.telemetry().await,
+                        Some(c) = control.recv() => match c {
+                            Control::Config(v) => {
+                                self.config_json = v;
+                                self.publish_config();
+                            }
+                        },
                     }
-                },
-                Some((to, reply)) = replies.recv() => self.reply(&to, &reply),
-                _ = events.produced() => self.fill().await,
-                _ = look.tick() => {
-                    self.watch_streams().await;
-                    self.watch_storage().await;
-                    self.watch_config();
-                    self.fill().await;
                 }
-                _ = telemetry.tick() => self.telemetry().await,
-                Some(c) = control.recv() => match c {
-                    Control::Config(v) => {
-                        self.config_json = v;
-                        self.publish_config();
+            };
+            match polled {
+                Ok(net) => self.on_net(net, &reply_tx, &mut backoff).await,
+                Err(e) => {
+                    if std::mem::take(&mut self.connected) {
+                        warn!(error = %e, "mqtt: connection lost; events wait in the outbox");
+                    } else {
+                        debug!(error = %e, "mqtt: cannot connect");
                     }
-                },
+                    self.window.reset();
+                    let delay = backoff.next_delay();
+                    if backoff.attempts() == 3 {
+                        warn!(broker = %self.cfg.url, error = %e, "mqtt: broker unreachable; retrying with backoff");
+                    }
+                    let until = tokio::time::Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            _ = stop.cancelled() => break 'run,
+                            _ = look.tick() => self.look().await,
+                        }
+                    }
+                }
             }
         }
-        self.goodbye().await;
+        self.goodbye(&mut lp).await;
+    }
+
+    /// The periodic look: stream states, the disk, the live config, the outbox.
+    async fn look(&mut self) {
+        self.watch_streams().await;
+        self.watch_storage().await;
+        self.watch_config();
+        self.fill().await;
     }
 
     async fn on_net(
@@ -230,8 +250,11 @@ impl Client {
 
     /// Publish something that is not an outbox event.
     fn publish_other(&mut self, topic: &str, payload: Vec<u8>, reliable: bool, retain: bool) {
-        self.link.publish(topic, payload, reliable, retain, None);
-        self.window.sending_other();
+        if self.link.publish(topic, payload, reliable, retain, None) {
+            self.window.sending_other();
+        } else {
+            warn!(topic, "mqtt: request queue full; a message is dropped");
+        }
     }
 
     fn reply(&mut self, to: &ReplyTo, reply: &Reply) {
@@ -239,14 +262,17 @@ impl Client {
             warn!(topic = %to.topic, "mqtt: not connected; a command reply is lost");
             return;
         }
-        self.link.publish(
+        if self.link.publish(
             &to.topic,
             reply.to_bytes(),
             true,
             false,
             to.correlation.clone(),
-        );
-        self.window.sending_other();
+        ) {
+            self.window.sending_other();
+        } else {
+            warn!(topic = %to.topic, "mqtt: request queue full; a command reply is lost");
+        }
     }
 
     fn publish_config(&mut self) {
@@ -277,13 +303,16 @@ impl Client {
         let device = self.ctx.config.device_id.clone();
         for (key, event) in got {
             let topic = self.topics.event(event.kind);
-            self.link.publish(
+            if !self.link.publish(
                 &topic,
                 publisher::payload(&device, &event),
                 true,
                 false,
                 None,
-            );
+            ) {
+                // Queue full: the next fill resumes from this event.
+                break;
+            }
             self.window.sending(key);
         }
     }
@@ -400,7 +429,7 @@ impl Client {
     }
 
     /// At shutdown: `offline`, retained, then a clean DISCONNECT (no Last Will).
-    async fn goodbye(&mut self) {
+    async fn goodbye(&mut self, lp: &mut Loop) {
         if !self.connected {
             return;
         }
@@ -408,7 +437,7 @@ impl Client {
         // Deliver what the last segment closes produced, within the deadline.
         self.fill().await;
         while self.window.room() < WINDOW {
-            match tokio::time::timeout_at(deadline, self.link.poll()).await {
+            match tokio::time::timeout_at(deadline, lp.poll()).await {
                 Ok(Ok(Net::Sent(pkid))) => self.window.numbered(pkid),
                 Ok(Ok(Net::Acked(pkid))) => {
                     if let Some(key) = self.window.acked(pkid) {
@@ -426,7 +455,7 @@ impl Client {
         let offline = status_payload("offline", &self.ctx, Some("shutdown"));
         self.publish_other(&self.topics.status(), offline, true, true);
         self.link.disconnect();
-        while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, self.link.poll()).await {}
+        while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, lp.poll()).await {}
         info!("mqtt: disconnected");
     }
 }

@@ -2,10 +2,14 @@
 //! TLS with a CA and an optional client certificate, credentials, a persistent session,
 //! the Last Will) and [`Link`], one face for both protocol versions.
 //!
-//! Requests go straight into the event loop's queue, and the queue is emptied after a
-//! connection error: rumqttc never retransmits anything of ours on its own. The publisher
+//! The connection is split in two: [`Link`] queues requests (publish, subscribe,
+//! disconnect) on rumqttc's request channel, in order, without waiting; [`Loop`] is the
+//! event loop, polled by exactly one future that is never dropped half-way (rumqttc's
+//! `poll` is not safe to cancel while it writes). After a connection error the loop's own
+//! retransmission queue is emptied: rumqttc never resends anything of ours. The publisher
 //! resends unacknowledged events from the outbox instead, so the outbox stays the one
-//! source of truth for what was delivered (see [`super::publisher`]).
+//! record of what was delivered (see [`super::publisher`]); nothing is queued while
+//! disconnected, so no stale request can go out after a reconnect.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,22 +48,30 @@ pub enum Net {
     Other,
 }
 
-/// One MQTT connection of either protocol version.
+/// Room in rumqttc's request channel: the publisher's window plus replies and status.
+const REQUESTS: usize = 512;
+
+/// The request side of a connection, either protocol version.
+#[derive(Clone)]
 pub enum Link {
-    V4 {
-        // Held only so the event loop's request channel stays open.
-        _client: rumqttc::AsyncClient,
-        lp: Box<rumqttc::EventLoop>,
-    },
-    V5 {
-        _client: v5::AsyncClient,
-        lp: Box<v5::EventLoop>,
-    },
+    V4(rumqttc::AsyncClient),
+    V5(v5::AsyncClient),
+}
+
+/// The event loop of a connection, either protocol version.
+pub enum Loop {
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<v5::EventLoop>),
 }
 
 impl Link {
-    /// Options and event loop for `cfg`; nothing connects until the first [`Link::poll`].
-    pub fn new(cfg: &MqttConfig, status_topic: &str, will: Vec<u8>) -> Result<Link, MqttError> {
+    /// Options, requests and event loop for `cfg`; nothing connects until the first
+    /// [`Loop::poll`].
+    pub fn new(
+        cfg: &MqttConfig,
+        status_topic: &str,
+        will: Vec<u8>,
+    ) -> Result<(Link, Loop), MqttError> {
         let transport = if cfg.tls {
             Some(Transport::tls_with_config(TlsConfiguration::Rustls(
                 Arc::new(tls_config(cfg)?),
@@ -86,11 +98,8 @@ impl Link {
                 if let Some(t) = transport {
                     o.set_transport(t);
                 }
-                let (client, lp) = rumqttc::AsyncClient::new(o, 16);
-                Link::V4 {
-                    _client: client,
-                    lp: Box::new(lp),
-                }
+                let (client, lp) = rumqttc::AsyncClient::new(o, REQUESTS);
+                (Link::V4(client), Loop::V4(Box::new(lp)))
             }
             Protocol::V5 => {
                 let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
@@ -112,20 +121,75 @@ impl Link {
                 if let Some(t) = transport {
                     o.set_transport(t);
                 }
-                let (client, lp) = v5::AsyncClient::new(o, 16);
-                Link::V5 {
-                    _client: client,
-                    lp: Box::new(lp),
-                }
+                let (client, lp) = v5::AsyncClient::new(o, REQUESTS);
+                (Link::V5(client), Loop::V5(Box::new(lp)))
             }
         })
     }
 
+    /// Queue a PUBLISH (QoS 1 when `reliable`, else QoS 0). Each queued one is reported
+    /// back as [`Net::Sent`], in queue order. False when it could not be queued.
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        reliable: bool,
+        retain: bool,
+        correlation: Option<Vec<u8>>,
+    ) -> bool {
+        match self {
+            Link::V4(c) => {
+                let qos = if reliable {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::AtMostOnce
+                };
+                c.try_publish(topic, qos, retain, payload).is_ok()
+            }
+            Link::V5(c) => {
+                use v5::mqttbytes::v5::PublishProperties;
+                let qos = if reliable {
+                    v5::mqttbytes::QoS::AtLeastOnce
+                } else {
+                    v5::mqttbytes::QoS::AtMostOnce
+                };
+                let props = PublishProperties {
+                    correlation_data: correlation.map(Into::into),
+                    payload_format_indicator: Some(1),
+                    content_type: Some("application/json".into()),
+                    ..PublishProperties::default()
+                };
+                c.try_publish_with_properties(topic, qos, retain, payload, props)
+                    .is_ok()
+            }
+        }
+    }
+
+    /// Queue a SUBSCRIBE at QoS 1.
+    pub fn subscribe(&self, filter: &str) -> bool {
+        match self {
+            Link::V4(c) => c.try_subscribe(filter, QoS::AtLeastOnce).is_ok(),
+            Link::V5(c) => c
+                .try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)
+                .is_ok(),
+        }
+    }
+
+    /// Queue a DISCONNECT (a clean one: the broker does not publish the Last Will).
+    pub fn disconnect(&self) {
+        let _ = match self {
+            Link::V4(c) => c.try_disconnect().is_ok(),
+            Link::V5(c) => c.try_disconnect().is_ok(),
+        };
+    }
+}
+
+impl Loop {
     /// Next thing that happened; connects first when not connected. After an error, call
     /// again (after a backoff) to reconnect.
     pub async fn poll(&mut self) -> Result<Net, String> {
         match self {
-            Link::V4 { lp, .. } => {
+            Loop::V4(lp) => {
                 use rumqttc::{Event, Outgoing, Packet};
                 match lp.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(c))) => Ok(Net::Connected {
@@ -146,7 +210,7 @@ impl Link {
                     }
                 }
             }
-            Link::V5 { lp, .. } => {
+            Loop::V5(lp) => {
                 use v5::mqttbytes::v5::Packet;
                 use v5::Event;
                 match lp.poll().await {
@@ -171,77 +235,6 @@ impl Link {
                     }
                 }
             }
-        }
-    }
-
-    /// Queue a PUBLISH (QoS 1 when `reliable`, else QoS 0). Each one is reported back as
-    /// [`Net::Sent`], in queue order.
-    pub fn publish(
-        &mut self,
-        topic: &str,
-        payload: Vec<u8>,
-        reliable: bool,
-        retain: bool,
-        correlation: Option<Vec<u8>>,
-    ) {
-        match self {
-            Link::V4 { lp, .. } => {
-                let qos = if reliable {
-                    QoS::AtLeastOnce
-                } else {
-                    QoS::AtMostOnce
-                };
-                let mut p = rumqttc::Publish::new(topic, qos, payload);
-                p.retain = retain;
-                lp.pending.push_back(rumqttc::Request::Publish(p));
-            }
-            Link::V5 { lp, .. } => {
-                use v5::mqttbytes::v5::{Publish, PublishProperties};
-                let qos = if reliable {
-                    v5::mqttbytes::QoS::AtLeastOnce
-                } else {
-                    v5::mqttbytes::QoS::AtMostOnce
-                };
-                let props = correlation.map(|c| PublishProperties {
-                    correlation_data: Some(c.into()),
-                    payload_format_indicator: Some(1),
-                    content_type: Some("application/json".into()),
-                    ..PublishProperties::default()
-                });
-                let mut p = Publish::new(topic, qos, payload, props);
-                p.retain = retain;
-                lp.pending.push_back(v5::Request::Publish(p));
-            }
-        }
-    }
-
-    /// Queue a SUBSCRIBE at QoS 1.
-    pub fn subscribe(&mut self, filter: &str) {
-        match self {
-            Link::V4 { lp, .. } => {
-                lp.pending
-                    .push_back(rumqttc::Request::Subscribe(rumqttc::Subscribe::new(
-                        filter,
-                        QoS::AtLeastOnce,
-                    )))
-            }
-            Link::V5 { lp, .. } => {
-                use v5::mqttbytes::v5::{Filter, Subscribe};
-                lp.pending.push_back(v5::Request::Subscribe(Subscribe::new(
-                    Filter::new(filter, v5::mqttbytes::QoS::AtLeastOnce),
-                    None,
-                )))
-            }
-        }
-    }
-
-    /// Queue a DISCONNECT (a clean one: the broker does not publish the Last Will).
-    pub fn disconnect(&mut self) {
-        match self {
-            Link::V4 { lp, .. } => lp
-                .pending
-                .push_back(rumqttc::Request::Disconnect(rumqttc::Disconnect)),
-            Link::V5 { lp, .. } => lp.pending.push_back(v5::Request::Disconnect),
         }
     }
 }
