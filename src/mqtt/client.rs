@@ -287,12 +287,8 @@ impl Client {
         if !self.connected || self.window.room() == 0 {
             return;
         }
-        let (events, from, room) = (
-            self.ctx.events.clone(),
-            self.window.from(),
-            self.window.room(),
-        );
-        let got = match tokio::task::spawn_blocking(move || events.pending(from, room)).await {
+        let (events, scan) = (self.ctx.events.clone(), self.window.scan_len());
+        let got = match tokio::task::spawn_blocking(move || events.pending(0, scan)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 warn!(error = %e, "mqtt: cannot read the outbox");
@@ -302,6 +298,12 @@ impl Client {
         };
         let device = self.ctx.config.device_id.clone();
         for (key, event) in got {
+            if self.window.in_flight(key) {
+                continue;
+            }
+            if self.window.room() == 0 {
+                break;
+            }
             let topic = self.topics.event(event.kind);
             if !self.link.publish(
                 &topic,

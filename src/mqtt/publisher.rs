@@ -2,7 +2,8 @@
 //! carries which event, and which event a PUBACK releases.
 //!
 //! The protocol, with the outbox (`crate::events`) as the only record of what is undelivered:
-//! 1. read events in key order from just after the last one sent, up to a window;
+//! 1. read the oldest stored events in key order, up to a window, skipping those in flight
+//!    (so an event whose commit landed after a newer one's is still picked up);
 //! 2. publish each at QoS 1 on `{prefix}/{device}/events/{kind}`;
 //! 3. on PUBACK, remove that event from the outbox (never earlier);
 //! 4. on a lost connection (or a restart, which loses everything in memory) forget what was
@@ -27,8 +28,6 @@ pub struct Window {
     /// Our publishes not yet numbered by the client, in order: `Some(key)` for events.
     unnumbered: VecDeque<Option<u64>>,
     by_pkid: HashMap<u16, u64>,
-    /// Read the outbox from this key on.
-    from: u64,
 }
 
 impl Window {
@@ -38,7 +37,6 @@ impl Window {
             sent: VecDeque::new(),
             unnumbered: VecDeque::new(),
             by_pkid: HashMap::new(),
-            from: 0,
         }
     }
 
@@ -47,16 +45,21 @@ impl Window {
         self.max.saturating_sub(self.sent.len())
     }
 
-    /// The outbox key to read from.
-    pub fn from(&self) -> u64 {
-        self.from
+    /// How many stored events to read to find [`Window::room`] new ones: the in-flight
+    /// ones come first in key order, unless a commit landed late.
+    pub fn scan_len(&self) -> usize {
+        self.max
+    }
+
+    /// Whether event `key` was published on this connection and is not acknowledged yet.
+    pub fn in_flight(&self, key: u64) -> bool {
+        self.sent.contains(&key)
     }
 
     /// Event `key` was handed to the client.
     pub fn sending(&mut self, key: u64) {
         self.sent.push_back(key);
         self.unnumbered.push_back(Some(key));
-        self.from = key + 1;
     }
 
     /// A publish that is not an outbox event (status, reply, telemetry) was handed over.
@@ -83,7 +86,6 @@ impl Window {
         self.sent.clear();
         self.unnumbered.clear();
         self.by_pkid.clear();
-        self.from = 0;
     }
 }
 
@@ -129,7 +131,7 @@ mod tests {
         w.sending(1);
         w.sending(2);
         assert_eq!(w.room(), 0);
-        assert_eq!(w.from(), 3);
+        assert!(w.in_flight(1) && w.in_flight(2) && !w.in_flight(3));
         w.numbered(5);
         w.acked(5);
         assert_eq!(w.room(), 1);
@@ -142,7 +144,7 @@ mod tests {
         w.sending(5);
         w.numbered(1);
         w.reset();
-        assert_eq!(w.from(), 0);
+        assert!(!w.in_flight(4), "everything is sent again");
         assert_eq!(w.room(), 8);
         assert_eq!(
             w.acked(1),
