@@ -381,6 +381,30 @@ fn mutual_tls_with_generated_certificates_over_mqtt_3_1_1() {
         "{:?}",
         all.messages()
     );
+    // `edgerec ctl` over mTLS (MQTT 5) reaches a 3.1.1 device through its request_id.
+    let (ca, cert, key) = (
+        certs.ca.display().to_string(),
+        certs.client_cert.display().to_string(),
+        certs.client_key.display().to_string(),
+    );
+    let out = cli(
+        &[
+            "ctl",
+            "--broker",
+            &broker.url(),
+            "--ca",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "e2e",
+            "ping",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("\"ok\":true"), "{out:?}");
     // Without a client certificate the broker refuses the connection.
     let no_cert = std::process::Command::new("mosquitto_pub")
         .args(broker.client_args())
