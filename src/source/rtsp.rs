@@ -81,8 +81,8 @@ pub struct RtspSource {
     reorder: DtsFromPts<Frame>,
     /// The session's TCP socket and its low-water mark (see `lowat`), when found.
     lowat: Option<(lowat::Sock, lowat::Tuner)>,
-    /// The one stall timer (see [`RtspSource::next`]) and when retina last gave an item.
-    stall: Pin<Box<tokio::time::Sleep>>,
+    /// The stall timers (see [`RtspSource::next`]) and when retina last gave an item.
+    stall: [Pin<Box<tokio::time::Sleep>>; 2],
     last_item: tokio::time::Instant,
 }
 
@@ -165,7 +165,10 @@ impl RtspSource {
             started: false,
             has_video: video.is_some(),
             lowat: socket.map(|s| (s, lowat::Tuner::new(std::time::Instant::now()))),
-            stall: Box::pin(tokio::time::sleep(PATIENCE)),
+            stall: [
+                Box::pin(tokio::time::sleep(PATIENCE)),
+                Box::pin(tokio::time::sleep(PATIENCE + PATIENCE / 2)),
+            ],
             last_item: tokio::time::Instant::now(),
         })
     }
@@ -189,39 +192,47 @@ impl RtspSource {
     /// The next frame. Cancel-safe: retina's stream keeps its place if this future is
     /// dropped.
     ///
-    /// One timer serves the stall timeout for the whole session: it is re-armed only when
-    /// it fires (at most once per [`PATIENCE`]), never per frame — arming a timer that is
-    /// the runtime's earliest costs an `eventfd` write (see [`crate::pace`]). When the
-    /// socket has a low-water mark and nothing arrives for [`PATIENCE`], the mark is
-    /// dropped first: the rate may have fallen below it (a static scene).
+    /// Two timers, half a [`PATIENCE`] apart, serve the stall timeout for the whole
+    /// session: each is re-armed a period later when it fires, never per frame, and since
+    /// the other one is then due sooner, re-arming never makes the runtime's earliest timer
+    /// (which costs an `eventfd` write, see [`crate::pace`]). When the socket has a
+    /// low-water mark and nothing arrives for [`PATIENCE`], the mark is dropped first: the
+    /// rate may have fallen below it (a static scene).
     pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
+            let [a, b] = &mut self.stall;
             let item = tokio::select! {
                 biased;
                 item = self.demuxed.next() => item,
-                () = &mut self.stall => {
-                    let now = tokio::time::Instant::now();
-                    let idle = now.saturating_duration_since(self.last_item);
-                    if idle >= STALL_TIMEOUT {
-                        return Err(SourceError::Timeout {
-                            url: self.shown.clone(),
-                            during: "waiting for media",
-                            secs: STALL_TIMEOUT.as_secs(),
-                        });
-                    }
-                    if idle >= PATIENCE {
-                        self.drop_mark();
-                    }
-                    let next = if idle >= PATIENCE { STALL_TIMEOUT } else { PATIENCE };
-                    self.stall.as_mut().reset(self.last_item + next);
-                    continue;
-                }
+                () = a.as_mut() => { self.on_stall_tick(0)?; continue; }
+                () = b.as_mut() => { self.on_stall_tick(1)?; continue; }
             };
             self.last_item = tokio::time::Instant::now();
             if let Some(frame) = self.on_item(item)? {
                 return Ok(Some(frame));
             }
         }
+    }
+
+    /// Stall timer `i` fired: fail after [`STALL_TIMEOUT`] of silence, drop the low-water
+    /// mark after [`PATIENCE`], and re-arm it one period on.
+    fn on_stall_tick(&mut self, i: usize) -> Result<(), SourceError> {
+        let now = tokio::time::Instant::now();
+        let idle = now.saturating_duration_since(self.last_item);
+        if idle >= STALL_TIMEOUT {
+            return Err(SourceError::Timeout {
+                url: self.shown.clone(),
+                during: "waiting for media",
+                secs: STALL_TIMEOUT.as_secs(),
+            });
+        }
+        if idle >= PATIENCE {
+            self.drop_mark();
+        }
+        let timer = &mut self.stall[i];
+        let next = (timer.deadline() + PATIENCE).max(now + PATIENCE / 2);
+        timer.as_mut().reset(next);
+        Ok(())
     }
 
     /// Whether the recorder should poll this session on the shared pace ticks: yes until
