@@ -425,3 +425,45 @@ fn mutual_tls_with_generated_certificates_over_mqtt_3_1_1() {
     assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
     closed_ids(&cfg);
 }
+
+#[test]
+fn retention_evictions_are_reported_as_never_uploaded() {
+    let dir = workdir("mqtt-evicted");
+    let broker = Broker::start(dir.path());
+    let all = Sub::start(&broker.client_args(), "edgerec/e2e/events/#", None);
+    let cfg = config(dir.path(), &broker.url(), "");
+    // About two 2 s segments fit: retention evicts from the third on.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("max_bytes = \"1GiB\"", "max_bytes = \"600KiB\"");
+    std::fs::write(&cfg, text).unwrap();
+    let mut daemon = Daemon::start(&cfg);
+    let evicted = "edgerec/e2e/events/segment.evicted";
+    assert!(
+        all.wait(S(30), |_| !all.json_on(evicted).is_empty()),
+        "no segment.evicted; log:\n{}",
+        daemon.log()
+    );
+    daemon.terminate(S(20));
+    let ev = &all.json_on(evicted)[0];
+    assert_eq!(ev["never_uploaded"], true, "{ev}");
+    assert_eq!(
+        ev["id"],
+        format!("e2e-seg-{}-evicted", ev["file_id"].as_str().unwrap())
+    );
+    let path = dir
+        .path()
+        .join("data")
+        .join(ev["files"][0]["path"].as_str().unwrap());
+    assert!(!path.exists(), "{} still exists", path.display());
+    let closed: Vec<String> = all
+        .json_on("edgerec/e2e/events/segment.closed")
+        .iter()
+        .map(|c| c["file_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        closed.contains(&ev["file_id"].as_str().unwrap().to_string()),
+        "evicted before its close was reported"
+    );
+    closed_ids(&cfg);
+}
