@@ -467,3 +467,26 @@ fn retention_evictions_are_reported_as_never_uploaded() {
     );
     closed_ids(&cfg);
 }
+
+#[test]
+fn unusable_tls_files_never_stop_recording() {
+    let dir = workdir("mqtt-bad-tls");
+    let missing = dir.path().join("missing-ca.pem");
+    let cfg = config(
+        dir.path(),
+        "mqtts://127.0.0.1:1",
+        &format!("ca = \"{}\"", missing.display()),
+    );
+    let mut daemon = Daemon::start(&cfg);
+    assert!(
+        wait_until(S(20), || dir.path().join("data/index.redb").exists()
+            && segments(&cfg).iter().any(|r| r.state == "closed")),
+        "nothing recorded; log:\n{}",
+        daemon.log()
+    );
+    daemon.terminate(S(20));
+    let log = daemon.log();
+    assert!(log.contains("cannot set up the connection"), "{log}");
+    assert!(log.contains("missing-ca.pem"), "{log}");
+    closed_ids(&cfg);
+}

@@ -2,12 +2,11 @@
 //! the order of publishes on the wire is the order they were decided in.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::commands::{code, Commands, Reply};
@@ -18,7 +17,7 @@ use super::conn::{Link, Loop, Net, RECONNECT_MAX, RECONNECT_MIN};
 use super::publisher::{self, Window, WINDOW};
 use super::route::{self, ReplyTo, Route};
 use super::topics::Topics;
-use super::{Context, MqttError};
+use super::Context;
 
 mod watch;
 
@@ -47,13 +46,18 @@ fn status_payload(state: &str, ctx: &Context, reason: Option<&str>) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-/// The connection loop for `cfg` (the link is built now, so TLS file errors show at start).
-pub fn run(
+/// How often an unusable TLS setup (a missing or bad CA, certificate or key file) is
+/// tried again: recording goes on meanwhile, and a provisioning step may fix the files.
+const TLS_RETRY: Duration = Duration::from_secs(30);
+
+/// The MQTT task for `cfg`: builds the connection (retrying while its TLS files are
+/// unusable, with an error in the log each time) and runs it until `stop`.
+pub async fn run(
     cfg: MqttConfig,
     ctx: Context,
     control: mpsc::UnboundedReceiver<Control>,
     stop: CancellationToken,
-) -> Result<impl Future<Output = ()>, MqttError> {
+) {
     let topics = Topics::new(&cfg.prefix, &ctx.config.device_id);
     // The Last Will: the broker publishes it when we vanish without a DISCONNECT.
     let will = serde_json::json!({
@@ -63,8 +67,19 @@ pub fn run(
     })
     .to_string()
     .into_bytes();
-    let (link, lp) = Link::new(&cfg, &topics.status(), will)?;
-    Ok(Client {
+    let (link, lp) = loop {
+        match Link::new(&cfg, &topics.status(), will.clone()) {
+            Ok(l) => break l,
+            Err(e) => {
+                error!(alarm = "mqtt", error = %e, retry_in_s = TLS_RETRY.as_secs(), "mqtt: cannot set up the connection; events wait in the outbox");
+                tokio::select! {
+                    _ = tokio::time::sleep(TLS_RETRY) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    };
+    Client {
         last_config: ctx.config.clone(),
         storage: super::alarm::StorageWatch::default(),
         last_disk_check: None,
@@ -78,7 +93,8 @@ pub fn run(
         connected: false,
         states: HashMap::new(),
     }
-    .run(lp, control, stop))
+    .run(lp, control, stop)
+    .await
 }
 
 struct Client {

@@ -119,11 +119,13 @@ impl Handle {
 }
 
 /// Start the MQTT client when `[mqtt]` is configured; a handle that does nothing otherwise.
+/// A connection problem (even unusable TLS files) never stops recording: the client logs
+/// it and keeps trying. (The `Result` is kept for the daemon's wiring.)
 pub fn spawn(ctx: Context) -> Result<Handle, MqttError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let task = match ctx.config.mqtt.clone() {
-        Some(cfg) => Some(tokio::spawn(client::run(cfg, ctx, rx, stop.clone())?)),
+        Some(cfg) => Some(tokio::spawn(client::run(cfg, ctx, rx, stop.clone()))),
         None => None,
     };
     Ok(Handle {
