@@ -124,10 +124,11 @@ impl Handle {
 pub fn spawn(ctx: Context) -> Result<Handle, MqttError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
-    let task = match ctx.config.mqtt.clone() {
-        Some(cfg) => Some(tokio::spawn(client::run(cfg, ctx, rx, stop.clone()))),
-        None => None,
-    };
+    let task = ctx
+        .config
+        .mqtt
+        .clone()
+        .map(|cfg| tokio::spawn(client::run(cfg, ctx, rx, stop.clone())));
     Ok(Handle {
         control: tx,
         stop,
