@@ -6,7 +6,7 @@
 //! rate, the socket becomes readable only once that much has arrived, and the recorder,
 //! which then waits on the socket instead of polling it on pace ticks, wakes ~10 times a
 //! second. Nothing waits much longer than [`TARGET`] at a steady rate; when the rate drops,
-//! the mark is lowered at the next [`RETUNE`], and when nothing arrives for a second the
+//! the mark is lowered at the next [`RETUNE`], and when nothing arrives for a few seconds the
 //! source drops it altogether (`RtspSource::next`).
 //!
 //! retina owns the socket and does not expose it, so it is found by what it is: the one

@@ -59,8 +59,9 @@ async fn peer_ips(url: &url::Url, port: u16) -> Vec<std::net::IpAddr> {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest silence (no frame, no RTCP) before the session counts as lost.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Silence after which a socket low-water mark is dropped, and the stall timer's period.
-const PATIENCE: Duration = Duration::from_secs(1);
+/// The stall timer's period: silence for this long drops a socket low-water mark, and the
+/// stall timeout is noticed within this much after it passes.
+const PATIENCE: Duration = Duration::from_secs(4);
 
 /// A playing RTSP session.
 pub struct RtspSource {
@@ -81,8 +82,8 @@ pub struct RtspSource {
     reorder: DtsFromPts<Frame>,
     /// The session's TCP socket and its low-water mark (see `lowat`), when found.
     lowat: Option<(lowat::Sock, lowat::Tuner)>,
-    /// The stall timers (see [`RtspSource::next`]) and when retina last gave an item.
-    stall: [Pin<Box<tokio::time::Sleep>>; 2],
+    /// The stall timer (see [`RtspSource::next`]) and when retina last gave an item.
+    stall: Pin<Box<tokio::time::Sleep>>,
     last_item: tokio::time::Instant,
 }
 
@@ -165,10 +166,7 @@ impl RtspSource {
             started: false,
             has_video: video.is_some(),
             lowat: socket.map(|s| (s, lowat::Tuner::new(std::time::Instant::now()))),
-            stall: [
-                Box::pin(tokio::time::sleep(PATIENCE)),
-                Box::pin(tokio::time::sleep(PATIENCE + PATIENCE / 2)),
-            ],
+            stall: Box::pin(tokio::time::sleep(PATIENCE)),
             last_item: tokio::time::Instant::now(),
         })
     }
@@ -192,20 +190,18 @@ impl RtspSource {
     /// The next frame. Cancel-safe: retina's stream keeps its place if this future is
     /// dropped.
     ///
-    /// Two timers, half a [`PATIENCE`] apart, serve the stall timeout for the whole
-    /// session: each is re-armed a period later when it fires, never per frame, and since
-    /// the other one is then due sooner, re-arming never makes the runtime's earliest timer
-    /// (which costs an `eventfd` write, see [`crate::pace`]). When the socket has a
-    /// low-water mark and nothing arrives for [`PATIENCE`], the mark is dropped first: the
-    /// rate may have fallen below it (a static scene).
+    /// One timer serves the stall timeout for the whole session, re-armed every
+    /// [`PATIENCE`] when it fires, never per frame: re-arming it costs an `eventfd` write
+    /// (it is usually the runtime's earliest timer, see [`crate::pace`]), so it fires
+    /// rarely. When the socket has a low-water mark and nothing arrived since the last
+    /// check, the mark is dropped first: the rate may have fallen below it (a static
+    /// scene), and the bytes waiting under it are then delivered.
     pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
         loop {
-            let [a, b] = &mut self.stall;
             let item = tokio::select! {
                 biased;
                 item = self.demuxed.next() => item,
-                () = a.as_mut() => { self.on_stall_tick(0)?; continue; }
-                () = b.as_mut() => { self.on_stall_tick(1)?; continue; }
+                () = self.stall.as_mut() => { self.on_stall_check()?; continue; }
             };
             self.last_item = tokio::time::Instant::now();
             if let Some(frame) = self.on_item(item)? {
@@ -214,9 +210,9 @@ impl RtspSource {
         }
     }
 
-    /// Stall timer `i` fired: fail after [`STALL_TIMEOUT`] of silence, drop the low-water
-    /// mark after [`PATIENCE`], and re-arm it one period on.
-    fn on_stall_tick(&mut self, i: usize) -> Result<(), SourceError> {
+    /// The stall timer fired: fail after [`STALL_TIMEOUT`] of silence, drop the low-water
+    /// mark after [`PATIENCE`], and re-arm it.
+    fn on_stall_check(&mut self) -> Result<(), SourceError> {
         let now = tokio::time::Instant::now();
         let idle = now.saturating_duration_since(self.last_item);
         if idle >= STALL_TIMEOUT {
@@ -229,9 +225,7 @@ impl RtspSource {
         if idle >= PATIENCE {
             self.drop_mark();
         }
-        let timer = &mut self.stall[i];
-        let next = (timer.deadline() + PATIENCE).max(now + PATIENCE / 2);
-        timer.as_mut().reset(next);
+        self.stall.as_mut().reset(now + PATIENCE);
         Ok(())
     }
 
