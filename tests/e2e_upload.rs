@@ -152,3 +152,36 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         s3.open_multipart_uploads("vod")
     );
 }
+
+#[test]
+fn a_file_target_receives_identical_copies_under_its_keys() {
+    let dir = workdir("upload-file-target");
+    let src = clip(&ClipSpec::h264(6, 1));
+    let out = dir.path().join("uploads");
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    let target = format!(
+        "url = \"file://{}\"\nkey = \"{{device}}/{{stream}}/{{file}}\"\n",
+        out.display()
+    );
+    let cfg = write(dir.path(), &config_with_upload(&base, "", &target, None));
+    let mut d = Daemon::start(&cfg);
+    wait_rows(&cfg, Duration::from_secs(30), |rows| {
+        closed(rows).len() >= 2 && all_uploaded(&rows[..2])
+    });
+    d.terminate(Duration::from_secs(20));
+    let rows = rows(&cfg);
+    let mut n = 0;
+    for r in closed(&rows) {
+        let Some(url) = url_of(r) else { continue };
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let copy = out.join("e2e/cam").join(&name);
+        assert_eq!(url, format!("file://{}", copy.display()));
+        assert_eq!(md5_file(&copy), md5_file(&local));
+        assert_decodes(&copy);
+        n += 1;
+    }
+    assert!(n >= 2);
+}

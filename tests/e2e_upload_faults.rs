@@ -10,7 +10,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
+use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
 use edgerec::store::UploadState;
 use support::*;
 
@@ -165,7 +165,12 @@ fn a_missing_bucket_raises_an_alarm_and_the_job_waits_for_it() {
             .to_str()
             .unwrap()
             .to_string();
-        assert!(s3.object("late", &format!("rec/cam/{name}")).is_some());
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let remote = s3
+            .object("late", &format!("rec/cam/{name}"))
+            .expect("object");
+        assert_eq!(md5(&remote), md5_file(&local));
+        assert_decodes(&local);
     }
 }
 
@@ -198,6 +203,9 @@ fn an_endpoint_answering_html_fails_verification_and_keeps_the_job() {
     let rows = support::rows(&cfg);
     assert!(!closed(&rows).is_empty());
     assert!(closed(&rows).iter().all(|r| pending(r)), "{rows:?}");
+    for r in closed(&rows) {
+        assert_decodes(&dir.path().join("data").join(&r.files[0].path));
+    }
     d.terminate(Duration::from_secs(20));
 }
 
@@ -251,4 +259,5 @@ fn an_unreadable_segment_raises_an_alarm_and_uploads_once_readable_again() {
         md5(&s3.object("vod", &format!("rec/cam/{name}")).unwrap()),
         md5_file(&path)
     );
+    assert_decodes(&path);
 }

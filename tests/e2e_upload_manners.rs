@@ -9,9 +9,14 @@ mod support;
 
 use std::time::Duration;
 
-use common::{clip, wait_until, workdir, ClipSpec, Daemon, TestConfig};
+use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
 use edgerec::store::UploadState;
 use support::*;
+
+fn md5(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    format!("{:x}", Md5::digest(bytes))
+}
 
 #[test]
 fn the_measured_rate_stays_within_ten_percent_of_the_cap() {
@@ -47,6 +52,12 @@ fn the_measured_rate_stays_within_ten_percent_of_the_cap() {
         .collect();
     let bytes: u64 = puts.iter().map(|r| r["bytes"].as_u64().unwrap()).sum();
     assert_eq!(bytes, seg.bytes, "{puts:?}");
+    let local = dir.path().join("data").join(&seg.files[0].path);
+    assert_decodes(&local);
+    let remote = s3
+        .object("vod", &format!("rec/big/{name}"))
+        .expect("object");
+    assert_eq!(md5(&remote), md5_file(&local));
     assert!(
         bytes > 6 << 20,
         "only {bytes} bytes: the test needs a longer transfer"
@@ -128,6 +139,15 @@ fn outside_the_window_nothing_is_uploaded_until_upload_now() {
         );
     }
     assert!(closed(&rows).iter().filter(|r| url_of(r).is_some()).count() >= 2);
+    for r in closed(&rows).iter().filter(|r| url_of(r).is_some()) {
+        let local = dir.path().join("data").join(&r.files[0].path);
+        assert_decodes(&local);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let remote = s3
+            .object("vod", &format!("rec/cam/{name}"))
+            .expect("object");
+        assert_eq!(md5(&remote), md5_file(&local));
+    }
     // Offline, `edgerec uploads` reads the index.
     let out = common::cli(&["uploads", "--config", cfg.to_str().unwrap()], dir.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -180,6 +200,9 @@ fn delete_oldest_evicts_unsynced_segments_and_records_it() {
     }
     let rows = support::rows(&cfg);
     let total: u64 = closed(&rows).iter().map(|r| r.bytes).sum();
+    for r in closed(&rows) {
+        assert_decodes(&_dir.path().join("data").join(&r.files[0].path));
+    }
     assert!(total <= 600_000, "quota not kept: {total}");
     d.terminate(Duration::from_secs(20));
 }
@@ -207,6 +230,9 @@ fn deny_new_keeps_unsynced_segments_and_stops_recording_until_uploads_free_space
         seqs.iter().enumerate().all(|(i, s)| *s == i as u64),
         "segments went missing: {seqs:?}"
     );
+    for r in closed(&rows) {
+        assert_decodes(&_dir.path().join("data").join(&r.files[0].path));
+    }
     // Uploading frees space: uploaded segments are evicted and recording resumes.
     let last = *seqs.last().unwrap();
     let out = upload_now(&cfg, "40s");

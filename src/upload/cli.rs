@@ -188,8 +188,8 @@ fn parse(answer: &str) -> anyhow::Result<UploadsReport> {
         .map_err(|e| anyhow::anyhow!("unexpected answer from the running recorder ({e}): {answer}"))
 }
 
-/// `edgerec upload --now`: ask the recorder to drain the backlog and follow it until it is
-/// empty (or `timeout` passes: then an error).
+/// `edgerec upload --now`: ask the recorder to drain the backlog and follow it until the
+/// recorder reports the drain done, its queue empty (or `timeout` passes: then an error).
 pub fn upload_now(root: &std::path::Path, timeout: Option<Duration>) -> anyhow::Result<()> {
     let Some(a) = crate::control::request(root, "upload-now")? else {
         anyhow::bail!(
@@ -219,7 +219,9 @@ pub fn upload_now(root: &std::path::Path, timeout: Option<Duration>) -> anyhow::
             last_print = Instant::now();
         }
         last_line = line;
-        if !r.draining && r.backlog.count == 0 {
+        // The recorder ends the drain once its queue is empty; segments that close after
+        // that wait for the next window, as usual.
+        if !r.draining {
             if tty {
                 let _ = writeln!(err);
             }

@@ -121,7 +121,8 @@ impl Worker {
         loop {
             self.feed().await;
             let now_ms = s.clock.wall_ms();
-            if s.control.take_now() && !draining {
+            // Every `upload --now` retries the waiting jobs at once, even during a drain.
+            if s.control.take_kick() {
                 draining = true;
                 self.queue.retry_now();
                 info!(pending = self.queue.len(), "uploading the backlog now");
@@ -158,8 +159,9 @@ impl Worker {
             } else if paused {
                 Duration::from_secs(60)
             } else if !in_window {
+                // Look again within a minute (a window opens on a minute boundary).
                 let m = minutes_until_open(&s.up.windows, minute).max(1);
-                Duration::from_secs(u64::from(m.min(1)) * 60)
+                Duration::from_secs(u64::from(m).min(1) * 60)
             } else {
                 let next = self
                     .queue
