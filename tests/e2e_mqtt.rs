@@ -490,3 +490,52 @@ fn unusable_tls_files_never_stop_recording() {
     assert!(log.contains("missing-ca.pem"), "{log}");
     closed_ids(&cfg);
 }
+
+#[test]
+fn a_camera_that_goes_away_is_reported_connected_then_lost() {
+    let dir = workdir("mqtt-source-state");
+    let broker = Broker::start(dir.path());
+    let all = Sub::start(
+        &broker.client_args(),
+        "edgerec/e2e/events/source.state",
+        None,
+    );
+    let src = clip(&ClipSpec::h264(6, 1));
+    let camera = RtspPeer::start(&[("cam", src.as_path())]);
+    let mut t = TestConfig::new(&dir.path().join("data"));
+    t.interval = "2s".into();
+    t = t.stream("cam", &camera.url("cam"));
+    let cfg = dir.path().join("edgerec.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}\n[mqtt]\nurl = \"{}\"\n", t.to_toml(), broker.url()),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&cfg);
+    let states = |all: &Sub| -> Vec<String> {
+        all.json_on("edgerec/e2e/events/source.state")
+            .iter()
+            .filter(|s| s["stream_id"] == "cam")
+            .map(|s| s["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        all.wait(S(20), |_| states(&all).contains(&"connected".to_string())),
+        "{:?}; log:\n{}",
+        states(&all),
+        daemon.log()
+    );
+    drop(camera);
+    assert!(
+        all.wait(S(20), |_| states(&all).contains(&"lost".to_string())),
+        "{:?}; log:\n{}",
+        states(&all),
+        daemon.log()
+    );
+    daemon.terminate(S(20));
+    let got = states(&all);
+    let connected = got.iter().position(|s| s == "connected").unwrap();
+    let lost = got.iter().position(|s| s == "lost").unwrap();
+    assert!(connected < lost, "{got:?}");
+    closed_ids(&cfg);
+}
