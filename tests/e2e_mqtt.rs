@@ -1,96 +1,18 @@
 //! End to end: the recorder against a real mosquitto broker on loopback, with mosquitto's
 //! own clients (`mosquitto_sub`, `mosquitto_pub`, `mosquitto_rr`) and `edgerec ctl` as the
-//! fleet side: the retained status and Last Will, command round trips and bad input, the
-//! outbox across broker outages and kill -9, and mTLS with certificates made by the test.
+//! fleet side: the retained status and Last Will, command round trips and bad input,
+//! telemetry, `source.state`, and mTLS with certificates made by the test. The outbox across
+//! broker outages and kill -9 is `e2e_mqtt_outbox.rs`.
 
 mod common;
 #[path = "peers/mosquitto.rs"]
 mod mosquitto;
-
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+#[path = "e2e_mqtt/support.rs"]
+mod support;
 
 use common::*;
 use mosquitto::{publish, request, Broker, Certs, Sub};
-
-const S: fn(u64) -> Duration = Duration::from_secs;
-
-/// A config recording a looping clip into 2 s segments, reporting to `url`.
-fn config(dir: &Path, url: &str, mqtt_extra: &str) -> PathBuf {
-    let src = clip(&ClipSpec::h264(6, 1));
-    let mut t = TestConfig::new(&dir.join("data"));
-    t.interval = "2s".into();
-    t = t.stream("cam", &format!("file:{}?loop=true", src.display()));
-    let text = format!(
-        "{}\n[mqtt]\nurl = \"{url}\"\ntelemetry_interval = \"1s\"\n{mqtt_extra}\n",
-        t.to_toml()
-    );
-    let path = dir.join("edgerec.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn last_status(sub: &Sub) -> Option<serde_json::Value> {
-    sub.json_on("edgerec/e2e/status").pop()
-}
-
-fn wait_state(sub: &Sub, state: &str, timeout: Duration) -> bool {
-    sub.wait(timeout, |_| {
-        last_status(sub).is_some_and(|v| v["state"] == state)
-    })
-}
-
-fn reply(args: &[String], cmd: &str, payload: &str) -> serde_json::Value {
-    let topic = format!("edgerec/e2e/cmd/{cmd}");
-    let text =
-        request(args, &topic, payload, 10).unwrap_or_else(|| panic!("no reply to {cmd} {payload}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("reply {text:?}: {e}"))
-}
-
-/// `file_id`s of segment events, in the order they first arrived.
-fn first_ids(sub: &Sub, kinds: &[&str]) -> Vec<u64> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (topic, p) in sub.messages() {
-        if !kinds
-            .iter()
-            .any(|k| topic == format!("edgerec/e2e/events/{k}"))
-        {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
-        let id: u64 = v["file_id"].as_str().expect("file_id").parse().unwrap();
-        assert_eq!(
-            v["id"].as_str().unwrap(),
-            format!(
-                "e2e-seg-{id}-{}",
-                v["kind"].as_str().unwrap().trim_start_matches("segment.")
-            ),
-            "{v}"
-        );
-        if seen.insert(id) {
-            out.push(id);
-        }
-    }
-    out
-}
-
-fn closed_ids(cfg: &Path) -> Vec<u64> {
-    let rows = segments(cfg);
-    for r in &rows {
-        for f in &r.files {
-            assert_decodes(&cfg.parent().unwrap().join("data").join(&f.path));
-        }
-    }
-    let mut ids: Vec<u64> = rows
-        .iter()
-        .filter(|r| r.state == "closed")
-        .map(|r| r.id.as_u64().unwrap())
-        .collect();
-    ids.sort();
-    ids
-}
+use support::*;
 
 #[test]
 fn status_commands_bad_input_ctl_events_and_telemetry_over_mqtt5() {
@@ -243,85 +165,6 @@ fn status_commands_bad_input_ctl_events_and_telemetry_over_mqtt5() {
 }
 
 #[test]
-fn broker_down_while_segments_close_then_every_event_arrives_in_order() {
-    let dir = workdir("mqtt-broker-down");
-    let mut broker = Broker::start(dir.path());
-    let args = broker.client_args();
-    let events = Sub::start(&args, "edgerec/e2e/events/#", Some("e2e-outage"));
-    let cfg = config(dir.path(), &broker.url(), "");
-    let mut daemon = Daemon::start(&cfg);
-    assert!(
-        events.wait(S(20), |_| !first_ids(&events, &["segment.closed"])
-            .is_empty()),
-        "no first event; log:\n{}",
-        daemon.log()
-    );
-    broker.stop();
-    let before = first_ids(&events, &["segment.closed"]).len();
-    std::thread::sleep(S(7));
-    broker.start_again();
-    // The recorder reconnects on its own backoff schedule (at most 30 s apart).
-    assert!(
-        wait_until(S(40), || daemon.log().matches("mqtt: connected").count()
-            >= 2),
-        "no reconnection; log:\n{}",
-        daemon.log()
-    );
-    std::thread::sleep(S(1));
-    daemon.terminate(S(20));
-    let ids = closed_ids(&cfg);
-    assert!(
-        ids.len() >= before + 3,
-        "few segments closed during the outage: {ids:?}"
-    );
-    let got = events.wait(S(30), |_| {
-        first_ids(&events, &["segment.closed"]).len() >= ids.len()
-    });
-    let order = first_ids(&events, &["segment.closed"]);
-    assert!(
-        got,
-        "events {order:?} vs closed {ids:?}; log:\n{}",
-        daemon.log()
-    );
-    assert_eq!(order, ids, "every event, in order, none missing");
-}
-
-#[test]
-fn kill_9_while_the_broker_is_down_then_restart_both_and_every_event_arrives() {
-    let dir = workdir("mqtt-kill9");
-    let mut broker = Broker::start(dir.path());
-    let args = broker.client_args();
-    let events = Sub::start(&args, "edgerec/e2e/events/#", Some("e2e-kill9"));
-    let cfg = config(dir.path(), &broker.url(), "");
-    let mut daemon = Daemon::start(&cfg);
-    assert!(
-        events.wait(S(20), |_| !first_ids(&events, &["segment.closed"])
-            .is_empty()),
-        "no first event; log:\n{}",
-        daemon.log()
-    );
-    broker.stop();
-    std::thread::sleep(S(6));
-    daemon.kill9();
-    broker.start_again();
-    let mut daemon = Daemon::start(&cfg);
-    std::thread::sleep(S(4));
-    daemon.terminate(S(20));
-    let ids = closed_ids(&cfg);
-    let kinds = ["segment.closed", "segment.recovered"];
-    let got = events.wait(S(30), |_| {
-        let seen: HashSet<u64> = first_ids(&events, &kinds).into_iter().collect();
-        ids.iter().all(|i| seen.contains(i))
-    });
-    assert!(
-        got,
-        "closed {ids:?} vs events {:?}; log:\n{}",
-        first_ids(&events, &kinds),
-        daemon.log()
-    );
-}
-
-#[test]
 fn the_last_will_marks_a_killed_recorder_offline() {
     let dir = workdir("mqtt-will");
     let broker = Broker::start(dir.path());
@@ -423,48 +266,6 @@ fn mutual_tls_with_generated_certificates_over_mqtt_3_1_1() {
     );
     daemon.terminate(S(20));
     assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
-    closed_ids(&cfg);
-}
-
-#[test]
-fn retention_evictions_are_reported_as_never_uploaded() {
-    let dir = workdir("mqtt-evicted");
-    let broker = Broker::start(dir.path());
-    let all = Sub::start(&broker.client_args(), "edgerec/e2e/events/#", None);
-    let cfg = config(dir.path(), &broker.url(), "");
-    // About two 2 s segments fit: retention evicts from the third on.
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("max_bytes = \"1GiB\"", "max_bytes = \"600KiB\"");
-    std::fs::write(&cfg, text).unwrap();
-    let mut daemon = Daemon::start(&cfg);
-    let evicted = "edgerec/e2e/events/segment.evicted";
-    assert!(
-        all.wait(S(30), |_| !all.json_on(evicted).is_empty()),
-        "no segment.evicted; log:\n{}",
-        daemon.log()
-    );
-    daemon.terminate(S(20));
-    let ev = &all.json_on(evicted)[0];
-    assert_eq!(ev["never_uploaded"], true, "{ev}");
-    assert_eq!(
-        ev["id"],
-        format!("e2e-seg-{}-evicted", ev["file_id"].as_str().unwrap())
-    );
-    let path = dir
-        .path()
-        .join("data")
-        .join(ev["files"][0]["path"].as_str().unwrap());
-    assert!(!path.exists(), "{} still exists", path.display());
-    let closed: Vec<String> = all
-        .json_on("edgerec/e2e/events/segment.closed")
-        .iter()
-        .map(|c| c["file_id"].as_str().unwrap().to_string())
-        .collect();
-    assert!(
-        closed.contains(&ev["file_id"].as_str().unwrap().to_string()),
-        "evicted before its close was reported"
-    );
     closed_ids(&cfg);
 }
 
