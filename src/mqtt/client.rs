@@ -153,7 +153,14 @@ impl Client {
                 }
             };
             match polled {
-                Ok(net) => self.on_net(net, &reply_tx, &mut backoff).await,
+                Ok(net) => {
+                    let was = self.connected;
+                    self.on_net(net, &reply_tx, &mut backoff).await;
+                    if self.connected && !was {
+                        // A first report right after (re)connecting.
+                        telemetry.reset_immediately();
+                    }
+                }
                 Err(e) => {
                     if std::mem::take(&mut self.connected) {
                         warn!(error = %e, "mqtt: connection lost; events wait in the outbox");
