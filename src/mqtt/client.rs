@@ -354,7 +354,7 @@ impl Client {
             started_ms: self.ctx.started_ms,
         };
         let device = self.ctx.config.device_id.clone();
-        let quota = self.ctx.config.storage.max_bytes;
+        let quota = self.last_config.storage.max_bytes;
         let (now, wall) = (self.ctx.clock.now(), self.ctx.clock.wall_ms());
         let report = tokio::task::spawn_blocking(move || {
             super::telemetry::gather(&store, &live, &events, &device, quota, now, wall)
