@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 fn cmd(root: &Path, name: &str, payload: &str) -> Value {
     let mut s = UnixStream::connect(root.join("control.sock")).expect("control socket");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "command {name} {payload}\n").unwrap();
+    writeln!(s, "command {name} {payload}").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("reply is not JSON ({e}): {out}"))
@@ -358,11 +358,10 @@ fn config_set_applies_live_and_persists() {
             .contains("templates[0].interval"),
         "{e}"
     );
-    assert!(wait_until(Duration::from_secs(20), || closed_segments(
+    assert!(wait_until(Duration::from_secs(20), || !closed_segments(
         &root, "cam"
     )
-    .len()
-        >= 1));
+    .is_empty()));
     check_files(&root, &closed_segments(&root, "cam"));
     stop_clean(&mut d);
 }
