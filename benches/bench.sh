@@ -31,6 +31,13 @@ if [ -z "${EDGEREC_BIN:-}" ]; then
   EDGEREC_BIN=target/release/edgerec
 fi
 
+# Uploads: edgerec's uploader against one plain PUT of the same bytes, both to moto on
+# loopback; CPU seconds per uploaded GB (docs/bench-upload.md).
+scripts/moto-venv.sh >/dev/null
+python3 benches/upload_bench.py --edgerec "$EDGEREC_BIN" \
+  --python "${EDGEREC_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/edgerec}/moto-venv/bin/python3" \
+  --work "$out_dir/upload" --out "${BENCH_UPLOAD_OUT:-docs/bench-upload.md}"
+
 exec python3 benches/bench.py \
   --edgerec "$EDGEREC_BIN" \
   --clip "$clip" \

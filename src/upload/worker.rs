@@ -89,6 +89,8 @@ enum Outcome {
     Uploaded {
         url: String,
         bytes: u64,
+        /// From the first read to the recorded commit.
+        elapsed: Duration,
     },
     /// The segment is gone or no longer pending.
     Gone,
@@ -181,8 +183,8 @@ impl Worker {
                     if let Some(id) = tasks.remove(&tid) {
                         s.control.finished(id);
                         match res {
-                            Some(Ok(Outcome::Uploaded { url, bytes })) => {
-                                info!(segment = id, bytes, url = %url, "uploaded");
+                            Some(Ok(Outcome::Uploaded { url, bytes, elapsed })) => {
+                                info!(segment = id, bytes, elapsed_ms = elapsed.as_millis() as u64, url = %url, "uploaded");
                                 self.queue.remove(id);
                                 self.backoff.remove(&id);
                             }
@@ -377,6 +379,7 @@ async fn upload_segment(
     id: u64,
     done: Arc<AtomicU64>,
 ) -> Result<Outcome, UploadError> {
+    let started = s.clock.now();
     let store = s.store.clone();
     let row = blocking(move || store.segment(id)).await?;
     let Some(row) = row.filter(pending) else {
@@ -456,6 +459,7 @@ async fn upload_segment(
     let Some(bytes) = recorded else {
         return Ok(Outcome::Gone);
     };
+    let elapsed = s.clock.now().saturating_duration_since(started);
     if s.up.delete_after_upload {
         let store = s.store.clone();
         match blocking(move || store.delete(&[id])).await {
@@ -463,7 +467,11 @@ async fn upload_segment(
             Err(e) => warn!(segment = id, error = %e, "cannot delete an uploaded segment"),
         }
     }
-    Ok(Outcome::Uploaded { url, bytes })
+    Ok(Outcome::Uploaded {
+        url,
+        bytes,
+        elapsed,
+    })
 }
 
 /// The `segment.uploaded` event body: the fields of a cloud recording callback.
