@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use common::{assert_decodes, clip, md5_file, workdir, ClipSpec, Daemon, TestConfig};
+use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
 use support::*;
 
 fn md5(bytes: &[u8]) -> String {
@@ -29,7 +29,8 @@ fn closed_segments_arrive_byte_identical_under_their_keys() {
         &config_with_upload(
             &base,
             "",
-            &s3_target(&s3.endpoint(), "vod", "{device}/{stream}/{seq}-{file}"),
+            &(s3_target(&s3.endpoint(), "vod", "{device}/{stream}/{seq}-{file}")
+                + "checksum = true\n"),
             None,
         ),
     );
@@ -85,7 +86,8 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         .clone()
         .stream("big", &format!("file:{}?realtime=false", src.display()));
     let upload = "part_size = \"5MiB\"\nbandwidth = \"8MiB/s\"\n";
-    let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
+    // With a SHA-256 checksum per part for the service to verify.
+    let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}") + "checksum = true\n";
     let cfg = write(
         dir.path(),
         &config_with_upload(&recording, upload, &target, None),
@@ -184,4 +186,111 @@ fn a_file_target_receives_identical_copies_under_its_keys() {
         n += 1;
     }
     assert!(n >= 2);
+}
+
+#[test]
+fn a_multipart_upload_whose_segment_is_gone_is_aborted_at_the_next_start() {
+    let dir = workdir("upload-orphan");
+    let s3 = S3Peer::start(&["vod"]);
+    let src = noise_clip(dir.path(), 20);
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "60s".into();
+    let recording = base
+        .clone()
+        .stream("big", &format!("file:{}?realtime=false", src.display()));
+    let upload = "part_size = \"5MiB\"\nbandwidth = \"4MiB/s\"\n";
+    let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&recording, upload, &target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(40), || !s3.parts_acked().is_empty()),
+        "no part arrived; log:\n{}",
+        d.log()
+    );
+    d.kill9();
+    assert_eq!(s3.open_multipart_uploads("vod").len(), 1);
+    // The segment's files go away while the recorder is down: recovery drops its row.
+    let rows = rows(&cfg);
+    for r in closed(&rows) {
+        for f in &r.files {
+            std::fs::remove_file(dir.path().join("data").join(&f.path)).unwrap();
+        }
+    }
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&base, upload, &target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(20), || s3
+            .open_multipart_uploads("vod")
+            .is_empty()),
+        "the orphaned multipart upload was not aborted; log:\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("aborted an orphaned multipart upload"));
+    d.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn delete_after_upload_removes_the_local_files_once_verified() {
+    let dir = workdir("upload-delete-after");
+    let s3 = S3Peer::start(&["vod"]);
+    let src = clip(&ClipSpec::h264(6, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &base,
+            "delete_after_upload = true\n",
+            &s3_target(&s3.endpoint(), "vod", "{stream}/{seq}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || s3.keys("vod").len() >= 2),
+        "nothing uploaded; log:\n{}",
+        d.log()
+    );
+    d.terminate(Duration::from_secs(20));
+    // A stop between an upload and its deletion: the next start deletes it.
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &TestConfig::new(&dir.path().join("data")),
+            "delete_after_upload = true\n",
+            &s3_target(&s3.endpoint(), "vod", "{stream}/{seq}"),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(20), || try_rows(&cfg)
+            .is_ok_and(|rows| rows.iter().all(|r| url_of(r).is_none()))),
+        "uploaded segments kept; log:\n{}",
+        d.log()
+    );
+    d.terminate(Duration::from_secs(20));
+    let rows = rows(&cfg);
+    // Every uploaded segment is gone from the index and the disk; its object is playable.
+    for key in s3.keys("vod") {
+        let seq: u64 = key.rsplit('/').next().unwrap().parse().unwrap();
+        assert!(
+            rows.iter().all(|r| r.seq != seq),
+            "segment {seq} was uploaded but kept"
+        );
+        let copy = dir.path().join(format!("{seq}.mp4"));
+        std::fs::write(&copy, s3.object("vod", &key).unwrap()).unwrap();
+        assert_decodes(&copy);
+    }
+    for r in closed(&rows) {
+        assert!(url_of(r).is_none(), "{r:?}");
+        assert!(dir.path().join("data").join(&r.files[0].path).exists());
+    }
 }

@@ -120,7 +120,13 @@ fn a_reset_in_the_middle_of_a_part_is_retried_to_an_identical_object() {
         "no retry logged:\n{}",
         d.log()
     );
-    assert!(s3.open_multipart_uploads("vod").is_empty());
+    // (A later recording of the clip may be mid-upload at the stop: only this key counts.)
+    let key = format!("rec/big/{name}");
+    let open = s3.open_multipart_uploads("vod");
+    assert!(
+        open.iter().all(|u| u[0] != key.as_str()),
+        "incomplete upload left for {key}: {open:?}"
+    );
 }
 
 #[test]

@@ -211,10 +211,26 @@ impl Worker {
         let store = self.shared.store.clone();
         let rows = blocking(move || store.segments()).await?;
         let mut n = 0;
+        let mut leftover = Vec::new();
         for r in rows {
             if pending(&r) {
                 self.queue.push(Job::new(r.id, r.start_ms, r.bytes));
                 n += 1;
+            } else if r.state == SegmentState::Closed
+                && matches!(r.upload, UploadState::Uploaded { .. })
+            {
+                leftover.push(r.id);
+            }
+        }
+        // Uploaded before a stop that came between the upload and its deletion.
+        if self.shared.up.delete_after_upload && !leftover.is_empty() {
+            let store = self.shared.store.clone();
+            match blocking(move || store.delete(&leftover)).await {
+                Ok(freed) => info!(
+                    bytes = freed,
+                    "deleted segments uploaded before the last stop"
+                ),
+                Err(e) => warn!(error = %e, "cannot delete uploaded segments"),
             }
         }
         Ok(n)

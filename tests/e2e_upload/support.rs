@@ -424,7 +424,7 @@ pub fn rows(config: &Path) -> Vec<SegmentRow> {
     try_rows(config).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn try_rows(config: &Path) -> Result<Vec<SegmentRow>, String> {
+pub fn try_rows(config: &Path) -> Result<Vec<SegmentRow>, String> {
     let out = common::cli(
         &["segments", "--config", config.to_str().unwrap(), "--json"],
         config.parent().unwrap(),

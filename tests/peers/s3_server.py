@@ -121,8 +121,12 @@ class Recorder:
             st, xml = self.moto("GET", "/" + q["bucket"], "uploads")
             import re
 
-            ups = re.findall(rb"<Upload>.*?<Key>(.*?)</Key>.*?<UploadId>(.*?)</UploadId>", xml, re.S)
-            body = json.dumps({"status": st, "uploads": [[k.decode(), i.decode()] for k, i in ups]}).encode()
+            ups = []
+            for block in re.findall(rb"<Upload>(.*?)</Upload>", xml, re.S):
+                key = re.search(rb"<Key>(.*?)</Key>", block)
+                uid = re.search(rb"<UploadId>(.*?)</UploadId>", block)
+                ups.append([key.group(1).decode() if key else "", uid.group(1).decode() if uid else ""])
+            body = json.dumps({"status": st, "uploads": ups}).encode()
         elif path == "/_edgerec/keys":
             st, xml = self.moto("GET", "/" + q["bucket"], "list-type=2&max-keys=1000")
             import re
