@@ -111,6 +111,20 @@
 //! closed segment and its queue entry or event are in the index together or not at all; a
 //! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
 //!
+//! **Upload** ([`crate::upload`]), on top of the steps above:
+//! 1. the `closing` hook sets the row's upload state to `Pending` in the close commit (so
+//!    a volatile close lost in a crash is queued again when recovery redoes it);
+//! 2. a multipart upload's id, then each part's ETag once the service acknowledged the
+//!    part, go into `UploadParts` (durable commit each) before the next part is sent; a
+//!    crash re-sends at most the part in flight;
+//! 3. after the object's size is verified, one durable commit sets the row `Uploaded`, drops
+//!    its `UploadParts` entry and adds the `segment.uploaded` event;
+//! 4. `UploadParts` entries whose row is gone or no longer pending are multipart uploads
+//!    left behind: the uploader aborts them at start and drops the entries.
+//!
+//! A segment being uploaded is never evicted by retention; `delete_after_upload` deletes by
+//! the **Delete** protocol only after step 3.
+//!
 //! The event outbox ([`crate::events`], published by [`crate::mqtt`]) follows from this:
 //! an event is written in the commit of the fact it reports (segment events by the MQTT
 //! hook; upload and task events in their own commits) and removed, in a volatile commit,
