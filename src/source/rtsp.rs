@@ -172,11 +172,12 @@ impl RtspSource {
     }
 
     /// Count received media toward the socket's low-water mark, retuning it when due.
+    /// Uses the arrival time `next`/`try_next` just stamped: one clock read per item.
     fn count(&mut self, bytes: usize) {
         let Some((sock, tuner)) = &mut self.lowat else {
             return;
         };
-        if let Some(mark) = tuner.received(bytes, std::time::Instant::now()) {
+        if let Some(mark) = tuner.received(bytes, self.last_item.into_std()) {
             match lowat::set_mark(*sock, mark) {
                 Ok(()) => tracing::debug!(url = %self.shown, mark, "socket low-water mark set"),
                 Err(e) => {
