@@ -28,8 +28,8 @@ if [ "$(printf '%s\n%s\n' "$newest" "$GLIBC_VERSION" | sort -V | tail -n1)" != "
   exit 1
 fi
 size=$(stat -c %s "$bin")
-if [ "$size" -gt $((8 * 1024 * 1024)) ]; then
-  echo "cross-build: $bin is $size bytes, over the 8 MiB budget" >&2
+if [ "$size" -gt 8000000 ]; then
+  echo "cross-build: $bin is $size bytes, over the 8 MB (8,000,000 bytes) budget" >&2
   exit 1
 fi
 "$QEMU" "$bin" --version >/dev/null

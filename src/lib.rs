@@ -39,7 +39,8 @@
 //!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.
 //! - [`guard`]: the storage guard (the `edgerec init` marker); [`status`]: per-stream health
 //!   for `edgerec status` and the watchdog; [`notify`]: systemd's sd_notify.
-//! - [`config`], [`rules`], [`naming`]: the TOML config, template/rule matching, file naming.
+//! - [`config`], [`rules`], [`glob`], [`naming`]: the TOML config, template/rule matching
+//!   (with the rules' shell-style globs), file naming.
 //! - [`cli`]: the `edgerec` command line.
 //! - [`clock`]: injected wall and monotonic time.
 
@@ -53,6 +54,7 @@ pub mod daemon;
 pub mod events;
 pub mod format;
 pub mod frame;
+pub mod glob;
 pub mod guard;
 pub mod ingest;
 pub mod mqtt;

@@ -10,9 +10,8 @@
 //! Recording is off by default: no matching rule, or a winning rule whose template has no
 //! formats, means the stream is not recorded.
 
-use globset::Glob;
-
 use crate::config::{Config, Rule, Template};
+use crate::glob::Glob;
 
 /// How specific a rule is: which of `app` / `stream` it sets.
 fn specificity(r: &Rule) -> u8 {
@@ -29,9 +28,7 @@ fn specificity(r: &Rule) -> u8 {
 fn glob_matches(glob: &Option<String>, value: &str) -> bool {
     match glob {
         None => true,
-        Some(g) => Glob::new(g)
-            .map(|g| g.compile_matcher().is_match(value))
-            .unwrap_or(false),
+        Some(g) => Glob::new(g).is_ok_and(|g| g.matches(value)),
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use globset::Glob;
+use crate::glob::Glob;
 
 use super::raw::{RawConfig, RawDuration, RawIngest, RawSize, RawStorage, RawStream, RawTemplate};
 use super::size::{parse_min_free, parse_size, MinFree};
@@ -84,8 +84,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         Some(l) => match &l.level {
             None => LogConfig::default(),
             Some(level) => {
-                tracing_subscriber::EnvFilter::builder()
-                    .parse(level)
+                level
+                    .parse::<tracing_subscriber::filter::Targets>()
                     .map_err(|e| {
                         ConfigError::invalid(
                             "log.level",
