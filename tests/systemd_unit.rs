@@ -220,3 +220,72 @@ fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and touches no memory.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// The Jetson drop-in must really lift the device allow-list (NVIDIA's nvmap/nvhost nodes
+/// are not in it): `DevicePolicy=auto` alone keeps the base unit's `DeviceAllow=` entries
+/// in force. systemd loads the unit with the drop-in without complaint, the resulting device
+/// policy opens the devices, and the exposure stays within budget.
+#[test]
+fn jetson_drop_in_opens_the_devices_and_keeps_the_exposure_within_budget() {
+    let dir = workdir("systemd_jetson");
+    let unit = fs::read_to_string(unit_path()).unwrap();
+    fs::write(
+        dir.path().join("edgerec.service"),
+        unit.replace("/usr/bin/edgerec", bin().to_str().unwrap()),
+    )
+    .unwrap();
+    let dropins = dir.path().join("edgerec.service.d");
+    fs::create_dir(&dropins).unwrap();
+    fs::copy(
+        repo().join("boards/jetson-orin-nano/edgerec.service.d/jetson.conf"),
+        dropins.join("jetson.conf"),
+    )
+    .unwrap();
+    let unit_copy = dir.path().join("edgerec.service");
+
+    let out = run(Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_copy));
+    assert!(out.status.success(), "verify: {}", text(&out.stderr));
+
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&unit_copy));
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("jetson.conf"),
+        "systemd complained about the drop-in: {stderr}"
+    );
+    // systemd's own rule, which `security` does not model (it reports any
+    // `DevicePolicy=auto` as "no device ACL"): `auto` opens every device only while no
+    // `DeviceAllow=` entry is left, and an empty `DeviceAllow=` clears the list so far.
+    let dropin = fs::read_to_string(dropins.join("jetson.conf")).unwrap();
+    let mut allow: Vec<String> = Vec::new();
+    let mut policy = String::from("auto");
+    for (k, v) in entries(&unit, "Service")
+        .into_iter()
+        .chain(entries(&dropin, "Service"))
+    {
+        match k.as_str() {
+            "DeviceAllow" if v.is_empty() => allow.clear(),
+            "DeviceAllow" => allow.push(v),
+            "DevicePolicy" => policy = v,
+            _ => {}
+        }
+    }
+    assert_eq!(policy, "auto", "the drop-in should set DevicePolicy=auto");
+    assert!(
+        allow.is_empty(),
+        "DeviceAllow= entries {allow:?} stay in force under the drop-in, so DevicePolicy=auto \
+         does not open NVIDIA's nvmap/nvhost nodes"
+    );
+    let score: f64 = stdout
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{stdout}"));
+    assert!(score <= 2.0, "Jetson exposure {score} > 2.0:\n{stdout}");
+}
