@@ -23,9 +23,15 @@ fn hex_md5(s: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A fresh nonce from unpredictable-enough input (peer, time, counter).
+/// A fresh nonce for a connection: `seed` (peer and connection id) keeps nonces distinct,
+/// and 64 bits from the process's random hash keys make them unpredictable, so a response
+/// sniffed from one connection cannot be replayed by a publisher that reconnects from the
+/// same address and port after a restart (when connection ids start over).
 pub fn nonce(seed: &str) -> String {
-    hex_md5(seed)
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(seed.as_bytes());
+    hex_md5(&format!("{seed}/{:016x}", h.finish()))
 }
 
 /// Whether `authorization` (the header value) proves one of `users` for `method`.
@@ -137,6 +143,14 @@ mod tests {
         assert!(check(&format!("Basic {ok}"), "ANNOUNCE", "n", &users()));
         assert!(!check(&format!("Basic {bad}"), "ANNOUNCE", "n", &users()));
         assert!(!check("Basic !!!", "ANNOUNCE", "n", &users()));
+    }
+
+    #[test]
+    fn nonces_differ_even_for_the_same_peer_and_connection_id() {
+        let a = nonce("127.0.0.1:5000/0");
+        let b = nonce("127.0.0.1:5000/0");
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b, "a nonce must not be derivable from the peer and connection id");
     }
 
     #[test]
