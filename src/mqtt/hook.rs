@@ -107,7 +107,7 @@ mod tests {
     fn hook(dir: &std::path::Path) -> SegmentEvents {
         let store = Arc::new(Store::open(&dir.join("root")).unwrap());
         SegmentEvents {
-            events: Events::new(store, "edge-1", true, 100, 0).unwrap(),
+            events: Events::new(store, "edge-1", true, 100),
             clock: ManualClock::new(99_000),
         }
     }

@@ -25,6 +25,7 @@ pub mod ctl;
 pub mod effective;
 pub mod hook;
 pub mod publisher;
+pub mod refusal;
 pub mod route;
 pub mod telemetry;
 pub mod topics;

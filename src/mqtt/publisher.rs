@@ -3,7 +3,8 @@
 //!
 //! The protocol, with the outbox (`crate::events`) as the only record of what is undelivered:
 //! 1. read the oldest stored events in key order, up to a window, skipping those in flight
-//!    (so an event whose commit landed after a newer one's is still picked up);
+//!    (keys are assigned inside the commit that stores an event, so key order is commit
+//!    order: no event can appear later below a key already read);
 //! 2. publish each at QoS 1 on `{prefix}/{device}/events/{kind}`;
 //! 3. on PUBACK, remove that event from the outbox (never earlier);
 //! 4. on a lost connection (or a restart, which loses everything in memory) forget what was
@@ -46,7 +47,7 @@ impl Window {
     }
 
     /// How many stored events to read to find [`Window::room`] new ones: the in-flight
-    /// ones come first in key order, unless a commit landed late.
+    /// ones come first in key order.
     pub fn scan_len(&self) -> usize {
         self.max
     }

@@ -17,7 +17,7 @@ use redb::{
 
 use super::error::StoreError;
 use super::row::{SegmentId, SegmentRow};
-use super::tables::{AuxOp, AuxTable};
+use super::tables::{AuxMode, AuxOp, AuxTable, QueueMeta};
 
 /// Segment rows: id -> version byte + postcard.
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
@@ -27,6 +27,14 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("stream_seqs");
 
 const NEXT_ID: &str = "next_id";
+
+/// The counters of a queue table: its next key and its dropped count.
+fn queue_counter_names(table: AuxTable) -> (String, String) {
+    (
+        format!("queue_next:{}", table.name()),
+        format!("queue_dropped:{}", table.name()),
+    )
+}
 /// How many failed group results are remembered for waiters that wake late.
 const FAILURES_KEPT: usize = 64;
 
@@ -189,6 +197,90 @@ impl Index {
         Ok((n, last))
     }
 
+    /// The queue bookkeeping of an auxiliary table (see `tables.rs`).
+    pub(crate) fn aux_queue(&self, table: AuxTable) -> Result<QueueMeta, StoreError> {
+        let txn = self.db.begin_read().map_err(self.err("begin read"))?;
+        let t = txn
+            .open_table(table.definition())
+            .map_err(self.err("open table"))?;
+        let counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+        let (next, dropped) = queue_counter_names(table);
+        let get = |k: &str| -> Result<u64, StoreError> {
+            Ok(counters
+                .get(k)
+                .map_err(self.err("read"))?
+                .map_or(0, |g| g.value()))
+        };
+        let after_last = t
+            .last()
+            .map_err(self.err("read"))?
+            .map_or(1, |(k, _)| k.value() + 1);
+        Ok(QueueMeta {
+            next_key: get(&next)?.max(after_last),
+            dropped: get(&dropped)?,
+        })
+    }
+
+    /// One auxiliary-table change inside the write transaction `txn`. Queue appends take
+    /// their key here, so keys follow commit order (redb runs one writer at a time).
+    fn write_aux(&self, txn: &redb::WriteTransaction, op: &AuxOp) -> Result<(), StoreError> {
+        let mut t = txn
+            .open_table(op.table.definition())
+            .map_err(self.err("open table"))?;
+        match (op.mode, &op.value) {
+            (AuxMode::Set, Some(v)) => t
+                .insert(op.key, v.as_slice())
+                .map(drop)
+                .map_err(self.err("write aux")),
+            (AuxMode::Set, None) => t.remove(op.key).map(drop).map_err(self.err("write aux")),
+            (AuxMode::Append { keep }, value) => {
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let (next_name, dropped_name) = queue_counter_names(op.table);
+                let stored = counters
+                    .get(next_name.as_str())
+                    .map_err(self.err("read"))?
+                    .map_or(0, |g| g.value());
+                let after_last = t
+                    .last()
+                    .map_err(self.err("read"))?
+                    .map_or(1, |(k, _)| k.value() + 1);
+                let key = stored.max(after_last);
+                t.insert(key, value.as_deref().unwrap_or_default())
+                    .map_err(self.err("write aux"))?;
+                counters
+                    .insert(next_name.as_str(), key + 1)
+                    .map_err(self.err("write counter"))?;
+                let mut dropped = 0;
+                while t.len().map_err(self.err("read"))? > keep {
+                    t.pop_first().map_err(self.err("write aux"))?;
+                    dropped += 1;
+                }
+                if dropped > 0 {
+                    let before = counters
+                        .get(dropped_name.as_str())
+                        .map_err(self.err("read"))?
+                        .map_or(0, |g| g.value());
+                    counters
+                        .insert(dropped_name.as_str(), before.saturating_add(dropped))
+                        .map_err(self.err("write counter"))?;
+                }
+                Ok(())
+            }
+            (AuxMode::ForgetDropped(n), _) => {
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let (_, dropped_name) = queue_counter_names(op.table);
+                let before = counters
+                    .get(dropped_name.as_str())
+                    .map_err(self.err("read"))?
+                    .map_or(0, |g| g.value());
+                counters
+                    .insert(dropped_name.as_str(), before.saturating_sub(n))
+                    .map_err(self.err("write counter"))?;
+                Ok(())
+            }
+        }
+    }
+
     /// Highest sequence number recorded for `stream`.
     pub(crate) fn max_seq(&self, stream: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read().map_err(self.err("begin read"))?;
@@ -282,16 +374,7 @@ impl Index {
                     Op::Remove(id) => {
                         segs.remove(*id).map_err(self.err("remove row"))?;
                     }
-                    Op::Aux(op) => {
-                        let mut t = txn
-                            .open_table(op.table.definition())
-                            .map_err(self.err("open table"))?;
-                        match &op.value {
-                            Some(v) => t.insert(op.key, v.as_slice()).map(drop),
-                            None => t.remove(op.key).map(drop),
-                        }
-                        .map_err(self.err("write aux"))?;
-                    }
+                    Op::Aux(op) => self.write_aux(&txn, op)?,
                 }
             }
             if max_id > 0 {
