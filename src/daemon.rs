@@ -61,7 +61,7 @@ pub async fn run_from_file(
         &cfg.device_id,
         cfg.mqtt.is_some(),
         cfg.mqtt.as_ref().map_or(1, |m| m.outbox_capacity),
-    );
+    )?;
     crate::mqtt::register(&store, &events, &clock);
     // The upload queue's hook must see recovery's closes and adoptions too.
     let uploads = crate::upload::Uploads::register(&cfg, &store, clock.clone());

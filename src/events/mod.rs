@@ -20,10 +20,14 @@
 //! An event's outbox key is chosen inside the write transaction that stores it
 //! ([`AuxOp::append`]); redb runs one write transaction at a time, so key order is commit
 //! order, and the publisher, which reads in key order, never sends an older event after a
-//! newer one. Keys keep growing across restarts and an emptied outbox. Ids of events that are
-//! not about a segment ([`Events::fresh_id`]) are `{device}-{run}-{n}`: `run` is 64 random
-//! bits drawn at start, `n` counts this run's ids atomically, so ids never repeat across
-//! producers or reboots (even on a board whose clock restarts in 1970).
+//! newer one. Keys only grow, across an emptied outbox and restarts (each run starts above
+//! any key a crash may have taken back), so the publisher sends the key as the event's
+//! `event_seq`: a consumer sees it increase in the order events were stored.
+//!
+//! Ids of events that are not about a segment ([`Events::fresh_id`]) are
+//! `{device}-{run}-{n}`: `run` is 64 random bits drawn at start, `n` counts this run's ids
+//! atomically, so ids never repeat across producers or reboots (even on a board whose clock
+//! restarts in 1970). Segment events' ids are derived from the segment (`crate::mqtt::hook`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -104,10 +108,20 @@ struct Inner {
 }
 
 impl Events {
-    /// The outbox of `store`. With `enabled` false, [`Events::ops`] produces no-ops and
-    /// nothing is stored (no broker configured: nobody would ever drain it).
-    pub fn new(store: Arc<Store>, device: &str, enabled: bool, capacity: u64) -> Events {
-        Events {
+    /// The outbox of `store`, for one run of the recorder (blocking: with `enabled`, one
+    /// durable commit starts a new run of outbox keys, see [`AuxOp::new_run`]). With
+    /// `enabled` false, [`Events::ops`] produces no-ops and nothing is stored (no broker
+    /// configured: nobody would ever drain it).
+    pub fn new(
+        store: Arc<Store>,
+        device: &str,
+        enabled: bool,
+        capacity: u64,
+    ) -> Result<Events, StoreError> {
+        if enabled {
+            store.aux_commit(vec![AuxOp::new_run(AuxTable::Outbox)], None, true)?;
+        }
+        Ok(Events {
             inner: Arc::new(Inner {
                 store,
                 device: device.to_string(),
@@ -117,7 +131,7 @@ impl Events {
                 count: AtomicU64::new(1),
                 stored: tokio::sync::Notify::new(),
             }),
-        }
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -233,7 +247,7 @@ mod tests {
 
     fn events(dir: &std::path::Path, cap: u64) -> Events {
         let store = Arc::new(Store::open(&dir.join("root")).unwrap());
-        Events::new(store, "edge-1", true, cap)
+        Events::new(store, "edge-1", true, cap).unwrap()
     }
 
     #[test]
@@ -277,7 +291,7 @@ mod tests {
     fn disabled_events_store_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
-        let ev = Events::new(store, "edge-1", false, 10);
+        let ev = Events::new(store, "edge-1", false, 10).unwrap();
         ev.emit(EventKind::UploadAlarm, 0, serde_json::json!({}))
             .unwrap();
         assert!(ev.pending(0, 10).unwrap().is_empty());
@@ -287,7 +301,7 @@ mod tests {
     fn fresh_ids_are_unique_across_threads_and_runs() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
-        let a = Events::new(store.clone(), "edge-1", true, 10);
+        let a = Events::new(store.clone(), "edge-1", true, 10).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let a = a.clone();
@@ -301,7 +315,7 @@ mod tests {
             }
         }
         // A restart (a new `Events` on the same store) draws a new run id.
-        let b = Events::new(store, "edge-1", true, 10);
+        let b = Events::new(store, "edge-1", true, 10).unwrap();
         assert!(!ids.contains(&b.fresh_id()));
     }
 

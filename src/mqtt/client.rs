@@ -339,7 +339,7 @@ impl Client {
             let topic = self.topics.event(event.kind);
             if !self.link.publish(
                 &topic,
-                publisher::payload(&device, &event),
+                publisher::payload(&device, &event, Some(key)),
                 true,
                 false,
                 None,

@@ -120,7 +120,7 @@ fn alarm_event(alarm: &Alarm, active: bool, at_ms: i64) -> Vec<u8> {
         at_ms,
         body: alarm_body(&alarm.error, &alarm.root, active).to_string(),
     };
-    super::publisher::payload(&alarm.device, &event)
+    super::publisher::payload(&alarm.device, &event, None)
 }
 
 async fn run(mut cfg: MqttConfig, alarm: Alarm, mut end: mpsc::UnboundedReceiver<End>) {

@@ -215,3 +215,37 @@ fn a_bounded_append_drops_the_oldest_and_counts_durably_until_forgotten() {
         .unwrap();
     assert_eq!(store.aux_queue(AuxTable::Outbox).unwrap().dropped, 0);
 }
+
+#[test]
+fn a_new_run_hands_out_keys_above_any_a_crash_took_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let store = open(&root);
+    store
+        .aux_commit(
+            vec![AuxOp::append(AuxTable::Outbox, b"a".to_vec(), 10)],
+            None,
+            true,
+        )
+        .unwrap();
+    // A volatile append that a crash would take back, its key maybe seen outside.
+    store
+        .aux_commit(
+            vec![AuxOp::append(AuxTable::Outbox, b"b".to_vec(), 10)],
+            None,
+            false,
+        )
+        .unwrap();
+    store
+        .aux_commit(vec![AuxOp::new_run(AuxTable::Outbox)], None, true)
+        .unwrap();
+    store
+        .aux_commit(
+            vec![AuxOp::append(AuxTable::Outbox, b"c".to_vec(), 10)],
+            None,
+            true,
+        )
+        .unwrap();
+    let keys: Vec<u64> = queue_values(&store).iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, vec![1, 2, tables::RUN_KEY_STRIDE]);
+}

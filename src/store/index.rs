@@ -17,7 +17,7 @@ use redb::{
 
 use super::error::StoreError;
 use super::row::{SegmentId, SegmentRow};
-use super::tables::{AuxMode, AuxOp, AuxTable, QueueMeta};
+use super::tables::{AuxMode, AuxOp, AuxTable, QueueMeta, RUN_KEY_STRIDE};
 
 /// Segment rows: id -> version byte + postcard.
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
@@ -264,6 +264,23 @@ impl Index {
                         .insert(dropped_name.as_str(), before.saturating_add(dropped))
                         .map_err(self.err("write counter"))?;
                 }
+                Ok(())
+            }
+            (AuxMode::NewRun, _) => {
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let (next_name, _) = queue_counter_names(op.table);
+                let stored = counters
+                    .get(next_name.as_str())
+                    .map_err(self.err("read"))?
+                    .map_or(0, |g| g.value());
+                let after_last = t
+                    .last()
+                    .map_err(self.err("read"))?
+                    .map_or(1, |(k, _)| k.value() + 1);
+                let next = (stored.max(after_last) / RUN_KEY_STRIDE + 1) * RUN_KEY_STRIDE;
+                counters
+                    .insert(next_name.as_str(), next)
+                    .map_err(self.err("write counter"))?;
                 Ok(())
             }
             (AuxMode::ForgetDropped(n), _) => {

@@ -19,6 +19,9 @@
 //! and redb runs one write transaction at a time, so key order is commit order. A bounded
 //! queue drops its oldest entries in that same transaction and counts them in a durable
 //! counter ([`QueueMeta::dropped`]) that its reader lowers with [`AuxOp::forget_dropped`].
+//! A crash takes back volatile appends, and their keys would be handed out again; a queue
+//! whose keys are seen outside (the outbox's `event_seq`) starts each run with
+//! [`AuxOp::new_run`], so keys only ever grow.
 
 use redb::TableDefinition;
 
@@ -71,7 +74,14 @@ pub enum AuxMode {
     Append { keep: u64 },
     /// Lower the table's dropped count by this much (saturating): the drops were reported.
     ForgetDropped(u64),
+    /// A new run begins: later appends get keys above every key an earlier run may have
+    /// used, even in volatile commits a crash took back (the next key jumps to the next
+    /// multiple of [`RUN_KEY_STRIDE`]). Commit it durably, once per run.
+    NewRun,
 }
+
+/// How far apart the key ranges of two runs of a queue are (see [`AuxMode::NewRun`]).
+pub const RUN_KEY_STRIDE: u64 = 1 << 32;
 
 /// One change to an auxiliary table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +120,16 @@ impl AuxOp {
             key: 0,
             value: Some(value),
             mode: AuxMode::Append { keep: keep.max(1) },
+        }
+    }
+
+    /// Start a new run of the queue `table` (see [`AuxMode::NewRun`]).
+    pub fn new_run(table: AuxTable) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: None,
+            mode: AuxMode::NewRun,
         }
     }
 

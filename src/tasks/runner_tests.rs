@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
     let clock = ManualClock::new(1_000_000);
-    let events = Events::new(store.clone(), "edge-1", true, 100);
+    let events = Events::new(store.clone(), "edge-1", true, 100).unwrap();
     Fixture {
         _dir: dir,
         store,
