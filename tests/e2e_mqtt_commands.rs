@@ -122,6 +122,7 @@ fn status_record_start_stop_config_set_and_retention_run_through_mosquitto_clien
     assert_eq!(ev[0]["status"], "in_progress", "{ev:?}");
     assert_eq!(ev[1]["status"], "completed", "{ev:?}");
     assert_eq!(ev[1]["previous_status"], "in_progress");
+    assert_eq!(ev[1]["task_kind"], "real_time", "{}", ev[1]);
     let files: usize = door.iter().map(|r| r.files.len()).sum();
     let bytes: u64 = door.iter().map(|r| r.bytes).sum();
     assert_eq!(ev[1]["files"], files as u64, "{}", ev[1]);

@@ -371,6 +371,8 @@ impl Scheduler {
                     // Two changes in one step (a window that passed) report each in turn.
                     body["status"] = tr.to.as_str().into();
                     body["previous_status"] = tr.from.as_str().into();
+                    // `kind` is the event's own in the published payload.
+                    body["task_kind"] = task.kind.as_str().into();
                     ops.extend(ev.ops(EventKind::TaskStatus, ev.fresh_id(), tr.at_ms, body));
                 }
             }
