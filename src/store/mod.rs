@@ -147,6 +147,7 @@ mod error;
 mod fsutil;
 mod index;
 mod media;
+mod queue;
 mod recovery;
 mod row;
 mod tables;
