@@ -47,6 +47,11 @@ pub async fn run_from_file(
             warn!(marker_device = %m.device_id, device = %cfg.device_id, "the data directory was initialised for another device_id")
         }
         Ok(_) => {}
+        Err(e) if !e.is_refusal() => {
+            error!(alarm = "storage_guard", error = %e, "not recording");
+            notifier.status(&format!("failed: {e}"));
+            return Err(e.into());
+        }
         // The alarm (log, systemd status, MQTT), then wait for the marker.
         Err(e) => match crate::guard::wait::until_marked(&cfg, &clock, &notifier, e).await? {
             crate::guard::wait::Waited::Marked => {}

@@ -67,6 +67,15 @@ pub enum GuardError {
     },
 }
 
+impl GuardError {
+    /// A refusal of a directory that is not (yet) the intended one: `run` waits for the
+    /// marker. The others (the directory cannot be created or written) are errors that
+    /// end `run`, as every other unusable data directory does.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, GuardError::Io { .. })
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GuardError + '_ {
     move |source| GuardError::Io {
         path: path.to_path_buf(),

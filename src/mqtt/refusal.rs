@@ -5,9 +5,9 @@
 //!
 //! - the retained status `online`, with `"recording": false` and the refusal in `refused`
 //!   (the device is alive and reachable, and says why it does not record);
-//! - a `storage.alarm` event (`unmarked_root`, `missing_root`, `damaged_marker` or
-//!   `unusable_root`, with `path` and `error`) at QoS 1, again at every reconnection (same
-//!   id, so consumers deduplicate it).
+//! - a `storage.alarm` event (`unmarked_root`, `missing_root` or `damaged_marker`, with
+//!   `path` and `error`) at QoS 1, again at every reconnection (same id, so consumers
+//!   deduplicate it).
 //!
 //! When the marker appears it publishes the alarm cleared (`"active": false`) and
 //! disconnects cleanly; the recorder's own client then connects and publishes its status.
