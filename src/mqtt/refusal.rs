@@ -12,8 +12,8 @@
 //! When the marker appears it publishes the alarm cleared (`"active": false`) and
 //! disconnects cleanly; the recorder's own client then connects and publishes its status.
 //! On SIGTERM it publishes the retained `offline` status instead. It connects as
-//! `{client_id}-guard`, so the recorder's persistent session (and the commands queued in it)
-//! is left alone; its Last Will is the usual `offline` status.
+//! `{client_id}-guard` with a clean session, so the recorder's persistent session (and the
+//! commands queued in it) is left alone; its Last Will is the usual `offline` status.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use crate::config::MqttConfig;
 use crate::events::{Event, EventKind};
 use crate::guard::GuardError;
 
-use super::conn::{Link, Net, RECONNECT_MAX, RECONNECT_MIN};
+use super::conn::{Link, Net, Session, RECONNECT_MAX, RECONNECT_MIN};
 use super::topics::Topics;
 
 /// How long the goodbye (last publish, PUBACK, DISCONNECT) may take.
@@ -133,7 +133,12 @@ async fn run(mut cfg: MqttConfig, alarm: Alarm, mut end: mpsc::UnboundedReceiver
     })
     .to_string()
     .into_bytes();
-    let (link, mut lp) = match Link::new(&cfg, &topics.status(), will) {
+    // A clean session: nothing of it needs to outlive the refusal at the broker.
+    let session = Session {
+        will: Some((&topics.status(), will)),
+        persistent: false,
+    };
+    let (link, mut lp) = match Link::with_session(&cfg, session) {
         Ok(l) => l,
         Err(e) => {
             warn!(error = %e, "mqtt: cannot report the storage guard's refusal");
