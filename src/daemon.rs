@@ -47,12 +47,16 @@ pub async fn run_from_file(
             warn!(marker_device = %m.device_id, device = %cfg.device_id, "the data directory was initialised for another device_id")
         }
         Ok(_) => {}
-        Err(e) => {
-            // The alarm: an error-level log line now (MQTT events later), then exit 1.
+        Err(e) if !e.is_refusal() => {
             error!(alarm = "storage_guard", error = %e, "not recording");
-            notifier.status(&format!("refused: {e}"));
+            notifier.status(&format!("failed: {e}"));
             return Err(e.into());
         }
+        // The alarm (log, systemd status, MQTT), then wait for the marker.
+        Err(e) => match crate::guard::wait::until_marked(&cfg, &clock, &notifier, e).await? {
+            crate::guard::wait::Waited::Marked => {}
+            crate::guard::wait::Waited::Stopped => return Ok(()),
+        },
     }
     let store = open_store(&root).await?;
     let store = Arc::new(store);
@@ -62,7 +66,6 @@ pub async fn run_from_file(
         &cfg.device_id,
         cfg.mqtt.is_some(),
         cfg.mqtt.as_ref().map_or(1, |m| m.outbox_capacity),
-        clock.wall_ms(),
     )?;
     crate::mqtt::register(&store, &events, &clock);
     // The upload queue's hook must see recovery's closes and adoptions too.
@@ -113,12 +116,18 @@ pub async fn run_from_file(
         abs_root.display()
     );
 
+    let live_config: crate::mqtt::LiveConfig = {
+        let s = scheduler.clone();
+        Arc::new(move || s.config())
+    };
+    // `retention.run`: a pass now, its outcome sent back.
+    let (retention_tx, mut retention_rx) = tokio::sync::mpsc::channel(4);
     let commands = crate::commands::spawn(crate::commands::Spawn {
         scheduler: scheduler.clone(),
         board: board.clone(),
         config_path,
         upload: upload_control.clone(),
-        retention: closed.clone(),
+        retention: retention_tx,
     })
     .await;
     let status_source = Arc::new(crate::control::StatusSource {
@@ -143,10 +152,7 @@ pub async fn run_from_file(
         board: board.clone(),
         clock: clock.clone(),
         started_ms: clock.wall_ms(),
-        live_config: Some({
-            let s = scheduler.clone();
-            Arc::new(move || s.config())
-        }),
+        live_config: Some(live_config.clone()),
     })?;
     let control = tokio::spawn(crate::control::serve_with_status(
         store.clone(),
@@ -161,14 +167,20 @@ pub async fn run_from_file(
         .unwrap_or(std::time::Duration::from_secs(3600));
     let mut watchdog = tokio::time::interval(watchdog_every);
     let mut starving = false;
-    let ingest = crate::ingest::Ingest::new(crate::ingest::IngestContext {
-        config: Arc::new(cfg.clone()),
-        store: store.clone(),
-        clock: clock.clone(),
-        cancel: cancel.clone(),
-        closed: closed.clone(),
-        board: board.clone(),
-    });
+    let ingest = crate::ingest::Ingest::new_live(
+        crate::ingest::IngestContext {
+            config: Arc::new(cfg.clone()),
+            store: store.clone(),
+            clock: clock.clone(),
+            cancel: cancel.clone(),
+            closed: closed.clone(),
+            board: board.clone(),
+        },
+        crate::ingest::IngestLive {
+            config: Some(live_config.clone()),
+            events: Some(events.clone()),
+        },
+    );
     let mut servers = JoinSet::new();
     if let Some(addr) = cfg.ingest.rtsp {
         let listener = crate::ingest::rtsp::bind(addr)
@@ -192,8 +204,12 @@ pub async fn run_from_file(
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = closed.notified() => retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await,
-            _ = tick.tick() => retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await,
+            _ = closed.notified() => { retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await; }
+            _ = tick.tick() => { retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await; }
+            Some(reply) = retention_rx.recv() => {
+                let done = retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await;
+                let _ = reply.send(done);
+            }
             _ = flush_tick.tick() => flush(&store).await,
             _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => {
                 let stalled = board.stalled(clock.now(), crate::status::STALL);
@@ -275,18 +291,19 @@ fn second_signal() -> ! {
     std::process::exit(130);
 }
 
-/// One retention pass: plan with the pure policy, delete by the store's protocol.
+/// One retention pass: plan with the pure policy, delete by the store's protocol. Returns
+/// what it deleted (for `retention.run`).
 pub async fn retention_pass(
     store: &Arc<Store>,
     cfg: &Config,
     now_ms: i64,
     uploads: Option<&crate::upload::Control>,
-) {
+) -> crate::commands::RetentionRun {
     let store = store.clone();
     let limits = limits_of(cfg);
     let (cfg, uploads) = (cfg.clone(), uploads.cloned());
-    let res = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
+    let res =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<crate::commands::RetentionRun> {
             let rows = store.segments()?;
             let mut closed = Vec::new();
             let mut open_bytes = 0u64;
@@ -315,28 +332,49 @@ pub async fn retention_pass(
             } else {
                 store.delete(&ids)?
             };
-            Ok((ids.len(), freed, plan.unmet))
-        },
-    )
-    .await;
-    match res {
-        Ok(Ok((n, freed, unmet))) => {
-            if n > 0 {
+            let stream_of: HashMap<u64, &str> =
+                closed.iter().map(|c| (c.id, c.stream.as_str())).collect();
+            Ok(crate::commands::RetentionRun {
+                deleted: plan
+                    .evict
+                    .iter()
+                    .map(|e| crate::commands::RetentionDeleted {
+                        id: e.id,
+                        stream: stream_of.get(&e.id).unwrap_or(&"").to_string(),
+                        bytes: e.bytes,
+                        reason: e.reason.as_str(),
+                    })
+                    .collect(),
+                freed_bytes: freed,
+                unmet: plan.unmet.map(|r| r.as_str()),
+                error: None,
+            })
+        })
+        .await;
+    let error = match res {
+        Ok(Ok(run)) => {
+            if !run.deleted.is_empty() {
                 info!(
-                    segments = n,
-                    bytes = freed,
+                    segments = run.deleted.len(),
+                    bytes = run.freed_bytes,
                     "retention evicted the oldest segments"
                 );
             }
-            if let Some(reason) = unmet {
+            if let Some(reason) = run.unmet {
                 warn!(
-                    ?reason,
+                    reason,
                     "retention cannot meet a storage limit: nothing left that may be evicted"
                 );
             }
+            return run;
         }
-        Ok(Err(e)) => error!(error = %e, "retention pass failed"),
-        Err(e) => error!(error = %e, "retention task failed"),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    error!(error = %error, "retention pass failed");
+    crate::commands::RetentionRun {
+        error: Some(error),
+        ..Default::default()
     }
 }
 

@@ -37,7 +37,8 @@
 //! - [`daemon`]: starts everything, handles signals, shuts down in order.
 //! - [`pace`]: the shared tick streams poll their sources on; [`control`]: the local socket
 //!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.
-//! - [`guard`]: the storage guard (the `edgerec init` marker); [`status`]: per-stream health
+//! - [`guard`]: the storage guard (the `edgerec init` marker, and the alarm and wait while
+//!   it refuses); [`status`]: per-stream health
 //!   for `edgerec status` and the watchdog; [`notify`]: systemd's sd_notify.
 //! - [`config`], [`rules`], [`glob`], [`naming`]: the TOML config, template/rule matching
 //!   (with the rules' shell-style globs), file naming.

@@ -46,6 +46,8 @@ pub struct StreamRecorder {
     /// Paced polling of the source (pulled streams); `None` waits on the source directly
     /// (pushed streams, whose frames arrive through a channel).
     pub pacer: Option<Pacer>,
+    /// `storage.alarm` when writing a segment fails, cleared at the next clean close.
+    pub write_alarm: Arc<crate::mqtt::alarm::WriteAlarm>,
 }
 
 /// How a session ended.
@@ -254,10 +256,12 @@ impl StreamRecorder {
                 report = writer.report() => match report {
                     Some(Report::Closed(row)) => {
                         self.on_closed(&row, status);
+                        self.write_alarm.closed().await;
                         continue;
                     }
                     // A write failed: close the segment with what it has, then retry.
                     Some(Report::Failed(e)) => {
+                        self.write_alarm.failed(&e).await;
                         seg.finish(CloseReason::SourceEnded, &mut events);
                         break Err(e.into());
                     }
@@ -303,8 +307,14 @@ impl StreamRecorder {
         }
         for report in writer.finish().await {
             match report {
-                Report::Closed(row) => self.on_closed(&row, status),
-                Report::Failed(e) => error!(error = %e, "closing the last segment failed"),
+                Report::Closed(row) => {
+                    self.on_closed(&row, status);
+                    self.write_alarm.closed().await;
+                }
+                Report::Failed(e) => {
+                    error!(error = %e, "closing the last segment failed");
+                    self.write_alarm.failed(&e).await;
+                }
             }
         }
         result

@@ -7,9 +7,10 @@
 //! and a stream whose template or source changed is restarted with the new one. A stream
 //! wanted twice (a rule and a record task, or two tasks) is still recorded once.
 //!
-//! Each recorder reports failed attempts; after [`FAIL_ATTEMPTS`] in a row the stream's name
-//! and the error go out on the failure channel, where the scheduler puts the stream's tasks
-//! in error.
+//! Each recorder reports every failed attempt, numbered in a row, on the failure channel
+//! ([`SourceFailure`]); the scheduler counts them per task and puts a task in error once it
+//! has seen [`FAIL_ATTEMPTS`] in a row. Segment write failures also raise a `storage.alarm`
+//! ([`crate::mqtt::alarm::WriteAlarm`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,6 +31,17 @@ use crate::store::Store;
 /// A pulled source that fails this many attempts in a row fails its record tasks.
 pub const FAIL_ATTEMPTS: u32 = 3;
 
+/// One failed attempt of a stream's source (or of writing its segments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFailure {
+    pub stream: String,
+    /// Failed attempts in a row of the stream's recorder, this one included (1 after a
+    /// healthy session, or for a recorder just started).
+    pub attempt: u32,
+    /// The error, credentials redacted.
+    pub error: String,
+}
+
 /// What a stream recorder needs from the daemon.
 pub struct SupervisorContext {
     pub device: String,
@@ -41,9 +53,10 @@ pub struct SupervisorContext {
     pub board: Arc<StatusBoard>,
     /// The daemon's shutdown token; each recorder holds a child of it.
     pub cancel: CancellationToken,
-    /// (stream, last error) after [`FAIL_ATTEMPTS`] failed attempts in a row, and after each
-    /// further failure.
-    pub failures: mpsc::UnboundedSender<(String, String)>,
+    /// Every failed attempt of every recorder.
+    pub failures: mpsc::UnboundedSender<SourceFailure>,
+    /// The outbox, for `storage.alarm` on write errors (`None`: log only).
+    pub events: Option<crate::events::Events>,
 }
 
 /// One stream that should record, and how.
@@ -181,6 +194,11 @@ impl Supervisor {
             cancel: cancel.clone(),
             closed: ctx.closed.clone(),
             pacer: ctx.pacer.clone(),
+            write_alarm: Arc::new(crate::mqtt::alarm::WriteAlarm::new(
+                ctx.events.clone(),
+                &s.name,
+                ctx.clock.clone(),
+            )),
         };
         let status = ctx.board.add(StreamStatus::new(
             &s.name,
@@ -190,10 +208,12 @@ impl Supervisor {
         ));
         let failures = ctx.failures.clone();
         let name = s.name.clone();
-        let on_failure = move |attempts: u32, error: &str| {
-            if attempts >= FAIL_ATTEMPTS {
-                let _ = failures.send((name.clone(), crate::redact::redact_url(error)));
-            }
+        let on_failure = move |attempt: u32, error: &str| {
+            let _ = failures.send(SourceFailure {
+                stream: name.clone(),
+                attempt,
+                error: crate::redact::redact_url(error),
+            });
         };
         let span = info_span!("stream", name = %s.name);
         let handle = tokio::spawn(

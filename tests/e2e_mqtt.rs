@@ -156,11 +156,11 @@ fn status_commands_bad_input_ctl_events_and_telemetry_over_mqtt5() {
     daemon.terminate(S(20));
     assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
     assert_eq!(last_status(&all).unwrap()["reason"], "shutdown");
-    let ids = closed_ids(&cfg);
+    let seqs = closed_seqs(&cfg);
     assert!(
-        all.wait(S(10), |_| first_ids(&all, &["segment.closed"]) == ids),
-        "closed {ids:?} vs events {:?}",
-        first_ids(&all, &["segment.closed"])
+        all.wait(S(10), |_| first_seqs(&all, &["segment.closed"]) == seqs),
+        "closed {seqs:?} vs events {:?}",
+        first_seqs(&all, &["segment.closed"])
     );
 }
 
@@ -266,7 +266,7 @@ fn mutual_tls_with_generated_certificates_over_mqtt_3_1_1() {
     );
     daemon.terminate(S(20));
     assert!(wait_state(&all, "offline", S(5)), "{:?}", all.messages());
-    closed_ids(&cfg);
+    closed_seqs(&cfg);
 }
 
 #[test]
@@ -289,7 +289,7 @@ fn unusable_tls_files_never_stop_recording() {
     let log = daemon.log();
     assert!(log.contains("cannot set up the connection"), "{log}");
     assert!(log.contains("missing-ca.pem"), "{log}");
-    closed_ids(&cfg);
+    closed_seqs(&cfg);
 }
 
 #[test]
@@ -338,5 +338,5 @@ fn a_camera_that_goes_away_is_reported_connected_then_lost() {
     let connected = got.iter().position(|s| s == "connected").unwrap();
     let lost = got.iter().position(|s| s == "lost").unwrap();
     assert!(connected < lost, "{got:?}");
-    closed_ids(&cfg);
+    closed_seqs(&cfg);
 }

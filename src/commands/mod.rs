@@ -21,8 +21,6 @@ pub mod settings;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
 pub use reply::{code, Reply};
 
 use crate::store::SegmentRow;
@@ -55,6 +53,31 @@ pub trait UploadControl: Send + Sync {
     fn is_paused(&self) -> bool;
 }
 
+/// A segment a retention pass deleted.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionDeleted {
+    pub id: u64,
+    pub stream: String,
+    pub bytes: u64,
+    /// The limit that made it go (`storage.max_bytes`, `storage.min_free`, ...).
+    pub reason: &'static str,
+}
+
+/// What one retention pass did (`retention.run` replies with it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionRun {
+    pub deleted: Vec<RetentionDeleted>,
+    /// Bytes freed on disk.
+    pub freed_bytes: u64,
+    /// A limit the pass could not meet (nothing left that may be evicted).
+    pub unmet: Option<&'static str>,
+    /// The pass failed (nothing, or only part, was deleted).
+    pub error: Option<String>,
+}
+
+/// Asks the daemon for a retention pass now; it sends the outcome back.
+pub type RetentionTrigger = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<RetentionRun>>;
+
 /// What the commands act on.
 pub struct CommandsContext {
     pub scheduler: Arc<Scheduler>,
@@ -64,8 +87,8 @@ pub struct CommandsContext {
     pub config_path: Option<PathBuf>,
     /// The uploader (`None`: `upload.*` reply `unavailable`).
     pub upload: Option<Arc<dyn UploadControl>>,
-    /// Poked to run a retention pass (the daemon's retention wake-up).
-    pub retention: Option<Arc<Notify>>,
+    /// Runs a retention pass and reports it (the daemon's retention loop).
+    pub retention: Option<RetentionTrigger>,
 }
 
 /// The command handler. Cheap to clone; every transport holds one.
@@ -79,7 +102,7 @@ struct Inner {
     scheduler: Option<Arc<Scheduler>>,
     status: Option<Arc<crate::control::StatusSource>>,
     upload: Option<Arc<dyn UploadControl>>,
-    retention: Option<Arc<Notify>>,
+    retention: Option<RetentionTrigger>,
     /// The config file and its TOML as last written.
     config_file: tokio::sync::Mutex<Option<(PathBuf, toml::Table)>>,
 }
@@ -202,8 +225,8 @@ pub struct Spawn {
     pub board: Arc<crate::status::StatusBoard>,
     pub config_path: Option<PathBuf>,
     pub upload: Option<crate::upload::Control>,
-    /// The daemon's retention wake-up.
-    pub retention: Arc<Notify>,
+    /// The daemon's retention loop.
+    pub retention: RetentionTrigger,
 }
 
 /// The daemon's command handler (reads the config file off the runtime).

@@ -121,16 +121,32 @@ impl Commands {
         })))
     }
 
+    /// Run a retention pass now (in the daemon's retention loop, so never beside another
+    /// pass) and reply with what it deleted.
     pub(super) async fn retention_run(&self, a: Args) -> Result<Reply, Reply> {
         a.finish()?;
-        let Some(run) = &self.inner.retention else {
+        let Some(trigger) = &self.inner.retention else {
             return Err(Reply::error(
                 code::UNAVAILABLE,
                 "retention is not running here",
             ));
         };
-        run.notify_one();
-        Ok(Reply::ok(json!({ "started": true })))
+        let gone = || Reply::error(code::UNAVAILABLE, "the recorder is shutting down");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        trigger.send(tx).await.map_err(|_| gone())?;
+        let run = rx.await.map_err(|_| gone())?;
+        if let Some(e) = &run.error {
+            return Err(Reply::error(
+                code::INTERNAL,
+                format!("the retention pass failed: {e}"),
+            ));
+        }
+        Ok(Reply::ok(json!({
+            "deleted": run.deleted,
+            "segments": run.deleted.len(),
+            "freed_bytes": run.freed_bytes,
+            "unmet": run.unmet,
+        })))
     }
 
     pub(super) async fn upload(&self, name: &str, a: Args) -> Result<Reply, Reply> {

@@ -4,9 +4,9 @@
 //! validates it, writes it back atomically over the file the recorder was started with,
 //! and applies it. Applied at once: `streams` (added, removed or changed streams start,
 //! stop or restart), `templates` and `rules` (pulled streams restart with their new
-//! template), `retention` (the next retention pass uses it). After a restart: `upload`, and
-//! templates and rules for pushed streams (the push servers keep the config they started
-//! with). The reply says which.
+//! template; pushed streams use them from their next push, since a push under way keeps the
+//! template it started with), `retention` (the next retention pass uses it). After a
+//! restart: `upload`. The reply says which (`applied_live`, `next_push`, `after_restart`).
 
 use serde_json::{json, Map, Value};
 
@@ -123,19 +123,36 @@ impl Commands {
             .copied()
             .filter(|s| LIVE.contains(s))
             .collect();
-        let mut restart: Vec<&str> = changed
+        let restart: Vec<&str> = changed
             .iter()
             .copied()
             .filter(|s| !LIVE.contains(s))
             .collect();
-        if changed.iter().any(|s| matches!(*s, "templates" | "rules")) {
-            restart.push("pushed streams (templates and rules)");
+        let next_push: Vec<&str> = changed
+            .iter()
+            .copied()
+            .filter(|s| matches!(*s, "templates" | "rules"))
+            .collect();
+        let mut notes = Vec::new();
+        if !next_push.is_empty() {
+            notes.push(format!(
+                "{}: pulled streams use them now; pushed streams from their next push (a push under way keeps its template)",
+                next_push.join(" and ")
+            ));
+        }
+        if !restart.is_empty() {
+            notes.push(format!(
+                "{}: takes effect after a restart of the recorder",
+                restart.join(", ")
+            ));
         }
         Ok(Reply::ok(json!({
             "persisted": persisted,
             "changed": changed,
             "applied_live": live,
+            "next_push": next_push,
             "after_restart": restart,
+            "message": notes.join("; "),
             "streams": {
                 "started": applied.started,
                 "stopped": applied.stopped,

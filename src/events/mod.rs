@@ -10,8 +10,24 @@
 //! for deduplication; an event that reports a fact about a segment has an id derived from
 //! the segment and the fact, so a redelivery after a crash carries the same id.
 //!
-//! The outbox is bounded ([`Events::capacity`]): when full, the oldest events are dropped
-//! and counted ([`Events::dropped`]) for the next telemetry report.
+//! The outbox is bounded ([`Events::capacity`]): when full, the oldest events are dropped in
+//! the commit that adds the new one, and counted durably ([`Events::dropped`]) until a
+//! telemetry report carrying the count was handed to the broker client
+//! ([`Events::forget_dropped`]).
+//!
+//! # Order and ids
+//!
+//! An event's outbox key is chosen inside the write transaction that stores it
+//! ([`AuxOp::append`]); redb runs one write transaction at a time, so key order is commit
+//! order, and the publisher, which reads in key order, never sends an older event after a
+//! newer one. Keys only grow, across an emptied outbox and restarts (each run starts above
+//! any key a crash may have taken back), so the publisher sends the key as the event's
+//! `event_seq`: a consumer sees it increase in the order events were stored.
+//!
+//! Ids of events that are not about a segment ([`Events::fresh_id`]) are
+//! `{device}-{run}-{n}`: `run` is 64 random bits drawn at start, `n` counts this run's ids
+//! atomically, so ids never repeat across producers or reboots (even on a board whose clock
+//! restarts in 1970). Segment events' ids are derived from the segment (`crate::mqtt::hook`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,35 +99,36 @@ struct Inner {
     /// Events are only kept when something publishes them (MQTT configured).
     enabled: bool,
     capacity: u64,
-    /// Next outbox key; keys only grow within a run and continue after the last stored one.
-    next: AtomicU64,
-    /// Distinguishes this run's generated ids from earlier runs'.
-    boot_ms: i64,
-    dropped: AtomicU64,
-    /// Wakes the publisher when an event is about to be stored.
+    /// Random per run (hex): with `count`, makes fresh ids unique across runs.
+    run: String,
+    /// Fresh ids handed out in this run.
+    count: AtomicU64,
+    /// Wakes the publisher when an event is about to be stored or was stored.
     stored: tokio::sync::Notify,
 }
 
 impl Events {
-    /// The outbox of `store`. With `enabled` false, [`Events::ops`] produces no-ops and
-    /// nothing is stored (no broker configured: nobody would ever drain it).
+    /// The outbox of `store`, for one run of the recorder (blocking: with `enabled`, one
+    /// durable commit starts a new run of outbox keys, see [`AuxOp::new_run`]). With
+    /// `enabled` false, [`Events::ops`] produces no-ops and nothing is stored (no broker
+    /// configured: nobody would ever drain it).
     pub fn new(
         store: Arc<Store>,
         device: &str,
         enabled: bool,
         capacity: u64,
-        now_ms: i64,
     ) -> Result<Events, StoreError> {
-        let (_, last) = store.aux_stats(AuxTable::Outbox)?;
+        if enabled {
+            store.aux_commit(vec![AuxOp::new_run(AuxTable::Outbox)], None, true)?;
+        }
         Ok(Events {
             inner: Arc::new(Inner {
                 store,
                 device: device.to_string(),
                 enabled,
                 capacity: capacity.max(1),
-                next: AtomicU64::new(last.map_or(1, |k| k + 1)),
-                boot_ms: now_ms,
-                dropped: AtomicU64::new(0),
+                run: crate::guard::random_hex(8),
+                count: AtomicU64::new(1),
                 stored: tokio::sync::Notify::new(),
             }),
         })
@@ -133,25 +150,30 @@ impl Events {
         &self.inner.store
     }
 
-    /// Events dropped because the outbox was full, since the last call (reset by it).
-    pub fn take_dropped(&self) -> u64 {
-        self.inner.dropped.swap(0, Ordering::SeqCst)
+    /// Events dropped because the outbox was full and not yet reported (durable; blocking).
+    pub fn dropped(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.store.aux_queue(AuxTable::Outbox)?.dropped)
     }
 
-    /// Events dropped because the outbox was full, since the last [`Events::take_dropped`].
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::SeqCst)
+    /// `n` dropped events were reported: lower the count by that much (drops that happened
+    /// meanwhile stay counted). Blocking; volatile (a crash reports them again).
+    pub fn forget_dropped(&self, n: u64) -> Result<(), StoreError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let op = AuxOp::forget_dropped(AuxTable::Outbox, n);
+        self.inner.store.aux_commit(vec![op], None, false)
     }
 
     /// A fresh unique id for an event that is not about a segment.
     pub fn fresh_id(&self) -> String {
-        let n = self.inner.next.load(Ordering::SeqCst);
-        format!("{}-{:x}-{n}", self.inner.device, self.inner.boot_ms)
+        let n = self.inner.count.fetch_add(1, Ordering::SeqCst);
+        format!("{}-{}-{n}", self.inner.device, self.inner.run)
     }
 
-    /// The ops that store `event` in the outbox: the event itself, plus the removal of the
-    /// oldest one when the outbox is full. Empty when events are disabled. Commit them with
-    /// the state change the event reports.
+    /// The op that stores `event` in the outbox (its key, and the drop of the oldest event
+    /// when the outbox is full, are decided when it commits). Empty when events are
+    /// disabled. Commit it with the state change the event reports.
     pub fn ops(
         &self,
         kind: EventKind,
@@ -162,36 +184,24 @@ impl Events {
         if !self.inner.enabled {
             return Vec::new();
         }
-        let key = self.inner.next.fetch_add(1, Ordering::SeqCst);
         let event = Event {
             id,
             kind,
             at_ms,
             body: body.to_string(),
         };
-        let mut ops = vec![AuxOp::put(AuxTable::Outbox, key, event.encode())];
         // The commit follows; a publisher woken before it lands finds the event on its
         // next look (it also looks periodically).
         self.inner.stored.notify_one();
-        match self.inner.store.aux_stats(AuxTable::Outbox) {
-            Ok((n, _)) if n >= self.inner.capacity => {
-                if let Ok(oldest) = self.inner.store.aux_scan(
-                    AuxTable::Outbox,
-                    0,
-                    (n + 1 - self.inner.capacity) as usize,
-                ) {
-                    for (k, _) in oldest {
-                        ops.push(AuxOp::remove(AuxTable::Outbox, k));
-                        self.inner.dropped.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-            _ => {}
-        }
-        ops
+        vec![AuxOp::append(
+            AuxTable::Outbox,
+            event.encode(),
+            self.inner.capacity,
+        )]
     }
 
-    /// Store an event on its own (volatile commit: durable with the next index flush).
+    /// Store an event on its own, durably (blocking: an fsync). Events committed alone
+    /// (source states, alarms, task changes) are rare, and recovery could not redo them.
     pub fn emit(
         &self,
         kind: EventKind,
@@ -202,7 +212,9 @@ impl Events {
         if ops.is_empty() {
             return Ok(());
         }
-        self.inner.store.aux_commit(ops, None, false)
+        self.inner.store.aux_commit(ops, None, true)?;
+        self.inner.stored.notify_one();
+        Ok(())
     }
 
     /// Resolves after an event was produced since the last call returned (for the publisher).
@@ -235,7 +247,7 @@ mod tests {
 
     fn events(dir: &std::path::Path, cap: u64) -> Events {
         let store = Arc::new(Store::open(&dir.join("root")).unwrap());
-        Events::new(store, "edge-1", true, cap, 1_000).unwrap()
+        Events::new(store, "edge-1", true, cap).unwrap()
     }
 
     #[test]
@@ -266,17 +278,54 @@ mod tests {
         let got = ev.pending(0, 10).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].1.body, r#"{"n":4}"#);
-        assert_eq!(ev.take_dropped(), 3);
-        assert_eq!(ev.dropped(), 0);
+        assert_eq!(ev.dropped().unwrap(), 3);
+        ev.forget_dropped(2).unwrap();
+        assert_eq!(
+            ev.dropped().unwrap(),
+            1,
+            "only what was reported is forgotten"
+        );
     }
 
     #[test]
     fn disabled_events_store_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
-        let ev = Events::new(store, "edge-1", false, 10, 0).unwrap();
+        let ev = Events::new(store, "edge-1", false, 10).unwrap();
         ev.emit(EventKind::UploadAlarm, 0, serde_json::json!({}))
             .unwrap();
         assert!(ev.pending(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn fresh_ids_are_unique_across_threads_and_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
+        let a = Events::new(store.clone(), "edge-1", true, 10).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || (0..100).map(|_| a.fresh_id()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(ids.insert(id.clone()), "{id} handed out twice");
+            }
+        }
+        // A restart (a new `Events` on the same store) draws a new run id.
+        let b = Events::new(store, "edge-1", true, 10).unwrap();
+        assert!(!ids.contains(&b.fresh_id()));
+    }
+
+    #[test]
+    fn events_stored_alone_are_durable_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = events(dir.path(), 10);
+        let before = ev.store().index_commits();
+        ev.emit(EventKind::StorageAlarm, 1, serde_json::json!({}))
+            .unwrap();
+        assert_eq!(ev.store().index_commits(), before + 1, "a durable commit");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! A push server parses its protocol, then asks [`Ingest::publish`] for a [`Publisher`]:
 //! that resolves the template (rules on app + stream, then the push-URL record parameters,
-//! see [`params`]), refuses a second publisher of a live stream (unless `ingest.takeover`),
+//! see [`params`]; rules, templates and stream names are read from the live config at each
+//! publish, so a `config.set` applies to the next push), refuses a second publisher of a live stream (unless `ingest.takeover`),
 //! and starts the stream's recording session ([`crate::recorder::StreamRecorder::record_once`])
 //! on a [`crate::source::channel`] source. The server hands frames to
 //! [`Publisher::send`]; dropping the publisher ends the push and the session closes its
@@ -120,6 +121,16 @@ pub struct IngestContext {
     pub board: Arc<StatusBoard>,
 }
 
+/// What the running recorder adds to an [`IngestContext`] ([`Ingest::new_live`]).
+#[derive(Clone, Default)]
+pub struct IngestLive {
+    /// The config in force now (it changes with `config.set`): each publish resolves its
+    /// rules, templates and stream names from it. `None`: the context's config.
+    pub config: Option<crate::mqtt::LiveConfig>,
+    /// The outbox, for `storage.alarm` on write errors.
+    pub events: Option<crate::events::Events>,
+}
+
 /// The shared push-ingest state; cheap to clone (an `Arc` inside).
 #[derive(Clone)]
 pub struct Ingest {
@@ -128,6 +139,7 @@ pub struct Ingest {
 
 struct Shared {
     ctx: IngestContext,
+    live: IngestLive,
     limits: IngestLimits,
     registry: Mutex<Registry>,
     connections: Arc<Semaphore>,
@@ -145,6 +157,12 @@ pub struct ConnectionPermit {
 
 impl Ingest {
     pub fn new(ctx: IngestContext) -> Ingest {
+        Ingest::new_live(ctx, IngestLive::default())
+    }
+
+    /// [`Ingest::new`], following the recorder's live config and raising its alarms.
+    /// Limits, listen addresses and publish credentials stay as `ctx.config` has them.
+    pub fn new_live(ctx: IngestContext, live: IngestLive) -> Ingest {
         let limits = IngestLimits::from(&ctx.config.ingest);
         let (tx, rx) = mpsc::channel(1);
         Ingest {
@@ -155,6 +173,7 @@ impl Ingest {
                 sessions: Mutex::new(Some(tx)),
                 sessions_done: tokio::sync::Mutex::new(rx),
                 ctx,
+                live,
             }),
         }
     }
@@ -211,10 +230,11 @@ impl Ingest {
         let (app, stream) = params::split_path(&format!("/{}/{}", req.app, req.stream))?;
         let params = RecordParams::parse(&req.query)?;
         let ctx = &self.inner.ctx;
-        if ctx.config.stream(&stream).is_some() {
+        let config = self.config_now();
+        if config.stream(&stream).is_some() {
             return Err(PublishError::NameTaken { stream });
         }
-        let Some(base) = crate::rules::resolve(&ctx.config, &app, &stream) else {
+        let Some(base) = crate::rules::resolve(&config, &app, &stream) else {
             return Err(PublishError::NotRecorded { app, stream });
         };
         let template = params.apply(base);
@@ -249,6 +269,11 @@ impl Ingest {
             closed: ctx.closed.clone(),
             // Frames arrive through a channel from the push server: no polling to pace.
             pacer: None,
+            write_alarm: Arc::new(crate::mqtt::alarm::WriteAlarm::new(
+                self.inner.live.events.clone(),
+                &stream,
+                ctx.clock.clone(),
+            )),
         };
         info!(
             stream = %stream,
@@ -293,6 +318,14 @@ impl Ingest {
             ingest: self.clone(),
             generation,
         })
+    }
+
+    /// The config rules and templates are resolved from now: the live one when given.
+    fn config_now(&self) -> Arc<Config> {
+        match &self.inner.live.config {
+            Some(live) => live(),
+            None => self.inner.ctx.config.clone(),
+        }
     }
 
     /// Wait until every push session has closed its segments (after the shutdown token is

@@ -1,9 +1,21 @@
-//! `storage.alarm` events: low space and a read-only disk, raised when they start and
-//! cleared when they end. The decision is pure ([`StorageWatch`]); the MQTT task samples the
-//! disk every [`CHECK_EVERY`].
+//! `storage.alarm` events, raised when a problem starts and cleared when it ends:
+//!
+//! - low space and a read-only disk: the decision is pure ([`StorageWatch`]); the MQTT task
+//!   samples the disk every [`CHECK_EVERY`];
+//! - a segment write, fsync or rename that failed ([`WriteAlarm`], one per stream
+//!   recorder): raised at the first failure of a streak, cleared when the stream next closes
+//!   a segment cleanly.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use tracing::warn;
+
+use crate::clock::SharedClock;
+use crate::events::{EventKind, Events};
+use crate::sink::SinkError;
+use crate::store::StoreError;
 
 /// How often the disk is sampled.
 pub const CHECK_EVERY: Duration = Duration::from_secs(10);
@@ -50,6 +62,88 @@ impl StorageWatch {
             out.push(serde_json::json!({"alarm": "read_only", "active": s.read_only}));
         }
         out
+    }
+}
+
+/// The `storage.alarm` body of a failed segment write of `stream`, or `None` when the
+/// failure is not the storage's (a frame that cannot be encoded, a bad naming template).
+pub fn write_error_body(stream: &str, e: &SinkError) -> Option<serde_json::Value> {
+    let SinkError::Store(store) = e else {
+        return None;
+    };
+    let (op, path) = match store {
+        StoreError::Io { op, path, .. } => (Some(*op), Some(path)),
+        StoreError::RootNotWritable { path, .. } | StoreError::BadRoot { path, .. } => {
+            (None, Some(path))
+        }
+        StoreError::Writer { path, .. } | StoreError::BadName { path, .. } => (None, Some(path)),
+        StoreError::Index { path, .. } => (Some("index commit"), Some(path)),
+        StoreError::CommitFailed(_) => (Some("index commit"), None),
+        StoreError::Locked { .. } | StoreError::BadRow { .. } | StoreError::Media { .. } => {
+            return None
+        }
+    };
+    Some(serde_json::json!({
+        "alarm": "write_error",
+        "active": true,
+        "stream": stream,
+        "op": op,
+        "path": path.map(|p| p.display().to_string()),
+        "error": store.to_string(),
+    }))
+}
+
+/// The `write_error` alarm of one stream recorder.
+pub struct WriteAlarm {
+    events: Option<Events>,
+    stream: String,
+    clock: SharedClock,
+    raised: AtomicBool,
+}
+
+impl WriteAlarm {
+    /// Alarms of `stream` go to `events` (`None`: nowhere, the log says it all).
+    pub fn new(events: Option<Events>, stream: &str, clock: SharedClock) -> WriteAlarm {
+        WriteAlarm {
+            events: events.filter(Events::enabled),
+            stream: stream.to_string(),
+            clock,
+            raised: AtomicBool::new(false),
+        }
+    }
+
+    /// A segment write failed: raise the alarm, unless it is raised already.
+    pub async fn failed(&self, e: &SinkError) {
+        let Some(body) = write_error_body(&self.stream, e) else {
+            return;
+        };
+        if self.raised.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        warn!(alarm = %body, "storage alarm");
+        self.emit(body).await;
+    }
+
+    /// A segment was closed cleanly: clear a raised alarm.
+    pub async fn closed(&self) {
+        if self.raised.swap(false, Ordering::SeqCst) {
+            let body = serde_json::json!({
+                "alarm": "write_error", "active": false, "stream": self.stream,
+            });
+            self.emit(body).await;
+        }
+    }
+
+    async fn emit(&self, body: serde_json::Value) {
+        let Some(events) = self.events.clone() else {
+            return;
+        };
+        let at = self.clock.wall_ms();
+        let r = tokio::task::spawn_blocking(move || events.emit(EventKind::StorageAlarm, at, body))
+            .await;
+        if let Ok(Err(e)) = r {
+            warn!(error = %e, "cannot store a storage.alarm event");
+        }
     }
 }
 
@@ -104,6 +198,34 @@ mod tests {
         assert_eq!(r[0]["active"], true);
         assert!(w.sample(s(500, true)).is_empty());
         assert_eq!(w.sample(s(500, false))[0]["active"], false);
+    }
+
+    #[test]
+    fn a_failed_segment_write_names_the_stream_path_and_operation() {
+        let e = SinkError::Store(StoreError::Io {
+            op: "create dir",
+            path: "cam/7/cam-1.mp4".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        });
+        let b = write_error_body("cam", &e).unwrap();
+        assert_eq!(b["alarm"], "write_error");
+        assert_eq!(b["active"], true);
+        assert_eq!(b["stream"], "cam");
+        assert_eq!(b["op"], "create dir");
+        assert_eq!(b["path"], "cam/7/cam-1.mp4");
+        assert!(
+            b["error"].as_str().unwrap().contains("Not a directory"),
+            "{b}"
+        );
+        let encode = SinkError::Encode {
+            seq: 1,
+            reason: "x".into(),
+        };
+        assert_eq!(
+            write_error_body("cam", &encode),
+            None,
+            "not the disk's fault"
+        );
     }
 
     #[test]

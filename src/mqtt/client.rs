@@ -268,16 +268,24 @@ impl Client {
                     });
                 }
             },
-            Net::Other => {}
+            Net::Subscribed | Net::Other => {}
         }
     }
 
-    /// Publish something that is not an outbox event.
-    fn publish_other(&mut self, topic: &str, payload: Vec<u8>, reliable: bool, retain: bool) {
+    /// Publish something that is not an outbox event; false when it could not be queued.
+    fn publish_other(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        reliable: bool,
+        retain: bool,
+    ) -> bool {
         if self.link.publish(topic, payload, reliable, retain, None) {
             self.window.sending_other();
+            true
         } else {
             warn!(topic, "mqtt: request queue full; a message is dropped");
+            false
         }
     }
 
@@ -331,7 +339,7 @@ impl Client {
             let topic = self.topics.event(event.kind);
             if !self.link.publish(
                 &topic,
-                publisher::payload(&device, &event),
+                publisher::payload(&device, &event, Some(key)),
                 true,
                 false,
                 None,
@@ -360,9 +368,15 @@ impl Client {
             super::telemetry::gather(&store, &live, &events, &device, quota, now, wall)
         })
         .await;
-        if let Ok(v) = report {
-            let t = self.topics.telemetry();
-            self.publish_other(&t, v.to_string().into_bytes(), false, false);
+        let Ok((v, dropped)) = report else { return };
+        let t = self.topics.telemetry();
+        // The drop count is forgotten only once a report carrying it was handed over.
+        if self.publish_other(&t, v.to_string().into_bytes(), false, false) && dropped > 0 {
+            let events = self.ctx.events.clone();
+            let r = tokio::task::spawn_blocking(move || events.forget_dropped(dropped)).await;
+            if let Ok(Err(e)) = r {
+                warn!(error = %e, "mqtt: cannot lower the outbox's dropped count; it is reported again");
+            }
         }
     }
 

@@ -44,6 +44,8 @@ pub enum Net {
     Sent(u16),
     /// The broker acknowledged our QoS 1 PUBLISH with this packet id.
     Acked(u16),
+    /// SUBACK: a subscription is in place.
+    Subscribed,
     /// Anything else (pings, SUBACK, ...).
     Other,
 }
@@ -64,14 +66,34 @@ pub enum Loop {
     V5(Box<v5::EventLoop>),
 }
 
+/// How a connection presents itself to the broker.
+pub struct Session<'a> {
+    /// The Last Will: topic and payload (retained, QoS 1).
+    pub will: Option<(&'a str, Vec<u8>)>,
+    /// Keep the session (subscriptions, queued messages) while away; else a clean one.
+    pub persistent: bool,
+}
+
 impl Link {
-    /// Options, requests and event loop for `cfg`; nothing connects until the first
-    /// [`Loop::poll`].
+    /// Options, requests and event loop for the recorder's connection to `cfg`: a
+    /// persistent session, with the `offline` status `will` as its Last Will on
+    /// `status_topic`. Nothing connects until the first [`Loop::poll`].
     pub fn new(
         cfg: &MqttConfig,
         status_topic: &str,
         will: Vec<u8>,
     ) -> Result<(Link, Loop), MqttError> {
+        Link::with_session(
+            cfg,
+            Session {
+                will: Some((status_topic, will)),
+                persistent: true,
+            },
+        )
+    }
+
+    /// [`Link::new`] with any [`Session`] (`edgerec ctl` uses a clean one without a will).
+    pub fn with_session(cfg: &MqttConfig, session: Session<'_>) -> Result<(Link, Loop), MqttError> {
         let transport = if cfg.tls {
             Some(Transport::tls_with_config(TlsConfiguration::Rustls(
                 Arc::new(tls_config(cfg)?),
@@ -83,15 +105,12 @@ impl Link {
             Protocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
                 o.set_keep_alive(cfg.keepalive)
-                    .set_clean_session(false)
+                    .set_clean_session(!session.persistent)
                     .set_inflight(INFLIGHT)
-                    .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET)
-                    .set_last_will(rumqttc::LastWill::new(
-                        status_topic,
-                        will,
-                        QoS::AtLeastOnce,
-                        true,
-                    ));
+                    .set_max_packet_size(MAX_INCOMING_PACKET, MAX_INCOMING_PACKET);
+                if let Some((topic, will)) = session.will {
+                    o.set_last_will(rumqttc::LastWill::new(topic, will, QoS::AtLeastOnce, true));
+                }
                 if let Some(u) = &cfg.username {
                     o.set_credentials(u, cfg.password.clone().unwrap_or_default());
                 }
@@ -104,17 +123,21 @@ impl Link {
             Protocol::V5 => {
                 let mut o = v5::MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
                 o.set_keep_alive(cfg.keepalive)
-                    .set_clean_start(false)
-                    .set_session_expiry_interval(Some(SESSION_EXPIRY_S))
+                    .set_clean_start(!session.persistent)
                     .set_outgoing_inflight_upper_limit(INFLIGHT)
-                    .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32))
-                    .set_last_will(v5::mqttbytes::v5::LastWill::new(
-                        status_topic,
+                    .set_max_packet_size(Some(MAX_INCOMING_PACKET as u32));
+                if session.persistent {
+                    o.set_session_expiry_interval(Some(SESSION_EXPIRY_S));
+                }
+                if let Some((topic, will)) = session.will {
+                    o.set_last_will(v5::mqttbytes::v5::LastWill::new(
+                        topic,
                         will,
                         v5::mqttbytes::QoS::AtLeastOnce,
                         true,
                         None,
                     ));
+                }
                 if let Some(u) = &cfg.username {
                     o.set_credentials(u, cfg.password.clone().unwrap_or_default());
                 }
@@ -165,6 +188,38 @@ impl Link {
         }
     }
 
+    /// Queue a command request at QoS 1: on MQTT 5 with `response_topic` and
+    /// `correlation`; on 3.1.1 those cannot be carried (the payload's `request_id` is).
+    pub fn request(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        response_topic: &str,
+        correlation: Vec<u8>,
+    ) -> bool {
+        match self {
+            Link::V4(c) => c
+                .try_publish(topic, QoS::AtLeastOnce, false, payload)
+                .is_ok(),
+            Link::V5(c) => {
+                let props = v5::mqttbytes::v5::PublishProperties {
+                    response_topic: Some(response_topic.to_string()),
+                    correlation_data: Some(correlation.into()),
+                    content_type: Some("application/json".into()),
+                    ..Default::default()
+                };
+                c.try_publish_with_properties(
+                    topic,
+                    v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                    props,
+                )
+                .is_ok()
+            }
+        }
+    }
+
     /// Queue a SUBSCRIBE at QoS 1.
     pub fn subscribe(&self, filter: &str) -> bool {
         match self {
@@ -202,6 +257,7 @@ impl Loop {
                         correlation: None,
                     })),
                     Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Net::Acked(a.pkid)),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Ok(Net::Subscribed),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Ok(Net::Sent(pkid)),
                     Ok(_) => Ok(Net::Other),
                     Err(e) => {
@@ -227,6 +283,7 @@ impl Loop {
                         }))
                     }
                     Ok(Event::Incoming(Packet::PubAck(a))) => Ok(Net::Acked(a.pkid)),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => Ok(Net::Subscribed),
                     Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => Ok(Net::Sent(pkid)),
                     Ok(_) => Ok(Net::Other),
                     Err(e) => {

@@ -1,19 +1,17 @@
 //! `edgerec ctl`: the fleet side. Sends one command to a device and prints its reply, or
-//! lists the devices whose retained status the broker holds. Any MQTT 5 broker works.
+//! lists the devices whose retained status the broker holds. Any MQTT broker works.
 //!
-//! The request carries both an MQTT 5 response topic (with correlation data) and a
-//! `request_id`, and `ctl` listens on both reply paths, so devices on either protocol
-//! version answer it.
+//! With MQTT 5 (the default) the request carries both a response topic (with correlation
+//! data) and a `request_id`, and `ctl` listens on both reply paths, so devices on either
+//! protocol version answer it. With `--protocol v3.1.1` (brokers or networks without MQTT
+//! 5) it carries the `request_id` only and listens on `{prefix}/{device}/reply/{request_id}`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use crate::config::mqtt::{validate, Protocol, RawMqtt};
 
-use crate::config::mqtt::{validate, RawMqtt};
-
+use super::conn::{Link, Loop, Net, Session};
 use super::topics::{status_device, Topics};
 use super::MqttError;
 
@@ -44,6 +42,10 @@ pub struct CtlArgs {
     /// PEM private key of --cert.
     #[arg(long)]
     pub key: Option<String>,
+    /// MQTT protocol version: `v5` or `v3.1.1` (replies then come on
+    /// `{prefix}/{device}/reply/{request_id}`).
+    #[arg(long, default_value = "v5")]
+    pub protocol: String,
     /// `devices`, or `DEVICE COMMAND [JSON]` (e.g. `edge-001 status` or
     /// `edge-001 record.start '{"stream":"cam1","duration":"10min"}'`).
     #[arg(required = true, num_args = 1..=3)]
@@ -80,12 +82,12 @@ fn random_id() -> String {
     b.iter().map(|v| format!("{v:02x}")).collect()
 }
 
-fn connect(a: &CtlArgs, id: &str) -> Result<(AsyncClient, EventLoop), MqttError> {
+fn connect(a: &CtlArgs, id: &str) -> Result<(Link, Loop, Protocol), MqttError> {
     let raw = RawMqtt {
         url: a.broker.clone(),
         prefix: Some(a.prefix.clone()),
         client_id: Some(format!("edgerec-ctl-{id}")),
-        protocol: None,
+        protocol: Some(a.protocol.clone()),
         username: a.username.clone(),
         password: a
             .password
@@ -99,26 +101,20 @@ fn connect(a: &CtlArgs, id: &str) -> Result<(AsyncClient, EventLoop), MqttError>
         outbox_capacity: None,
         max_payload: None,
     };
-    let cfg = validate(&raw, "ctl").map_err(|e| MqttError::Usage(e.to_string()))?;
-    let mut o = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-    o.set_keep_alive(Duration::from_secs(30))
-        .set_clean_start(true)
-        .set_max_packet_size(Some(16 << 20));
-    if let Some(u) = &cfg.username {
-        o.set_credentials(u, cfg.password.clone().unwrap_or_default());
-    }
-    if cfg.tls {
-        o.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(super::conn::tls_config(&cfg)?)),
-        ));
-    }
-    Ok(AsyncClient::new(o, 16))
+    let cfg = validate(&raw, "ctl")
+        .map_err(|e| MqttError::Usage(e.to_string().replace("mqtt.protocol", "--protocol")))?;
+    let session = Session {
+        will: None,
+        persistent: false,
+    };
+    let (link, lp) = Link::with_session(&cfg, session)?;
+    Ok((link, lp, cfg.protocol))
 }
 
-async fn poll(lp: &mut EventLoop, broker: &str) -> Result<Event, MqttError> {
-    lp.poll().await.map_err(|e| MqttError::Broker {
+async fn poll(lp: &mut Loop, broker: &str) -> Result<Net, MqttError> {
+    lp.poll().await.map_err(|message| MqttError::Broker {
         broker: broker.to_string(),
-        message: e.to_string(),
+        message,
     })
 }
 
@@ -139,15 +135,21 @@ async fn command_reply(
         obj.insert("request_id".into(), id.clone().into());
     }
     let response = format!("{}/ctl/{id}", topics.base());
-    let (client, mut lp) = connect(a, &id)?;
-    client.subscribe(&response, QoS::AtLeastOnce).await?;
-    client.subscribe(&legacy, QoS::AtLeastOnce).await?;
+    let (link, mut lp, protocol) = connect(a, &id)?;
+    // MQTT 5 listens on both reply paths; 3.1.1 has only the request_id one.
+    let mut subscriptions = vec![legacy.as_str()];
+    if protocol == Protocol::V5 {
+        subscriptions.push(response.as_str());
+    }
+    for s in &subscriptions {
+        link.subscribe(s);
+    }
     let cmd_topic = format!("{}/cmd/{command}", topics.base());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(a.timeout);
     let mut subacks = 0;
     loop {
-        let ev = match tokio::time::timeout_at(deadline, poll(&mut lp, &a.broker)).await {
-            Ok(ev) => ev?,
+        let net = match tokio::time::timeout_at(deadline, poll(&mut lp, &a.broker)).await {
+            Ok(net) => net?,
             Err(_) => {
                 return Err(MqttError::Timeout {
                     device: device.into(),
@@ -157,38 +159,27 @@ async fn command_reply(
                 .into())
             }
         };
-        match ev {
-            Event::Incoming(Packet::SubAck(_)) => {
+        match net {
+            Net::Subscribed => {
                 subacks += 1;
-                if subacks == 2 {
-                    let props = PublishProperties {
-                        response_topic: Some(response.clone()),
-                        correlation_data: Some(id.clone().into_bytes().into()),
-                        ..PublishProperties::default()
-                    };
-                    client
-                        .publish_with_properties(
-                            &cmd_topic,
-                            QoS::AtLeastOnce,
-                            false,
-                            payload.to_string(),
-                            props,
-                        )
-                        .await?;
+                if subacks == subscriptions.len() {
+                    let body = payload.to_string().into_bytes();
+                    link.request(&cmd_topic, body, &response, id.clone().into_bytes());
                 }
             }
-            Event::Incoming(Packet::Publish(p)) => {
-                let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                if topic != response && topic != legacy {
+            Net::Message(m) => {
+                if m.topic != response && m.topic != legacy {
                     continue;
                 }
-                let text = String::from_utf8_lossy(&p.payload).into_owned();
+                let text = String::from_utf8_lossy(&m.payload).into_owned();
                 println!("{text}");
                 let ok = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("ok").and_then(|o| o.as_bool()))
                     .unwrap_or(false);
-                let _ = client.disconnect().await;
+                link.disconnect();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), poll(&mut lp, &a.broker)).await;
                 return Ok(if ok {
                     ExitCode::SUCCESS
                 } else {
@@ -201,10 +192,8 @@ async fn command_reply(
 }
 
 async fn devices(a: &CtlArgs) -> anyhow::Result<ExitCode> {
-    let (client, mut lp) = connect(a, &random_id())?;
-    client
-        .subscribe(format!("{}/+/status", a.prefix), QoS::AtLeastOnce)
-        .await?;
+    let (link, mut lp, _) = connect(a, &random_id())?;
+    link.subscribe(&format!("{}/+/status", a.prefix));
     let mut found: Vec<(String, serde_json::Value)> = Vec::new();
     let hard = tokio::time::Instant::now() + Duration::from_secs(a.timeout);
     let mut subscribed = false;
@@ -225,12 +214,11 @@ async fn devices(a: &CtlArgs) -> anyhow::Result<ExitCode> {
                 }
                 .into())
             }
-            Ok(ev) => match ev? {
-                Event::Incoming(Packet::SubAck(_)) => subscribed = true,
-                Event::Incoming(Packet::Publish(p)) => {
-                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
-                    if let Some(d) = status_device(&a.prefix, &topic) {
-                        let v = serde_json::from_slice(&p.payload).unwrap_or_default();
+            Ok(net) => match net? {
+                Net::Subscribed => subscribed = true,
+                Net::Message(m) => {
+                    if let Some(d) = status_device(&a.prefix, &m.topic) {
+                        let v = serde_json::from_slice(&m.payload).unwrap_or_default();
                         found.retain(|(x, _)| x != d);
                         found.push((d.to_string(), v));
                     }
@@ -239,7 +227,8 @@ async fn devices(a: &CtlArgs) -> anyhow::Result<ExitCode> {
             },
         }
     }
-    let _ = client.disconnect().await;
+    link.disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(1), poll(&mut lp, &a.broker)).await;
     found.sort_by(|x, y| x.0.cmp(&y.0));
     println!("{:<24} {:<8} {:<10} uptime_s", "device", "state", "version");
     for (d, v) in found {

@@ -18,7 +18,11 @@ pub fn effective_config(cfg: &Config) -> serde_json::Value {
         "storage": {
             "root": s.root.display().to_string(),
             "max_bytes": s.max_bytes,
-            "min_free": format!("{:?}", s.min_free),
+            // A percentage as written ("10%"), or bytes.
+            "min_free": match s.min_free {
+                crate::config::MinFree::Percent(p) => json!(format!("{p}%")),
+                crate::config::MinFree::Bytes(b) => json!(b),
+            },
             "max_age": s.max_age.map(secs),
             "retention_interval": secs(s.retention_interval),
         },
@@ -82,5 +86,10 @@ password = "brokersecret"
         assert!(!text.contains("brokersecret"), "{text}");
         assert!(text.contains("rtsp://***@10.0.0.5/live"), "{text}");
         assert!(text.contains(r#""device_id":"e1""#), "{text}");
+        assert_eq!(
+            effective_config(&cfg)["storage"]["min_free"],
+            "10%",
+            "{text}"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Segment events, added to the outbox inside the very index commit that closes or drops
 //! the segment (an [`IndexHook`]): a crash can never keep the segment's new state and lose
 //! its event, or the reverse. Recovery calls the hooks again for what it closes or adopts,
-//! and ids are derived from the segment and the fact (`{device}-seg-{id}-{fact}`), so a
-//! redelivery after a crash carries the same id.
+//! and ids are derived from the segment and the fact (`{device}-seg-{stream}-{seq}-{fact}`),
+//! so a redelivery after a crash carries the same id. Not from the index row id: a crash can
+//! take back the volatile commits that numbered rows, and recovery then numbers the
+//! segments it finds again, in another order; a stream's sequence number is written into the
+//! segment's own file and never reused.
 //!
 //! - `segment.closed`: its writer closed it, or recovery adopted files missing from the index;
 //! - `segment.recovered`: recovery finished a segment torn by a crash (instead of `closed`);
@@ -18,9 +21,9 @@ pub struct SegmentEvents {
     pub clock: SharedClock,
 }
 
-/// The event id of `fact` about segment `id`.
-pub fn segment_event_id(device: &str, id: u64, fact: &str) -> String {
-    format!("{device}-seg-{id}-{fact}")
+/// The event id of `fact` about the segment of `row` (see the module docs).
+pub fn segment_event_id(device: &str, row: &SegmentRow, fact: &str) -> String {
+    format!("{device}-seg-{}-{}-{fact}", row.stream, row.seq)
 }
 
 /// The fields every segment event carries (the cloud recording callback's names, plus ours).
@@ -64,7 +67,7 @@ impl IndexHook for SegmentEvents {
         } else {
             row.end_ms
         };
-        let id = segment_event_id(self.events.device(), row.id, fact);
+        let id = segment_event_id(self.events.device(), row, fact);
         ops.extend(self.events.ops(kind, id, at, segment_body(row)));
     }
 
@@ -73,7 +76,7 @@ impl IndexHook for SegmentEvents {
         for row in rows {
             let mut body = segment_body(row);
             body["never_uploaded"] = (!matches!(row.upload, UploadState::Uploaded { .. })).into();
-            let id = segment_event_id(self.events.device(), row.id, "evicted");
+            let id = segment_event_id(self.events.device(), row, "evicted");
             ops.extend(self.events.ops(EventKind::SegmentEvicted, id, now, body));
         }
     }
@@ -107,7 +110,7 @@ mod tests {
     fn hook(dir: &std::path::Path) -> SegmentEvents {
         let store = Arc::new(Store::open(&dir.join("root")).unwrap());
         SegmentEvents {
-            events: Events::new(store, "edge-1", true, 100, 0).unwrap(),
+            events: Events::new(store, "edge-1", true, 100).unwrap(),
             clock: ManualClock::new(99_000),
         }
     }
@@ -128,7 +131,7 @@ mod tests {
         let ev = events_of(&ops);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, EventKind::SegmentClosed);
-        assert_eq!(ev[0].id, "edge-1-seg-7-closed");
+        assert_eq!(ev[0].id, "edge-1-seg-cam-3-closed");
         assert_eq!(ev[0].at_ms, 12_600);
         let body: serde_json::Value = serde_json::from_str(&ev[0].body).unwrap();
         assert_eq!(body["stream_id"], "cam");
@@ -148,7 +151,7 @@ mod tests {
         h.closing(&mut r, &mut ops);
         let ev = events_of(&ops);
         assert_eq!(ev[0].kind, EventKind::SegmentRecovered);
-        assert_eq!(ev[0].id, "edge-1-seg-8-recovered");
+        assert_eq!(ev[0].id, "edge-1-seg-cam-3-recovered");
     }
 
     #[test]
@@ -172,7 +175,7 @@ mod tests {
             })
             .collect();
         assert_eq!(never, [true, false]);
-        assert_eq!(ev[0].id, "edge-1-seg-1-evicted");
+        assert_eq!(ev[0].id, "edge-1-seg-cam-3-evicted");
         assert_eq!(ev[0].at_ms, 99_000);
     }
 }

@@ -13,6 +13,9 @@
 //!   events. It reconnects with [`crate::backoff`] and never gives up.
 //! - [`Handle::finish`] publishes the `offline` status and disconnects cleanly; it is the
 //!   last step of shutdown, after every producer of events stopped.
+//! - [`alarm`]: `storage.alarm` (low space, read-only, segment write errors); [`refusal`]:
+//!   the storage guard's alarm, published directly while the data directory (and so the
+//!   outbox) may not be touched.
 //!
 //! Topic building and parsing ([`topics`]), routing ([`route`]) and the in-flight
 //! bookkeeping ([`publisher::Window`]) are pure and unit-tested; `tests/e2e_mqtt*.rs` run the
@@ -25,6 +28,7 @@ pub mod ctl;
 pub mod effective;
 pub mod hook;
 pub mod publisher;
+pub mod refusal;
 pub mod route;
 pub mod telemetry;
 pub mod topics;

@@ -3,7 +3,8 @@
 //!
 //! The protocol, with the outbox (`crate::events`) as the only record of what is undelivered:
 //! 1. read the oldest stored events in key order, up to a window, skipping those in flight
-//!    (so an event whose commit landed after a newer one's is still picked up);
+//!    (keys are assigned inside the commit that stores an event, so key order is commit
+//!    order: no event can appear later below a key already read);
 //! 2. publish each at QoS 1 on `{prefix}/{device}/events/{kind}`;
 //! 3. on PUBACK, remove that event from the outbox (never earlier);
 //! 4. on a lost connection (or a restart, which loses everything in memory) forget what was
@@ -46,7 +47,7 @@ impl Window {
     }
 
     /// How many stored events to read to find [`Window::room`] new ones: the in-flight
-    /// ones come first in key order, unless a commit landed late.
+    /// ones come first in key order.
     pub fn scan_len(&self) -> usize {
         self.max
     }
@@ -89,13 +90,18 @@ impl Window {
     }
 }
 
-/// The JSON published for `event`: `id`, `kind`, `device`, `at_ms`, then its own fields.
-pub fn payload(device: &str, event: &Event) -> Vec<u8> {
+/// The JSON published for `event`: `id`, `kind`, `device`, `at_ms`, `event_seq` (its outbox
+/// key: increasing in the order events were stored; absent for events sent outside the
+/// outbox), then its own fields.
+pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
     let mut obj = serde_json::Map::new();
     obj.insert("id".into(), event.id.clone().into());
     obj.insert("kind".into(), event.kind.as_str().into());
     obj.insert("device".into(), device.into());
     obj.insert("at_ms".into(), event.at_ms.into());
+    if let Some(seq) = seq {
+        obj.insert("event_seq".into(), seq.into());
+    }
     if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
         for (k, v) in body {
             obj.entry(k).or_insert(v);
@@ -156,16 +162,17 @@ mod tests {
     #[test]
     fn the_payload_carries_id_kind_device_and_the_body_fields() {
         let e = Event {
-            id: "edge-1-seg-3-closed".into(),
+            id: "edge-1-seg-cam1-3-closed".into(),
             kind: EventKind::SegmentClosed,
             at_ms: 42,
             body: r#"{"stream_id":"cam1","id":"ignored"}"#.into(),
         };
-        let v: serde_json::Value = serde_json::from_slice(&payload("edge-1", &e)).unwrap();
-        assert_eq!(v["id"], "edge-1-seg-3-closed");
+        let v: serde_json::Value = serde_json::from_slice(&payload("edge-1", &e, Some(7))).unwrap();
+        assert_eq!(v["id"], "edge-1-seg-cam1-3-closed");
         assert_eq!(v["kind"], "segment.closed");
         assert_eq!(v["device"], "edge-1");
         assert_eq!(v["at_ms"], 42);
+        assert_eq!(v["event_seq"], 7);
         assert_eq!(v["stream_id"], "cam1");
     }
 }

@@ -32,8 +32,9 @@ pub fn rss_bytes(statm: &str, page: u64) -> Option<u64> {
     Some(pages * page)
 }
 
-/// Readable thermal zones in °C (millidegrees in sysfs), by zone name.
-fn temperatures(sys: &Path) -> Vec<serde_json::Value> {
+/// Readable thermal zones in °C (millidegrees in sysfs) under `sys` (normally
+/// `/sys/class/thermal`), by zone type, in zone order; unreadable zones are left out.
+pub fn temperatures(sys: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir(sys) else {
         return out;
@@ -58,7 +59,8 @@ fn temperatures(sys: &Path) -> Vec<serde_json::Value> {
     out
 }
 
-/// One telemetry report (blocking).
+/// One telemetry report (blocking), and the number of dropped events it reports: once the
+/// report is handed to the broker client, call [`Events::forget_dropped`] with it.
 pub fn gather(
     store: &Store,
     live: &Live,
@@ -67,7 +69,7 @@ pub fn gather(
     quota: u64,
     now: std::time::Instant,
     wall_ms: i64,
-) -> serde_json::Value {
+) -> (serde_json::Value, u64) {
     let report: Option<Report> =
         crate::status::build_report(store, Some(live), device, quota, now).ok();
     let (backlog_n, backlog_b) = upload_backlog(store);
@@ -91,7 +93,8 @@ pub fn gather(
         .aux_stats(crate::store::AuxTable::Outbox)
         .map(|(n, _)| n)
         .unwrap_or(0);
-    serde_json::json!({
+    let dropped = events.dropped().unwrap_or(0);
+    let v = serde_json::json!({
         "at_ms": wall_ms,
         "uptime_s": (wall_ms - live.started_ms).max(0) / 1000,
         "disk": report.as_ref().and_then(|r| r.disk.clone()),
@@ -103,8 +106,9 @@ pub fn gather(
         "upload": {"backlog_segments": backlog_n, "backlog_bytes": backlog_b},
         "process": {"cpu_seconds": cpu, "rss_bytes": rss},
         "temperature": temperatures(Path::new("/sys/class/thermal")),
-        "outbox": {"pending": outbox, "dropped": events.take_dropped()},
-    })
+        "outbox": {"pending": outbox, "dropped": dropped},
+    });
+    (v, dropped)
 }
 
 #[cfg(test)]
@@ -123,5 +127,35 @@ mod tests {
     fn rss_is_resident_pages_times_page_size() {
         assert_eq!(rss_bytes("1000 250 100 1 0 300 0", 4096), Some(250 * 4096));
         assert_eq!(rss_bytes("", 4096), None);
+    }
+
+    #[test]
+    fn temperatures_are_read_from_thermal_zones_in_order_skipping_unreadable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = |name: &str, kind: Option<&str>, temp: Option<&str>| {
+            let z = dir.path().join(name);
+            std::fs::create_dir(&z).unwrap();
+            if let Some(k) = kind {
+                std::fs::write(z.join("type"), format!("{k}\n")).unwrap();
+            }
+            if let Some(t) = temp {
+                std::fs::write(z.join("temp"), format!("{t}\n")).unwrap();
+            }
+        };
+        zone("thermal_zone1", Some("gpu-thermal"), Some("41250"));
+        zone("thermal_zone0", Some("cpu-thermal"), Some("48312"));
+        zone("thermal_zone2", Some("broken"), Some("n/a"));
+        zone("thermal_zone3", None, Some("-5000"));
+        zone("cooling_device0", Some("fan"), Some("1"));
+        let got = temperatures(dir.path());
+        assert_eq!(
+            got,
+            vec![
+                serde_json::json!({"zone": "cpu-thermal", "celsius": 48.312}),
+                serde_json::json!({"zone": "gpu-thermal", "celsius": 41.25}),
+                serde_json::json!({"zone": "thermal_zone3", "celsius": -5.0}),
+            ]
+        );
+        assert!(temperatures(&dir.path().join("missing")).is_empty());
     }
 }

@@ -22,11 +22,12 @@ use super::tables::{AuxOp, AuxTable};
 /// Segment rows: id -> version byte + postcard.
 const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
 /// Counters: "next_id".
-const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Highest sequence number ever seen per stream (survives deletion of the rows).
 const SEQS: TableDefinition<&str, u64> = TableDefinition::new("stream_seqs");
 
 const NEXT_ID: &str = "next_id";
+
 /// How many failed group results are remembered for waiters that wake late.
 const FAILURES_KEPT: usize = 64;
 
@@ -62,7 +63,7 @@ struct Group {
 
 /// The index database.
 pub(crate) struct Index {
-    db: Database,
+    pub(super) db: Database,
     path: PathBuf,
     group: Mutex<Group>,
     cond: Condvar,
@@ -115,7 +116,10 @@ impl Index {
         })
     }
 
-    fn err<E: Into<redb::Error>>(&self, context: &'static str) -> impl Fn(E) -> StoreError + '_ {
+    pub(super) fn err<E: Into<redb::Error>>(
+        &self,
+        context: &'static str,
+    ) -> impl Fn(E) -> StoreError + '_ {
         move |e| StoreError::index(&self.path, context, e)
     }
 
@@ -282,16 +286,7 @@ impl Index {
                     Op::Remove(id) => {
                         segs.remove(*id).map_err(self.err("remove row"))?;
                     }
-                    Op::Aux(op) => {
-                        let mut t = txn
-                            .open_table(op.table.definition())
-                            .map_err(self.err("open table"))?;
-                        match &op.value {
-                            Some(v) => t.insert(op.key, v.as_slice()).map(drop),
-                            None => t.remove(op.key).map(drop),
-                        }
-                        .map_err(self.err("write aux"))?;
-                    }
+                    Op::Aux(op) => self.write_aux(&txn, op)?,
                 }
             }
             if max_id > 0 {

@@ -147,6 +147,7 @@ mod error;
 mod fsutil;
 mod index;
 mod media;
+mod queue;
 mod recovery;
 mod row;
 mod tables;
@@ -155,7 +156,7 @@ mod writer;
 pub use error::StoreError;
 pub use recovery::{RebuildReport, RecoveryReport};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
-pub use tables::{AuxOp, AuxTable, IndexHook};
+pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
 
 /// How often the recorder makes volatile index changes durable ([`Store::flush`]).
@@ -314,6 +315,12 @@ impl Store {
     /// How many entries an auxiliary table holds, and its last key.
     pub fn aux_stats(&self, table: AuxTable) -> Result<(u64, Option<u64>), StoreError> {
         self.shared.index.aux_stats(table)
+    }
+
+    /// The queue bookkeeping of an auxiliary table: the next key an append gets, and the
+    /// entries bounded appends dropped (see [`AuxOp::append`]).
+    pub fn aux_queue(&self, table: AuxTable) -> Result<QueueMeta, StoreError> {
+        self.shared.index.aux_queue(table)
     }
 
     /// Apply auxiliary-table changes in one transaction, with a segment row update if given

@@ -12,6 +12,16 @@
 //!
 //! Keys are big-endian-ordered `u64`s (redb orders `u64` keys numerically), so a table scans
 //! in key order: use increasing ids for queues.
+//!
+//! A table used as a queue (the event outbox) appends with [`AuxOp::append`]: the key is
+//! chosen **inside the write transaction** (one more than any key the table ever had, kept in
+//! the index's counters, so keys never repeat, not even after the queue emptied or a restart),
+//! and redb runs one write transaction at a time, so key order is commit order. A bounded
+//! queue drops its oldest entries in that same transaction and counts them in a durable
+//! counter ([`QueueMeta::dropped`]) that its reader lowers with [`AuxOp::forget_dropped`].
+//! A crash takes back volatile appends, and their keys would be handed out again; a queue
+//! whose keys are seen outside (the outbox's `event_seq`) starts each run with
+//! [`AuxOp::new_run`], so keys only ever grow.
 
 use redb::TableDefinition;
 
@@ -40,14 +50,38 @@ impl AuxTable {
     ];
 
     pub(crate) fn definition(self) -> TableDefinition<'static, u64, &'static [u8]> {
-        TableDefinition::new(match self {
+        TableDefinition::new(self.name())
+    }
+
+    /// The table's name in the database (also names its queue counters).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
             AuxTable::UploadParts => "upload_parts",
             AuxTable::Outbox => "outbox",
             AuxTable::Tasks => "tasks",
             AuxTable::Settings => "settings",
-        })
+        }
     }
 }
+
+/// How an [`AuxOp`] changes its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuxMode {
+    /// Put `value` under `key`, or remove `key` when `value` is `None`.
+    Set,
+    /// Queue append: put `value` under the table's next key (`key` is ignored), then, while
+    /// the table holds more than `keep` entries, remove the oldest and count it as dropped.
+    Append { keep: u64 },
+    /// Lower the table's dropped count by this much (saturating): the drops were reported.
+    ForgetDropped(u64),
+    /// A new run begins: later appends get keys above every key an earlier run may have
+    /// used, even in volatile commits a crash took back (the next key jumps to the next
+    /// multiple of [`RUN_KEY_STRIDE`]). Commit it durably, once per run.
+    NewRun,
+}
+
+/// How far apart the key ranges of two runs of a queue are (see [`AuxMode::NewRun`]).
+pub const RUN_KEY_STRIDE: u64 = 1 << 32;
 
 /// One change to an auxiliary table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +90,7 @@ pub struct AuxOp {
     pub key: u64,
     /// The new value; `None` removes the key (no error if absent).
     pub value: Option<Vec<u8>>,
+    pub mode: AuxMode,
 }
 
 impl AuxOp {
@@ -64,6 +99,7 @@ impl AuxOp {
             table,
             key,
             value: Some(value),
+            mode: AuxMode::Set,
         }
     }
 
@@ -72,8 +108,49 @@ impl AuxOp {
             table,
             key,
             value: None,
+            mode: AuxMode::Set,
         }
     }
+
+    /// Append `value` to the queue `table`, keeping at most `keep` entries (the oldest go
+    /// first, counted in [`QueueMeta::dropped`]). The key is assigned when the op commits.
+    pub fn append(table: AuxTable, value: Vec<u8>, keep: u64) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: Some(value),
+            mode: AuxMode::Append { keep: keep.max(1) },
+        }
+    }
+
+    /// Start a new run of the queue `table` (see [`AuxMode::NewRun`]).
+    pub fn new_run(table: AuxTable) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: None,
+            mode: AuxMode::NewRun,
+        }
+    }
+
+    /// Lower the dropped count of the queue `table` by `n` (they were reported).
+    pub fn forget_dropped(table: AuxTable, n: u64) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: None,
+            mode: AuxMode::ForgetDropped(n),
+        }
+    }
+}
+
+/// The bookkeeping of a table used as a queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueMeta {
+    /// The key the next append gets.
+    pub next_key: u64,
+    /// Entries dropped by bounded appends and not yet forgotten.
+    pub dropped: u64,
 }
 
 /// Called inside the index commits that change a segment's fate, to add changes that must

@@ -70,6 +70,7 @@ pub async fn spawn(
         board: ctx.board,
         cancel: ctx.cancel.clone(),
         failures: failures_tx,
+        events: ctx.events.clone(),
     });
     let (store, clock, events, config) = (ctx.store, ctx.clock, ctx.events, ctx.config);
     let scheduler = tokio::task::spawn_blocking(move || {

@@ -1,12 +1,15 @@
 //! The scheduler service: the task list (persisted in the tasks table), the effective
 //! config, and the loop that turns both into running recorders.
 //!
-//! Every change (a command, a task's start or end time, a failed source) goes the same way:
-//! update the tasks with the pure core ([`super::schedule`]), commit the changed tasks and
-//! their `task.status` events in one durable index transaction, then hand the supervisor
-//! the wanted set: every stream a rule records, plus every stream an in-progress task needs.
+//! Every change (a command, a task's start or end time, a failed source) goes the same way
+//! ([`Scheduler::tick`]): update the tasks with the pure core ([`super::schedule`]), commit
+//! the tasks that started and their `task.status` events in one durable index transaction,
+//! hand the supervisor the wanted set (every stream a rule records, plus every stream an
+//! in-progress task needs), and only then commit the tasks that ended with their events: a
+//! stream no longer wanted has stopped and closed its last segment by then, so the
+//! `completed` event's `files` and `bytes` count it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Template};
 use crate::events::{EventKind, Events};
 use crate::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store};
-use crate::supervisor::{Applied, Supervisor, Want};
+use crate::supervisor::{Applied, SourceFailure, Supervisor, Want, FAIL_ATTEMPTS};
 
 /// The longest the loop sleeps without looking at the clock (a wall clock that jumps is
 /// noticed within this).
@@ -41,6 +44,8 @@ struct State {
     tasks: Vec<Task>,
     next_id: u64,
     config: Arc<Config>,
+    /// Failed source attempts each in-progress task has seen in a row, by task id.
+    streaks: HashMap<u64, schedule::Streak>,
 }
 
 /// Tasks, config and the supervisor, shared by the commands and the scheduler loop.
@@ -87,6 +92,7 @@ impl Scheduler {
                 tasks,
                 next_id,
                 config: Arc::new(config),
+                streaks: HashMap::new(),
             }),
             apply_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -190,8 +196,7 @@ impl Scheduler {
             let tr = schedule::stop(t, now);
             (t.clone(), tr)
         };
-        self.persist(tr.into_iter().collect()).await?;
-        self.tick().await?;
+        self.tick_with(tr.into_iter().collect()).await?;
         Ok(task)
     }
 
@@ -211,8 +216,7 @@ impl Scheduler {
             }
             stopped
         };
-        self.persist(trs).await?;
-        self.tick().await?;
+        self.tick_with(trs).await?;
         Ok(stopped)
     }
 
@@ -232,10 +236,18 @@ impl Scheduler {
 
     /// Advance the tasks to now, persist what changed, and apply the wanted set.
     pub async fn tick(&self) -> Result<Applied, TaskError> {
+        self.tick_with(Vec::new()).await
+    }
+
+    /// [`Scheduler::tick`], with `earlier` transitions already made to the tasks in memory
+    /// (a stop, a failure) and not persisted yet. Tasks that started are stored before the
+    /// recorders change; tasks that ended after, once their recorder closed its last segment.
+    async fn tick_with(&self, earlier: Vec<Transition>) -> Result<Applied, TaskError> {
         let now = self.clock.wall_ms();
         let trs = {
             let mut st = self.lock();
-            let mut trs = schedule::advance(&mut st.tasks, now);
+            let mut trs = earlier;
+            trs.extend(schedule::advance(&mut st.tasks, now));
             // A stream removed from the config (config.set) fails the tasks that need it.
             let State { tasks, config, .. } = &mut *st;
             let gone: std::collections::BTreeSet<String> = tasks
@@ -255,24 +267,53 @@ impl Scheduler {
             }
             trs
         };
-        self.persist(trs).await?;
-        let _guard = self.apply_lock.lock().await;
-        let wants = {
-            let st = self.lock();
-            wants(&st.config, &st.tasks)
+        let (ended, begun): (Vec<Transition>, Vec<Transition>) =
+            trs.into_iter().partition(|tr| tr.to.is_final());
+        self.persist(begun).await?;
+        let applied = {
+            let _guard = self.apply_lock.lock().await;
+            let wants = {
+                let st = self.lock();
+                wants(&st.config, &st.tasks)
+            };
+            self.supervisor.apply(wants).await
         };
-        Ok(self.supervisor.apply(wants).await)
+        self.persist(ended).await?;
+        Ok(applied)
     }
 
-    /// The loop: tick at every start/end time, on every change, and when a pulled source
-    /// failed [`FAIL_ATTEMPTS`](crate::supervisor::FAIL_ATTEMPTS) times in a row. On
+    /// A failed attempt of a stream's source: the in-progress tasks on it that have now seen
+    /// [`FAIL_ATTEMPTS`] in a row go to error (in memory; the caller persists the returned
+    /// transitions through [`Scheduler::tick_with`]).
+    pub fn source_failed(&self, f: &SourceFailure) -> Vec<Transition> {
+        let reason = format!(
+            "the source failed {FAIL_ATTEMPTS} attempts in a row: {}",
+            f.error
+        );
+        let now = self.clock.wall_ms();
+        let mut st = self.lock();
+        let State { tasks, streaks, .. } = &mut *st;
+        schedule::failed_attempt(
+            tasks,
+            streaks,
+            &f.stream,
+            f.attempt,
+            FAIL_ATTEMPTS,
+            &reason,
+            now,
+        )
+    }
+
+    /// The loop: tick at every start/end time, on every change, and after each failed
+    /// attempt of a pulled source (a task fails after [`FAIL_ATTEMPTS`] in a row). On
     /// cancel, stops every recorder and waits for them.
     pub async fn run(
         self: Arc<Self>,
-        mut failures: mpsc::UnboundedReceiver<(String, String)>,
+        mut failures: mpsc::UnboundedReceiver<SourceFailure>,
         cancel: CancellationToken,
     ) {
         loop {
+            let mut failed = Vec::new();
             let now = self.clock.wall_ms();
             let sleep = {
                 let st = self.lock();
@@ -285,24 +326,17 @@ impl Scheduler {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}
-                Some((stream, error)) = failures.recv() => {
-                    let trs = {
-                        let mut st = self.lock();
-                        let reason = format!("the source failed {} attempts in a row: {error}", crate::supervisor::FAIL_ATTEMPTS);
-                        schedule::fail(&mut st.tasks, &stream, &reason, self.clock.wall_ms())
-                    };
-                    if !trs.is_empty() {
-                        warn!(stream = %stream, tasks = trs.len(), "record tasks failed: the source keeps failing");
-                    }
-                    if let Err(e) = self.persist(trs).await {
-                        warn!(error = %e, "cannot store the record tasks' error status");
+                Some(f) = failures.recv() => {
+                    failed = self.source_failed(&f);
+                    if !failed.is_empty() {
+                        warn!(stream = %f.stream, tasks = failed.len(), "record tasks failed: the source keeps failing");
                     }
                 }
             }
             if cancel.is_cancelled() {
                 break;
             }
-            if let Err(e) = self.tick().await {
+            if let Err(e) = self.tick_with(failed).await {
                 warn!(error = %e, "record task update failed; retrying");
             }
         }
@@ -337,6 +371,8 @@ impl Scheduler {
                     // Two changes in one step (a window that passed) report each in turn.
                     body["status"] = tr.to.as_str().into();
                     body["previous_status"] = tr.from.as_str().into();
+                    // `kind` is the event's own in the published payload.
+                    body["task_kind"] = task.kind.as_str().into();
                     ops.extend(ev.ops(EventKind::TaskStatus, ev.fresh_id(), tr.at_ms, body));
                 }
             }

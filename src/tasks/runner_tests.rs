@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
     let clock = ManualClock::new(1_000_000);
-    let events = Events::new(store.clone(), "edge-1", true, 100, 0).unwrap();
+    let events = Events::new(store.clone(), "edge-1", true, 100).unwrap();
     Fixture {
         _dir: dir,
         store,
@@ -64,6 +64,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
         board: Arc::new(StatusBoard::default()),
         cancel: CancellationToken::new(),
         failures: tx,
+        events: None,
     });
     let cfg = Config::from_toml_str(CONFIG).unwrap();
     Scheduler::load(f.store.clone(), clock, Some(f.events.clone()), sup, cfg).unwrap()

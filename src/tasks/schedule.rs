@@ -64,17 +64,61 @@ pub fn stop(t: &mut Task, now_ms: i64) -> Option<Transition> {
     out.pop()
 }
 
-/// The pulled source of `stream` failed 3 attempts in a row: its in-progress tasks go to
-/// error with `reason`.
-pub fn fail(tasks: &mut [Task], stream: &str, reason: &str, now_ms: i64) -> Vec<Transition> {
+/// The failed attempts in a row of a stream's source that one in-progress task has seen.
+///
+/// The stream's recorder numbers its failed attempts in a row (1, 2, 3, ...; back to 1 after
+/// a healthy session, or for a new recorder). A task counts only the failures it saw while
+/// in progress: a task begun while the source had already failed 50 times still gets its own
+/// three attempts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Streak {
+    /// The recorder's number of the last failure seen.
+    last: u32,
+    /// Failures in a row seen by the task.
+    count: u32,
+}
+
+impl Streak {
+    /// The recorder reported its `n`th failed attempt in a row: the task's count, which
+    /// starts over when the recorder's does.
+    pub fn failed(&mut self, n: u32) -> u32 {
+        if self.count > 0 && n == self.last.wrapping_add(1) {
+            self.count += 1;
+        } else {
+            self.count = 1;
+        }
+        self.last = n;
+        self.count
+    }
+}
+
+/// The source of `stream` failed (its recorder's attempt `n` in a row): every in-progress
+/// task on it counts the failure in `streaks` (by task id); those that have seen `limit` in
+/// a row go to error with `reason`. Streaks of tasks no longer in progress are forgotten.
+pub fn failed_attempt(
+    tasks: &mut [Task],
+    streaks: &mut std::collections::HashMap<u64, Streak>,
+    stream: &str,
+    n: u32,
+    limit: u32,
+    reason: &str,
+    now_ms: i64,
+) -> Vec<Transition> {
     let mut out = Vec::new();
     for t in tasks
         .iter_mut()
         .filter(|t| t.stream == stream && t.status == TaskStatus::InProgress)
     {
-        t.error = Some(reason.to_string());
-        set(t, TaskStatus::Error, now_ms, &mut out);
+        if streaks.entry(t.id).or_default().failed(n) >= limit {
+            t.error = Some(reason.to_string());
+            set(t, TaskStatus::Error, now_ms, &mut out);
+        }
     }
+    streaks.retain(|id, _| {
+        tasks
+            .iter()
+            .any(|t| t.id == *id && t.status == TaskStatus::InProgress)
+    });
     out
 }
 
@@ -202,19 +246,50 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_source_errors_only_its_streams_in_progress_tasks() {
+    fn a_failed_source_errors_only_its_streams_in_progress_tasks_at_the_third_attempt() {
         let mut tasks = vec![
             task(1, "cam", 0, None, None),
             task(2, "cam", 100, None, None),
             task(3, "door", 0, None, None),
         ];
         advance(&mut tasks, 10);
-        let tr = fail(&mut tasks, "cam", "connection refused", 20);
+        let mut streaks = std::collections::HashMap::new();
+        for n in 1..=2 {
+            let tr = failed_attempt(&mut tasks, &mut streaks, "cam", n, 3, "refused", 20);
+            assert!(tr.is_empty(), "attempt {n} is not yet three");
+        }
+        let tr = failed_attempt(&mut tasks, &mut streaks, "cam", 3, 3, "refused", 20);
         assert_eq!(tr.len(), 1);
         assert_eq!(tasks[0].status, TaskStatus::Error);
-        assert_eq!(tasks[0].error.as_deref(), Some("connection refused"));
+        assert_eq!(tasks[0].error.as_deref(), Some("refused"));
         assert_eq!(tasks[1].status, TaskStatus::Pending);
         assert_eq!(tasks[2].status, TaskStatus::InProgress);
+        assert!(streaks.is_empty(), "the ended task's streak is forgotten");
+    }
+
+    #[test]
+    fn a_task_begun_while_the_source_was_already_failing_gets_its_own_three_attempts() {
+        let mut tasks = vec![task(1, "cam", 0, None, None)];
+        let mut streaks = std::collections::HashMap::new();
+        // The recorder has failed 50 times in a row before the task began.
+        advance(&mut tasks, 10);
+        for n in 51..=52 {
+            assert!(failed_attempt(&mut tasks, &mut streaks, "cam", n, 3, "x", 20).is_empty());
+        }
+        assert_eq!(tasks[0].status, TaskStatus::InProgress);
+        let tr = failed_attempt(&mut tasks, &mut streaks, "cam", 53, 3, "x", 30);
+        assert_eq!(tr.len(), 1, "the third failure the task saw fails it");
+    }
+
+    #[test]
+    fn a_healthy_session_between_failures_starts_the_count_over() {
+        let mut s = Streak::default();
+        assert_eq!(s.failed(1), 1);
+        assert_eq!(s.failed(2), 2);
+        // The recorder's count went back to 1: a session succeeded in between.
+        assert_eq!(s.failed(1), 1);
+        assert_eq!(s.failed(2), 2);
+        assert_eq!(s.failed(3), 3);
     }
 
     #[test]

@@ -461,7 +461,7 @@ async fn upload_segment(
         if let Some(ev) = &events {
             ops.extend(ev.ops(
                 EventKind::SegmentUploaded,
-                format!("{}-seg-{id}-uploaded", row.device),
+                crate::mqtt::hook::segment_event_id(&row.device, &row, "uploaded"),
                 at_ms,
                 uploaded_body(&row, &u),
             ));

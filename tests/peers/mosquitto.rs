@@ -141,12 +141,39 @@ impl Broker {
         Broker::start_with(dir, Some(certs))
     }
 
+    /// A plain broker that admits only `user` with `password` (a password file made by
+    /// `mosquitto_passwd`).
+    pub fn start_with_password(dir: &Path, user: &str, password: &str) -> Broker {
+        let bdir = dir.join("broker");
+        fs::create_dir_all(&bdir).unwrap();
+        let file = bdir.join("passwd");
+        let out = Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&file)
+            .args([user, password])
+            .output()
+            .expect("run mosquitto_passwd");
+        assert!(
+            out.status.success(),
+            "mosquitto_passwd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let extra = format!("allow_anonymous false\npassword_file {}\n", file.display());
+        Broker::start_conf(dir, None, &extra)
+    }
+
     fn start_with(dir: &Path, certs: Option<&Certs>) -> Broker {
+        Broker::start_conf(dir, certs, "allow_anonymous true\n")
+    }
+
+    fn start_conf(dir: &Path, certs: Option<&Certs>, auth: &str) -> Broker {
         let dir = dir.join("broker");
         fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        // QoS 0 messages (telemetry) are queued for persistent subscribers that are away,
+        // so a test's subscriber restarting with the broker misses none.
         let mut conf = format!(
-            "user {}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\nlog_dest file {}\nlog_type all\n",
+            "user {}\nlistener {port} 127.0.0.1\n{auth}persistence true\npersistence_location {}/\nautosave_interval 1\nqueue_qos0_messages true\nlog_dest file {}\nlog_type all\n",
             // Run as ourselves: as root, mosquitto would switch to the `mosquitto` user,
             // which cannot write the persistence file or log here.
             whoami(),
@@ -257,13 +284,12 @@ pub struct Sub {
     lines: Arc<Mutex<Vec<String>>>,
     child: Arc<Mutex<Option<Child>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Lines are `topic TAB correlation-data TAB payload` (MQTT 5, [`Sub::start_v5`]).
+    v5: bool,
 }
 
 impl Sub {
     pub fn start(args: &[String], topic: &str, session: Option<&str>) -> Sub {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(None));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut cmd_args: Vec<String> = args.to_vec();
         cmd_args.extend([
             "-v".into(),
@@ -275,6 +301,41 @@ impl Sub {
         if let Some(id) = session {
             cmd_args.extend(["-c".into(), "-i".into(), id.into()]);
         }
+        let sub = Sub::spawn(cmd_args, false);
+        // Give it a moment to subscribe.
+        std::thread::sleep(Duration::from_millis(300));
+        sub
+    }
+
+    /// An MQTT 5 `mosquitto_sub` on `topics` that keeps each message's correlation data
+    /// (`-F '%t\t%D\t%p'`). It returns once subscribed: messages published to `probe`
+    /// (which must match one of `topics`) until one comes back.
+    pub fn start_v5(args: &[String], topics: &[&str], probe: &str) -> Sub {
+        let mut cmd_args: Vec<String> = args.to_vec();
+        cmd_args.extend(["-V", "mqttv5", "-q", "1", "-F", "%t\t%D\t%p"].map(String::from));
+        for t in topics {
+            cmd_args.extend(["-t".to_string(), t.to_string()]);
+        }
+        let sub = Sub::spawn(cmd_args, true);
+        let t = Instant::now();
+        loop {
+            publish(args, probe, "probe", &[]);
+            if sub.wait(Duration::from_secs(1), |m| {
+                m.iter().any(|(t, _)| t == probe)
+            }) {
+                return sub;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "mosquitto_sub never subscribed to {topics:?}"
+            );
+        }
+    }
+
+    fn spawn(cmd_args: Vec<String>, v5: bool) -> Sub {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let child: Arc<Mutex<Option<Child>>> = Arc::new(Mutex::new(None));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (l, c, s) = (lines.clone(), child.clone(), stop.clone());
         let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let r = ready.clone();
@@ -312,21 +373,41 @@ impl Sub {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        // Give it a moment to subscribe.
-        std::thread::sleep(Duration::from_millis(300));
-        Sub { lines, child, stop }
+        Sub {
+            lines,
+            child,
+            stop,
+            v5,
+        }
     }
 
-    /// Every `(topic, payload)` so far.
-    pub fn messages(&self) -> Vec<(String, String)> {
+    /// Every `(topic, correlation data, payload)` so far (the correlation data is empty
+    /// unless started with [`Sub::start_v5`] and the message had some).
+    pub fn messages_v5(&self) -> Vec<(String, String, String)> {
         self.lines
             .lock()
             .unwrap()
             .iter()
-            .map(|l| match l.split_once(' ') {
-                Some((t, p)) => (t.to_string(), p.to_string()),
-                None => (l.clone(), String::new()),
+            .map(|l| {
+                if self.v5 {
+                    let mut it = l.splitn(3, '\t');
+                    let mut next = || it.next().unwrap_or_default().to_string();
+                    (next(), next(), next())
+                } else {
+                    match l.split_once(' ') {
+                        Some((t, p)) => (t.to_string(), String::new(), p.to_string()),
+                        None => (l.clone(), String::new(), String::new()),
+                    }
+                }
             })
+            .collect()
+    }
+
+    /// Every `(topic, payload)` so far.
+    pub fn messages(&self) -> Vec<(String, String)> {
+        self.messages_v5()
+            .into_iter()
+            .map(|(t, _, p)| (t, p))
             .collect()
     }
 

@@ -7,10 +7,15 @@
 //! fsync, rename, fsync the directory). `edgerec run` then checks for it before it touches
 //! the directory. When the disk is not mounted, the mount point is an empty directory (or,
 //! deeper down, the directory does not exist) on the root filesystem: no marker, so the
-//! recorder refuses with an error naming the path, and logs it as an alarm.
+//! recorder refuses with an error naming the path, raises an alarm and waits.
 //!
 //! With `storage.require_marker = false` (demos, tests) `run` marks the root itself when it
 //! does not exist yet, and otherwise records without checking.
+//!
+//! A refused `run` does not exit: it raises the alarm (log, systemd status, MQTT) and
+//! waits for the marker, then records by itself ([`wait`]).
+
+pub mod wait;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -60,6 +65,15 @@ pub enum GuardError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl GuardError {
+    /// A refusal of a directory that is not (yet) the intended one: `run` waits for the
+    /// marker. The others (the directory cannot be created or written) are errors that
+    /// end `run`, as every other unusable data directory does.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, GuardError::Io { .. })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GuardError + '_ {
@@ -151,6 +165,11 @@ pub fn check(
 
 /// 128 random bits from the kernel, in hex.
 fn random_id() -> String {
+    random_hex(16)
+}
+
+/// `n` random bytes from the kernel (at most 16), in hex.
+pub(crate) fn random_hex(n: usize) -> String {
     let mut b = [0u8; 16];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -163,7 +182,7 @@ fn random_id() -> String {
             .unwrap_or(0);
         b = (t ^ u128::from(std::process::id()) << 64).to_be_bytes();
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    b[..n.min(16)].iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]
