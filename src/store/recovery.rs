@@ -282,7 +282,7 @@ fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), Stor
                     files.push(SegmentFile { bytes, ..f.clone() });
                 }
                 None => {
-                    tracing::warn!(path = %f.path.display(), id = row.id, "segment file is gone")
+                    tracing::warn!(path = %f.path.display(), id = row.id, "segment file is gone (removed by hand, or damage); forgetting it")
                 }
             }
         }
