@@ -23,7 +23,7 @@ use crate::clock::SharedClock;
 use crate::config::{StreamConfig, Template};
 use crate::pace::Pacer;
 use crate::recorder::StreamRecorder;
-use crate::source::SourceSpec;
+use crate::source::{PipeGroups, SourceSpec};
 use crate::status::{StatusBoard, StreamStatus};
 use crate::store::Store;
 
@@ -44,6 +44,8 @@ pub struct SupervisorContext {
     /// (stream, last error) after [`FAIL_ATTEMPTS`] failed attempts in a row, and after each
     /// further failure.
     pub failures: mpsc::UnboundedSender<(String, String)>,
+    /// Where pipe sources list their commands.
+    pub pipes: PipeGroups,
 }
 
 /// One stream that should record, and how.
@@ -181,6 +183,7 @@ impl Supervisor {
             cancel: cancel.clone(),
             closed: ctx.closed.clone(),
             pacer: ctx.pacer.clone(),
+            pipes: ctx.pipes.clone(),
         };
         let status = ctx.board.add(StreamStatus::new(
             &s.name,

@@ -249,6 +249,8 @@ impl Ingest {
             closed: ctx.closed.clone(),
             // Frames arrive through a channel from the push server: no polling to pace.
             pacer: None,
+            // A push runs no command.
+            pipes: Default::default(),
         };
         info!(
             stream = %stream,

@@ -64,6 +64,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
         board: Arc::new(StatusBoard::default()),
         cancel: CancellationToken::new(),
         failures: tx,
+        pipes: Default::default(),
     });
     let cfg = Config::from_toml_str(CONFIG).unwrap();
     Scheduler::load(f.store.clone(), clock, Some(f.events.clone()), sup, cfg).unwrap()

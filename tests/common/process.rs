@@ -217,6 +217,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts recording. The working directory is the config's directory.
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_env(config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let dir = config.parent().unwrap();
         let log = dir.join("edgerec.log");
         let out = fs::OpenOptions::new()
@@ -232,6 +237,7 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
