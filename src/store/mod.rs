@@ -161,13 +161,15 @@ mod error;
 mod fsutil;
 mod index;
 mod media;
+mod rebuild;
 mod recovery;
 mod row;
 mod tables;
 mod writer;
 
 pub use error::StoreError;
-pub use recovery::{RebuildReport, RecoveryReport};
+pub use rebuild::RebuildReport;
+pub use recovery::RecoveryReport;
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
 pub use tables::{AuxOp, AuxTable, IndexHook};
 pub use writer::SegmentWriter;

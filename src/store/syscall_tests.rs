@@ -47,6 +47,16 @@ fn strace_child_runs_one_store_operation() {
             store.delete(&[a.id, b.id]).unwrap();
             mark(dir);
         }
+        "rebuild" => {
+            // A writer dropped mid-segment leaves a working file for the rebuild to close (and
+            // nothing to adopt, whose commit is durable anyway).
+            drop(write(&store, &clip, "cam/torn", &[Format::Fmp4], 1));
+            store.flush().unwrap();
+            mark(dir);
+            let report = store.rebuild_index().unwrap();
+            mark(dir);
+            assert_eq!((report.recovered.len(), report.adopted.len()), (1, 0));
+        }
         other => panic!("unknown action {other}"),
     }
 }
@@ -250,4 +260,18 @@ fn delete_marks_durably_before_unlinking_and_fsyncs_each_directory_after() {
         );
     }
     assert!(last_unlink > mark.unwrap());
+}
+
+#[test]
+fn rebuild_ends_with_a_durable_commit_after_its_last_file_change() {
+    let (dir, calls) = traced("rebuild");
+    let root = dir.path().join("root");
+    let t = show(&calls);
+    let index = format!("{}>", root.join(super::fsutil::INDEX_FILE).display());
+    let renamed = (0..calls.len())
+        .rev()
+        .find(|&i| calls[i].name.starts_with("rename") && calls[i].text.contains("torn.mp4.part"))
+        .unwrap_or_else(|| panic!("the torn segment is closed by its rename:\n{t}"));
+    find(&calls, renamed, &["fsync", "fdatasync"], &index)
+        .unwrap_or_else(|| panic!("the index is synced after the rebuild's last close:\n{t}"));
 }
