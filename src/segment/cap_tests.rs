@@ -1,7 +1,8 @@
 //! Segmenter tests for sources that misbehave over time: no key frames for longer than the
-//! interval (the segment cap), and a video track that stalls while audio flows.
+//! interval (the segment cap), a video track that stalls while audio flows; and a B-frame
+//! stream that ends, wherever the last fragment boundary fell.
 
-use super::tests::{audio, av, closes, params, run, seg, starts, video, ADUR};
+use super::tests::{audio, av, closes, params, run, seg, starts, video, ADUR, VDUR};
 use super::*;
 
 pub(super) fn fragments(ev: &[SegmentEvent]) -> Vec<&Fragment> {
@@ -114,5 +115,42 @@ fn fragments_close_on_audio_time_while_video_stalls() {
         let a = f.runs.iter().find(|r| r.track == 1).unwrap();
         let secs = a.samples.len() as f64 * ADUR as f64 / 48_000.0;
         assert!((0.9..=1.1).contains(&secs), "an audio fragment of {secs} s");
+    }
+}
+
+#[test]
+fn a_complete_b_frame_stream_keeps_every_frame_wherever_the_last_fragment_starts() {
+    let p = params(320);
+    // Decode order I, then P B B groups: P shown after its two B-frames; every frame
+    // arrived. Stream lengths and fragment sizes put the last boundary anywhere in a group.
+    let pts_of = |n: i64| {
+        if n == 0 {
+            0
+        } else {
+            3 * ((n - 1) / 3) + [3, 1, 2][((n - 1) % 3) as usize]
+        }
+    };
+    for total in [28, 31, 34, 37, 40] {
+        for frag_frames in 2..=7u64 {
+            let mut s = seg(60, frag_frames * 40);
+            let mut ev = Vec::new();
+            for n in 0..total {
+                let mut f = video(&p, n, 1000);
+                f.pts = pts_of(n) * VDUR + VDUR;
+                f.keyframe = n == 0;
+                s.push(f, 0, &mut ev);
+            }
+            s.finish(CloseReason::SourceEnded, &mut ev);
+            let samples: usize = ev
+                .iter()
+                .filter_map(|e| match e {
+                    SegmentEvent::Fragment(f) => Some(f.runs[0].samples.len()),
+                    _ => None,
+                })
+                .sum();
+            let case = format!("{total} frames in fragments of {frag_frames}");
+            assert_eq!(samples, total as usize, "{case}");
+            assert_eq!(closes(&ev)[0].duration_ms, total as u64 * 40, "{case}");
+        }
     }
 }

@@ -95,6 +95,8 @@ struct Open {
     last_duration: Vec<u32>,
     /// Primary-track dts just past the last completed sample.
     end_dts: i64,
+    /// Presentation times of the last primary samples flushed (for the tail trim).
+    recent_pts: VecDeque<i64>,
 }
 
 /// The pure segmenter: feed frames, collect events.
@@ -350,6 +352,7 @@ impl Segmenter {
             runs: (0..n).map(|_| (0, Vec::new())).collect(),
             pending: vec![None; n],
             end_dts: f.dts,
+            recent_pts: VecDeque::new(),
         });
     }
 
@@ -416,6 +419,12 @@ impl Segmenter {
     }
 
     fn flush(open: &mut Open, out: &mut Vec<SegmentEvent>) {
+        let (tfdt, primary) = &open.runs[open.primary];
+        open.recent_pts
+            .extend(super::tail::presentation_times(*tfdt, primary));
+        while open.recent_pts.len() > super::tail::RECENT {
+            open.recent_pts.pop_front();
+        }
         let runs: Vec<TrackRun> = open
             .runs
             .iter_mut()
@@ -457,7 +466,8 @@ impl Segmenter {
             // next segment): it may have stopped between a reference frame and the B-frames
             // shown before it. Drop such a tail rather than leave a hole.
             let (tfdt, samples) = &mut open.runs[open.primary];
-            open.end_dts -= super::tail::trim_reordered_tail(*tfdt, samples);
+            let recent: Vec<i64> = open.recent_pts.iter().copied().collect();
+            open.end_dts -= super::tail::trim_reordered_tail(*tfdt, samples, &recent);
         }
         Self::flush(&mut open, out);
         let ts = open.params.tracks[open.primary].timescale();

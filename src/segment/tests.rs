@@ -10,7 +10,7 @@ use super::*;
 use crate::frame::*;
 
 const VTS: i64 = 90_000;
-const VDUR: i64 = 3_600; // 25 fps
+pub(super) const VDUR: i64 = 3_600; // 25 fps
 pub(super) const ADUR: i64 = 1_024;
 
 pub(super) fn params(width: u16) -> Arc<StreamParams> {

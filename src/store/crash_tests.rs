@@ -212,3 +212,28 @@ fn a_delete_cut_short_after_its_unlinks_is_finished_by_recovery_not_mistaken_for
     );
     assert_eq!(fixture::decode_errors(&root.join(&kept.files[0].path)), "");
 }
+
+#[test]
+fn a_delete_cut_short_after_removing_its_directories_is_finished_by_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fixture::clip(dir.path(), 1);
+    let root = dir.path().join("root");
+    {
+        let store = Store::open_with_clock(&root, ManualClock::new(1)).unwrap();
+        let c = clip.with_meta(fixture::meta("cam", 0));
+        let mut w = store
+            .begin(&c.start.meta, Path::new("cam/8/0"), &[Format::Fmp4], &c.init)
+            .unwrap();
+        w.append(&c.fragments[0]).unwrap();
+        let mut row = w.finish(&c.close_after(1)).unwrap().unwrap();
+        // The durable mark, the unlink and the removal of the emptied directory happened;
+        // the volatile drop of the row was lost.
+        row.state = SegmentState::Deleting;
+        store.shared.index.commit(vec![index::Op::put(row)]).unwrap();
+        std::fs::remove_dir_all(root.join("cam/8")).unwrap();
+    }
+    let store = Store::open_with_clock(&root, ManualClock::new(2)).unwrap();
+    let report = store.recover(2).unwrap();
+    assert_eq!(report.dropped_rows, 1, "{report:?}");
+    assert!(store.segments().unwrap().is_empty());
+}

@@ -74,7 +74,11 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
             freed += row.bytes;
         }
         for dir in &dirs {
-            fsync_dir(dir)?;
+            // Gone only when recovery finishes a delete that had already removed it (and
+            // fsynced its parent): nothing left to make durable there.
+            if dir.is_dir() {
+                fsync_dir(dir)?;
+            }
         }
     }
     // Volatile: if a crash loses it, recovery finds the rows `Deleting` and finishes.
