@@ -222,14 +222,23 @@ fn a_delete_cut_short_after_removing_its_directories_is_finished_by_recovery() {
         let store = Store::open_with_clock(&root, ManualClock::new(1)).unwrap();
         let c = clip.with_meta(fixture::meta("cam", 0));
         let mut w = store
-            .begin(&c.start.meta, Path::new("cam/8/0"), &[Format::Fmp4], &c.init)
+            .begin(
+                &c.start.meta,
+                Path::new("cam/8/0"),
+                &[Format::Fmp4],
+                &c.init,
+            )
             .unwrap();
         w.append(&c.fragments[0]).unwrap();
         let mut row = w.finish(&c.close_after(1)).unwrap().unwrap();
         // The durable mark, the unlink and the removal of the emptied directory happened;
         // the volatile drop of the row was lost.
         row.state = SegmentState::Deleting;
-        store.shared.index.commit(vec![index::Op::put(row)]).unwrap();
+        store
+            .shared
+            .index
+            .commit(vec![index::Op::put(row)])
+            .unwrap();
         std::fs::remove_dir_all(root.join("cam/8")).unwrap();
     }
     let store = Store::open_with_clock(&root, ManualClock::new(2)).unwrap();
