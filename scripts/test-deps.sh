@@ -3,7 +3,8 @@
 # cheap to run every time. Debian, Ubuntu and Raspberry Pi OS (apt-get); uses sudo when not
 # root. Needs: ffmpeg/ffprobe (independent readers of every file the tests write, and the
 # clip generator), GStreamer's RTSP server with Python bindings (the RTSP test peer,
-# tests/peers/rtsp_server.py), and rustup's clippy and rustfmt components. For the boards
+# tests/peers/rtsp_server.py), strace (the store's syscall-order tests), and rustup's
+# clippy and rustfmt components. For the boards
 # (make test-aarch64, test-deb): qemu-user and the ARM C libraries it runs binaries with,
 # python3-venv (zig comes from PyPI, scripts/cross-deps.sh), binutils' readelf, and
 # systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks; g++ builds libFuzzer
@@ -25,6 +26,7 @@ packages=(
   libc6-arm64-cross
   libc6-armhf-cross
   python3-venv
+  strace
   binutils
   systemd
   g++

@@ -204,9 +204,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             what: IndexCmd::Rebuild { config },
         } => {
             let cfg = load(&config)?;
-            let store = open_existing(&cfg)?;
-            let report = store.rebuild_index()?;
-            println!("{report:?}");
+            check_root(&cfg)?;
+            let (store, damaged) =
+                Store::open_for_rebuild(&cfg.storage.root, Arc::new(SystemClock))?;
+            let mut report = store.rebuild_index()?;
+            report.damaged_index = damaged;
+            println!("{}: {report}", cfg.storage.root.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Uploads { config, json } => {
@@ -289,6 +292,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// data directory and, with `storage.require_marker`, only if `edgerec init` marked it: an
 /// unmounted disk's mount point is left untouched (see [`crate::guard`]).
 fn open_existing(cfg: &Config) -> anyhow::Result<Store> {
+    check_root(cfg)?;
+    Ok(Store::open(&cfg.storage.root)?)
+}
+
+/// The data directory exists and, with `storage.require_marker`, is marked.
+fn check_root(cfg: &Config) -> anyhow::Result<()> {
     use crate::guard::GuardError;
     let root = &cfg.storage.root;
     if !root.is_dir() {
@@ -297,7 +306,7 @@ fn open_existing(cfg: &Config) -> anyhow::Result<Store> {
     if cfg.storage.require_marker && crate::guard::read(root)?.is_none() {
         return Err(GuardError::Unmarked { root: root.clone() }.into());
     }
-    Ok(Store::open(root)?)
+    Ok(())
 }
 
 /// `edgerec status`: the running recorder's report, or the index's when none runs.

@@ -4,8 +4,10 @@
 //! per recorded stream, through the [`crate::supervisor`] that the record-task scheduler
 //! ([`crate::tasks`]) and `config.set` drive at runtime (then the recorder is "ready").
 //! Shutdown has one path: the first SIGTERM/SIGINT cancels the token every task holds; each
-//! stream closes its open segment cleanly; the daemon waits for every task, then closes the
-//! index. A second signal exits at once (the torn segment is recovered at the next start).
+//! stream stops its source (a pipe's commands are reaped) and closes its open segment
+//! cleanly; the daemon waits for every task, then closes the index. A second signal, at any
+//! point of that, SIGKILLs the pipe commands and exits at once with [`FAST_EXIT_CODE`] (the
+//! torn segments are recovered at the next start).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -93,10 +95,12 @@ pub async fn run_from_file(
     let cancel = CancellationToken::new();
     let board = Arc::new(StatusBoard::default());
     let closed = Arc::new(Notify::new());
+    // Every pipe command any stream runs, for the second signal's fast exit.
+    let pipes = crate::source::PipeGroups::default();
     let pacer =
         crate::pace::Pacer::spawn(std::time::Duration::from_millis(100), cancel.child_token());
     // Streams a rule records, and those record tasks need (see crate::tasks).
-    let (scheduler, mut scheduler_task) = crate::tasks::spawn(crate::tasks::TasksContext {
+    let (scheduler, scheduler_task) = crate::tasks::spawn(crate::tasks::TasksContext {
         config: cfg.clone(),
         store: store.clone(),
         clock: clock.clone(),
@@ -105,6 +109,7 @@ pub async fn run_from_file(
         pacer: Some(pacer.clone()),
         board: board.clone(),
         cancel: cancel.clone(),
+        pipes: pipes.clone(),
     })
     .await
     .context("cannot load the record tasks")?;
@@ -229,25 +234,34 @@ pub async fn run_from_file(
     info!("shutting down: closing open segments");
     notifier.stopping();
     cancel.cancel();
-    // The scheduler stops every stream recorder and waits for their segments to close.
-    tokio::select! {
-        r = &mut scheduler_task => if let Err(e) = r {
+    let shutdown = async {
+        // The scheduler stops every stream recorder (its source, then its writer) and
+        // waits for their segments to close and their pipe commands to be gone.
+        if let Err(e) = scheduler_task.await {
             error!(error = %e, "the stream scheduler died");
-        },
-        _ = sigterm.recv() => second_signal(),
-        _ = sigint.recv() => second_signal(),
+        }
+        // Push servers stop accepting; every push's session closes its segment.
+        while servers.join_next().await.is_some() {}
+        ingest.wait().await;
+        let _ = control.await;
+        // Uploads stop (a transfer under way resumes at the next start), then MQTT.
+        if let Some(t) = upload_task {
+            let _ = t.await;
+        }
+        // Last: the events of the segments closed above go out before `offline`.
+        mqtt.finish().await;
+        flush(&store).await;
+    };
+    // A second signal ends the process at once, whichever step the shutdown is at.
+    tokio::select! {
+        () = shutdown => {}
+        _ = sigterm.recv() => second_signal(&pipes),
+        _ = sigint.recv() => second_signal(&pipes),
     }
-    // Push servers stop accepting; every push's session closes its segment.
-    while servers.join_next().await.is_some() {}
-    ingest.wait().await;
-    let _ = control.await;
-    // Uploads stop (a transfer under way resumes at the next start), then MQTT.
-    if let Some(t) = upload_task {
-        let _ = t.await;
+    // Only a stream task that died could have left a command behind.
+    if pipes.kill_all() > 0 {
+        warn!("killed pipe commands left by a stream task that died");
     }
-    // Last: the events of the segments closed above go out before `offline`.
-    mqtt.finish().await;
-    flush(&store).await;
     drop(store);
     info!("stopped");
     Ok(())
@@ -286,9 +300,19 @@ async fn flush(store: &Arc<Store>) {
     }
 }
 
-fn second_signal() -> ! {
-    warn!("second signal: exiting now; the open segments are recovered at the next start");
-    std::process::exit(130);
+/// Exit code of the fast exit on a second SIGTERM/SIGINT (128 + SIGINT, as shells report
+/// an interrupted command).
+pub const FAST_EXIT_CODE: i32 = 130;
+
+/// The fast exit: kill the pipe commands' process groups (their keepers will not get to
+/// it), then exit without closing anything; recovery repairs the rest at the next start.
+fn second_signal(pipes: &crate::source::PipeGroups) -> ! {
+    let killed = pipes.kill_all();
+    warn!(
+        pipe_commands_killed = killed,
+        "second signal: exiting now; the open segments are recovered at the next start"
+    );
+    std::process::exit(FAST_EXIT_CODE);
 }
 
 /// One retention pass: plan with the pure policy, delete by the store's protocol. Returns

@@ -23,7 +23,7 @@ use crate::frame::Frame;
 use crate::pace::Pacer;
 use crate::segment::{CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity};
 use crate::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
-use crate::source::{Source, SourceError, SourceSpec};
+use crate::source::{PipeGroups, Source, SourceError, SourceSpec};
 use crate::status::{StreamState, StreamStatus};
 use crate::store::{SegmentRow, Store};
 
@@ -48,6 +48,8 @@ pub struct StreamRecorder {
     pub pacer: Option<Pacer>,
     /// `storage.alarm` when writing a segment fails, cleared at the next clean close.
     pub write_alarm: Arc<crate::mqtt::alarm::WriteAlarm>,
+    /// Where a pipe source lists its commands.
+    pub pipes: PipeGroups,
 }
 
 /// How a session ended.
@@ -214,7 +216,7 @@ impl StreamRecorder {
     ) -> Result<SessionEnd, SessionError> {
         let source = tokio::select! {
             _ = self.cancel.cancelled() => return Ok(SessionEnd::Cancelled),
-            s = Source::open(spec, self.clock.clone()) => s?,
+            s = Source::open_with(spec, self.clock.clone(), &self.pipes) => s?,
         };
         info!("source connected");
         status.set_state(
@@ -301,7 +303,10 @@ impl StreamRecorder {
                 writer.send(std::mem::take(&mut events)).await;
             }
         };
-        // Hand over the final close and wait until it is on disk.
+        // Teardown in order: the source first (a pipe's commands get SIGTERM, and SIGKILL
+        // after KILL_GRACE if they ignore it: the session ends only once they are gone),
+        // then the final close on the writer thread, waiting until it is on disk.
+        source.stop().wait().await;
         if !events.is_empty() {
             writer.send(events).await;
         }

@@ -24,7 +24,7 @@ use crate::clock::SharedClock;
 use crate::config::{StreamConfig, Template};
 use crate::pace::Pacer;
 use crate::recorder::StreamRecorder;
-use crate::source::SourceSpec;
+use crate::source::{PipeGroups, SourceSpec};
 use crate::status::{StatusBoard, StreamStatus};
 use crate::store::Store;
 
@@ -57,6 +57,8 @@ pub struct SupervisorContext {
     pub failures: mpsc::UnboundedSender<SourceFailure>,
     /// The outbox, for `storage.alarm` on write errors (`None`: log only).
     pub events: Option<crate::events::Events>,
+    /// Where pipe sources list their commands.
+    pub pipes: PipeGroups,
 }
 
 /// One stream that should record, and how.
@@ -199,6 +201,7 @@ impl Supervisor {
                 &s.name,
                 ctx.clock.clone(),
             )),
+            pipes: ctx.pipes.clone(),
         };
         let status = ctx.board.add(StreamStatus::new(
             &s.name,

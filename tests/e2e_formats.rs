@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -283,22 +282,6 @@ fn rtsp_over_udp_records_valid_segments() {
             );
         }
     }
-}
-
-/// The distinct `WIDTHxHEIGHT` of every decoded video frame of `path`.
-fn frame_sizes(path: &Path) -> BTreeSet<String> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
-        .args(["frame=width,height", "-of", "csv=p=0:s=x"])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(out.status.success(), "ffprobe frames of {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim().trim_end_matches('x').to_owned())
-        .filter(|l| !l.is_empty())
-        .collect()
 }
 
 fn now_ms() -> i64 {

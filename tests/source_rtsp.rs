@@ -101,7 +101,16 @@ async fn h264_and_aac_over_tcp_arrive_as_decodable_mp4_frames() {
 #[tokio::test]
 async fn udp_transport_is_used_when_asked() {
     let clip = clip(&ClipSpec::h264(2, 1));
-    let peer = RtspPeer::start(&[("/cam", &clip)]);
+    // A server that offers only UDP: the default (TCP) is refused, so frames read with
+    // `?transport=udp` did come over UDP.
+    let peer = RtspPeer::start_args(&[("/cam", &clip)], &["--protocols", "udp"]);
+    let refused = read_video(&peer.url("/cam"), 1).await.err();
+    assert!(
+        refused
+            .as_ref()
+            .is_some_and(|e| e.to_string().contains("461")),
+        "TCP must be refused by a UDP-only server: {refused:?}"
+    );
     let url = format!("{}?transport=udp", peer.url("/cam"));
     let frames = read_video(&url, 30).await.unwrap();
     assert!(frames[0].keyframe);

@@ -165,8 +165,8 @@ pub struct Template {
     pub name: String,
     /// Formats to write; empty means "do not record".
     pub formats: Vec<Format>,
-    /// Target segment length; a segment is cut on the first key frame after it (1 s..=2 h,
-    /// default 60 s).
+    /// Target segment length; a segment is cut on the first key frame after it, or at the
+    /// next video frame once twice this passed without one (1 s..=2 h, default 60 s).
     pub interval: Duration,
     /// Fragment duration, the most a power cut can lose (100 ms..=`interval`, default 1 s).
     pub fragment: Duration,

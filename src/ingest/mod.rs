@@ -274,6 +274,8 @@ impl Ingest {
                 &stream,
                 ctx.clock.clone(),
             )),
+            // A push runs no command.
+            pipes: Default::default(),
         };
         info!(
             stream = %stream,

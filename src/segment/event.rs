@@ -30,7 +30,8 @@ pub struct SegmentMeta {
     pub formats: Vec<crate::format::Format>,
 }
 
-/// Begin a new segment. The first video sample of the first fragment is a key frame.
+/// Begin a new segment. The first video sample of the first fragment is a key frame, except
+/// after a [`CloseReason::KeyFrameOverdue`] cut.
 #[derive(Clone, Debug)]
 pub struct SegmentStart {
     pub meta: SegmentMeta,
@@ -88,6 +89,9 @@ pub enum CloseReason {
     Interval,
     /// Codec parameters changed (new SPS/PPS, resolution).
     ParamsChanged,
+    /// No key frame came for `2 × interval`: cut at a frame that is not one, so segments
+    /// stay bounded; the next segment starts on that frame.
+    KeyFrameOverdue,
     /// A timestamp went backwards or jumped far ahead.
     Discontinuity,
     /// The source ended or was lost.

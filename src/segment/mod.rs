@@ -5,7 +5,10 @@
 
 pub mod event;
 pub mod segmenter;
+mod tail;
 
+#[cfg(test)]
+mod cap_tests;
 #[cfg(test)]
 mod tests;
 

@@ -4,7 +4,13 @@
 //! - A segment starts on a key frame of the primary track (the first video track, or the
 //!   first track of an audio-only stream) and is cut on the first key frame at or after
 //!   `interval`.
-//! - Fragments close every `fragment` of primary-track time, or earlier when they reach
+//! - Segments are capped: with no key frame by `2 × interval` (a camera with a huge GOP or
+//!   intra refresh), the segment is cut at the next primary-track frame anyway, and the next
+//!   segment starts on that frame, without a key frame (a warning once per such episode).
+//!   Otherwise one segment would grow for as long as the source lives, and a segment being
+//!   written is never evicted.
+//! - Fragments close when any track's time reaches the next multiple of `fragment` (so a
+//!   stalled video track does not stop them while audio flows), or earlier when they reach
 //!   `max_fragment_bytes`, so memory per stream is bounded whatever the source does.
 //! - A sample's duration is only known when the next sample of its track arrives, so each
 //!   track keeps exactly one pending frame.
@@ -30,6 +36,8 @@ const MAX_WAITING: usize = 64;
 const MAX_WAITING_BYTES: usize = 256 * 1024;
 /// A forward timestamp jump larger than this is a discontinuity.
 pub const MAX_GAP: Duration = Duration::from_secs(10);
+/// A segment without a key frame after `interval` is cut anyway at this many intervals.
+pub const KEYLESS_CAP: u32 = 2;
 
 /// Segmenter settings, usually from a template.
 #[derive(Clone, Debug)]
@@ -87,6 +95,8 @@ struct Open {
     last_duration: Vec<u32>,
     /// Primary-track dts just past the last completed sample.
     end_dts: i64,
+    /// Presentation times of the last primary samples flushed (for the tail trim).
+    recent_pts: VecDeque<i64>,
 }
 
 /// The pure segmenter: feed frames, collect events.
@@ -104,6 +114,11 @@ pub struct Segmenter {
     /// Secondary-track frames seen while waiting for a key frame (bounded).
     waiting: VecDeque<Frame>,
     waiting_bytes: usize,
+    /// The segment was just cut for want of a key frame: the next starts on any frame.
+    start_anyway: bool,
+    /// In a run of segments cut without key frames (ends at the next key frame).
+    keyless: bool,
+    keyless_episodes: u64,
 }
 
 fn rescale(v: i64, from: u32, to: u32) -> i64 {
@@ -134,11 +149,20 @@ impl Segmenter {
             dropped: Dropped::default(),
             waiting: VecDeque::new(),
             waiting_bytes: 0,
+            start_anyway: false,
+            keyless: false,
+            keyless_episodes: 0,
         }
     }
 
     pub fn dropped(&self) -> Dropped {
         self.dropped
+    }
+
+    /// How many times the source went `2 × interval` without a key frame, so that segments
+    /// were cut without one (each run of such cuts counts once, and is logged once).
+    pub fn keyless_episodes(&self) -> u64 {
+        self.keyless_episodes
     }
 
     /// Whether a segment is open.
@@ -153,6 +177,9 @@ impl Segmenter {
 
     /// Feed one frame. `wall_ms` is the wall clock at arrival (used only to anchor names).
     pub fn push(&mut self, frame: Frame, wall_ms: i64, out: &mut Vec<SegmentEvent>) {
+        if frame.keyframe && frame.track == Self::primary_of(&frame.params) {
+            self.keyless = false;
+        }
         if let Some(open) = &self.open {
             if let Some(reason) = self.must_close_before(open, &frame) {
                 if reason != CloseReason::Discontinuity {
@@ -163,6 +190,10 @@ impl Segmenter {
                 self.close(reason, out);
                 if reason == CloseReason::Discontinuity {
                     self.anchor = None;
+                }
+                if reason == CloseReason::KeyFrameOverdue {
+                    self.start_anyway = true;
+                    self.warn_keyless();
                 }
             }
         }
@@ -216,6 +247,7 @@ impl Segmenter {
     pub fn finish(&mut self, reason: CloseReason, out: &mut Vec<SegmentEvent>) {
         self.close(reason, out);
         self.anchor = None;
+        self.start_anyway = false;
         self.waiting.clear();
         self.waiting_bytes = 0;
     }
@@ -225,7 +257,23 @@ impl Segmenter {
     }
 
     fn can_start(&self, f: &Frame) -> bool {
-        f.track == Self::primary_of(&f.params) && f.keyframe
+        f.track == Self::primary_of(&f.params) && (f.keyframe || self.start_anyway)
+    }
+
+    /// Once per run of segments cut without a key frame.
+    fn warn_keyless(&mut self) {
+        if std::mem::replace(&mut self.keyless, true) {
+            return;
+        }
+        self.keyless_episodes += 1;
+        let cap = self.cfg.interval * KEYLESS_CAP;
+        tracing::warn!(
+            stream = %self.id.stream,
+            cap = ?cap,
+            "no key frame for {cap:?}: cutting segments without one until a key frame comes \
+             (players may show artifacts at the start of such segments; set the camera's \
+             key frame interval below the template's interval)"
+        );
     }
 
     fn must_close_before(&self, open: &Open, f: &Frame) -> Option<CloseReason> {
@@ -238,11 +286,15 @@ impl Segmenter {
                 return Some(CloseReason::Discontinuity);
             }
         }
-        if f.track == open.primary && f.keyframe {
-            let ts = open.params.tracks[open.primary].timescale() as i64;
-            let elapsed = f.dts - open.start_dts;
-            if elapsed as i128 * 1000 >= self.cfg.interval.as_millis() as i128 * ts as i128 {
+        if f.track == open.primary {
+            let ts = open.params.tracks[open.primary].timescale() as i128;
+            let elapsed_ms = (f.dts - open.start_dts) as i128 * 1000;
+            let interval = self.cfg.interval.as_millis() as i128 * ts;
+            if f.keyframe && elapsed_ms >= interval {
                 return Some(CloseReason::Interval);
+            }
+            if elapsed_ms >= interval * KEYLESS_CAP as i128 && interval > 0 {
+                return Some(CloseReason::KeyFrameOverdue);
             }
         }
         None
@@ -266,6 +318,7 @@ impl Segmenter {
                 ms
             }
         };
+        self.start_anyway = false;
         let n = params.tracks.len();
         let mut base = vec![None; n];
         base[primary] = Some(f.dts);
@@ -299,6 +352,7 @@ impl Segmenter {
             runs: (0..n).map(|_| (0, Vec::new())).collect(),
             pending: vec![None; n],
             end_dts: f.dts,
+            recent_pts: VecDeque::new(),
         });
     }
 
@@ -313,25 +367,23 @@ impl Segmenter {
             let start = rescale(open.start_dts, ts_p, ts_t);
             open.base[t] = Some(start.min(f.dts));
         }
-        if t == open.primary {
-            let ts = open.params.tracks[t].timescale() as i128;
-            let frag_ticks = self.cfg.fragment.as_millis() as i128 * ts / 1000;
-            // Boundaries sit on a fixed grid from the segment start, so fragments average
-            // exactly `fragment` instead of drifting by a frame each time.
-            let due = (f.dts - open.frag_start_dts) as i128 >= frag_ticks;
-            if due || open.frag_bytes >= self.cfg.max_fragment_bytes {
-                Self::complete_pending(open, t, f.dts);
-                Self::flush(open, out);
-                if due && frag_ticks > 0 {
-                    let behind = (f.dts - open.frag_start_dts) as i128 / frag_ticks;
-                    open.frag_start_dts += (behind * frag_ticks) as i64;
-                } else {
-                    open.frag_start_dts = f.dts;
-                }
-            }
-        } else if open.frag_bytes >= self.cfg.max_fragment_bytes {
+        // Boundaries sit on a fixed grid of primary-track time from the segment start, so
+        // fragments average exactly `fragment` instead of drifting by a frame each time.
+        // Any track's time counts: when video stalls while audio flows, fragments still
+        // close on time, not only once they are `max_fragment_bytes` large.
+        let ts = open.params.tracks[open.primary].timescale();
+        let frag_ticks = self.cfg.fragment.as_millis() as i128 * ts as i128 / 1000;
+        let at = rescale(f.dts, open.params.tracks[t].timescale(), ts);
+        let due = (at - open.frag_start_dts) as i128 >= frag_ticks;
+        if due || open.frag_bytes >= self.cfg.max_fragment_bytes {
             Self::complete_pending(open, t, f.dts);
             Self::flush(open, out);
+            if due && frag_ticks > 0 {
+                let behind = (at - open.frag_start_dts) as i128 / frag_ticks;
+                open.frag_start_dts += (behind * frag_ticks) as i64;
+            } else if t == open.primary {
+                open.frag_start_dts = f.dts;
+            }
         }
         Self::complete_pending(open, t, f.dts);
         open.pending[t] = Some(f);
@@ -366,54 +418,13 @@ impl Segmenter {
         });
     }
 
-    /// Cuts the last fragment's primary-track samples back to the longest decode-order
-    /// prefix whose presentation times leave no hole: when a B-frame stream stops between a
-    /// reference frame and the B-frames shown before it, those B-frames never came, and the
-    /// reference frame (and any B-frame that needs it) must go too.
-    fn trim_reordered_tail(open: &mut Open) {
-        let (tfdt, samples) = &mut open.runs[open.primary];
-        if samples.len() < 2 {
-            return;
-        }
-        let mut durations: Vec<u32> = samples.iter().map(|s| s.duration).collect();
-        durations.sort_unstable();
-        let frame = durations[durations.len() / 2] as i64;
-        let mut t = *tfdt as i64;
-        let pts: Vec<i64> = samples
-            .iter()
-            .map(|s| {
-                let p = t + s.cts_offset as i64;
-                t += s.duration as i64;
-                p
-            })
-            .collect();
-        let complete = |m: usize| {
-            let mut p = pts[..m].to_vec();
-            p.sort_unstable();
-            p.windows(2).all(|w| w[1] - w[0] <= frame * 3 / 2)
-        };
-        let keep = (1..=samples.len())
-            .rev()
-            .find(|&m| complete(m))
-            .unwrap_or(1);
-        if keep == samples.len() {
-            return;
-        }
-        for s in samples.drain(keep..) {
-            open.end_dts -= s.duration as i64;
-        }
-        // The last kept sample's duration ran up to the decode time of a dropped one, which
-        // the reorderer may have pushed out past the hole: it lasts one frame now.
-        if let Some(last) = samples.last_mut() {
-            let d = last.duration as i64;
-            if d > frame {
-                open.end_dts -= d - frame;
-                last.duration = frame as u32;
-            }
-        }
-    }
-
     fn flush(open: &mut Open, out: &mut Vec<SegmentEvent>) {
+        let (tfdt, primary) = &open.runs[open.primary];
+        open.recent_pts
+            .extend(super::tail::presentation_times(*tfdt, primary));
+        while open.recent_pts.len() > super::tail::RECENT {
+            open.recent_pts.pop_front();
+        }
         let runs: Vec<TrackRun> = open
             .runs
             .iter_mut()
@@ -446,10 +457,17 @@ impl Segmenter {
                 Self::append(&mut open, t, p, d);
             }
         }
-        if !matches!(reason, CloseReason::Interval | CloseReason::ParamsChanged) {
-            // Not cut on a key frame: the stream may stop between a reference frame and the
-            // B-frames shown before it. Drop such a tail rather than leave a hole.
-            Self::trim_reordered_tail(&mut open);
+        let cut_mid_stream = matches!(
+            reason,
+            CloseReason::Interval | CloseReason::ParamsChanged | CloseReason::KeyFrameOverdue
+        );
+        if !cut_mid_stream {
+            // The stream stopped (not cut mid-stream, where what follows the cut goes to the
+            // next segment): it may have stopped between a reference frame and the B-frames
+            // shown before it. Drop such a tail rather than leave a hole.
+            let (tfdt, samples) = &mut open.runs[open.primary];
+            let recent: Vec<i64> = open.recent_pts.iter().copied().collect();
+            open.end_dts -= super::tail::trim_reordered_tail(*tfdt, samples, &recent);
         }
         Self::flush(&mut open, out);
         let ts = open.params.tracks[open.primary].timescale();

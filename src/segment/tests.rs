@@ -10,10 +10,10 @@ use super::*;
 use crate::frame::*;
 
 const VTS: i64 = 90_000;
-const VDUR: i64 = 3_600; // 25 fps
-const ADUR: i64 = 1_024;
+pub(super) const VDUR: i64 = 3_600; // 25 fps
+pub(super) const ADUR: i64 = 1_024;
 
-fn params(width: u16) -> Arc<StreamParams> {
+pub(super) fn params(width: u16) -> Arc<StreamParams> {
     Arc::new(StreamParams {
         tracks: vec![
             TrackParams::Video(VideoParams {
@@ -36,7 +36,7 @@ fn params(width: u16) -> Arc<StreamParams> {
     })
 }
 
-fn video(p: &Arc<StreamParams>, n: i64, gop: i64) -> Frame {
+pub(super) fn video(p: &Arc<StreamParams>, n: i64, gop: i64) -> Frame {
     Frame {
         params: p.clone(),
         track: 0,
@@ -47,7 +47,7 @@ fn video(p: &Arc<StreamParams>, n: i64, gop: i64) -> Frame {
     }
 }
 
-fn audio(p: &Arc<StreamParams>, n: i64) -> Frame {
+pub(super) fn audio(p: &Arc<StreamParams>, n: i64) -> Frame {
     Frame {
         params: p.clone(),
         track: 1,
@@ -59,7 +59,7 @@ fn audio(p: &Arc<StreamParams>, n: i64) -> Frame {
 }
 
 /// `secs` seconds of interleaved A/V in dts order, video frames numbered from `v0`.
-fn av(p: &Arc<StreamParams>, v0: i64, secs: i64, gop: i64) -> Vec<Frame> {
+pub(super) fn av(p: &Arc<StreamParams>, v0: i64, secs: i64, gop: i64) -> Vec<Frame> {
     let mut out = Vec::new();
     let (mut v, mut a) = (v0, (v0 * VDUR * 48_000 / VTS) / ADUR);
     let vend = v0 + secs * 25;
@@ -77,7 +77,7 @@ fn av(p: &Arc<StreamParams>, v0: i64, secs: i64, gop: i64) -> Vec<Frame> {
     out
 }
 
-fn seg(interval: u64, fragment_ms: u64) -> Segmenter {
+pub(super) fn seg(interval: u64, fragment_ms: u64) -> Segmenter {
     Segmenter::new(
         SegmenterConfig {
             interval: Duration::from_secs(interval),
@@ -93,7 +93,7 @@ fn seg(interval: u64, fragment_ms: u64) -> Segmenter {
     )
 }
 
-fn run(s: &mut Segmenter, frames: Vec<Frame>) -> Vec<SegmentEvent> {
+pub(super) fn run(s: &mut Segmenter, frames: Vec<Frame>) -> Vec<SegmentEvent> {
     let mut out = Vec::new();
     for f in frames {
         let wall = 1_700_000_000_000 + f.dts * 1000 / f.track_params().timescale() as i64;
@@ -102,7 +102,7 @@ fn run(s: &mut Segmenter, frames: Vec<Frame>) -> Vec<SegmentEvent> {
     out
 }
 
-fn starts(ev: &[SegmentEvent]) -> Vec<&SegmentStart> {
+pub(super) fn starts(ev: &[SegmentEvent]) -> Vec<&SegmentStart> {
     ev.iter()
         .filter_map(|e| match e {
             SegmentEvent::Start(s) => Some(s),
@@ -111,7 +111,7 @@ fn starts(ev: &[SegmentEvent]) -> Vec<&SegmentStart> {
         .collect()
 }
 
-fn closes(ev: &[SegmentEvent]) -> Vec<&SegmentClose> {
+pub(super) fn closes(ev: &[SegmentEvent]) -> Vec<&SegmentClose> {
     ev.iter()
         .filter_map(|e| match e {
             SegmentEvent::Close(c) => Some(c),
@@ -190,15 +190,20 @@ fn fragments_follow_the_fragment_duration() {
         .collect();
     // 5 s in 0.5 s fragments; the last one is still open.
     assert_eq!(frags.len(), 9);
+    let mut frames = 0;
     for (i, f) in frags.iter().enumerate() {
         assert_eq!(f.sequence, i as u32 + 1);
         let v = f.runs.iter().find(|r| r.track == 0).unwrap();
-        assert_eq!(
-            v.samples.len(),
-            13 - (i % 2),
-            "12.5 frames per 0.5 s on average"
+        assert!(
+            (12..=13).contains(&v.samples.len()),
+            "{i}: {}",
+            v.samples.len()
         );
+        frames += v.samples.len();
     }
+    // On a fixed grid: 12.5 frames per 0.5 s on average, no drift (the video frame whose
+    // duration is not known yet waits for the next fragment).
+    assert_eq!(frames, 112);
 }
 
 #[test]
@@ -259,22 +264,6 @@ fn backwards_timestamp_closes_and_restarts_on_next_key_frame() {
     let ev = run(&mut s, frames);
     assert_eq!(starts(&ev).len(), 2);
     assert_eq!(closes(&ev)[0].reason, CloseReason::Discontinuity);
-}
-
-#[test]
-fn memory_stays_bounded_without_key_frames() {
-    let p = params(320);
-    let mut s = seg(1, 1000);
-    // One key frame, then 60 s without another: fragments keep flowing out, nothing piles up.
-    let mut frames = vec![video(&p, 0, 1)];
-    frames.extend((1..1500).map(|n| video(&p, n, i64::MAX)));
-    let ev = run(&mut s, frames);
-    let frags = ev
-        .iter()
-        .filter(|e| matches!(e, SegmentEvent::Fragment(_)))
-        .count();
-    assert_eq!(starts(&ev).len(), 1);
-    assert!(frags >= 59, "{frags} fragments");
 }
 
 #[test]

@@ -43,14 +43,17 @@ pub struct SinkThread {
 }
 
 impl SinkThread {
-    /// Start the thread (named `rec-<stream>`) that owns `set`.
+    /// Start the thread (named `rec-<stream>`) that owns `set`. It logs in the caller's
+    /// tracing span (the stream's), so its lines name the stream like the task's do.
     pub fn spawn(stream: &str, mut set: SinkSet) -> std::io::Result<SinkThread> {
         let (tx, rx) = sync_channel::<Vec<SegmentEvent>>(QUEUE);
         let (rtx, reports) = unbounded_channel();
+        let span = tracing::Span::current();
         let handle = std::thread::Builder::new()
             .name(format!("rec-{stream}"))
             .stack_size(STACK)
             .spawn(move || {
+                let _span = span.enter();
                 for batch in rx {
                     let applied = set.apply(batch);
                     for row in applied.closed {

@@ -19,7 +19,8 @@
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
 //!   AAC configuration.
-//! - `pipe`: a command's Annex-B stdout (`pipe:...`); `annexb` splits access units,
+//! - `pipe`: a command's Annex-B stdout (`pipe:...`); `pipe_child` runs and stops the
+//!   command's processes, `annexb` splits access units,
 //!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
 //!   `pipe_time` stamps arrival times.
 
@@ -35,16 +36,41 @@ mod mp4_entry;
 mod mp4_reader;
 mod mp4_table;
 pub mod pipe;
+mod pipe_child;
 mod pipe_time;
 pub mod reorder;
 mod rtsp;
 pub mod spec;
 
 pub use error::SourceError;
+pub use pipe::PipeGroups;
 pub use spec::{SourceSpec, Transport};
 
 use crate::clock::SharedClock;
 use crate::frame::Frame;
+
+/// A source being stopped ([`Source::stop`]).
+#[must_use = "wait for the source's processes to end"]
+pub struct Stopping {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Stopping {
+    /// Wait until the source's processes (a pipe's commands) are gone and reaped; at once
+    /// for sources without processes. The waiting happens off the async runtime.
+    pub async fn wait(self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
 
 /// An open source of frames.
 pub struct Source {
@@ -61,8 +87,20 @@ enum Inner {
 impl Source {
     /// Connects to the camera (DESCRIBE, SETUP, PLAY) or opens and checks the file.
     ///
-    /// The clock paces file replay; RTSP timestamps come from the camera.
+    /// The clock paces file replay; RTSP timestamps come from the camera. A pipe's commands
+    /// are listed in a [`PipeGroups`] of their own: use [`Source::open_with`] to share the
+    /// daemon's.
     pub async fn open(spec: &SourceSpec, clock: SharedClock) -> Result<Source, SourceError> {
+        Source::open_with(spec, clock, &PipeGroups::default()).await
+    }
+
+    /// [`Source::open`], listing a pipe's commands in `groups` (so a fast exit can kill
+    /// them).
+    pub async fn open_with(
+        spec: &SourceSpec,
+        clock: SharedClock,
+        groups: &PipeGroups,
+    ) -> Result<Source, SourceError> {
         let inner = match spec {
             SourceSpec::Rtsp { url, transport } => {
                 Inner::Rtsp(Box::new(rtsp::RtspSource::open(url, *transport).await?))
@@ -81,9 +119,21 @@ impl Source {
                 fps_milli.map(|f| f64::from(f) / 1000.0),
                 audio.as_deref(),
                 clock,
+                groups,
             )?)),
         };
         Ok(Source { inner })
+    }
+
+    /// Stop the source: a pipe's commands get SIGTERM (then SIGKILL after
+    /// [`pipe::KILL_GRACE`]); others just close. Await [`Stopping::wait`] for the end.
+    pub fn stop(self) -> Stopping {
+        Stopping {
+            threads: match self.inner {
+                Inner::Pipe(p) => p.stop(),
+                _ => Vec::new(),
+            },
+        }
     }
 
     /// A source fed by a push server through a [`channel::channel`]. It ends (`Ok(None)`)

@@ -1,49 +1,26 @@
-//! The pipe "camera": a command that writes Annex-B H.264/H.265 to its stdout, such as
-//! `rpicam-vid -t 0 --codec h264 --inline -o -` on a Raspberry Pi or a GStreamer pipeline
-//! ending in `fdsink` on a Jetson, optionally with a second command writing ADTS AAC.
-//!
-//! Each command runs as `sh -c COMMAND` in its own process group, so the whole pipeline
-//! (shell, encoder, any children) is signalled together. Per command, three threads:
-//!
-//! - a reader turns stdout into access units with the pure parsers ([`super::annexb`],
-//!   [`super::adts`]) and stamps them by arrival time on the injected clock
-//!   ([`super::pipe_time`]);
-//! - a stderr reader logs the command's messages line by line, at most
-//!   [`STDERR_LINES_PER_WINDOW`] per 10 s, and keeps the last one for error messages;
-//! - a keeper owns the child: it reports the exit (the recorder's supervisor then restarts
-//!   the command with backoff) and, when the source is dropped, sends SIGTERM to the group,
-//!   then SIGKILL after [`KILL_GRACE`], and reaps it.
-//!
-//! Frames start at the first video key frame with complete parameter sets (and, when an
-//! audio command is set, once its first ADTS frame is known). Video and audio timestamps
-//! count from the moment the source was opened, so the tracks stay in sync.
-
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::io::Read;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use tracing::{info, warn, Span};
+use tracing::info;
 
 use super::adts::{AdtsConfig, AdtsSplitter};
 use super::annexb::{detect_codec, AuAssembler, PocCounter, StartCodes, VIDEO_TIMESCALE};
+use super::pipe_child::{spawn, Keeper};
+pub use super::pipe_child::{PipeGroups, KILL_GRACE, STDERR_LINES_PER_WINDOW};
 use super::pipe_time::{Pacer, PtsFromOrder};
 use super::SourceError;
 use crate::clock::SharedClock;
 use crate::frame::{AudioCodec, AudioParams, Frame, StreamParams, TrackParams, VideoParams};
 use crate::redact::redact_url;
 
-/// Time between SIGTERM and SIGKILL when the source is dropped.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
 /// Nothing from the command for this long is a stall: the session ends and is retried.
 pub const STALL: Duration = Duration::from_secs(10);
 /// How long to wait for the audio command's first frame before giving up.
 const AUDIO_START: Duration = Duration::from_secs(10);
-/// Stderr lines logged per 10 s window; the rest are counted.
-pub const STDERR_LINES_PER_WINDOW: u32 = 20;
 
 /// What the reader threads hand to the async side.
 enum Piece {
@@ -62,11 +39,12 @@ enum Piece {
     Failed(SourceError),
 }
 
-/// A running pipe source. Dropping it stops the commands.
+/// A running pipe source. Dropping it stops the commands in the background; [`stop`]
+/// (`PipeSource::stop`) lets the caller wait until they are gone.
 pub struct PipeSource {
     rx: mpsc::Receiver<Piece>,
-    _video: Keeper,
-    _audio: Option<Keeper>,
+    video_keeper: Keeper,
+    audio_keeper: Option<Keeper>,
     shown: String,
     want_audio: bool,
     opened: Instant,
@@ -79,36 +57,45 @@ pub struct PipeSource {
 }
 
 impl PipeSource {
-    /// Starts the command(s). Fails only when `sh` cannot be started.
+    /// Starts the command(s), registered in `groups`. Fails only when `sh` cannot be
+    /// started.
     pub fn open(
         command: &str,
         fps: Option<f64>,
         audio: Option<&str>,
         clock: SharedClock,
+        groups: &PipeGroups,
     ) -> Result<PipeSource, SourceError> {
         let (tx, rx) = mpsc::channel(64);
         let opened = clock.now();
-        let video = spawn(
-            command,
-            &tx,
-            clock.clone(),
+        let ctx = |tx: &mpsc::Sender<Piece>| Ctx {
+            tx: tx.clone(),
+            clock: clock.clone(),
             opened,
-            Box::new(move |out, ctx| video_reader(out, ctx, fps)),
+        };
+        let video_ctx = ctx(&tx);
+        let video_keeper = spawn(
+            command,
+            Box::new(move |out| video_reader(out, video_ctx, fps)),
+            on_exit(command, &tx),
+            groups,
         )?;
         let audio_keeper = match audio {
-            Some(cmd) => Some(spawn(
-                cmd,
-                &tx,
-                clock.clone(),
-                opened,
-                Box::new(audio_reader),
-            )?),
+            Some(cmd) => {
+                let audio_ctx = ctx(&tx);
+                Some(spawn(
+                    cmd,
+                    Box::new(move |out| audio_reader(out, audio_ctx)),
+                    on_exit(cmd, &tx),
+                    groups,
+                )?)
+            }
             None => None,
         };
         Ok(PipeSource {
             rx,
-            _video: video,
-            _audio: audio_keeper,
+            video_keeper,
+            audio_keeper,
             shown: redact_url(command),
             want_audio: audio.is_some(),
             opened,
@@ -119,6 +106,14 @@ impl PipeSource {
             params: Arc::new(StreamParams::default()),
             audio_next: None,
         })
+    }
+
+    /// Stop the commands (SIGTERM to each group, SIGKILL after [`KILL_GRACE`]); the
+    /// returned threads end once every process is reaped.
+    pub fn stop(self) -> Vec<JoinHandle<()>> {
+        let mut keepers = vec![self.video_keeper];
+        keepers.extend(self.audio_keeper);
+        keepers.into_iter().filter_map(Keeper::stop).collect()
     }
 
     /// The next frame. Cancel-safe: only the channel receive awaits.
@@ -230,14 +225,19 @@ impl PipeSource {
     }
 }
 
-/// Turns a command's stdout into pieces; runs on the reader thread.
-type Reader = Box<dyn FnOnce(Box<dyn Read + Send>, Ctx) + Send>;
-
 /// What a reader thread needs.
 struct Ctx {
     tx: mpsc::Sender<Piece>,
     clock: SharedClock,
     opened: Instant,
+}
+
+/// Reports a command's own exit to the source, as an error of this session.
+fn on_exit(command: &str, tx: &mpsc::Sender<Piece>) -> super::pipe_child::OnExit {
+    let (command, tx) = (redact_url(command), tx.clone());
+    Box::new(move |reason| {
+        let _ = tx.blocking_send(Piece::Failed(SourceError::Pipe { command, reason }));
+    })
 }
 
 impl Ctx {
@@ -327,161 +327,6 @@ fn audio_reader(out: Box<dyn Read + Send>, ctx: Ctx) {
             if ctx.tx.blocking_send(piece).is_err() {
                 return;
             }
-        }
-    }
-}
-
-/// Owns a running command; dropping it stops the command's process group.
-struct Keeper {
-    stop: Option<std_mpsc::Sender<()>>,
-}
-
-impl Drop for Keeper {
-    fn drop(&mut self) {
-        // The keeper thread sees the channel close and stops the group.
-        self.stop.take();
-    }
-}
-
-fn spawn(
-    command: &str,
-    tx: &mpsc::Sender<Piece>,
-    clock: SharedClock,
-    opened: Instant,
-    reader: Reader,
-) -> Result<Keeper, SourceError> {
-    let shown = redact_url(command);
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", command])
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| SourceError::Pipe {
-            command: shown.clone(),
-            reason: format!("cannot start /bin/sh: {e}"),
-        })?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let span = Span::current();
-    let last_line = Arc::new(Mutex::new(String::new()));
-    let ctx = Ctx {
-        tx: tx.clone(),
-        clock,
-        opened,
-    };
-    let thread = |name: &str| std::thread::Builder::new().name(format!("edgerec-pipe-{name}"));
-    let s = span.clone();
-    let started = thread("out").spawn(move || {
-        let _e = s.enter();
-        reader(Box::new(stdout), ctx);
-    });
-    let s = span.clone();
-    let last = last_line.clone();
-    let started = started.and_then(|_| {
-        thread("err").spawn(move || {
-            let _e = s.enter();
-            log_stderr(stderr, &last);
-        })
-    });
-    let (stop_tx, stop_rx) = std_mpsc::channel::<()>();
-    let tx = tx.clone();
-    let started = started.and_then(|_| {
-        let shown = shown.clone();
-        thread("keep").spawn(move || {
-            let _e = span.enter();
-            keep(child, stop_rx, tx, &shown, &last_line);
-        })
-    });
-    started.map_err(|e| SourceError::Pipe {
-        command: shown,
-        reason: format!("cannot start a thread: {e}"),
-    })?;
-    Ok(Keeper {
-        stop: Some(stop_tx),
-    })
-}
-
-/// Waits for the child to exit (reporting it) or for the source to be dropped (stopping
-/// the group: SIGTERM, then SIGKILL after [`KILL_GRACE`]), and reaps it.
-fn keep(
-    mut child: Child,
-    stop: std_mpsc::Receiver<()>,
-    tx: mpsc::Sender<Piece>,
-    shown: &str,
-    last_line: &Mutex<String>,
-) {
-    let pgid = child.id() as libc::pid_t;
-    // Until the source is dropped (the channel disconnects): watch for an exit.
-    while let Err(std_mpsc::RecvTimeoutError::Timeout) =
-        stop.recv_timeout(Duration::from_millis(200))
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            let last = last_line.lock().map(|l| l.clone()).unwrap_or_default();
-            let reason = if last.is_empty() {
-                format!("the command exited ({status})")
-            } else {
-                format!("the command exited ({status}); it said: {last}")
-            };
-            // Whatever the shell started and left behind goes too. The group outlives its
-            // reaped leader only while members remain, so its id is still ours.
-            // SAFETY: kill(2) on our own child's process group; no memory is involved.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            let _ = tx.blocking_send(Piece::Failed(SourceError::Pipe {
-                command: shown.to_string(),
-                reason,
-            }));
-            return;
-        }
-    }
-    // The leader is not reaped yet, so its pid (the group id) cannot have been reused.
-    // SAFETY: kill(2) on our own child's process group; no memory is involved.
-    unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    let deadline = Instant::now() + KILL_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            // The shell is gone; make sure nothing it started outlives it.
-            // SAFETY: as above; a group with no members left makes this a no-op (ESRCH).
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    warn!(command = %shown, "pipe command ignored SIGTERM; killing it");
-    // SAFETY: as above.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    let _ = child.wait();
-}
-
-/// Logs the command's stderr line by line, rate-limited, keeping the last line.
-fn log_stderr(err: impl Read, last: &Mutex<String>) {
-    let mut window = Instant::now();
-    let (mut logged, mut dropped) = (0u32, 0u32);
-    for line in BufReader::new(err).split(b'\n') {
-        let Ok(line) = line else { return };
-        let text = redact_url(String::from_utf8_lossy(&line).trim_end());
-        if text.trim().is_empty() {
-            continue;
-        }
-        if window.elapsed() >= Duration::from_secs(10) {
-            if dropped > 0 {
-                warn!(
-                    lines = dropped,
-                    "pipe command: stderr lines not logged (rate limit)"
-                );
-            }
-            window = Instant::now();
-            (logged, dropped) = (0, 0);
-        }
-        if logged < STDERR_LINES_PER_WINDOW {
-            logged += 1;
-            info!(target: "edgerec::pipe", "command: {text}");
-        } else {
-            dropped += 1;
-        }
-        if let Ok(mut l) = last.lock() {
-            *l = text.chars().take(300).collect();
         }
     }
 }

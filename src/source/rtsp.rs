@@ -465,6 +465,10 @@ fn map_error(shown: &str, e: retina::Error) -> SourceError {
     }
     let hint = match e.status_code() {
         Some(404) => "the camera has no stream at this path; check the URL's path. ",
+        Some(461) => {
+            "the camera refuses this transport (TCP by default, UDP with `?transport=udp`); \
+             try the other one. "
+        }
         _ => "",
     };
     SourceError::Rtsp {

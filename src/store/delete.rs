@@ -1,6 +1,12 @@
-//! Deleting closed segments, batched: one commit marks every row `Deleting`, then all files
-//! are unlinked, each touched directory is fsynced once, one commit drops the rows, and
+//! Deleting closed segments, batched: one durable commit marks every row `Deleting` (with
+//! what the `deleted` hooks add, such as the `segment.evicted` events), then all files are
+//! unlinked, each touched directory is fsynced once, one volatile commit drops the rows, and
 //! directories left empty are removed.
+//!
+//! The mark is durable so that no file is ever unlinked while the disk's index still says
+//! `Closed`: after a power cut, a `Closed` row whose files are gone is damage (a warning),
+//! and a `Deleting` row is a delete to finish. The drop may be lost: recovery finishes the
+//! `Deleting` rows it finds.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -35,19 +41,25 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
     if rows.is_empty() {
         return Ok(0);
     }
-    let marks: Vec<Op> = rows
+    // Rows already `Deleting` (recovery finishing a delete) were marked, and their hooks
+    // run, by the commit that marked them.
+    let fresh: Vec<SegmentRow> = rows
         .iter()
         .filter(|r| r.state != SegmentState::Deleting)
-        .map(|r| {
-            let mut r = r.clone();
-            r.state = SegmentState::Deleting;
-            Op::put(r)
-        })
+        .cloned()
         .collect();
-    // Both commits are volatile (see the module docs of `store`): a crash that loses them
-    // leaves `Closed` rows whose files are gone, which recovery drops.
-    if !marks.is_empty() {
-        shared.index.commit_volatile(marks)?;
+    if !fresh.is_empty() {
+        let mut marks: Vec<Op> = fresh
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.state = SegmentState::Deleting;
+                Op::put(r)
+            })
+            .collect();
+        marks.extend(shared.deleted(&fresh));
+        // Durable, before anything is unlinked (group commit: one fsync for the batch).
+        shared.index.commit(marks)?;
     }
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut freed = 0;
@@ -62,11 +74,15 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
             freed += row.bytes;
         }
         for dir in &dirs {
-            fsync_dir(dir)?;
+            // Gone only when recovery finishes a delete that had already removed it (and
+            // fsynced its parent): nothing left to make durable there.
+            if dir.is_dir() {
+                fsync_dir(dir)?;
+            }
         }
     }
-    let mut ops: Vec<Op> = rows.iter().map(|r| Op::Remove(r.id)).collect();
-    ops.extend(shared.deleted(&rows));
+    // Volatile: if a crash loses it, recovery finds the rows `Deleting` and finishes.
+    let ops: Vec<Op> = rows.iter().map(|r| Op::Remove(r.id)).collect();
     shared.index.commit_volatile(ops)?;
     // Deepest first, so a date directory goes before its parent is looked at.
     let _dirs = shared.dirs_lock();

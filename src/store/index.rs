@@ -74,7 +74,13 @@ pub(crate) struct Index {
 impl Index {
     /// Open or create the database at `path` and its tables.
     pub(crate) fn open(path: &Path) -> Result<Index, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::index(path, "open", e))?;
+        let db = Database::create(path).map_err(|e| {
+            StoreError::index(
+                path,
+                "open (if it is damaged, `edgerec index rebuild` rebuilds it from the files)",
+                e,
+            )
+        })?;
         fn err<'a, E: Into<redb::Error>>(
             path: &'a Path,
             context: &'static str,

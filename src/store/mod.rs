@@ -37,13 +37,14 @@
 //! the next durable commit: [`Store::flush`], run every [`FLUSH_INTERVAL`], after recovery
 //! and at shutdown. Steps that recovery can redo from the files alone are volatile — that
 //! spares the flash a copy-on-write rewrite of the index (about a dozen page writes) per
-//! segment start, close and delete. Per-fragment work never touches the index.
+//! segment start and close. Per-fragment work never touches the index. A delete is the one
+//! step recovery could not tell from damage, so its mark is durable (one commit per batch).
 //!
 //! Why a lost volatile commit is safe: the files are durable *before* the commit is made,
 //! so a crash can only leave the durable index *behind* the disk, never ahead of it:
 //! a lost `Writing` row → recovery finds the `.part` (step 2); a lost `Closed` → the row is
 //! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
-//! a lost delete → `Closed` rows whose files are gone (step 4).
+//! a lost drop of deleted rows → rows still `Deleting` (step 1).
 //!
 //! **Create** ([`Store::begin`]):
 //! 1. commit a `Writing` row (with the chosen `base` and formats) *without waiting for the
@@ -51,7 +52,10 @@
 //!    sparing one flash write per segment. If a crash loses it, recovery step 2 still finds
 //!    the working file by its name and takes identity and formats from the file itself;
 //! 2. create missing directories, fsyncing the parent of each one created;
-//! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync.
+//! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync;
+//! 4. fsync the directory holding it (once per segment): until then a power cut can lose
+//!    the file's name, and with it the whole open segment, however many fragments were
+//!    fdatasynced into it.
 //!
 //! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat,
 //! then fdatasync. A power cut loses at most the fragment being written; its torn bytes sit
@@ -70,12 +74,21 @@
 //! A segment without any fragment is abandoned instead: remove the working file, fsync the
 //! directory, then drop the row. No empty files are left behind.
 //!
-//! **Delete** ([`Store::delete`], batched): commit all rows as `Deleting` (volatile) → unlink
-//! their files → fsync each touched directory once → commit dropping the rows (volatile) →
-//! remove directories left empty (fsyncing their parents). `Writing` rows are refused.
+//! **Delete** ([`Store::delete`], batched):
+//! 1. commit all rows as `Deleting`, with what the `deleted` hooks add (the
+//!    `segment.evicted` events), in one **durable** commit for the whole batch;
+//! 2. unlink their files;
+//! 3. fsync each touched directory once;
+//! 4. commit dropping the rows (volatile: if it is lost, recovery step 1 drops them);
+//! 5. remove directories left empty (fsyncing their parents).
+//!
+//! `Writing` rows are refused. Because of step 1, no file is unlinked while the durable
+//! index still calls it `Closed`: a `Closed` row whose file is missing is damage, never an
+//! interrupted delete.
 //!
 //! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
-//! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (the delete, again);
+//! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (delete steps 2–5
+//!    again; the hooks already ran with the mark);
 //! 2. every `*.mp4.part` under the root (the tree is walked; the index and lock files are
 //!    skipped):
 //!    - if its row is `Closed` and the row's files exist: a leftover of close step 5, remove;
@@ -88,8 +101,9 @@
 //!    its rename, or its volatile `Closed` commit was lost — finish it (steps 3–4; reported
 //!    as adopted with `recovered = false`: its media was complete); otherwise drop the row (a
 //!    crash between create steps 1 and 3, or during an abandon);
-//! 4. `Closed` rows: forget files that are gone (warning), drop rows left with none, record
-//!    sizes that changed;
+//! 4. `Closed` rows: forget files that are gone (a warning: files removed by hand or lost to
+//!    damage, as no delete unlinks before its durable mark), drop rows left with none,
+//!    record sizes that changed;
 //! 5. `*.mp4` files under the root that no row names: scan; files carrying our metadata are
 //!    adopted as `Closed` rows (an fMP4 and its progressive copy share one row); others are
 //!    left alone ("not ours").
@@ -107,7 +121,7 @@
 //!
 //! The upload queue, the event outbox and record tasks keep their state in auxiliary tables
 //! of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
-//! closes a segment (close step 4, recovery steps 2, 3 and 5) or drops deleted rows, so a
+//! closes a segment (close step 4, recovery steps 2, 3 and 5) or marks it deleted, so a
 //! closed segment and its queue entry or event are in the index together or not at all; a
 //! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
 //!
@@ -148,13 +162,15 @@ mod fsutil;
 mod index;
 mod media;
 mod queue;
+mod rebuild;
 mod recovery;
 mod row;
 mod tables;
 mod writer;
 
 pub use error::StoreError;
-pub use recovery::{RebuildReport, RecoveryReport};
+pub use rebuild::RebuildReport;
+pub use recovery::RecoveryReport;
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
 pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
@@ -355,5 +371,7 @@ mod fixture;
 mod hook_tests;
 #[cfg(test)]
 mod progressive_tests;
+#[cfg(test)]
+mod syscall_tests;
 #[cfg(test)]
 mod tests;

@@ -34,19 +34,6 @@ pub struct RecoveryReport {
     pub dropped_rows: u64,
 }
 
-/// What [`Store::rebuild_index`] did.
-#[derive(Clone, Debug, Default)]
-pub struct RebuildReport {
-    /// Rows in the index before it was dropped.
-    pub dropped_rows: u64,
-    /// Working files closed while rebuilding.
-    pub recovered: Vec<SegmentRow>,
-    /// Rows made from final files.
-    pub adopted: Vec<SegmentRow>,
-    /// Files removed (working files without a complete fragment), relative to the root.
-    pub removed: Vec<PathBuf>,
-}
-
 impl Store {
     /// Run recovery: call once at startup, before recording. `now_ms` stamps the rows it
     /// closes. Safe to run again after it was itself interrupted.
@@ -106,27 +93,10 @@ impl Store {
         shared.index.flush()?;
         Ok(report)
     }
-
-    /// Drop every row and rebuild the index from the files alone (`edgerec index rebuild`).
-    /// Upload states are lost; ids and per-stream sequence numbers stay reserved.
-    pub fn rebuild_index(&self) -> Result<RebuildReport, StoreError> {
-        let shared = &*self.shared;
-        let now_ms = shared.clock.wall_ms();
-        let dropped_rows = shared.index.clear_segments()?;
-        let mut report = RecoveryReport::default();
-        recover_parts(shared, now_ms, &mut report)?;
-        adopt(shared, now_ms, &mut report.adopted)?;
-        Ok(RebuildReport {
-            dropped_rows,
-            recovered: report.recovered,
-            adopted: report.adopted,
-            removed: report.removed,
-        })
-    }
 }
 
 /// Step 2: every `*.mp4.part` under the root.
-fn recover_parts(
+pub(super) fn recover_parts(
     shared: &Shared,
     now_ms: i64,
     report: &mut RecoveryReport,
@@ -282,7 +252,7 @@ fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), Stor
                     files.push(SegmentFile { bytes, ..f.clone() });
                 }
                 None => {
-                    tracing::warn!(path = %f.path.display(), id = row.id, "segment file is gone")
+                    tracing::warn!(path = %f.path.display(), id = row.id, "segment file is gone (removed by hand, or damage); forgetting it")
                 }
             }
         }
@@ -303,7 +273,11 @@ fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), Stor
 
 /// Step 5: final files under the root that no row names. Files with our metadata become
 /// `Closed` rows (an fMP4 and a progressive copy of the same segment share one row).
-fn adopt(shared: &Shared, now_ms: i64, adopted: &mut Vec<SegmentRow>) -> Result<(), StoreError> {
+pub(super) fn adopt(
+    shared: &Shared,
+    now_ms: i64,
+    adopted: &mut Vec<SegmentRow>,
+) -> Result<(), StoreError> {
     let rows = shared.index.all()?;
     let known: HashSet<PathBuf> = rows
         .iter()

@@ -164,8 +164,10 @@ pub trait IndexHook: Send + Sync {
         let _ = (row, ops);
     }
 
-    /// `rows` are being dropped from the index after their files were unlinked (retention,
-    /// a delete command). The ops land in the commit that drops them.
+    /// `rows` (still as they were, e.g. `Closed`) are being deleted (retention, a delete
+    /// command). The ops land in the durable commit that marks them `Deleting`, before any
+    /// of their files is unlinked; recovery finishing an interrupted delete does not call
+    /// the hook again.
     fn deleted(&self, rows: &[SegmentRow], ops: &mut Vec<AuxOp>) {
         let _ = (rows, ops);
     }

@@ -63,8 +63,8 @@ impl Store {
     /// `formats` e.g. `[Fmp4]`, `[Fmp4, Mp4]` or `[Mp4]`; `init` the fMP4 init section.
     ///
     /// Commits a `Writing` row, creates the parent directories and
-    /// `<root>/<rel_base>.mp4.part`, writes `init` and fdatasyncs it. If a file of that name
-    /// exists, `-1`, `-2`, ... is appended to the last component.
+    /// `<root>/<rel_base>.mp4.part`, writes `init`, fdatasyncs it and fsyncs its directory.
+    /// If a file of that name exists, `-1`, `-2`, ... is appended to the last component.
     pub fn begin(
         &self,
         meta: &SegmentMeta,
@@ -165,8 +165,10 @@ fn check_rel_base(rel_base: &Path) -> Result<(), StoreError> {
 }
 
 /// Create missing directories of `path`'s parent (each made durable in its own parent),
-/// then the working file itself; write `init` and fdatasync. Holds the directory lock so a
-/// concurrent delete cannot remove a directory between the two.
+/// then the working file itself; write `init`, fdatasync, and fsync the directory, so the
+/// file's name survives a power cut as well as its bytes (without it, the whole open
+/// segment could vanish). Once per segment. Holds the directory lock so a concurrent
+/// delete cannot remove a directory between the steps.
 fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, StoreError> {
     let _dirs = shared.dirs_lock();
     create_dirs(&shared.root, parent(path))?;
@@ -179,6 +181,7 @@ fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, Sto
         .map_err(|e| StoreError::io("write", path, e))?;
     file.sync_data()
         .map_err(|e| StoreError::io("fdatasync", path, e))?;
+    fsync_dir(parent(path))?;
     Ok(file)
 }
 

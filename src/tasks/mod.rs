@@ -52,6 +52,8 @@ pub struct TasksContext {
     pub board: std::sync::Arc<crate::status::StatusBoard>,
     /// The daemon's shutdown token.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// Where pipe sources list their commands (the daemon kills them on a fast exit).
+    pub pipes: crate::source::PipeGroups,
 }
 
 /// Load the stored tasks, start every stream a rule or an in-progress task records, and
@@ -71,6 +73,7 @@ pub async fn spawn(
         cancel: ctx.cancel.clone(),
         failures: failures_tx,
         events: ctx.events.clone(),
+        pipes: ctx.pipes,
     });
     let (store, clock, events, config) = (ctx.store, ctx.clock, ctx.events, ctx.config);
     let scheduler = tokio::task::spawn_blocking(move || {

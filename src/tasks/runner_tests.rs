@@ -65,6 +65,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
         cancel: CancellationToken::new(),
         failures: tx,
         events: None,
+        pipes: Default::default(),
     });
     let cfg = Config::from_toml_str(CONFIG).unwrap();
     Scheduler::load(f.store.clone(), clock, Some(f.events.clone()), sup, cfg).unwrap()

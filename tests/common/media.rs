@@ -350,3 +350,19 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// The distinct `WIDTHxHEIGHT` of every decoded video frame of `path`.
+pub fn frame_sizes(path: &Path) -> std::collections::BTreeSet<String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["frame=width,height", "-of", "csv=p=0:s=x"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe frames of {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().trim_end_matches('x').to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}

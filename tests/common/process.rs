@@ -70,6 +70,15 @@ impl RtspPeer {
 
     /// Serves the mounts, asking for `user`/`password` (basic auth) when given.
     pub fn start_with(mounts: &[(&str, &Path)], auth: Option<(&str, &str)>) -> RtspPeer {
+        match auth {
+            Some((u, p)) => Self::start_args(mounts, &["--user", u, "--password", p]),
+            None => Self::start_args(mounts, &[]),
+        }
+    }
+
+    /// Serves the mounts, with more arguments for the peer (e.g. `--protocols tcp`,
+    /// `--ts /m=FILE`; see `tests/peers/rtsp_server.py`).
+    pub fn start_args(mounts: &[(&str, &Path)], args: &[&str]) -> RtspPeer {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -79,9 +88,7 @@ impl RtspPeer {
             for (m, f) in mounts {
                 cmd.arg("--mount").arg(format!("{m}={}", f.display()));
             }
-            if let Some((u, p)) = auth {
-                cmd.args(["--user", u, "--password", p]);
-            }
+            cmd.args(args);
             let mut child = cmd
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -217,6 +224,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts recording. The working directory is the config's directory.
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_env(config, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Daemon {
         let dir = config.parent().unwrap();
         let log = dir.join("edgerec.log");
         let out = fs::OpenOptions::new()
@@ -232,6 +244,7 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)

@@ -7,7 +7,17 @@ non-shared media factory), looped forever with timestamps that keep increasing a
 loops, paced in real time.
 
     /usr/bin/python3 tests/peers/rtsp_server.py --port 8554 --mount /cam=clip.mp4 \
-        [--mount /other=clip2.mp4] [--user U --password W] [--host 127.0.0.1]
+        [--mount /other=clip2.mp4] [--ts /raw=stream.ts] [--protocols tcp|udp] \
+        [--user U --password W] [--host 127.0.0.1]
+
+``--ts MOUNT=FILE`` serves the H.264 of an MPEG-TS file once (no loop, no audio) through
+``filesrc ! tsdemux ! h264parse ! rtph264pay``, paced in real time by its timestamps:
+parameter sets that change inside the stream (say, two encodes of different sizes
+concatenated) reach the client within one RTSP session. (MPEG-TS rather than raw Annex-B,
+because h264parse gives raw input decode times but no presentation times, and the
+payloader needs those.) ``--protocols`` restricts the
+lower transports every mount offers (default: both TCP-interleaved and UDP), so a test can
+prove which one a client uses.
 
 Prints ``READY <port>`` on stdout once listening, nothing else. Errors go to stderr and end
 the process with a non-zero status. SIGTERM/SIGINT stop it cleanly.
@@ -28,8 +38,9 @@ import threading
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 # How far (in time) the reader may run ahead of what the RTSP sinks have sent.
 QUEUE_NS = 500 * Gst.MSECOND
@@ -223,6 +234,26 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
         media._edgerec_feeder = feeder  # keep it alive as long as the media
 
 
+class TsFactory(GstRtspServer.RTSPMediaFactory):
+    """A non-shared factory serving an MPEG-TS file's H.264 once, parameter changes included."""
+
+    def __init__(self, path):
+        super().__init__()
+        loc = path.replace("\\", "\\\\").replace('"', '\\"')
+        self.set_shared(False)
+        self.set_launch(
+            '( filesrc location="%s" ! tsdemux ! h264parse ! '
+            "rtph264pay name=pay0 pt=96 config-interval=-1 )" % loc
+        )
+
+
+PROTOCOLS = {
+    "any": None,
+    "tcp": GstRtsp.RTSPLowerTrans.TCP,
+    "udp": GstRtsp.RTSPLowerTrans.UDP,
+}
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--port", type=int, required=True)
@@ -230,14 +261,23 @@ def parse_args():
     p.add_argument(
         "--mount",
         action="append",
-        required=True,
+        default=[],
         help="MOUNT=FILE, e.g. /cam=clip.mp4 (repeatable)",
     )
+    p.add_argument(
+        "--ts",
+        action="append",
+        default=[],
+        help="MOUNT=FILE, an MPEG-TS with H.264, served once (repeatable)",
+    )
+    p.add_argument("--protocols", choices=sorted(PROTOCOLS), default="any")
     p.add_argument("--user")
     p.add_argument("--password")
     a = p.parse_args()
     if (a.user is None) != (a.password is None):
         p.error("--user and --password go together")
+    if not a.mount and not a.ts:
+        p.error("at least one --mount or --ts")
     return a
 
 
@@ -257,13 +297,16 @@ def main():
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
 
-    for m in args.mount:
+    mounts_given = [(m, False) for m in args.mount] + [(m, True) for m in args.ts]
+    for m, ts in mounts_given:
         if "=" not in m:
-            die("--mount wants MOUNT=FILE, got %r" % m)
+            die("--mount/--ts want MOUNT=FILE, got %r" % m)
         path, file_ = m.split("=", 1)
         if not path.startswith("/"):
             path = "/" + path
-        factory = LoopingFactory(Clip(file_))
+        factory = TsFactory(file_) if ts else LoopingFactory(Clip(file_))
+        if PROTOCOLS[args.protocols] is not None:
+            factory.set_protocols(PROTOCOLS[args.protocols])
         if auth is not None:
             role = Gst.Structure.new_from_string(
                 "user, media.factory.access=(boolean)true, "

@@ -150,7 +150,10 @@ mod tests {
         let a = nonce("127.0.0.1:5000/0");
         let b = nonce("127.0.0.1:5000/0");
         assert_eq!(a.len(), 32);
-        assert_ne!(a, b, "a nonce must not be derivable from the peer and connection id");
+        assert_ne!(
+            a, b,
+            "a nonce must not be derivable from the peer and connection id"
+        );
     }
 
     #[test]
