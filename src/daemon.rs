@@ -7,7 +7,6 @@
 //! stream closes its open segment cleanly; the daemon waits for every task, then closes the
 //! index. A second signal exits at once (the torn segment is recovered at the next start).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,9 +18,9 @@ use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::retention::{self, Candidate, Limits};
+use crate::retention::pass::run as retention_pass;
 use crate::status::StatusBoard;
-use crate::store::{SegmentState, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
@@ -273,90 +272,4 @@ async fn flush(store: &Arc<Store>) {
 fn second_signal() -> ! {
     warn!("second signal: exiting now; the open segments are recovered at the next start");
     std::process::exit(130);
-}
-
-/// One retention pass: plan with the pure policy, delete by the store's protocol.
-pub async fn retention_pass(
-    store: &Arc<Store>,
-    cfg: &Config,
-    now_ms: i64,
-    uploads: Option<&crate::upload::Control>,
-) {
-    let store = store.clone();
-    let limits = limits_of(cfg);
-    let (cfg, uploads) = (cfg.clone(), uploads.cloned());
-    let res = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(usize, u64, Option<retention::Reason>)> {
-            let rows = store.segments()?;
-            let mut closed = Vec::new();
-            let mut open_bytes = 0u64;
-            let pending = crate::upload::pending_rows(&rows);
-            for r in rows {
-                match r.state {
-                    SegmentState::Closed => closed.push(Candidate {
-                        id: r.id,
-                        stream: r.stream.clone(),
-                        start_ms: r.start_ms,
-                        end_ms: r.end_ms,
-                        bytes: r.bytes,
-                        uploaded: matches!(r.upload, crate::store::UploadState::Uploaded { .. }),
-                    }),
-                    SegmentState::Writing => open_bytes += open_size(store.root(), &r),
-                    SegmentState::Deleting => {}
-                }
-            }
-            let disk = store.disk()?;
-            let guard = crate::upload::retention_guard(&cfg, uploads.as_ref(), &pending);
-            let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &guard);
-            crate::upload::report_retention(&cfg, &store, &plan, &pending);
-            let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
-            let freed = if ids.is_empty() {
-                0
-            } else {
-                store.delete(&ids)?
-            };
-            Ok((ids.len(), freed, plan.unmet))
-        },
-    )
-    .await;
-    match res {
-        Ok(Ok((n, freed, unmet))) => {
-            if n > 0 {
-                info!(
-                    segments = n,
-                    bytes = freed,
-                    "retention evicted the oldest segments"
-                );
-            }
-            if let Some(reason) = unmet {
-                warn!(
-                    ?reason,
-                    "retention cannot meet a storage limit: nothing left that may be evicted"
-                );
-            }
-        }
-        Ok(Err(e)) => error!(error = %e, "retention pass failed"),
-        Err(e) => error!(error = %e, "retention task failed"),
-    }
-}
-
-fn limits_of(cfg: &Config) -> Limits {
-    let per_stream: HashMap<String, u64> = cfg
-        .streams
-        .iter()
-        .filter_map(|s| s.max_bytes.map(|b| (s.name.clone(), b)))
-        .collect();
-    Limits {
-        max_bytes: cfg.storage.max_bytes,
-        per_stream,
-        min_free: cfg.storage.min_free,
-        max_age: cfg.storage.max_age,
-    }
-}
-
-/// Bytes on disk of a segment still being written (its working file).
-fn open_size(root: &Path, row: &crate::store::SegmentRow) -> u64 {
-    std::fs::metadata(root.join(row.working_path()))
-        .map(|m| m.len())
-        .unwrap_or(0)
 }

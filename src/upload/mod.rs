@@ -320,31 +320,16 @@ pub fn retention_guard(
     }
 }
 
-/// Log what a retention plan means for uploads: under `delete_oldest`, every pending
-/// segment it deletes is an `evicted_unsynced` warning with stream, start, end and bytes;
-/// under `deny_new`, a limit it cannot meet while segments wait for upload is an alarm, and
-/// the deny flag ([`DENY_KEY`]) is set until a pass meets every limit again: recorders start
-/// no new segment meanwhile ([`DenyGate`]). Called inside the retention pass (blocking).
+/// What a retention plan means for uploads under `deny_new`: a limit it cannot meet while
+/// segments wait for upload is an alarm, and the deny flag ([`DENY_KEY`]) is set until a
+/// pass meets every limit again: recorders start no new segment meanwhile ([`DenyGate`]).
+/// Called inside the retention pass, before it deletes (blocking).
 pub fn report_retention(
     cfg: &Config,
     store: &Store,
     plan: &crate::retention::Plan,
     pending: &HashMap<u64, SegmentRow>,
 ) {
-    for e in &plan.evict {
-        if let Some(r) = pending.get(&e.id) {
-            tracing::warn!(
-                event = "evicted_unsynced",
-                segment = r.id,
-                stream = %r.stream,
-                start_ms = r.start_ms,
-                end_ms = r.end_ms,
-                bytes = r.bytes,
-                reason = %e.reason,
-                "evicted_unsynced: deleting a segment that was never uploaded (storage.policy = delete_oldest)"
-            );
-        }
-    }
     let deny =
         cfg.storage.policy == StoragePolicy::DenyNew && plan.unmet.is_some() && !pending.is_empty();
     let was = matches!(store.aux_get(AuxTable::Settings, DENY_KEY), Ok(Some(v)) if v == [1]);
@@ -362,6 +347,39 @@ pub fn report_retention(
         let op = AuxOp::put(AuxTable::Settings, DENY_KEY, vec![u8::from(deny)]);
         if let Err(e) = store.aux_commit(vec![op], None, false) {
             tracing::error!(error = %e, "cannot record the deny_new state");
+        }
+    }
+}
+
+/// After a retention pass deleted (under `delete_oldest`): every segment that was still
+/// waiting for upload and is now gone (or marked for deletion, which recovery finishes) is
+/// an `evicted_unsynced` warning with stream, start, end and bytes. Checked against the
+/// index, so a delete that failed half-way reports exactly what went. Blocking.
+pub fn report_evicted_unsynced(
+    store: &Store,
+    plan: &crate::retention::Plan,
+    pending: &HashMap<u64, SegmentRow>,
+) {
+    for e in &plan.evict {
+        let Some(r) = pending.get(&e.id) else {
+            continue;
+        };
+        let gone = match store.segment(e.id) {
+            Ok(None) => true,
+            Ok(Some(now)) => now.state == SegmentState::Deleting,
+            Err(_) => false,
+        };
+        if gone {
+            tracing::warn!(
+                event = "evicted_unsynced",
+                segment = r.id,
+                stream = %r.stream,
+                start_ms = r.start_ms,
+                end_ms = r.end_ms,
+                bytes = r.bytes,
+                reason = %e.reason,
+                "evicted_unsynced: deleted a segment that was never uploaded (storage.policy = delete_oldest)"
+            );
         }
     }
 }
