@@ -245,10 +245,7 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
-                let cut = c
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                pipe(client, server, cut);
+                pipe(client, server, c.clone());
             }
         });
         Proxy {
@@ -268,7 +265,7 @@ impl Proxy {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    /// Cut the next `n` connections after 1 MiB of request bytes.
+    /// Cut the next `n` connections that carry more than 1 MiB of request bytes, there.
     pub fn cut_next(&self, n: u64) {
         self.cut_next.store(n, Ordering::SeqCst);
     }
@@ -280,7 +277,7 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(client: TcpStream, server: TcpStream, cut: bool) {
+fn pipe(client: TcpStream, server: TcpStream, cuts: Arc<AtomicU64>) {
     let (mut c_rd, mut s_wr) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     let (mut s_rd, mut c_wr) = (server, client);
     std::thread::spawn(move || {
@@ -291,8 +288,15 @@ fn pipe(client: TcpStream, server: TcpStream, cut: bool) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            let before = total;
             total += n as u64;
-            if cut && total > (1 << 20) {
+            // The first time this connection passes 1 MiB, take one cut if any is left.
+            let cut = before <= (1 << 20)
+                && total > (1 << 20)
+                && cuts
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if cut {
                 // A reset in the middle of the request body.
                 let _ = c_rd.shutdown(Shutdown::Both);
                 let _ = s_wr.shutdown(Shutdown::Both);
