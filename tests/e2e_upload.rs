@@ -1,6 +1,7 @@
 //! Upload sync against a real S3-compatible server (moto, started and stopped by each test):
-//! closed segments arrive byte-identical under their keys, and a multipart upload killed
-//! with SIGKILL resumes at the next part after a restart.
+//! closed segments arrive byte-identical under their keys with correct SHA-256 checksum
+//! headers, and a multipart upload killed with SIGKILL resumes at the next part after a
+//! restart, in the same multipart upload.
 
 mod common;
 #[path = "e2e_upload/support.rs"]
@@ -14,6 +15,25 @@ use support::*;
 fn md5(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
     format!("{:x}", Md5::digest(bytes))
+}
+
+/// Every request that carried a body (an object or a part) sent the SHA-256 checksum of
+/// exactly the bytes the server received.
+fn assert_checksums(s3: &S3Peer) {
+    let with_body: Vec<serde_json::Value> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "PUT" && r["bytes"].as_u64() > Some(0))
+        // (A body cut by a kill never arrived whole; the server stored nothing.)
+        .filter(|r| r["complete"] == true)
+        .collect();
+    assert!(!with_body.is_empty());
+    for r in &with_body {
+        assert_eq!(
+            r["checksums"]["x-amz-checksum-sha256"], r["body_sha256"],
+            "checksum header missing or wrong: {r}"
+        );
+    }
 }
 
 #[test]
@@ -68,6 +88,7 @@ fn closed_segments_arrive_byte_identical_under_their_keys() {
         "{:?}",
         s3.puts_per_path()
     );
+    assert_checksums(&s3);
     let log = d.log();
     assert!(
         !log.contains("testing-secret-never-logged"),
@@ -131,8 +152,13 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         .collect();
     let after = &all[before.len()..];
     let done_before = *before.iter().max().unwrap();
-    // At most the last part acknowledged before the kill may go again (acknowledged by
-    // the server but not yet recorded); every earlier one is not re-sent.
+    // The restart sent the rest of the parts in the same upload...
+    assert!(
+        !after.is_empty(),
+        "no part of upload {id} was sent after the restart: before {before:?}, all {all:?}"
+    );
+    // ...starting at the next part: at most the last part acknowledged before the kill goes
+    // again (acknowledged by the server but not yet recorded); no earlier one is re-sent.
     assert!(
         after.iter().all(|p| *p >= done_before),
         "re-sent done parts: before {before:?}, after {after:?}"
@@ -141,6 +167,10 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         (after.len() as u64) <= n_parts - done_before + 1,
         "too many parts after restart: before {before:?}, after {after:?}"
     );
+    let mut every: Vec<u64> = all.clone();
+    every.sort();
+    every.dedup();
+    assert_eq!(every, (1..=n_parts).collect::<Vec<_>>(), "parts missing");
     let local = dir.path().join("data").join(&seg.files[0].path);
     let name = local.file_name().unwrap().to_str().unwrap().to_string();
     let remote = s3
@@ -148,6 +178,30 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         .expect("object");
     assert_eq!(md5(&remote), md5_file(&local));
     assert_decodes(&local);
+    // One CreateMultipartUpload for the object, and it was completed under the old id.
+    let path = format!("/vod/rec/big/{name}");
+    let reqs = s3.requests();
+    let on_path = |method: &str| -> Vec<String> {
+        reqs.iter()
+            .filter(|r| r["method"] == method && r["path"] == path.as_str() && r["status"] == 200)
+            .map(|r| r["query"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let creates: Vec<String> = on_path("POST")
+        .into_iter()
+        .filter(|q| q.starts_with("uploads"))
+        .collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "a new multipart upload was started: {creates:?}"
+    );
+    let completes: Vec<String> = on_path("POST")
+        .into_iter()
+        .filter(|q| q.contains("uploadId="))
+        .collect();
+    assert_eq!(completes, vec![format!("uploadId={id}")]);
+    assert_checksums(&s3);
     assert!(
         s3.open_multipart_uploads("vod").is_empty(),
         "incomplete multipart uploads left: {:?}",
