@@ -348,3 +348,111 @@ fn delete_after_upload_removes_the_local_files_once_verified() {
         assert!(dir.path().join("data").join(&r.files[0].path).exists());
     }
 }
+
+/// Files under `dir` (recursively), relative.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_file_target_copy_killed_midway_leaves_no_staging_file_after_the_restart() {
+    let dir = workdir("upload-file-killed");
+    let src = noise_clip_sized(dir.path(), 60, "320x240");
+    let out = dir.path().join("uploads");
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "60s".into();
+    let recording = base
+        .clone()
+        .stream("cam", &format!("file:{}?realtime=false", src.display()));
+    // Relative, like the demo's: under the recorder's working directory (the config's).
+    let target = "url = \"file:uploads\"\n";
+    let upload = "part_size = \"5MiB\"\nbandwidth = \"1MiB/s\"\n";
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&recording, upload, target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    let staging = || files_in(&out).into_iter().find(|f| f.contains(".mp4#"));
+    assert!(
+        wait_until(Duration::from_secs(40), || staging().is_some()),
+        "no copy under way; log:\n{}",
+        d.log()
+    );
+    d.kill9();
+    assert!(staging().is_some());
+    let cfg = write(dir.path(), &config_with_upload(&base, upload, target, None));
+    let mut d = Daemon::start(&cfg);
+    wait_rows(&cfg, Duration::from_secs(60), all_uploaded);
+    d.terminate(Duration::from_secs(20));
+    assert!(d.log().contains("removed staging files"), "{}", d.log());
+    assert_eq!(staging(), None, "{:?}", files_in(&out));
+    for r in closed(&rows(&cfg)) {
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let copy = files_in(&out)
+            .into_iter()
+            .find(|f| f.ends_with(&name))
+            .expect("copy");
+        assert_eq!(md5_file(&out.join(&copy)), md5_file(&local));
+        assert_decodes(&out.join(copy));
+    }
+}
+
+#[test]
+fn the_demo_config_records_and_uploads_into_its_uploads_directory() {
+    let dir = workdir("upload-demo");
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    for f in ["demo.toml", "sample.mp4"] {
+        std::fs::copy(
+            common::repo().join("assets").join(f),
+            dir.path().join("assets").join(f),
+        )
+        .unwrap();
+    }
+    let cfg = dir.path().join("assets/demo.toml");
+    // Run as `make run` does: from the directory that holds assets/.
+    let log = std::fs::File::create(dir.path().join("edgerec.log")).unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["run", "--config", "assets/demo.toml"])
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let uploads = dir.path().join("uploads/edge-demo/demo");
+    let ok = wait_until(Duration::from_secs(60), || {
+        files_in(&uploads).iter().any(|f| f.ends_with(".mp4"))
+    });
+    common::signal(child.id(), libc::SIGTERM);
+    let st = common::wait_timeout(&mut child, Duration::from_secs(20));
+    let log = std::fs::read_to_string(dir.path().join("edgerec.log")).unwrap();
+    assert!(ok, "nothing uploaded; log:\n{log}");
+    assert!(st.is_some_and(|s| s.success()), "{log}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("url = \"file:uploads\""));
+    for f in files_in(&uploads).iter().filter(|f| f.ends_with(".mp4")) {
+        let name = std::path::Path::new(f).file_name().unwrap();
+        let local = files_in(&dir.path().join("data/demo"))
+            .into_iter()
+            .find(|l| l.ends_with(name.to_str().unwrap()))
+            .expect("the recorded segment");
+        assert_eq!(
+            md5_file(&uploads.join(f)),
+            md5_file(&dir.path().join("data/demo").join(local))
+        );
+        assert_decodes(&uploads.join(f));
+    }
+}

@@ -54,11 +54,26 @@ fn s3_url_splits_into_bucket_and_prefix() {
 }
 
 #[test]
+fn file_targets_are_absolute_or_relative_like_file_sources() {
+    let dir = |url: &str| match target("upload.targets[0]", &raw_target(url)).unwrap().kind {
+        TargetKind::File { dir } => dir,
+        k => panic!("{url}: {k:?}"),
+    };
+    assert_eq!(dir("file:///var/up"), PathBuf::from("/var/up"));
+    assert_eq!(dir("file:/var/up/"), PathBuf::from("/var/up/"));
+    assert_eq!(dir("file:uploads"), PathBuf::from("uploads"));
+    assert_eq!(dir("file:data/up/"), PathBuf::from("data/up"));
+}
+
+#[test]
 fn bad_urls_name_the_field() {
     for url in [
         "http://x/y",
         "s3:///nobucket",
-        "file://relative",
+        "file://host/dir",
+        "file:",
+        "file:///",
+        "file:../up",
         "s3://b/../x",
     ] {
         let e = target("upload.targets[0]", &raw_target(url))

@@ -59,7 +59,10 @@ impl Target {
             TargetKind::File { dir } => {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| terr(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| terr(e.to_string()))?;
+                // A relative directory is relative to the working directory, once.
+                let dir = std::fs::canonicalize(dir)
+                    .map_err(|e| terr(format!("cannot use {}: {e}", dir.display())))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| terr(e.to_string()))?;
                 Ok(Target {
                     cfg: cfg.clone(),
                     backend: Backend::File(Arc::new(fs), dir.clone()),
