@@ -139,3 +139,14 @@ fn unknown_policy_and_order_are_refused() {
         .to_string()
         .starts_with("upload.order"));
 }
+
+#[test]
+fn a_parse_error_never_echoes_a_secret() {
+    let text = "device_id = \"d\"\n[upload]\n[[upload.targets]]\nname = \"v\"\nurl = \"s3://b\"\nsecret_access_key = \"sup3rs3cret\" oops\n";
+    let e = crate::config::Config::from_toml_str(text)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("sup3rs3cret"), "{e}");
+    assert!(e.contains("secret_access_key = \"***\""), "{e}");
+    assert!(e.contains("line 6"), "{e}");
+}
