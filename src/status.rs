@@ -243,56 +243,7 @@ pub struct SegmentCounts {
     pub newest_ms: Option<i64>,
 }
 
-/// The upload backlog, from the index (segments waiting, failures) and the uploader.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadReport {
-    /// False when the config has no `[upload]` section.
-    pub configured: bool,
-    /// Uploads are paused (`edgerec upload --pause`, or the MQTT command).
-    #[serde(default)]
-    pub paused: bool,
-    /// Closed segments waiting for upload, and their bytes.
-    pub backlog_segments: u64,
-    pub backlog_bytes: u64,
-    /// Wall-clock start of the oldest segment waiting (ms since the Unix epoch), and its
-    /// age in seconds when the report was made.
-    #[serde(default)]
-    pub oldest_ms: Option<i64>,
-    #[serde(default)]
-    pub oldest_age_s: Option<u64>,
-    /// Segments waiting whose last upload attempt failed.
-    #[serde(default)]
-    pub failing: u64,
-}
-
-impl UploadReport {
-    /// The backlog of `rows` and the failures saved with the upload jobs (blocking).
-    /// Whether uploads are configured and paused, and the age, come from
-    /// [`UploadReport::with_state`].
-    pub fn from_index(
-        store: &crate::store::Store,
-        rows: &[crate::store::SegmentRow],
-    ) -> Result<UploadReport, crate::store::StoreError> {
-        let b = crate::upload::backlog_of(rows);
-        Ok(UploadReport {
-            backlog_segments: b.count,
-            backlog_bytes: b.bytes,
-            oldest_ms: b.oldest_ms,
-            failing: crate::upload::cli::failing(store, rows)?.len() as u64,
-            ..UploadReport::default()
-        })
-    }
-
-    /// Set what the index alone does not say, at wall time `now_ms`.
-    pub fn with_state(mut self, configured: bool, paused: bool, now_ms: i64) -> UploadReport {
-        self.configured = configured;
-        self.paused = paused;
-        self.oldest_age_s = self
-            .oldest_ms
-            .map(|o| (now_ms.saturating_sub(o).max(0) / 1000) as u64);
-        self
-    }
-}
+pub use crate::upload::report::UploadReport;
 
 /// The answer to `status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,36 +400,8 @@ pub fn render(r: &Report) -> String {
             human(c.bytes)
         );
     }
-    let _ = writeln!(s, "\n{}", render_uploads(&r.uploads));
+    let _ = writeln!(s, "\n{}", r.uploads.render());
     s
-}
-
-/// The `uploads:` line.
-fn render_uploads(u: &UploadReport) -> String {
-    if !u.configured {
-        return match u.backlog_segments {
-            0 => "uploads: not configured".into(),
-            n => format!("uploads: not configured ({n} segment(s) still queued from before)"),
-        };
-    }
-    let mut line = format!(
-        "uploads: {} segment(s), {} waiting",
-        u.backlog_segments,
-        human(u.backlog_bytes)
-    );
-    if let Some(age) = u.oldest_age_s {
-        line.push_str(&format!(
-            ", oldest recorded {} ago",
-            crate::upload::cli::human_age(age as i64 * 1000)
-        ));
-    }
-    if u.failing > 0 {
-        line.push_str(&format!(", {} failing (see `edgerec uploads`)", u.failing));
-    }
-    if u.paused {
-        line.push_str("; paused");
-    }
-    line
 }
 
 /// `2026-01-02T03:04:05Z` from ms since the Unix epoch.

@@ -84,38 +84,3 @@ fn removing_a_stream_drops_only_that_entry() {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].source, "rtmp push");
 }
-
-#[test]
-fn the_uploads_line_shows_backlog_age_failures_and_pause() {
-    let idx = UploadReport {
-        backlog_segments: 3,
-        backlog_bytes: 3 << 20,
-        oldest_ms: Some(1_000),
-        failing: 1,
-        ..UploadReport::default()
-    };
-    let u = idx.clone().with_state(true, true, 7_201_000);
-    assert_eq!(u.oldest_age_s, Some(7200));
-    assert_eq!(
-        render_uploads(&u),
-        "uploads: 3 segment(s), 3.0 MiB waiting, oldest recorded 2h ago, 1 failing (see `edgerec uploads`); paused"
-    );
-    let u = idx.clone().with_state(true, false, 61_000);
-    assert_eq!(
-        render_uploads(&u),
-        "uploads: 3 segment(s), 3.0 MiB waiting, oldest recorded 60s ago, 1 failing (see `edgerec uploads`)"
-    );
-    // Segments queued while an [upload] section existed, which is gone now.
-    assert_eq!(
-        render_uploads(&idx.with_state(false, false, 0)),
-        "uploads: not configured (3 segment(s) still queued from before)"
-    );
-    let json = serde_json::to_string(&u).unwrap();
-    assert_eq!(serde_json::from_str::<UploadReport>(&json).unwrap(), u);
-    // A report from an older recorder, without the newer fields, still reads.
-    let old: UploadReport =
-        serde_json::from_str(r#"{"configured":true,"backlog_segments":2,"backlog_bytes":10}"#)
-            .unwrap();
-    assert_eq!(old.backlog_segments, 2);
-    assert!(!old.paused);
-}

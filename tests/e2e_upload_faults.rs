@@ -4,6 +4,8 @@
 //! job is lost: each segment ends up uploaded exactly once once the fault is gone.
 
 mod common;
+#[path = "e2e_upload/proxy.rs"]
+mod proxy;
 #[path = "e2e_upload/support.rs"]
 mod support;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
 use edgerec::store::UploadState;
+use proxy::Proxy;
 use support::*;
 
 fn md5(bytes: &[u8]) -> String {

@@ -57,6 +57,7 @@ pub mod keys;
 pub mod limiter;
 mod orphans;
 pub mod queue;
+pub mod report;
 mod segment;
 pub mod target;
 pub mod transfer;
