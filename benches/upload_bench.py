@@ -242,7 +242,9 @@ durable index commits (one per part and one at the end).
 | edgerec upload | {wire:.2f} | {mib / wire:.1f} | {base_wire / wire:.2f} | {multi_wire / wire:.2f} |
 
 The plain multipart row is moto's own cost of a multipart upload (it stores every part, then
-assembles the object at completion); what edgerec adds on top of it is the last column.
+assembles the object at completion). The last column compares edgerec with that: 1.00 would
+mean edgerec adds nothing to moto's cost; above 1, edgerec is faster than the sequential
+reference (it reads the next part while sending one and keeps its connection open).
 
 edgerec sent {sent} body bytes for a {size}-byte file. CPU time of the upload-only process
 (start to drained, rusage user+system): {cpu:.2f} s, **{cpu / (size / 1e9):.1f} CPU s per
