@@ -1,4 +1,4 @@
-//! One retention pass, the I/O around the pure [`plan`](super::plan): read the index and the
+//! One retention pass, the I/O around the pure [`plan`]: read the index and the
 //! working files' sizes, plan, delete by the store's protocol, report. The daemon runs a
 //! pass at start, after every segment close and every `storage.retention_interval`.
 

@@ -37,7 +37,7 @@
 //! `UploadParts` entry, so a restart keeps backoffs and alarms, and `edgerec uploads` shows
 //! them.
 //!
-//! Multipart uploads left behind are aborted at start ([`orphans`]): those recorded for
+//! Multipart uploads left behind are aborted at start (`orphans.rs`): those recorded for
 //! segments that are gone, and those the service lists under this device's key prefix that
 //! no segment's progress names (a kill between CreateMultipartUpload and saving its id).
 //!
