@@ -26,6 +26,7 @@ build:
 run:
 	$(CARGO) build --release
 	@echo "edgerec: recording assets/sample.mp4 (looped) into $(DATA_DIR)/demo/YYYY/MM/DD/*.mp4"
+	@echo "edgerec: closed segments are uploaded (copied) to ./uploads/edge-demo/demo/YYYY/MM/DD/"
 	@echo "edgerec: index at $(DATA_DIR)/index.redb; Ctrl-C stops cleanly"
 	./target/release/edgerec run --config $(DEMO_CONFIG)
 

@@ -58,9 +58,9 @@ pub enum Command {
         #[command(subcommand)]
         what: IndexCmd,
     },
-    /// List recorded segments from the index (run while the recorder is stopped, or it
-    /// reports that the index is in use).
-    /// Show the upload backlog (count, bytes, oldest age) and the transfer under way.
+    /// Show the upload backlog (count, bytes, oldest age), failing jobs (attempts, last
+    /// error, next retry) and the transfer under way. Asks the running recorder, or reads
+    /// the index when none runs.
     Uploads {
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
@@ -68,18 +68,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Upload control: `upload --now` drains the backlog (ignoring windows and pause),
-    /// showing progress, and exits 0 once it is empty.
+    /// Upload control: `--now` drains the backlog (ignoring windows and pause), showing
+    /// progress, and exits 0 once it is empty; `--pause` stops uploading (a transfer under
+    /// way stops at its next part boundary) until `--resume`. The pause survives restarts;
+    /// with no recorder running it is written to the index.
     Upload {
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
         /// Drain the backlog now.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["pause", "resume"])]
         now: bool,
-        /// Give up (exit 1) if the backlog is not drained within this long, e.g. "10min".
+        /// Pause uploads.
+        #[arg(long, conflicts_with = "resume")]
+        pause: bool,
+        /// Resume paused uploads.
         #[arg(long)]
+        resume: bool,
+        /// With --now: give up (exit 1) if the backlog is not drained within this long,
+        /// e.g. "10min".
+        #[arg(long, requires = "now")]
         timeout: Option<String>,
     },
+    /// List recorded segments from the index (asks the running recorder, or reads the
+    /// index when none runs).
     Segments {
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
@@ -226,10 +237,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Upload {
             config,
             now,
+            pause,
+            resume,
             timeout,
         } => {
             let cfg = load(&config)?;
-            anyhow::ensure!(now, "nothing to do: use `edgerec upload --now`");
+            if pause || resume {
+                crate::upload::cli::set_paused(
+                    &cfg.storage.root,
+                    cfg.upload.is_some(),
+                    || open_existing(&cfg),
+                    pause,
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::ensure!(
+                now,
+                "nothing to do: use `edgerec upload --now`, `--pause` or `--resume`"
+            );
             let timeout = timeout
                 .map(|t| humantime::parse_duration(&t))
                 .transpose()
@@ -331,13 +356,19 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
         }
         None => {
             let store = open_existing(cfg)?;
-            crate::status::build_report(
+            let mut r = crate::status::build_report(
                 &store,
                 None,
                 &cfg.device_id,
                 cfg.storage.max_bytes,
                 SystemClock.now(),
-            )?
+            )?;
+            r.uploads = r.uploads.with_state(
+                cfg.upload.is_some(),
+                crate::upload::paused_in(&store)?,
+                SystemClock.wall_ms(),
+            );
+            r
         }
     };
     if json {

@@ -11,6 +11,7 @@
 //! | `status`     | [`crate::status::Report`] as JSON        |
 //! | `uploads`    | [`crate::upload::cli::UploadsReport`]    |
 //! | `upload-now` | `{"ok":true}`: drain the upload backlog |
+//! | `upload-pause`, `upload-resume` | `{"ok":true,"paused":B}`: pause or resume uploads |
 //! | `command NAME [JSON]` | the [`crate::commands::Reply`] of fleet command `NAME` |
 //!
 //! Anything else gets `{"error": "..."}`. Requests are capped at 64 KiB.
@@ -96,7 +97,7 @@ pub async fn serve_with_status(
                         .await;
                     String::from_utf8_lossy(&reply.to_bytes()).into_owned()
                 }
-                (req @ ("uploads" | "upload-now"), st) => {
+                (req, st) if crate::upload::cli::REQUESTS.contains(&req) => {
                     crate::upload::cli::answer(&store, st.and_then(|s| s.uploads.clone()), req)
                         .await
                 }
@@ -124,23 +125,34 @@ async fn answer(store: &Arc<Store>, req: &str) -> String {
             }
         }
         other => err(&format!(
-            "unknown request {other:?} (try: segments, status, ping)"
+            "unknown request {other:?} (try: segments, status, ping, uploads)"
         )),
+    }
+}
+
+impl StatusSource {
+    /// The running recorder's status report, with the uploader's state (blocking: call it
+    /// off the async runtime).
+    pub fn report(&self, store: &Store) -> Result<crate::status::Report, crate::store::StoreError> {
+        let mut r = crate::status::build_report(
+            store,
+            Some(&self.live),
+            &self.device_id,
+            self.quota_bytes,
+            self.clock.now(),
+        )?;
+        r.uploads = r.uploads.with_state(
+            self.uploads.is_some(),
+            self.uploads.as_ref().is_some_and(|u| u.is_paused()),
+            self.clock.wall_ms(),
+        );
+        Ok(r)
     }
 }
 
 async fn status_answer(store: &Arc<Store>, st: Arc<StatusSource>) -> String {
     let store = store.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        crate::status::build_report(
-            &store,
-            Some(&st.live),
-            &st.device_id,
-            st.quota_bytes,
-            st.clock.now(),
-        )
-    })
-    .await;
+    let res = tokio::task::spawn_blocking(move || st.report(&store)).await;
     match res {
         Ok(Ok(r)) => serde_json::to_string(&r).unwrap_or_else(|e| err(&e.to_string())),
         Ok(Err(e)) => err(&e.to_string()),

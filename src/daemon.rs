@@ -9,7 +9,6 @@
 //! point of that, SIGKILLs the pipe commands and exits at once with [`FAST_EXIT_CODE`] (the
 //! torn segments are recovered at the next start).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,9 +20,9 @@ use tracing::{error, info, warn};
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::retention::{self, Candidate, Limits};
+use crate::retention::pass::run as retention_pass;
 use crate::status::StatusBoard;
-use crate::store::{SegmentState, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
@@ -313,112 +312,4 @@ fn second_signal(pipes: &crate::source::PipeGroups) -> ! {
         "second signal: exiting now; the open segments are recovered at the next start"
     );
     std::process::exit(FAST_EXIT_CODE);
-}
-
-/// One retention pass: plan with the pure policy, delete by the store's protocol. Returns
-/// what it deleted (for `retention.run`).
-pub async fn retention_pass(
-    store: &Arc<Store>,
-    cfg: &Config,
-    now_ms: i64,
-    uploads: Option<&crate::upload::Control>,
-) -> crate::commands::RetentionRun {
-    let store = store.clone();
-    let limits = limits_of(cfg);
-    let (cfg, uploads) = (cfg.clone(), uploads.cloned());
-    let res =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<crate::commands::RetentionRun> {
-            let rows = store.segments()?;
-            let mut closed = Vec::new();
-            let mut open_bytes = 0u64;
-            let pending = crate::upload::pending_rows(&rows);
-            for r in rows {
-                match r.state {
-                    SegmentState::Closed => closed.push(Candidate {
-                        id: r.id,
-                        stream: r.stream.clone(),
-                        start_ms: r.start_ms,
-                        end_ms: r.end_ms,
-                        bytes: r.bytes,
-                        uploaded: matches!(r.upload, crate::store::UploadState::Uploaded { .. }),
-                    }),
-                    SegmentState::Writing => open_bytes += open_size(store.root(), &r),
-                    SegmentState::Deleting => {}
-                }
-            }
-            let disk = store.disk()?;
-            let guard = crate::upload::retention_guard(&cfg, uploads.as_ref(), &pending);
-            let plan = retention::plan(&closed, open_bytes, &limits, disk, now_ms, &guard);
-            crate::upload::report_retention(&cfg, &store, &plan, &pending);
-            let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
-            let freed = if ids.is_empty() {
-                0
-            } else {
-                store.delete(&ids)?
-            };
-            let stream_of: HashMap<u64, &str> =
-                closed.iter().map(|c| (c.id, c.stream.as_str())).collect();
-            Ok(crate::commands::RetentionRun {
-                deleted: plan
-                    .evict
-                    .iter()
-                    .map(|e| crate::commands::RetentionDeleted {
-                        id: e.id,
-                        stream: stream_of.get(&e.id).unwrap_or(&"").to_string(),
-                        bytes: e.bytes,
-                        reason: e.reason.as_str(),
-                    })
-                    .collect(),
-                freed_bytes: freed,
-                unmet: plan.unmet.map(|r| r.as_str()),
-                error: None,
-            })
-        })
-        .await;
-    let error = match res {
-        Ok(Ok(run)) => {
-            if !run.deleted.is_empty() {
-                info!(
-                    segments = run.deleted.len(),
-                    bytes = run.freed_bytes,
-                    "retention evicted the oldest segments"
-                );
-            }
-            if let Some(reason) = run.unmet {
-                warn!(
-                    reason,
-                    "retention cannot meet a storage limit: nothing left that may be evicted"
-                );
-            }
-            return run;
-        }
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    error!(error = %error, "retention pass failed");
-    crate::commands::RetentionRun {
-        error: Some(error),
-        ..Default::default()
-    }
-}
-
-fn limits_of(cfg: &Config) -> Limits {
-    let per_stream: HashMap<String, u64> = cfg
-        .streams
-        .iter()
-        .filter_map(|s| s.max_bytes.map(|b| (s.name.clone(), b)))
-        .collect();
-    Limits {
-        max_bytes: cfg.storage.max_bytes,
-        per_stream,
-        min_free: cfg.storage.min_free,
-        max_age: cfg.storage.max_age,
-    }
-}
-
-/// Bytes on disk of a segment still being written (its working file).
-fn open_size(root: &Path, row: &crate::store::SegmentRow) -> u64 {
-    std::fs::metadata(root.join(row.working_path()))
-        .map(|m| m.len())
-        .unwrap_or(0)
 }

@@ -23,7 +23,8 @@
 //! - [`segment`]: the pure segmenter: frames in; start / fragment / close out.
 //! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
 //! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
-//! - [`retention`]: the pure eviction policy.
+//! - [`retention`]: the pure eviction policy (uploaded segments first), and the pass that
+//!   applies it.
 //! - [`upload`]: offline-first upload sync of closed segments to S3-compatible or local
 //!   targets (durable queue in the index, resumable multipart, bandwidth cap, windows).
 //! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.

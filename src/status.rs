@@ -243,13 +243,7 @@ pub struct SegmentCounts {
     pub newest_ms: Option<i64>,
 }
 
-/// The upload backlog; uploads are not built yet, so always "not configured".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadReport {
-    pub configured: bool,
-    pub backlog_segments: u64,
-    pub backlog_bytes: u64,
-}
+pub use crate::upload::report::UploadReport;
 
 /// The answer to `status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,9 +293,9 @@ pub fn build_report(
         pid: live.map(|l| l.pid),
         started_ms: live.map(|l| l.started_ms),
         streams: live.map(|l| l.board.reports(now)).unwrap_or_default(),
+        uploads: UploadReport::from_index(store, &rows)?,
         disk,
         segments,
-        uploads: UploadReport::default(),
     })
 }
 
@@ -406,16 +400,7 @@ pub fn render(r: &Report) -> String {
             human(c.bytes)
         );
     }
-    if r.uploads.configured {
-        let _ = writeln!(
-            s,
-            "\nuploads: {} segment(s), {} waiting",
-            r.uploads.backlog_segments,
-            human(r.uploads.backlog_bytes)
-        );
-    } else {
-        let _ = writeln!(s, "\nuploads: not configured (backlog 0)");
-    }
+    let _ = writeln!(s, "\n{}", r.uploads.render());
     s
 }
 

@@ -1,6 +1,7 @@
 //! Upload sync against a real S3-compatible server (moto, started and stopped by each test):
-//! closed segments arrive byte-identical under their keys, and a multipart upload killed
-//! with SIGKILL resumes at the next part after a restart.
+//! closed segments arrive byte-identical under their keys with correct SHA-256 checksum
+//! headers, and a multipart upload killed with SIGKILL resumes at the next part after a
+//! restart, in the same multipart upload.
 
 mod common;
 #[path = "e2e_upload/support.rs"]
@@ -14,6 +15,25 @@ use support::*;
 fn md5(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
     format!("{:x}", Md5::digest(bytes))
+}
+
+/// Every request that carried a body (an object or a part) sent the SHA-256 checksum of
+/// exactly the bytes the server received.
+fn assert_checksums(s3: &S3Peer) {
+    let with_body: Vec<serde_json::Value> = s3
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "PUT" && r["bytes"].as_u64() > Some(0))
+        // (A body cut by a kill never arrived whole; the server stored nothing.)
+        .filter(|r| r["complete"] == true)
+        .collect();
+    assert!(!with_body.is_empty());
+    for r in &with_body {
+        assert_eq!(
+            r["checksums"]["x-amz-checksum-sha256"], r["body_sha256"],
+            "checksum header missing or wrong: {r}"
+        );
+    }
 }
 
 #[test]
@@ -68,6 +88,7 @@ fn closed_segments_arrive_byte_identical_under_their_keys() {
         "{:?}",
         s3.puts_per_path()
     );
+    assert_checksums(&s3);
     let log = d.log();
     assert!(
         !log.contains("testing-secret-never-logged"),
@@ -131,8 +152,13 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         .collect();
     let after = &all[before.len()..];
     let done_before = *before.iter().max().unwrap();
-    // At most the last part acknowledged before the kill may go again (acknowledged by
-    // the server but not yet recorded); every earlier one is not re-sent.
+    // The restart sent the rest of the parts in the same upload...
+    assert!(
+        !after.is_empty(),
+        "no part of upload {id} was sent after the restart: before {before:?}, all {all:?}"
+    );
+    // ...starting at the next part: at most the last part acknowledged before the kill goes
+    // again (acknowledged by the server but not yet recorded); no earlier one is re-sent.
     assert!(
         after.iter().all(|p| *p >= done_before),
         "re-sent done parts: before {before:?}, after {after:?}"
@@ -141,6 +167,10 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         (after.len() as u64) <= n_parts - done_before + 1,
         "too many parts after restart: before {before:?}, after {after:?}"
     );
+    let mut every: Vec<u64> = all.clone();
+    every.sort();
+    every.dedup();
+    assert_eq!(every, (1..=n_parts).collect::<Vec<_>>(), "parts missing");
     let local = dir.path().join("data").join(&seg.files[0].path);
     let name = local.file_name().unwrap().to_str().unwrap().to_string();
     let remote = s3
@@ -148,6 +178,30 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
         .expect("object");
     assert_eq!(md5(&remote), md5_file(&local));
     assert_decodes(&local);
+    // One CreateMultipartUpload for the object, and it was completed under the old id.
+    let path = format!("/vod/rec/big/{name}");
+    let reqs = s3.requests();
+    let on_path = |method: &str| -> Vec<String> {
+        reqs.iter()
+            .filter(|r| r["method"] == method && r["path"] == path.as_str() && r["status"] == 200)
+            .map(|r| r["query"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let creates: Vec<String> = on_path("POST")
+        .into_iter()
+        .filter(|q| q.starts_with("uploads"))
+        .collect();
+    assert_eq!(
+        creates.len(),
+        1,
+        "a new multipart upload was started: {creates:?}"
+    );
+    let completes: Vec<String> = on_path("POST")
+        .into_iter()
+        .filter(|q| q.contains("uploadId="))
+        .collect();
+    assert_eq!(completes, vec![format!("uploadId={id}")]);
+    assert_checksums(&s3);
     assert!(
         s3.open_multipart_uploads("vod").is_empty(),
         "incomplete multipart uploads left: {:?}",
@@ -292,5 +346,113 @@ fn delete_after_upload_removes_the_local_files_once_verified() {
     for r in closed(&rows) {
         assert!(url_of(r).is_none(), "{r:?}");
         assert!(dir.path().join("data").join(&r.files[0].path).exists());
+    }
+}
+
+/// Files under `dir` (recursively), relative.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_file_target_copy_killed_midway_leaves_no_staging_file_after_the_restart() {
+    let dir = workdir("upload-file-killed");
+    let src = noise_clip_sized(dir.path(), 60, "320x240");
+    let out = dir.path().join("uploads");
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "60s".into();
+    let recording = base
+        .clone()
+        .stream("cam", &format!("file:{}?realtime=false", src.display()));
+    // Relative, like the demo's: under the recorder's working directory (the config's).
+    let target = "url = \"file:uploads\"\n";
+    let upload = "part_size = \"5MiB\"\nbandwidth = \"1MiB/s\"\n";
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&recording, upload, target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    let staging = || files_in(&out).into_iter().find(|f| f.contains(".mp4#"));
+    assert!(
+        wait_until(Duration::from_secs(40), || staging().is_some()),
+        "no copy under way; log:\n{}",
+        d.log()
+    );
+    d.kill9();
+    assert!(staging().is_some());
+    let cfg = write(dir.path(), &config_with_upload(&base, upload, target, None));
+    let mut d = Daemon::start(&cfg);
+    wait_rows(&cfg, Duration::from_secs(60), all_uploaded);
+    d.terminate(Duration::from_secs(20));
+    assert!(d.log().contains("removed staging files"), "{}", d.log());
+    assert_eq!(staging(), None, "{:?}", files_in(&out));
+    for r in closed(&rows(&cfg)) {
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let copy = files_in(&out)
+            .into_iter()
+            .find(|f| f.ends_with(&name))
+            .expect("copy");
+        assert_eq!(md5_file(&out.join(&copy)), md5_file(&local));
+        assert_decodes(&out.join(copy));
+    }
+}
+
+#[test]
+fn the_demo_config_records_and_uploads_into_its_uploads_directory() {
+    let dir = workdir("upload-demo");
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap();
+    for f in ["demo.toml", "sample.mp4"] {
+        std::fs::copy(
+            common::repo().join("assets").join(f),
+            dir.path().join("assets").join(f),
+        )
+        .unwrap();
+    }
+    let cfg = dir.path().join("assets/demo.toml");
+    // Run as `make run` does: from the directory that holds assets/.
+    let log = std::fs::File::create(dir.path().join("edgerec.log")).unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["run", "--config", "assets/demo.toml"])
+        .current_dir(dir.path())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let uploads = dir.path().join("uploads/edge-demo/demo");
+    let ok = wait_until(Duration::from_secs(60), || {
+        files_in(&uploads).iter().any(|f| f.ends_with(".mp4"))
+    });
+    common::signal(child.id(), libc::SIGTERM);
+    let st = common::wait_timeout(&mut child, Duration::from_secs(20));
+    let log = std::fs::read_to_string(dir.path().join("edgerec.log")).unwrap();
+    assert!(ok, "nothing uploaded; log:\n{log}");
+    assert!(st.is_some_and(|s| s.success()), "{log}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("url = \"file:uploads\""));
+    for f in files_in(&uploads).iter().filter(|f| f.ends_with(".mp4")) {
+        let name = std::path::Path::new(f).file_name().unwrap();
+        let local = files_in(&dir.path().join("data/demo"))
+            .into_iter()
+            .find(|l| l.ends_with(name.to_str().unwrap()))
+            .expect("the recorded segment");
+        assert_eq!(
+            md5_file(&uploads.join(f)),
+            md5_file(&dir.path().join("data/demo").join(local))
+        );
+        assert_decodes(&uploads.join(f));
     }
 }

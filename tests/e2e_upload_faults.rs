@@ -1,17 +1,20 @@
-//! Upload sync under faults, against moto behind a TCP proxy: a server outage while
-//! recording goes on, resets in the middle of a part, a missing bucket, an endpoint that
-//! answers HTML, and a segment file that cannot be read. None crashes the recorder, and no
+//! Upload sync under faults, against moto: the server stopped and restarted while recording
+//! goes on, resets in the middle of a part (through a TCP proxy), a missing bucket, an
+//! endpoint that answers HTML, and a segment file that cannot be read. None crashes the recorder, and no
 //! job is lost: each segment ends up uploaded exactly once once the fault is gone.
 
 mod common;
+#[path = "e2e_upload/proxy.rs"]
+mod proxy;
 #[path = "e2e_upload/support.rs"]
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
 use edgerec::store::UploadState;
+use proxy::Proxy;
 use support::*;
 
 fn md5(bytes: &[u8]) -> String {
@@ -24,20 +27,25 @@ fn pending(r: &edgerec::store::SegmentRow) -> bool {
 }
 
 #[test]
-fn after_a_server_outage_the_backlog_drains_with_nothing_missing_or_duplicated() {
+fn after_a_server_outage_the_backlog_drains_by_itself_with_nothing_missing_or_duplicated() {
     let dir = workdir("upload-outage");
-    let s3 = S3Peer::start(&["vod"]);
-    let proxy = Proxy::start(s3.port);
+    let journal_path = dir.path().join("stored.jsonl");
+    let opts = PeerOptions {
+        buckets: vec!["vod".into()],
+        journal: Some(journal_path.clone()),
+        ..PeerOptions::default()
+    };
+    let mut s3 = S3Peer::start_with(&opts);
     let src = clip(&ClipSpec::h264(12, 1));
     let mut base = TestConfig::new(&dir.path().join("data"));
     base.interval = "2s".into();
-    base = base.stream("cam", &format!("file:{}", src.display()));
+    base = base.stream("cam", &format!("file:{}?loop=true", src.display()));
     let cfg = write(
         dir.path(),
         &config_with_upload(
             &base,
             "",
-            &s3_target(&proxy.endpoint(), "vod", "{stream}/{file}"),
+            &s3_target(&s3.endpoint(), "vod", "{stream}/{file}"),
             None,
         ),
     );
@@ -45,40 +53,74 @@ fn after_a_server_outage_the_backlog_drains_with_nothing_missing_or_duplicated()
     wait_rows(&cfg, Duration::from_secs(30), |rows| {
         closed(rows).iter().any(|r| url_of(r).is_some())
     });
-    // The link goes down; recording goes on and segments queue up.
-    proxy.set_down(true);
+    // The server goes away (moto keeps its data in memory: it is gone too, but the
+    // journal keeps what was stored). Recording goes on and segments queue up.
+    s3.stop();
     let during = wait_rows(&cfg, Duration::from_secs(30), |rows| {
         closed(rows).iter().filter(|r| pending(r)).count() >= 2
     });
     assert!(d.running(), "recorder died during the outage");
-    proxy.set_down(false);
-    let queued: HashSet<u64> = closed(&during).iter().map(|r| r.id).collect();
-    let out = upload_now(&cfg, "40s");
-    assert_eq!(out.code, 0, "upload --now: {}\n{}", out.stderr, d.log());
-    assert!(out.stdout.contains("drained"), "{}", out.stdout);
+    let queued: HashSet<u64> = closed(&during)
+        .iter()
+        .filter(|r| pending(r))
+        .map(|r| r.id)
+        .collect();
+    // Back on the same port. No `upload --now`: the backlog drains by itself.
+    let s3 = S3Peer::start_with(&PeerOptions {
+        port: Some(s3.port),
+        ..opts
+    });
+    wait_rows(&cfg, Duration::from_secs(120), |rows| {
+        queued
+            .iter()
+            .all(|id| rows.iter().any(|r| r.id == *id && url_of(r).is_some()))
+    });
     d.terminate(Duration::from_secs(20));
-    let rows = support::rows(&cfg);
-    let mut uploaded = 0;
-    for r in closed(&rows) {
-        if queued.contains(&r.id) {
-            assert!(url_of(r).is_some(), "segment {} was not uploaded", r.id);
-        }
-        if url_of(r).is_some() {
-            uploaded += 1;
-            let local = dir.path().join("data").join(&r.files[0].path);
-            let name = local.file_name().unwrap().to_str().unwrap().to_string();
-            let remote = s3
-                .object("vod", &format!("rec/cam/{name}"))
-                .expect("object");
-            assert_eq!(md5(&remote), md5_file(&local));
-        }
-    }
-    assert_eq!(s3.keys("vod").len(), uploaded, "{:?}", s3.keys("vod"));
+    let log = d.log();
     assert!(
-        s3.puts_per_path().values().all(|n| *n == 1),
-        "an object was written twice: {:?}",
-        s3.puts_per_path()
+        log.contains("upload failed; will retry") && log.contains("transient=true"),
+        "{log}"
     );
+    let rows = support::rows(&cfg);
+    let stored = journal(&journal_path);
+    let mut per_key: HashMap<String, Vec<String>> = HashMap::new();
+    for (bucket, key, md5) in &stored {
+        assert_eq!(bucket, "vod");
+        per_key.entry(key.clone()).or_default().push(md5.clone());
+    }
+    // Nothing duplicated: every object was stored once, across both server runs.
+    assert!(
+        per_key.values().all(|v| v.len() == 1),
+        "stored twice: {per_key:?}"
+    );
+    // Nothing missing: every uploaded segment is there, byte for byte, and nothing else.
+    let mut uploaded = 0;
+    for r in closed(&rows).iter().filter(|r| url_of(r).is_some()) {
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let md5s = per_key
+            .get(&format!("rec/cam/{name}"))
+            .unwrap_or_else(|| panic!("segment {} uploaded but not stored", r.id));
+        assert_eq!(md5s[0], md5_file(&local));
+        assert_decodes(&local);
+        uploaded += 1;
+    }
+    assert_eq!(
+        uploaded,
+        per_key.len(),
+        "objects without a segment: {per_key:?}"
+    );
+    // The objects stored after the outage are on the restarted server.
+    for r in closed(&rows).iter().filter(|r| queued.contains(&r.id)) {
+        let name = r.files[0].path.file_name().unwrap().to_str().unwrap();
+        let remote = s3
+            .object("vod", &format!("rec/cam/{name}"))
+            .expect("object");
+        assert_eq!(
+            md5(&remote),
+            md5_file(&dir.path().join("data").join(&r.files[0].path))
+        );
+    }
 }
 
 #[test]
@@ -266,4 +308,108 @@ fn an_unreadable_segment_raises_an_alarm_and_uploads_once_readable_again() {
         md5_file(&path)
     );
     assert_decodes(&path);
+}
+
+#[test]
+fn wrong_credentials_raise_an_alarm_and_lose_nothing_until_they_are_fixed() {
+    let dir = workdir("upload-credentials");
+    // moto checks every signature against the one IAM user it created.
+    let s3 = S3Peer::start_with(&PeerOptions {
+        buckets: vec!["vod".into()],
+        auth: true,
+        ..PeerOptions::default()
+    });
+    let (key_id, secret) = s3.credentials.clone().expect("credentials");
+    let src = clip(&ClipSpec::h264(4, 1));
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "2s".into();
+    base = base.stream("cam", &format!("file:{}?realtime=false", src.display()));
+    let target = |id: &str, secret: &str| {
+        s3_target(&s3.endpoint(), "vod", "{stream}/{file}")
+            .replace(
+                "access_key_id = \"testing\"",
+                &format!("access_key_id = \"{id}\""),
+            )
+            .replace(
+                "secret_access_key = \"testing-secret-never-logged\"",
+                &format!("secret_access_key = \"{secret}\""),
+            )
+    };
+    let wrong = "wrong-secret-never-logged";
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&base, "", &target(&key_id, wrong), None),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(30), || d
+            .log()
+            .contains("alarm=\"upload\"")),
+        "no alarm:\n{}",
+        d.log()
+    );
+    let log = d.log();
+    let alarm = log
+        .lines()
+        .find(|l| l.contains("alarm=\"upload\""))
+        .unwrap();
+    assert!(alarm.contains("transient=false"), "{alarm}");
+    assert!(alarm.contains("403"), "{alarm}");
+    let rows = wait_rows(&cfg, Duration::from_secs(20), |rows| {
+        !closed(rows).is_empty()
+    });
+    assert!(closed(&rows).iter().all(|r| pending(r)), "{rows:?}");
+    // `edgerec uploads` shows the failing job with its attempts and error.
+    let out = common::cli(
+        &["uploads", "--config", cfg.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let failing = v["failing"].as_array().unwrap();
+    assert!(!failing.is_empty(), "{v}");
+    assert!(failing[0]["attempts"].as_u64() >= Some(1), "{v}");
+    assert_eq!(failing[0]["transient"], false, "{v}");
+    d.terminate(Duration::from_secs(20));
+    assert!(!d.log().contains(wrong), "secret in log");
+    // The attempts survive the restart (saved with the job), in the row too.
+    let rows = support::rows(&cfg);
+    assert!(
+        closed(&rows).iter().any(|r| matches!(
+            r.upload,
+            UploadState::Pending { attempts, .. } if attempts >= 1
+        )),
+        "{rows:?}"
+    );
+    assert!(s3.keys("vod").is_empty());
+
+    // Fixed: every segment goes up, nothing was lost meanwhile.
+    let recorded = closed(&rows).len();
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(
+            &TestConfig::new(&dir.path().join("data")),
+            "",
+            &target(&key_id, &secret),
+            None,
+        ),
+    );
+    let mut d = Daemon::start(&cfg);
+    // (The saved backoff would make them wait: retry now, once the recorder listens.)
+    let sock = dir.path().join("data/control.sock");
+    assert!(wait_until(Duration::from_secs(20), || sock.exists()));
+    let out = upload_now(&cfg, "60s");
+    assert_eq!(out.code, 0, "upload --now: {}\n{}", out.stderr, d.log());
+    d.terminate(Duration::from_secs(20));
+    let rows = support::rows(&cfg);
+    assert_eq!(closed(&rows).len(), recorded);
+    for r in closed(&rows) {
+        assert!(url_of(r).is_some(), "{r:?}");
+        let local = dir.path().join("data").join(&r.files[0].path);
+        let name = local.file_name().unwrap().to_str().unwrap().to_string();
+        let remote = s3
+            .object("vod", &format!("rec/cam/{name}"))
+            .expect("object");
+        assert_eq!(md5(&remote), md5_file(&local));
+        assert_decodes(&local);
+    }
 }

@@ -1,7 +1,8 @@
 //! Link manners and retention, against moto: the bandwidth cap holds on the wire, nothing
 //! is uploaded outside the time windows (until `upload --now`), and on a small quota
-//! retention either deletes un-uploaded segments (`delete_oldest`, with an
-//! `evicted_unsynced` record) or stops recording new ones (`deny_new`).
+//! retention evicts uploaded segments first, then either deletes un-uploaded segments
+//! (`delete_oldest`, with an `evicted_unsynced` record) or stops recording new ones
+//! (`deny_new`).
 
 mod common;
 #[path = "e2e_upload/support.rs"]
@@ -248,4 +249,103 @@ fn deny_new_keeps_unsynced_segments_and_stops_recording_until_uploads_free_space
         closed(rows).iter().any(|r| r.seq > last)
     });
     d.terminate(Duration::from_secs(20));
+}
+
+#[test]
+fn a_newer_uploaded_segment_is_evicted_before_an_older_one_waiting_for_upload() {
+    let dir = workdir("upload-evict-uploaded-first");
+    let s3 = S3Peer::start(&["vod"]);
+    let src = clip(&ClipSpec::h264(6, 1));
+    let root = dir.path().join("data");
+    // Stream "old" uploads to a bucket that does not exist (its segments stay pending),
+    // stream "new" to one that does. Run 1 records "old", run 2 records "new".
+    let config = |stream: &str, source: &str| {
+        let target = |name: &str, bucket: &str| {
+            format!(
+                "[[upload.targets]]\nname = \"{name}\"\n{}",
+                s3_target(&s3.endpoint(), bucket, "{stream}/{file}")
+            )
+        };
+        let template = |name: &str| {
+            format!(
+                "[[templates]]\nname = \"{name}\"\nformats = [\"fmp4\"]\ninterval = \"2s\"\nfragment = \"500ms\"\nnaming = \"{{stream}}/{{stream}}-{{seq}}\"\nupload = \"{name}\"\n\n[[rules]]\ntemplate = \"{name}\"\nstream = \"{name}\"\n\n"
+            )
+        };
+        format!(
+            "device_id = \"e2e\"\n\n[storage]\nroot = {root:?}\nmax_bytes = \"1300KB\"\nmin_free = \"1MiB\"\nretention_interval = \"1s\"\nrequire_marker = false\npolicy = \"delete_oldest\"\n\n{}{}[[streams]]\nname = \"{stream}\"\nsource = \"{source}\"\n\n[upload]\n{}\n{}",
+            template("old"),
+            template("new"),
+            target("old", "missing"),
+            target("new", "vod"),
+        )
+    };
+    let cfg = write(
+        dir.path(),
+        &config("old", &format!("file:{}", src.display())),
+    );
+    let mut d = Daemon::start(&cfg);
+    // The 6 s clip, played once in real time: three 2 s segments, none uploadable.
+    let rows = wait_rows(&cfg, Duration::from_secs(40), |rows| {
+        closed(rows).len() >= 3 && d.log().contains("alarm=\"upload\"")
+    });
+    d.terminate(Duration::from_secs(20));
+    let old: Vec<u64> = closed(&support::rows(&cfg)).iter().map(|r| r.id).collect();
+    assert!(old.len() >= 3, "{rows:?}");
+    let old_bytes: u64 = closed(&support::rows(&cfg)).iter().map(|r| r.bytes).sum();
+    assert!(
+        old_bytes < 800_000,
+        "old segments too big for the quota: {old_bytes}"
+    );
+
+    // Run 2: "new" records on and uploads; the quota fills with uploaded "new" segments,
+    // which must go before the older "old" ones that wait for upload.
+    let cfg = write(
+        dir.path(),
+        &config("new", &format!("file:{}?loop=true", src.display())),
+    );
+    let mut d = Daemon::start(&cfg);
+    let mut seen_new: std::collections::HashMap<u64, String> = Default::default();
+    let mut evicted_new: Vec<u64> = Vec::new();
+    let ok = wait_until(Duration::from_secs(60), || {
+        let Ok(rows) = try_rows(&cfg) else {
+            return false;
+        };
+        for id in &old {
+            assert!(
+                rows.iter().any(|r| r.id == *id),
+                "segment {id} (older, waiting for upload) was evicted before uploaded ones; log:\n{}",
+                d.log()
+            );
+        }
+        for r in closed(&rows).iter().filter(|r| r.stream == "new") {
+            let name = r.files[0].path.file_name().unwrap().to_str().unwrap();
+            seen_new.insert(r.id, name.to_string());
+        }
+        for (id, _) in seen_new.iter() {
+            if !rows.iter().any(|r| r.id == *id) && !evicted_new.contains(id) {
+                evicted_new.push(*id);
+            }
+        }
+        evicted_new.len() >= 2
+    });
+    assert!(ok, "no new segment was evicted; log:\n{}", d.log());
+    d.terminate(Duration::from_secs(20));
+    let log = d.log();
+    assert!(!log.contains("evicted_unsynced"), "{log}");
+    // Every evicted "new" segment had been uploaded, byte for byte playable.
+    for id in &evicted_new {
+        let key = format!("rec/new/{}", seen_new[id]);
+        let obj = s3
+            .object("vod", &key)
+            .unwrap_or_else(|| panic!("evicted segment {id} was never uploaded ({key})"));
+        let copy = dir.path().join(format!("evicted-{id}.mp4"));
+        std::fs::write(&copy, obj).unwrap();
+        assert_decodes(&copy);
+    }
+    let rows = support::rows(&cfg);
+    for id in &old {
+        let r = rows.iter().find(|r| r.id == *id).unwrap();
+        assert!(matches!(r.upload, UploadState::Pending { .. }), "{r:?}");
+        assert_decodes(&root.join(&r.files[0].path));
+    }
 }

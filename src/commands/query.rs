@@ -54,18 +54,10 @@ impl Commands {
         });
         if let Some(src) = self.inner.status.clone() {
             let store = sched.store().clone();
-            let report = tokio::task::spawn_blocking(move || {
-                crate::status::build_report(
-                    &store,
-                    Some(&src.live),
-                    &src.device_id,
-                    src.quota_bytes,
-                    src.clock.now(),
-                )
-            })
-            .await
-            .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))?
-            .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))?;
+            let report = tokio::task::spawn_blocking(move || src.report(&store))
+                .await
+                .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))?
+                .map_err(|e| Reply::error(code::INTERNAL, e.to_string()))?;
             data["report"] = serde_json::to_value(report).unwrap_or_default();
         }
         Ok(Reply::ok(data))

@@ -305,9 +305,10 @@ impl Config {
 
     /// Parse and validate a config from TOML text.
     pub fn from_toml_str(s: &str) -> Result<Config, ConfigError> {
+        // toml's message echoes the offending line: never a secret's value.
         let raw: raw::RawConfig = toml::from_str(s).map_err(|e| ConfigError::Parse {
             file: None,
-            message: e.to_string().trim_end().to_owned(),
+            message: crate::redact::redact_toml_error(e.to_string().trim_end()),
         })?;
         validate::validate(raw)
     }

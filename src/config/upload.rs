@@ -111,7 +111,7 @@ impl UploadConfig {
 pub enum TargetKind {
     /// An S3-compatible bucket, keys under `prefix` (no leading or trailing `/`).
     S3 { bucket: String, prefix: String },
-    /// A local directory (absolute).
+    /// A local directory: absolute, or relative to the working directory.
     File { dir: PathBuf },
 }
 
@@ -120,7 +120,7 @@ pub enum TargetKind {
 pub struct UploadTarget {
     /// Unique name templates refer to.
     pub name: String,
-    /// The URL as written (`s3://bucket/prefix` or `file:///dir`).
+    /// The URL as written (`s3://bucket/prefix`, `file:///dir` or `file:dir`).
     pub url: String,
     /// Parsed from `url`.
     pub kind: TargetKind,
@@ -355,25 +355,15 @@ fn target(path: &str, t: &RawTarget) -> Result<UploadTarget> {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
         }
-    } else if let Some(rest) = t.url.strip_prefix("file://") {
-        if !rest.starts_with('/') {
-            return err(
-                url_field,
-                format!(
-                    "\"{}\" must name an absolute directory: file:///path",
-                    t.url
-                ),
-            );
-        }
-        check_prefix(&url_field, rest.trim_matches('/'))?;
+    } else if let Some(rest) = t.url.strip_prefix("file:") {
         TargetKind::File {
-            dir: PathBuf::from(rest),
+            dir: file_target_dir(&url_field, &t.url, rest)?,
         }
     } else {
         return err(
             url_field,
             format!(
-                "\"{}\" is not a target URL (use s3://bucket/prefix or file:///dir)",
+                "\"{}\" is not a target URL (use s3://bucket/prefix, file:///dir or file:dir)",
                 crate::redact::redact_url(&t.url)
             ),
         );
@@ -440,6 +430,33 @@ fn target(path: &str, t: &RawTarget) -> Result<UploadTarget> {
         virtual_hosted: t.virtual_hosted,
         checksum: t.checksum,
     })
+}
+
+/// The directory of a `file:` target, written like a `file:` source: `file:///abs/dir` or
+/// `file:/abs/dir` (absolute), `file:rel/dir` (relative to the working directory, as the
+/// demo's `file:uploads`). `rest` is what follows `file:`.
+fn file_target_dir(field: &str, url: &str, rest: &str) -> Result<PathBuf> {
+    let path = if let Some(abs) = rest.strip_prefix("//") {
+        if !abs.starts_with('/') {
+            return err(
+                field,
+                format!("\"{url}\" names a host; use file:///absolute/dir or file:relative/dir"),
+            );
+        }
+        abs
+    } else {
+        rest
+    };
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() || (path.starts_with('/') && trimmed.trim_matches('/').is_empty()) {
+        return err(field, format!("\"{url}\" names no directory"));
+    }
+    check_prefix(field, trimmed.trim_start_matches('/'))?;
+    Ok(PathBuf::from(if path.starts_with('/') {
+        path
+    } else {
+        trimmed
+    }))
 }
 
 /// A URL prefix is a plain relative path: no `.`/`..` components, no backslash or NUL.

@@ -54,11 +54,26 @@ fn s3_url_splits_into_bucket_and_prefix() {
 }
 
 #[test]
+fn file_targets_are_absolute_or_relative_like_file_sources() {
+    let dir = |url: &str| match target("upload.targets[0]", &raw_target(url)).unwrap().kind {
+        TargetKind::File { dir } => dir,
+        k => panic!("{url}: {k:?}"),
+    };
+    assert_eq!(dir("file:///var/up"), PathBuf::from("/var/up"));
+    assert_eq!(dir("file:/var/up/"), PathBuf::from("/var/up/"));
+    assert_eq!(dir("file:uploads"), PathBuf::from("uploads"));
+    assert_eq!(dir("file:data/up/"), PathBuf::from("data/up"));
+}
+
+#[test]
 fn bad_urls_name_the_field() {
     for url in [
         "http://x/y",
         "s3:///nobucket",
-        "file://relative",
+        "file://host/dir",
+        "file:",
+        "file:///",
+        "file:../up",
         "s3://b/../x",
     ] {
         let e = target("upload.targets[0]", &raw_target(url))
@@ -123,4 +138,15 @@ fn unknown_policy_and_order_are_refused() {
         .unwrap_err()
         .to_string()
         .starts_with("upload.order"));
+}
+
+#[test]
+fn a_parse_error_never_echoes_a_secret() {
+    let text = "device_id = \"d\"\n[upload]\n[[upload.targets]]\nname = \"v\"\nurl = \"s3://b\"\nsecret_access_key = \"sup3rs3cret\" oops\n";
+    let e = crate::config::Config::from_toml_str(text)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("sup3rs3cret"), "{e}");
+    assert!(e.contains("secret_access_key = \"***\""), "{e}");
+    assert!(e.contains("line 6"), "{e}");
 }

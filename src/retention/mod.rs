@@ -7,17 +7,22 @@
 //! Limits are enforced together, in this order, each on what the previous steps left:
 //!
 //! 1. `max_age`: every segment that ended more than `max_age` before `now` goes.
-//! 2. Per-stream quotas: the oldest segments of a stream go until the stream's closed
-//!    segments fit its quota. (The open segment's bytes are not known per stream, so they
-//!    count only toward the global quota.)
-//! 3. `max_bytes`: the oldest segments of any stream go until closed + open bytes fit.
-//! 4. `min_free`: the oldest segments go until the filesystem's free space plus everything
-//!    planned for deletion reaches `min_free`.
+//! 2. Per-stream quotas: a stream's segments go, first to last in eviction order, until its
+//!    closed segments plus the one it is writing fit its quota.
+//! 3. `max_bytes`: segments of any stream go, in eviction order, until closed + open bytes
+//!    fit.
+//! 4. `min_free`: segments go, in eviction order, until the filesystem's free space plus
+//!    everything planned for deletion reaches `min_free`.
 //!
-//! "Oldest" means the lowest `end_ms`, then the lowest `id`. Segments being written are never
-//! candidates. An [`EvictionGuard`] may protect segments (e.g. ones not yet uploaded); a
-//! protected segment is skipped and the next oldest is taken instead, and when a limit cannot
-//! be met, [`Plan::unmet`] says which.
+//! **Eviction order**: uploaded segments first (their footage exists elsewhere), oldest
+//! first among them; then the others, oldest first. "Oldest" means the lowest `end_ms`,
+//! then the lowest `id`. So a newer uploaded segment goes before an older one that still
+//! waits for upload. Segments being written are never candidates. An [`EvictionGuard`] may
+//! protect segments (one being uploaded; under `deny_new` one waiting for upload); a
+//! protected segment is skipped and the next in order is taken instead, and when a limit
+//! cannot be met, [`Plan::unmet`] says which.
+
+pub mod pass;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -38,7 +43,8 @@ pub struct Candidate {
     pub end_ms: i64,
     /// Bytes on disk (all files of the segment).
     pub bytes: u64,
-    /// Whether the segment has been uploaded (always false until uploads exist).
+    /// Whether the segment has been uploaded (its footage exists elsewhere): uploaded
+    /// segments are evicted before all others.
     pub uploaded: bool,
 }
 
@@ -47,7 +53,7 @@ pub struct Candidate {
 pub struct Limits {
     /// Quota for all segments, closed and open.
     pub max_bytes: u64,
-    /// Quota per stream name, for closed segments.
+    /// Quota per stream name, for its closed segments plus the one it is writing.
     pub per_stream: HashMap<String, u64>,
     /// Free space to keep on the filesystem.
     pub min_free: MinFree,
@@ -163,24 +169,27 @@ impl<F: Fn(&Candidate) -> bool> EvictionGuard for F {
     }
 }
 
-/// Decide which closed segments to delete. See the module docs for the order of limits.
+/// Bytes of the segments being written, by stream name.
+pub type OpenBytes = HashMap<String, u64>;
+
+/// Decide which closed segments to delete. See the module docs for the order of limits
+/// and the eviction order.
 ///
-/// `closed` must not contain segments being written; `open_bytes` are those segments' bytes,
-/// which count toward `max_bytes` but are never deleted. `now_ms` is wall time (ms since
-/// the Unix epoch) from the injected clock.
+/// `closed` must not contain segments being written; `open` are those segments' bytes by
+/// stream, which count toward their stream's quota and `max_bytes` but are never deleted.
+/// `now_ms` is wall time (ms since the Unix epoch) from the injected clock.
 pub fn plan(
     closed: &[Candidate],
-    open_bytes: u64,
+    open: &OpenBytes,
     limits: &Limits,
     disk: Disk,
     now_ms: i64,
     guard: &dyn EvictionGuard,
 ) -> Plan {
-    // Oldest first. Once uploads exist, uploaded segments should go before un-uploaded ones
-    // of any age (sort by `(!c.uploaded, c.end_ms, c.id)` here), so that the ring buffer
-    // spends its space on footage that exists nowhere else.
+    // Uploaded first, then oldest first: the ring buffer spends its space on footage that
+    // exists nowhere else.
     let mut order: Vec<&Candidate> = closed.iter().collect();
-    order.sort_by_key(|c| (c.end_ms, c.id));
+    order.sort_by_key(|c| (!c.uploaded, c.end_ms, c.id));
     let allowed: Vec<bool> = order.iter().map(|c| guard.may_evict(c)).collect();
     let mut evicted = vec![false; order.len()];
     let mut out = Plan::default();
@@ -211,7 +220,8 @@ pub fn plan(
 
     // 2. Per-stream quotas.
     if !limits.per_stream.is_empty() {
-        let mut per_stream: HashMap<&str, u64> = HashMap::new();
+        let mut per_stream: HashMap<&str, u64> =
+            open.iter().map(|(s, b)| (s.as_str(), *b)).collect();
         for (i, c) in order.iter().enumerate() {
             if !evicted[i] {
                 *per_stream.entry(c.stream.as_str()).or_default() += c.bytes;
@@ -245,7 +255,7 @@ pub fn plan(
         .filter(|(_, e)| !**e)
         .map(|(c, _)| c.bytes)
         .sum();
-    let mut total = kept.saturating_add(open_bytes);
+    let mut total = kept.saturating_add(open.values().sum());
     for i in 0..order.len() {
         if total <= limits.max_bytes {
             break;

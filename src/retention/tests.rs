@@ -31,6 +31,11 @@ fn limits(max_bytes: u64) -> Limits {
     }
 }
 
+/// `bytes` being written by a stream no per-stream quota names.
+fn open(bytes: u64) -> OpenBytes {
+    [("live".to_string(), bytes)].into()
+}
+
 fn ids(p: &Plan) -> Vec<u64> {
     p.evict.iter().map(|e| e.id).collect()
 }
@@ -38,7 +43,7 @@ fn ids(p: &Plan) -> Vec<u64> {
 #[test]
 fn nothing_is_evicted_when_every_limit_holds() {
     let closed = [seg(1, "a", 10), seg(2, "a", 10)];
-    let p = plan(&closed, 5, &limits(100), ROOMY, 0, &AllowAll);
+    let p = plan(&closed, &open(5), &limits(100), ROOMY, 0, &AllowAll);
     assert_eq!(p, Plan::default());
 }
 
@@ -47,7 +52,7 @@ fn max_bytes_evicts_oldest_first_until_closed_and_open_fit() {
     // Given out of order: oldest is decided by end_ms, not by position or id.
     let mut closed = vec![seg(3, "a", 10), seg(1, "b", 10), seg(2, "a", 10)];
     closed[0].end_ms = 0; // id 3 ended first.
-    let p = plan(&closed, 15, &limits(30), ROOMY, 0, &AllowAll);
+    let p = plan(&closed, &open(15), &limits(30), ROOMY, 0, &AllowAll);
     // 30 closed + 15 open = 45 > 30: two segments must go.
     assert_eq!(ids(&p), vec![3, 1]);
     assert!(p.evict.iter().all(|e| e.reason == Reason::MaxBytes));
@@ -60,14 +65,14 @@ fn equal_end_times_are_ordered_by_id() {
     let mut closed = vec![seg(9, "a", 10), seg(4, "a", 10)];
     closed[0].end_ms = 100;
     closed[1].end_ms = 100;
-    let p = plan(&closed, 0, &limits(10), ROOMY, 0, &AllowAll);
+    let p = plan(&closed, &open(0), &limits(10), ROOMY, 0, &AllowAll);
     assert_eq!(ids(&p), vec![4]);
 }
 
 #[test]
 fn open_segments_alone_over_quota_leave_max_bytes_unmet() {
     let closed = [seg(1, "a", 10)];
-    let p = plan(&closed, 50, &limits(40), ROOMY, 0, &AllowAll);
+    let p = plan(&closed, &open(50), &limits(40), ROOMY, 0, &AllowAll);
     assert_eq!(ids(&p), vec![1]);
     assert_eq!(p.unmet, Some(Reason::MaxBytes));
 }
@@ -81,7 +86,7 @@ fn max_age_evicts_segments_that_ended_before_the_cutoff() {
     closed[2].end_ms = now - DAY_MS;
     let mut l = limits(100);
     l.max_age = Some(Duration::from_secs(7 * 86_400));
-    let p = plan(&closed, 0, &l, ROOMY, now, &AllowAll);
+    let p = plan(&closed, &open(0), &l, ROOMY, now, &AllowAll);
     assert_eq!(
         p.evict,
         vec![Eviction {
@@ -103,10 +108,76 @@ fn per_stream_quota_evicts_only_that_streams_oldest() {
     ];
     let mut l = limits(1000);
     l.per_stream.insert("big".into(), 15);
-    let p = plan(&closed, 0, &l, ROOMY, 0, &AllowAll);
+    let p = plan(&closed, &open(0), &l, ROOMY, 0, &AllowAll);
     assert_eq!(ids(&p), vec![1, 3]);
     assert!(p.evict.iter().all(|e| e.reason == Reason::StreamMaxBytes));
     assert_eq!(p.unmet, None);
+}
+
+#[test]
+fn per_stream_quota_counts_the_segment_the_stream_is_writing() {
+    let closed = [seg(1, "a", 10), seg(2, "a", 10), seg(3, "b", 10)];
+    let mut l = limits(1000);
+    l.per_stream.insert("a".into(), 25);
+    // 20 closed fit 25, but with 10 being written the stream holds 30: its oldest goes.
+    let open: OpenBytes = [("a".to_string(), 10), ("b".to_string(), 500)].into();
+    let p = plan(&closed, &open, &l, ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1]);
+    assert_eq!(p.evict[0].reason, Reason::StreamMaxBytes);
+    assert_eq!(p.unmet, None);
+    // A stream writing more than its quota on its own: everything closed goes, unmet.
+    let open: OpenBytes = [("a".to_string(), 30)].into();
+    let p = plan(&closed, &open, &l, ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1, 2]);
+    assert_eq!(p.unmet, Some(Reason::StreamMaxBytes));
+}
+
+#[test]
+fn a_newer_uploaded_segment_goes_before_an_older_one_waiting_for_upload() {
+    let mut closed = vec![
+        seg(1, "a", 10),
+        seg(2, "a", 10),
+        seg(3, "a", 10),
+        seg(4, "a", 10),
+    ];
+    closed[2].uploaded = true;
+    closed[3].uploaded = true;
+    let p = plan(&closed, &open(0), &limits(25), ROOMY, 0, &AllowAll);
+    // Uploaded ones first, the oldest of them first; then the oldest not uploaded.
+    assert_eq!(ids(&p), vec![3, 4]);
+    let p = plan(&closed, &open(0), &limits(15), ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![3, 4, 1]);
+}
+
+#[test]
+fn every_limit_takes_uploaded_segments_first() {
+    let mut closed = vec![seg(1, "a", 10), seg(2, "a", 10), seg(3, "b", 10)];
+    closed[1].uploaded = true;
+    closed[2].uploaded = true;
+    // Per-stream quota: stream a's uploaded #2 goes, not its older #1.
+    let mut l = limits(1000);
+    l.per_stream.insert("a".into(), 10);
+    assert_eq!(
+        ids(&plan(&closed, &open(0), &l, ROOMY, 0, &AllowAll)),
+        vec![2]
+    );
+    // min_free: the uploaded ones, oldest first, before #1.
+    let mut l = limits(1000);
+    l.min_free = MinFree::Bytes(20);
+    let disk = Disk {
+        total: 1000,
+        free: 0,
+    };
+    assert_eq!(
+        ids(&plan(&closed, &open(0), &l, disk, 0, &AllowAll)),
+        vec![2, 3]
+    );
+    // A guard protecting an uploaded segment moves on to the next in eviction order.
+    let busy = |c: &Candidate| c.id != 2;
+    assert_eq!(
+        ids(&plan(&closed, &open(0), &limits(15), ROOMY, 0, &busy)),
+        vec![3, 1]
+    );
 }
 
 #[test]
@@ -118,7 +189,7 @@ fn min_free_counts_planned_evictions_as_freed() {
     let closed = [seg(1, "a", 30), seg(2, "a", 30), seg(3, "a", 30)];
     let mut l = limits(70);
     l.min_free = MinFree::Percent(10.0); // 100 bytes.
-    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    let p = plan(&closed, &open(0), &l, disk, 0, &AllowAll);
     // max_bytes takes #1 (90 -> 60, freeing 30: free 80); min_free then takes #2.
     assert_eq!(ids(&p), vec![1, 2]);
     assert_eq!(p.evict[0].reason, Reason::MaxBytes);
@@ -135,11 +206,11 @@ fn min_free_as_bytes_is_enforced() {
     let closed = [seg(1, "a", 30), seg(2, "a", 30)];
     let mut l = limits(1000);
     l.min_free = MinFree::Bytes(60);
-    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    let p = plan(&closed, &open(0), &l, disk, 0, &AllowAll);
     assert_eq!(ids(&p), vec![1, 2]);
     assert_eq!(p.unmet, None);
     l.min_free = MinFree::Bytes(61);
-    let p = plan(&closed, 0, &l, disk, 0, &AllowAll);
+    let p = plan(&closed, &open(0), &l, disk, 0, &AllowAll);
     assert_eq!(ids(&p), vec![1, 2]);
     assert_eq!(p.unmet, Some(Reason::MinFree));
 }
@@ -148,7 +219,7 @@ fn min_free_as_bytes_is_enforced() {
 fn guard_protected_segments_are_skipped_for_newer_ones() {
     let closed = [seg(1, "a", 10), seg(2, "a", 10), seg(3, "a", 10)];
     let keep_first = |c: &Candidate| c.id != 1;
-    let p = plan(&closed, 0, &limits(20), ROOMY, 0, &keep_first);
+    let p = plan(&closed, &open(0), &limits(20), ROOMY, 0, &keep_first);
     assert_eq!(ids(&p), vec![2]);
     assert_eq!(p.unmet, None);
 }
@@ -157,7 +228,7 @@ fn guard_protected_segments_are_skipped_for_newer_ones() {
 fn limit_is_unmet_when_everything_left_is_protected() {
     let closed = [seg(1, "a", 10), seg(2, "a", 10)];
     let nothing = |_: &Candidate| false;
-    let p = plan(&closed, 0, &limits(5), ROOMY, 0, &nothing);
+    let p = plan(&closed, &open(0), &limits(5), ROOMY, 0, &nothing);
     assert!(p.evict.is_empty());
     assert_eq!(p.unmet, Some(Reason::MaxBytes));
 }
@@ -168,7 +239,7 @@ fn protected_old_segments_leave_max_age_unmet() {
     l.max_age = Some(Duration::from_secs(60));
     let closed = [seg(1, "a", 1), seg(2, "a", 1)];
     let only_two = |c: &Candidate| c.id == 2;
-    let p = plan(&closed, 0, &l, ROOMY, DAY_MS, &only_two);
+    let p = plan(&closed, &open(0), &l, ROOMY, DAY_MS, &only_two);
     assert_eq!(ids(&p), vec![2]);
     assert_eq!(p.unmet, Some(Reason::MaxAge));
 }
@@ -178,7 +249,7 @@ fn protected_stream_segments_leave_its_quota_unmet() {
     let mut l = limits(1000);
     l.per_stream.insert("a".into(), 5);
     let closed = [seg(1, "a", 10)];
-    let p = plan(&closed, 0, &l, ROOMY, 0, &|_: &Candidate| false);
+    let p = plan(&closed, &open(0), &l, ROOMY, 0, &|_: &Candidate| false);
     assert_eq!(p.unmet, Some(Reason::StreamMaxBytes));
 }
 
@@ -192,7 +263,7 @@ fn most_urgent_unmet_limit_is_reported() {
         total: 1000,
         free: 0,
     };
-    let p = plan(&closed, 0, &l, disk, DAY_MS, &|_: &Candidate| false);
+    let p = plan(&closed, &open(0), &l, disk, DAY_MS, &|_: &Candidate| false);
     assert_eq!(p.unmet, Some(Reason::MinFree));
 }
 
@@ -210,7 +281,7 @@ fn all_limits_combine_and_each_segment_is_evicted_once() {
         total: 1000,
         free: 0,
     };
-    let p = plan(&closed, 20, &l, disk, now, &AllowAll);
+    let p = plan(&closed, &open(20), &l, disk, now, &AllowAll);
     let reasons: Vec<(u64, Reason)> = p.evict.iter().map(|e| (e.id, e.reason)).collect();
     assert_eq!(
         reasons,

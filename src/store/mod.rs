@@ -366,7 +366,7 @@ impl Store {
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 #[cfg(test)]
 mod hook_tests;
 #[cfg(test)]

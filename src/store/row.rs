@@ -41,8 +41,10 @@ pub enum SegmentState {
     Deleting,
 }
 
-/// Where a segment is in the upload pipeline. Only `NotQueued` is produced so far; the other
-/// variants are the shape the upload queue will fill in.
+/// Where a segment is in the upload pipeline (see [`crate::upload`]). A job is never given
+/// up, so there is no "failed" state: its failures are kept with its upload progress.
+///
+/// postcard stores the variant's position: never reorder these, append new ones.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadState {
@@ -53,7 +55,7 @@ pub enum UploadState {
     Pending {
         /// When it was queued, ms since the Unix epoch.
         queued_at_ms: i64,
-        /// Attempts made so far.
+        /// Failed attempts so far (the last error is in the job's upload progress).
         attempts: u32,
     },
     /// Uploaded; retention may treat it as safe to evict first.
@@ -63,15 +65,12 @@ pub enum UploadState {
         /// When the upload completed, ms since the Unix epoch.
         at_ms: i64,
     },
-    /// Given up after repeated failures.
-    Failed {
-        /// The last error, for the operator.
-        reason: String,
-        /// When it was given up, ms since the Unix epoch.
-        at_ms: i64,
-        /// Attempts made.
-        attempts: u32,
-    },
+    /// Position 3 belonged to a `Failed` state that no build ever wrote (a job is never
+    /// given up). It stays reserved so that no other state is ever read from such bytes
+    /// (they fail to decode instead). Never constructed.
+    #[doc(hidden)]
+    #[serde(skip)]
+    Reserved3,
 }
 
 /// One file of a segment.
@@ -247,6 +246,48 @@ mod tests {
         };
         let back = SegmentRow::decode(3, &r.encode()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_retired_failed_position_never_decodes_as_another_upload_state() {
+        // The layout of the builds that still declared `Failed`.
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum Old {
+            NotQueued,
+            Pending {
+                queued_at_ms: i64,
+                attempts: u32,
+            },
+            Uploaded {
+                url: String,
+                at_ms: i64,
+            },
+            Failed {
+                reason: String,
+                at_ms: i64,
+                attempts: u32,
+            },
+        }
+        let up = postcard::to_allocvec(&Old::Uploaded {
+            url: "u".into(),
+            at_ms: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            postcard::from_bytes::<UploadState>(&up).unwrap(),
+            UploadState::Uploaded {
+                url: "u".into(),
+                at_ms: 1
+            }
+        );
+        let failed = postcard::to_allocvec(&Old::Failed {
+            reason: "x".into(),
+            at_ms: 1,
+            attempts: 2,
+        })
+        .unwrap();
+        assert!(postcard::from_bytes::<UploadState>(&failed).is_err());
     }
 
     #[test]

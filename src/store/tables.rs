@@ -30,7 +30,8 @@ use super::row::SegmentRow;
 /// The auxiliary tables. Each subsystem owns one; none reads another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuxTable {
-    /// Multipart upload progress (upload id, completed parts), by segment id.
+    /// Upload job state by segment id: multipart progress (upload id, completed parts) and
+    /// failures (attempts, last error, next retry).
     UploadParts,
     /// Events waiting for the broker's acknowledgement, by event sequence number.
     Outbox,

@@ -1,7 +1,8 @@
-//! `edgerec uploads` (the backlog and the transfer under way) and `edgerec upload --now`
-//! (drain the backlog, with a progress bar on a terminal). Both ask the running recorder
-//! through the control socket (`uploads`, `upload-now`); `uploads` reads the index when no
-//! recorder runs.
+//! `edgerec uploads` (the backlog, failing jobs and the transfer under way), `edgerec upload
+//! --now` (drain the backlog, with a progress bar on a terminal) and `edgerec upload
+//! --pause` / `--resume`. They ask the running recorder through the control socket
+//! (`uploads`, `upload-now`, `upload-pause`, `upload-resume`); when no recorder runs,
+//! `uploads` reads the index and `--pause` / `--resume` set the flag in it.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -9,8 +10,52 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{backlog, Backlog, Control, Transfer, PAUSED_KEY};
-use crate::store::{AuxTable, Store};
+use super::transfer::Progress;
+use super::{paused_in, set_paused_in, Backlog, Control, Transfer};
+use crate::store::{AuxTable, SegmentRow, SegmentState, Store, StoreError, UploadState};
+
+/// A segment waiting for upload whose last attempt failed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingJob {
+    pub segment_id: u64,
+    pub stream: String,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// The last error was transient (retried quickly).
+    pub transient: bool,
+    /// When it failed and when it is tried again, ms since the Unix epoch.
+    pub at_ms: i64,
+    pub retry_at_ms: i64,
+}
+
+/// The failing jobs among the pending `rows`, from their saved failures (blocking).
+pub fn failing(store: &Store, rows: &[SegmentRow]) -> Result<Vec<FailingJob>, StoreError> {
+    let mut out = Vec::new();
+    for (id, v) in store.aux_scan(AuxTable::UploadParts, 0, usize::MAX)? {
+        let Some(f) = Progress::decode(&v).failure else {
+            continue;
+        };
+        let Some(r) = rows.iter().find(|r| {
+            r.id == id
+                && r.state == SegmentState::Closed
+                && matches!(r.upload, UploadState::Pending { .. })
+        }) else {
+            continue;
+        };
+        out.push(FailingJob {
+            segment_id: id,
+            stream: r.stream.clone(),
+            attempts: f.attempts,
+            error: f.error,
+            transient: f.transient,
+            at_ms: f.at_ms,
+            retry_at_ms: f.retry_at_ms,
+        });
+    }
+    Ok(out)
+}
 
 /// The answer to the `uploads` request.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,9 +69,25 @@ pub struct UploadsReport {
     pub draining: bool,
     pub backlog: Backlog,
     pub current: Option<Transfer>,
+    /// Waiting segments whose last attempt failed: attempts, last error, next retry.
+    #[serde(default)]
+    pub failing: Vec<FailingJob>,
 }
 
-/// Answer a control-socket request (`uploads` or `upload-now`).
+/// Backlog and failing jobs from the index (blocking).
+fn from_index(store: &Store) -> Result<(Backlog, Vec<FailingJob>), StoreError> {
+    let rows = store.segments()?;
+    Ok((super::backlog_of(&rows), failing(store, &rows)?))
+}
+
+/// The control-socket requests this module answers.
+pub const REQUESTS: [&str; 4] = ["uploads", "upload-now", "upload-pause", "upload-resume"];
+
+fn error_json(e: impl std::fmt::Display) -> String {
+    serde_json::json!({"error": e.to_string()}).to_string()
+}
+
+/// Answer a control-socket request (one of [`REQUESTS`]).
 pub async fn answer(store: &Arc<Store>, control: Option<Control>, req: &str) -> String {
     let Some(control) = control else {
         return match req {
@@ -35,19 +96,33 @@ pub async fn answer(store: &Arc<Store>, control: Option<Control>, req: &str) -> 
                 ..UploadsReport::default()
             })
             .unwrap_or_default(),
-            _ => serde_json::json!({"error": "uploads are not configured (no [upload] section)"})
-                .to_string(),
+            _ => error_json("uploads are not configured (no [upload] section)"),
         };
     };
-    if req == "upload-now" {
-        control.now();
-        return serde_json::json!({"ok": true}).to_string();
+    match req {
+        "upload-now" => {
+            control.now();
+            return serde_json::json!({"ok": true}).to_string();
+        }
+        "upload-pause" | "upload-resume" => {
+            let c = control.clone();
+            let pause = req == "upload-pause";
+            let res =
+                tokio::task::spawn_blocking(move || if pause { c.pause() } else { c.resume() })
+                    .await;
+            return match res {
+                Ok(Ok(())) => serde_json::json!({"ok": true, "paused": pause}).to_string(),
+                Ok(Err(e)) => error_json(e),
+                Err(e) => error_json(e),
+            };
+        }
+        _ => {}
     }
     let s = store.clone();
-    let b = match tokio::task::spawn_blocking(move || backlog(&s)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return serde_json::json!({"error": e.to_string()}).to_string(),
-        Err(e) => return serde_json::json!({"error": e.to_string()}).to_string(),
+    let (b, failing) = match tokio::task::spawn_blocking(move || from_index(&s)).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return error_json(e),
+        Err(e) => return error_json(e),
     };
     serde_json::to_string(&UploadsReport {
         configured: true,
@@ -56,22 +131,22 @@ pub async fn answer(store: &Arc<Store>, control: Option<Control>, req: &str) -> 
         draining: control.is_draining(),
         backlog: b,
         current: control.current(),
+        failing,
     })
     .unwrap_or_default()
 }
 
 /// The report from a stopped recorder's index.
-pub fn offline_report(
-    store: &Store,
-    configured: bool,
-) -> Result<UploadsReport, crate::store::StoreError> {
+pub fn offline_report(store: &Store, configured: bool) -> Result<UploadsReport, StoreError> {
+    let (backlog, failing) = from_index(store)?;
     Ok(UploadsReport {
         configured,
         running: false,
-        paused: matches!(store.aux_get(AuxTable::Settings, PAUSED_KEY)?, Some(v) if v == [1]),
+        paused: paused_in(store)?,
         draining: false,
-        backlog: backlog(store)?,
+        backlog,
         current: None,
+        failing,
     })
 }
 
@@ -91,7 +166,8 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-fn human_age(ms: i64) -> String {
+/// A duration in ms as a short human string (`45s`, `12min`, `3h`, `2d`).
+pub fn human_age(ms: i64) -> String {
     let s = (ms / 1000).max(0);
     match s {
         0..=119 => format!("{s}s"),
@@ -132,6 +208,29 @@ pub fn render(r: &UploadsReport, now_ms: i64) -> String {
             percent(t.bytes_done, t.bytes_total)
         )),
         None => s.push_str("current: none\n"),
+    }
+    const SHOWN: usize = 10;
+    for f in r.failing.iter().take(SHOWN) {
+        let retry = if f.retry_at_ms > now_ms {
+            format!("retry in {}", human_age(f.retry_at_ms - now_ms))
+        } else {
+            "retry due".to_string()
+        };
+        s.push_str(&format!(
+            "failing: segment {} ({}), {} attempt(s), {} ({} ago): {}\n",
+            f.segment_id,
+            f.stream,
+            f.attempts,
+            retry,
+            human_age(now_ms - f.at_ms),
+            f.error
+        ));
+    }
+    if r.failing.len() > SHOWN {
+        s.push_str(&format!(
+            "failing: {} more (see --json)\n",
+            r.failing.len() - SHOWN
+        ));
     }
     s
 }
@@ -239,6 +338,37 @@ pub fn upload_now(root: &std::path::Path, timeout: Option<Duration>) -> anyhow::
     }
 }
 
+/// `edgerec upload --pause` / `--resume`: tell the running recorder, or set the flag in
+/// the index when none runs (the next start honours it). Prints the new state.
+pub fn set_paused(
+    root: &std::path::Path,
+    configured: bool,
+    open: impl FnOnce() -> anyhow::Result<Store>,
+    pause: bool,
+) -> anyhow::Result<()> {
+    let req = if pause {
+        "upload-pause"
+    } else {
+        "upload-resume"
+    };
+    let word = if pause { "paused" } else { "resumed" };
+    match crate::control::request(root, req)? {
+        Some(a) => {
+            parse_ok(&a)?;
+            println!("uploads {word}");
+        }
+        None => {
+            anyhow::ensure!(
+                configured,
+                "uploads are not configured (no [upload] section)"
+            );
+            set_paused_in(&open()?, pause)?;
+            println!("uploads {word} (no recorder is running: it takes effect at the next start)");
+        }
+    }
+    Ok(())
+}
+
 fn parse_ok(answer: &str) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_str(answer)
         .map_err(|_| anyhow::anyhow!("unexpected answer from the running recorder: {answer}"))?;
@@ -269,6 +399,15 @@ mod tests {
                 bytes_done: 5 << 20,
                 bytes_total: 10 << 20,
             }),
+            failing: vec![FailingJob {
+                segment_id: 4,
+                stream: "cam".into(),
+                attempts: 7,
+                error: "PUT k on target \"vod\": 403 Forbidden".into(),
+                transient: false,
+                at_ms: 3 * 3600 * 1000 - 60_000,
+                retry_at_ms: 3 * 3600 * 1000 + 300_000,
+            }],
         };
         let s = render(&r, 3 * 3600 * 1000);
         assert!(
@@ -277,6 +416,10 @@ mod tests {
         );
         assert!(s.contains("segment 9, 5.0 MiB of 10.0 MiB (50%)"), "{s}");
         assert!(s.contains("state: running"), "{s}");
+        assert!(
+            s.contains("failing: segment 4 (cam), 7 attempt(s), retry in 5min (60s ago): PUT k on target \"vod\": 403 Forbidden"),
+            "{s}"
+        );
     }
 
     #[test]

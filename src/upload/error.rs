@@ -39,6 +39,10 @@ pub enum UploadError {
     /// The index could not record progress.
     #[error("index: {0}")]
     Index(#[from] crate::store::StoreError),
+    /// Not a failure: the transfer stopped at a part boundary because uploads were paused
+    /// or the time window closed. It resumes from the next part.
+    #[error("stopped at a part boundary (uploads paused or outside their time window); resumes from the next part")]
+    Held,
 }
 
 impl UploadError {

@@ -24,19 +24,25 @@ pub struct PacedConnector {
     pub timeout: Duration,
 }
 
+/// The reqwest client of one target: rustls (ring), https only unless `allow_http`, a
+/// whole-request `timeout`.
+pub fn client(allow_http: bool, timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    // rustls without a bundled provider: use ring (idempotent; another user such as the
+    // MQTT client may have installed it already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .https_only(!allow_http)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+}
+
 impl HttpConnector for PacedConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
-        // rustls without a bundled provider: use ring (idempotent; another user such as
-        // the MQTT client may have installed it already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .https_only(!self.allow_http)
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .timeout(self.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| object_store::Error::Generic {
+        let client =
+            client(self.allow_http, self.timeout).map_err(|e| object_store::Error::Generic {
                 store: "S3",
                 source: Box::new(e),
             })?;

@@ -151,6 +151,36 @@ impl KeyTemplate {
         }
         Ok(parts.join("/"))
     }
+
+    /// The part of every key of `device` that is known before any segment: `prefix`, then
+    /// the template's literal text and `{device}` up to the first other variable. The
+    /// second value tells whether it names the device (the template starts with
+    /// `{device}`, literals aside): only then is it this device's alone. For the orphan
+    /// sweep, which lists incomplete uploads under it.
+    pub fn fixed_prefix(&self, prefix: &str, device: &str) -> (String, bool) {
+        let mut fixed = String::new();
+        let mut has_device = false;
+        for tok in &self.tokens {
+            match tok {
+                Token::Lit(l) => fixed.push_str(l),
+                Token::Var(v) if v == "device" => {
+                    fixed.push_str(device);
+                    has_device = true;
+                }
+                Token::Var(_) => break,
+            }
+        }
+        // Whole components only up to the last "/", as expand() drops empty ones.
+        let (dirs, partial) = fixed.rsplit_once('/').unwrap_or(("", fixed.as_str()));
+        let mut out: Vec<&str> = prefix.split('/').filter(|c| !c.is_empty()).collect();
+        out.extend(dirs.split('/').filter(|c| !c.is_empty()));
+        let mut s = out.join("/");
+        if !s.is_empty() {
+            s.push('/');
+        }
+        s.push_str(partial);
+        (s, has_device)
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +247,25 @@ mod tests {
         ] {
             assert!(KeyTemplate::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_fixed_prefix_names_the_device_only_when_the_template_starts_with_it() {
+        let t = KeyTemplate::parse(crate::config::upload::DEFAULT_KEY).unwrap();
+        assert_eq!(
+            t.fixed_prefix("rec", "edge-1"),
+            ("rec/edge-1/".into(), true)
+        );
+        let t = KeyTemplate::parse("cams/{device}-{stream}/{file}").unwrap();
+        assert_eq!(t.fixed_prefix("", "e"), ("cams/e-".into(), true));
+        let t = KeyTemplate::parse("{stream}/{device}/{file}").unwrap();
+        assert_eq!(t.fixed_prefix("a/b", "e"), ("a/b/".into(), false));
+        assert_eq!(t.fixed_prefix("", "e"), (String::new(), false));
+        // Every key the template makes starts with it.
+        let t = KeyTemplate::parse("x//{device}/{seq}").unwrap();
+        let (p, _) = t.fixed_prefix("rec", "edge-1");
+        let k = t.expand("rec", &row("c", ""), Path::new("f.mp4")).unwrap();
+        assert!(k.starts_with(&p), "{k} does not start with {p}");
     }
 
     #[test]

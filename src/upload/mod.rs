@@ -9,24 +9,37 @@
 //!    segment without it.
 //! 2. **Order.** The worker keeps the pending rows in memory ([`queue::Queue`], pure):
 //!    oldest first, or newest first then backfill (`upload.order`). It is built from the
-//!    index at start and fed by the hook as segments close.
-//! 3. **Transfer** ([`transfer`]). Small files go as one PUT; files above `part_size` as a
-//!    multipart upload whose id and completed parts' ETags are saved durably in the
-//!    `UploadParts` table after each part, so a restart resumes at the next part. Bodies
-//!    are paced by one token bucket shared by all transfers ([`limiter`]), and transfers
-//!    only start inside the configured time windows ([`windows`]) and while not paused.
+//!    index at start and fed by the hook as segments close. Up to `upload.concurrency`
+//!    segments go at once.
+//! 3. **Transfer** ([`transfer`], clients in [`target`]). Small files go as one PUT; files
+//!    above `part_size` as a multipart upload whose id and completed parts' ETags are saved
+//!    durably in the `UploadParts` table after each part, so a restart resumes at the next
+//!    part. The next part is read from disk while the current one is sent. Bodies are paced
+//!    by one token bucket shared by all transfers ([`limiter`]). Transfers start only inside
+//!    the time windows ([`windows`]) and while not paused, and check again before every
+//!    part ([`Control::may_transfer`]): pausing, or a window closing, stops a transfer at
+//!    the next part boundary; it resumes from there.
 //! 4. **Verify and record.** A HEAD checks the object's size; then one durable commit sets
-//!    the row to `Uploaded { url, at_ms }`, removes its part progress and adds the
+//!    the row to `Uploaded { url, at_ms }`, removes its `UploadParts` entry and adds the
 //!    `segment.uploaded` event to the outbox. With `delete_after_upload` the segment is then
 //!    deleted by the store's protocol.
 //!
 //! # Failures
 //!
 //! Nothing drops a job. Transient errors (timeouts, resets, 5xx, SlowDown) are retried with
-//! capped exponential backoff with jitter (1 s … 30 s); permanent ones (403, a missing
-//! bucket, an unreadable file, a service that does not store what it was sent) raise an
-//! `upload.alarm` (an event and an error log line) and are retried slowly (30 s … 10 min).
-//! Multipart uploads left behind by segments that are gone are aborted at start.
+//! capped exponential backoff with jitter (1 s … 30 s), and hold every transfer to the same
+//! target for that long (the link is down, not the segment); permanent ones (403, a missing
+//! bucket, an unreadable file, a service that does not store what it was sent) are retried
+//! slowly (30 s … 10 min). The backoff follows the latest error's kind ([`failure`]). A
+//! permanent error, or five transient ones in a row, raise an `upload.alarm` (an event and
+//! an error log line) once per kind; a success ends the alarm. Each job's attempts (also in
+//! the row's `Pending { attempts }`), last error and next retry time are saved in its
+//! `UploadParts` entry, so a restart keeps backoffs and alarms, and `edgerec uploads` shows
+//! them.
+//!
+//! Multipart uploads left behind are aborted at start (`orphans.rs`): those recorded for
+//! segments that are gone, and those the service lists under this device's key prefix that
+//! no segment's progress names (a kill between CreateMultipartUpload and saving its id).
 //!
 //! # Retention
 //!
@@ -35,31 +48,37 @@
 //! ([`retention_guard`]).
 
 pub mod cli;
+mod control;
 mod error;
+mod evict;
+pub mod failure;
 mod http;
 pub mod keys;
 pub mod limiter;
+mod orphans;
 pub mod queue;
+pub mod report;
+mod segment;
+pub mod target;
 pub mod transfer;
 pub mod windows;
 mod worker;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+pub use control::{may_transfer, paused_in, set_paused_in, Control};
 pub use error::UploadError;
+pub use evict::{
+    pending_rows, report_evicted_unsynced, report_retention, retention_guard, DenyGate, DENY_KEY,
+};
 pub use worker::spawn;
 
 use crate::clock::SharedClock;
-use crate::config::upload::StoragePolicy;
 use crate::config::Config;
-use crate::store::{
-    AuxOp, AuxTable, IndexHook, SegmentRow, SegmentState, Store, StoreError, UploadState,
-};
+use crate::store::{AuxOp, IndexHook, SegmentRow, SegmentState, Store, StoreError, UploadState};
 
 /// `Settings` key of the persisted "paused" flag.
 pub const PAUSED_KEY: u64 = 1;
@@ -137,125 +156,6 @@ impl IndexHook for QueueHook {
     }
 }
 
-/// A handle to the running uploader, for the CLI (through the control socket), MQTT
-/// commands and telemetry. Cheap to clone.
-#[derive(Clone)]
-pub struct Control {
-    inner: Arc<ControlInner>,
-}
-
-struct ControlInner {
-    store: Arc<Store>,
-    paused: AtomicBool,
-    /// A drain (`upload --now`) is under way.
-    now: AtomicBool,
-    /// `now()` was called since the worker last looked: retry every waiting job at once.
-    kick: AtomicBool,
-    wake: Arc<Notify>,
-    current: Mutex<Vec<(u64, Arc<AtomicU64>, u64)>>,
-}
-
-impl Control {
-    fn new(store: Arc<Store>, wake: Arc<Notify>) -> Control {
-        let paused =
-            matches!(store.aux_get(AuxTable::Settings, PAUSED_KEY), Ok(Some(v)) if v == [1]);
-        Control {
-            inner: Arc::new(ControlInner {
-                store,
-                paused: AtomicBool::new(paused),
-                now: AtomicBool::new(false),
-                kick: AtomicBool::new(false),
-                wake,
-                current: Mutex::new(Vec::new()),
-            }),
-        }
-    }
-
-    fn set_paused(&self, p: bool) -> Result<(), StoreError> {
-        self.inner.paused.store(p, Ordering::SeqCst);
-        self.inner.wake.notify_one();
-        self.inner.store.aux_commit(
-            vec![AuxOp::put(
-                AuxTable::Settings,
-                PAUSED_KEY,
-                vec![u8::from(p)],
-            )],
-            None,
-            true,
-        )
-    }
-
-    /// Stop starting transfers (one under way is stopped too, and resumes later from its
-    /// last part). Survives restarts. Blocks for one index commit.
-    pub fn pause(&self) -> Result<(), StoreError> {
-        self.set_paused(true)
-    }
-
-    /// Undo [`Control::pause`]. Blocks for one index commit.
-    pub fn resume(&self) -> Result<(), StoreError> {
-        self.set_paused(false)
-    }
-
-    /// Upload now: retry every waiting job at once and ignore windows and pause until the
-    /// backlog is empty.
-    pub fn now(&self) {
-        self.inner.now.store(true, Ordering::SeqCst);
-        self.inner.kick.store(true, Ordering::SeqCst);
-        self.inner.wake.notify_one();
-    }
-
-    pub fn is_paused(&self) -> bool {
-        self.inner.paused.load(Ordering::SeqCst)
-    }
-
-    /// True while an `upload --now` drain is under way.
-    pub fn is_draining(&self) -> bool {
-        self.inner.now.load(Ordering::SeqCst)
-    }
-
-    /// The transfer under way (the oldest started, when several run).
-    pub fn current(&self) -> Option<Transfer> {
-        let cur = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-        cur.first().map(|(id, done, total)| Transfer {
-            segment_id: *id,
-            bytes_done: done.load(Ordering::Relaxed).min(*total),
-            bytes_total: *total,
-        })
-    }
-
-    /// Segments being uploaded now: retention must not delete them.
-    pub fn in_flight(&self) -> HashSet<u64> {
-        let cur = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-        cur.iter().map(|(id, _, _)| *id).collect()
-    }
-
-    fn started(&self, id: u64, total: u64) -> Arc<AtomicU64> {
-        let done = Arc::new(AtomicU64::new(0));
-        self.inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, done.clone(), total));
-        done
-    }
-
-    fn finished(&self, id: u64) {
-        self.inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(i, _, _)| *i != id);
-    }
-
-    fn take_kick(&self) -> bool {
-        self.inner.kick.swap(false, Ordering::SeqCst)
-    }
-
-    fn drained(&self) {
-        self.inner.now.store(false, Ordering::SeqCst);
-    }
-}
-
 /// The uploader before it runs: its hook is registered on the store (so recovery's closes
 /// and adoptions are queued too), then [`spawn`] starts it.
 pub struct Uploads {
@@ -281,7 +181,15 @@ impl Uploads {
         });
         store.add_hook(hook.clone());
         Some(Uploads {
-            control: Control::new(store.clone(), wake),
+            control: Control::new(
+                store.clone(),
+                clock.clone(),
+                cfg.upload
+                    .as_ref()
+                    .map(|u| u.windows.clone())
+                    .unwrap_or_default(),
+                wake,
+            ),
             cfg,
             store: store.clone(),
             clock,
@@ -292,110 +200,6 @@ impl Uploads {
     /// The control handle (also available after [`spawn`]).
     pub fn control(&self) -> Control {
         self.control.clone()
-    }
-}
-
-/// Closed segments still waiting for upload, by id (for retention).
-pub fn pending_rows(rows: &[SegmentRow]) -> HashMap<u64, SegmentRow> {
-    rows.iter()
-        .filter(|r| {
-            r.state == SegmentState::Closed && matches!(r.upload, UploadState::Pending { .. })
-        })
-        .map(|r| (r.id, r.clone()))
-        .collect()
-}
-
-/// What retention may delete, given `storage.policy` and the uploader's state: never a
-/// segment being uploaded; under `deny_new`, never one still waiting for upload.
-pub fn retention_guard(
-    cfg: &Config,
-    control: Option<&Control>,
-    pending: &HashMap<u64, SegmentRow>,
-) -> impl Fn(&crate::retention::Candidate) -> bool {
-    let busy = control.map(Control::in_flight).unwrap_or_default();
-    let deny = cfg.storage.policy == StoragePolicy::DenyNew;
-    let pending: HashSet<u64> = pending.keys().copied().collect();
-    move |c: &crate::retention::Candidate| {
-        !(busy.contains(&c.id) || deny && pending.contains(&c.id))
-    }
-}
-
-/// Log what a retention plan means for uploads: under `delete_oldest`, every pending
-/// segment it deletes is an `evicted_unsynced` warning with stream, start, end and bytes;
-/// under `deny_new`, a limit it cannot meet while segments wait for upload is an alarm, and
-/// the deny flag ([`DENY_KEY`]) is set until a pass meets every limit again: recorders start
-/// no new segment meanwhile ([`DenyGate`]). Called inside the retention pass (blocking).
-pub fn report_retention(
-    cfg: &Config,
-    store: &Store,
-    plan: &crate::retention::Plan,
-    pending: &HashMap<u64, SegmentRow>,
-) {
-    for e in &plan.evict {
-        if let Some(r) = pending.get(&e.id) {
-            tracing::warn!(
-                event = "evicted_unsynced",
-                segment = r.id,
-                stream = %r.stream,
-                start_ms = r.start_ms,
-                end_ms = r.end_ms,
-                bytes = r.bytes,
-                reason = %e.reason,
-                "evicted_unsynced: deleting a segment that was never uploaded (storage.policy = delete_oldest)"
-            );
-        }
-    }
-    let deny =
-        cfg.storage.policy == StoragePolicy::DenyNew && plan.unmet.is_some() && !pending.is_empty();
-    let was = matches!(store.aux_get(AuxTable::Settings, DENY_KEY), Ok(Some(v)) if v == [1]);
-    if deny && !was {
-        tracing::error!(
-            alarm = "storage_full_unsynced",
-            pending = pending.len(),
-            "storage is full of segments not uploaded yet (storage.policy = deny_new): not starting new segments until uploads free space"
-        );
-    }
-    if deny != was {
-        if !deny {
-            tracing::info!("storage has room again: recording new segments");
-        }
-        let op = AuxOp::put(AuxTable::Settings, DENY_KEY, vec![u8::from(deny)]);
-        if let Err(e) = store.aux_commit(vec![op], None, false) {
-            tracing::error!(error = %e, "cannot record the deny_new state");
-        }
-    }
-}
-
-/// `Settings` key of the flag retention sets under `storage.policy = "deny_new"`.
-pub const DENY_KEY: u64 = 2;
-
-/// A recorder's view of the deny flag: may a new segment start? Reads the index at most
-/// once a second.
-#[derive(Debug, Default)]
-pub struct DenyGate {
-    checked: Option<std::time::Instant>,
-    denied: bool,
-}
-
-impl DenyGate {
-    /// True while recording must not start (or continue) a segment.
-    pub fn denied(&mut self, store: &Store, now: std::time::Instant) -> bool {
-        if self
-            .checked
-            .is_none_or(|t| now.saturating_duration_since(t) >= std::time::Duration::from_secs(1))
-        {
-            self.checked = Some(now);
-            let d = matches!(store.aux_get(AuxTable::Settings, DENY_KEY), Ok(Some(v)) if v == [1]);
-            if d != self.denied {
-                if d {
-                    tracing::warn!("not recording: storage is full of segments not uploaded yet (storage.policy = deny_new)");
-                } else {
-                    tracing::info!("recording again: storage has room");
-                }
-            }
-            self.denied = d;
-        }
-        self.denied
     }
 }
 

@@ -1,6 +1,7 @@
 //! The upload queue's order, pure: which pending segment goes next, which wait out a
-//! backoff, what is in flight. The index rows (`UploadState::Pending`) are the durable truth;
-//! this is the in-memory order built from them at start and fed as segments close.
+//! backoff (their own, or a hold on their target), what is in flight. The index rows
+//! (`UploadState::Pending`) are the durable truth; this is the in-memory order built from
+//! them at start and fed as segments close.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -15,21 +16,27 @@ pub struct Job {
     pub start_ms: i64,
     /// Bytes to upload.
     pub bytes: u64,
+    /// The upload target it goes to.
+    pub target: String,
     /// Not before this wall time (ms), after a failure.
     pub not_before_ms: i64,
-    /// Failures so far in this run.
-    pub failures: u32,
 }
 
 impl Job {
-    pub fn new(id: u64, start_ms: i64, bytes: u64) -> Job {
+    pub fn new(id: u64, start_ms: i64, bytes: u64, target: &str) -> Job {
         Job {
             id,
             start_ms,
             bytes,
+            target: target.to_string(),
             not_before_ms: 0,
-            failures: 0,
         }
+    }
+
+    /// Waiting out a backoff until `not_before_ms` (a failure saved before a restart).
+    pub fn not_before(mut self, not_before_ms: i64) -> Job {
+        self.not_before_ms = not_before_ms;
+        self
     }
 }
 
@@ -65,12 +72,14 @@ impl Queue {
     }
 
     /// The next job to start at `now_ms`, marked in flight: the oldest (or newest, by the
-    /// order) that is neither in flight nor waiting out a backoff.
-    pub fn take_next(&mut self, now_ms: i64) -> Option<Job> {
-        let ready = self
-            .jobs
-            .values()
-            .filter(|j| !self.in_flight.contains(&j.id) && j.not_before_ms <= now_ms);
+    /// order) that is neither in flight nor waiting out a backoff, and whose target is not
+    /// held beyond `now_ms` (`held_until` gives a target's hold, 0 for none).
+    pub fn take_next(&mut self, now_ms: i64, held_until: impl Fn(&str) -> i64) -> Option<Job> {
+        let ready = self.jobs.values().filter(|j| {
+            !self.in_flight.contains(&j.id)
+                && j.not_before_ms <= now_ms
+                && held_until(&j.target) <= now_ms
+        });
         let pick = match self.order {
             UploadOrder::OldestFirst => ready.min_by_key(|j| (j.start_ms, j.id)),
             UploadOrder::NewestFirst => ready.max_by_key(|j| (j.start_ms, j.id)),
@@ -81,16 +90,17 @@ impl Queue {
     }
 
     /// A job failed: it waits until `not_before_ms`, then is eligible again. Never dropped.
-    pub fn failed(&mut self, id: u64, not_before_ms: i64) -> u32 {
+    pub fn failed(&mut self, id: u64, not_before_ms: i64) {
         self.in_flight.remove(&id);
-        match self.jobs.get_mut(&id) {
-            Some(j) => {
-                j.failures = j.failures.saturating_add(1);
-                j.not_before_ms = not_before_ms;
-                j.failures
-            }
-            None => 0,
+        if let Some(j) = self.jobs.get_mut(&id) {
+            j.not_before_ms = not_before_ms;
         }
+    }
+
+    /// A job stopped without failing (paused, or its window closed): eligible again as soon
+    /// as transfers may run.
+    pub fn put_back(&mut self, id: u64) {
+        self.in_flight.remove(&id);
     }
 
     /// Make every waiting job eligible now (`upload --now`).
@@ -100,12 +110,13 @@ impl Queue {
         }
     }
 
-    /// The earliest time a waiting job becomes eligible, if any is waiting.
-    pub fn next_wake_ms(&self) -> Option<i64> {
+    /// The earliest time a waiting job becomes eligible (its backoff and its target's hold
+    /// over), if any is waiting.
+    pub fn next_wake_ms(&self, held_until: impl Fn(&str) -> i64) -> Option<i64> {
         self.jobs
             .values()
             .filter(|j| !self.in_flight.contains(&j.id))
-            .map(|j| j.not_before_ms)
+            .map(|j| j.not_before_ms.max(held_until(&j.target)))
             .min()
     }
 
@@ -130,18 +141,26 @@ impl Queue {
 mod tests {
     use super::*;
 
+    fn job(id: u64, start_ms: i64) -> Job {
+        Job::new(id, start_ms, 10, "vod")
+    }
+
     fn q(order: UploadOrder) -> Queue {
         let mut q = Queue::new(order);
-        q.push(Job::new(2, 2_000, 10));
-        q.push(Job::new(1, 1_000, 10));
-        q.push(Job::new(3, 3_000, 10));
+        q.push(job(2, 2_000));
+        q.push(job(1, 1_000));
+        q.push(job(3, 3_000));
         q
+    }
+
+    fn free(_: &str) -> i64 {
+        0
     }
 
     #[test]
     fn oldest_first_takes_the_earliest_recording_first() {
         let mut q = q(UploadOrder::OldestFirst);
-        let ids: Vec<u64> = std::iter::from_fn(|| q.take_next(0).map(|j| j.id)).collect();
+        let ids: Vec<u64> = std::iter::from_fn(|| q.take_next(0, free).map(|j| j.id)).collect();
         assert_eq!(ids, [1, 2, 3]);
         assert_eq!(q.in_flight(), 3);
     }
@@ -149,43 +168,63 @@ mod tests {
     #[test]
     fn newest_first_then_backfills_the_older_ones() {
         let mut q = q(UploadOrder::NewestFirst);
-        assert_eq!(q.take_next(0).unwrap().id, 3);
+        assert_eq!(q.take_next(0, free).unwrap().id, 3);
         q.remove(3);
-        q.push(Job::new(4, 4_000, 1));
-        assert_eq!(q.take_next(0).unwrap().id, 4);
-        assert_eq!(q.take_next(0).unwrap().id, 2);
-        assert_eq!(q.take_next(0).unwrap().id, 1);
+        q.push(job(4, 4_000));
+        assert_eq!(q.take_next(0, free).unwrap().id, 4);
+        assert_eq!(q.take_next(0, free).unwrap().id, 2);
+        assert_eq!(q.take_next(0, free).unwrap().id, 1);
     }
 
     #[test]
     fn a_failed_job_waits_out_its_backoff_and_is_never_dropped() {
         let mut q = q(UploadOrder::OldestFirst);
-        let j = q.take_next(0).unwrap();
-        assert_eq!(q.failed(j.id, 5_000), 1);
-        assert_eq!(q.take_next(100).unwrap().id, 2);
-        assert_eq!(q.take_next(100).unwrap().id, 3);
-        assert_eq!(q.take_next(100), None);
-        assert_eq!(q.next_wake_ms(), Some(5_000));
-        assert_eq!(q.take_next(5_000).unwrap().id, 1);
+        let j = q.take_next(0, free).unwrap();
+        q.failed(j.id, 5_000);
+        assert_eq!(q.take_next(100, free).unwrap().id, 2);
+        assert_eq!(q.take_next(100, free).unwrap().id, 3);
+        assert_eq!(q.take_next(100, free), None);
+        assert_eq!(q.next_wake_ms(free), Some(5_000));
+        assert_eq!(q.take_next(5_000, free).unwrap().id, 1);
         assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn a_held_target_starts_nothing_until_its_hold_is_over() {
+        let mut q = q(UploadOrder::OldestFirst);
+        q.push(Job::new(9, 0, 10, "other"));
+        let held = |t: &str| if t == "vod" { 5_000 } else { 0 };
+        assert_eq!(q.take_next(100, held).unwrap().id, 9);
+        assert_eq!(q.take_next(100, held), None);
+        assert_eq!(q.next_wake_ms(held), Some(5_000));
+        assert_eq!(q.take_next(5_000, held).unwrap().id, 1);
+    }
+
+    #[test]
+    fn a_job_put_back_goes_first_again_without_waiting() {
+        let mut q = q(UploadOrder::OldestFirst);
+        let j = q.take_next(0, free).unwrap();
+        q.put_back(j.id);
+        assert_eq!(q.next_wake_ms(free), Some(0));
+        assert_eq!(q.take_next(0, free).unwrap().id, 1);
     }
 
     #[test]
     fn retry_now_clears_every_backoff() {
         let mut q = q(UploadOrder::OldestFirst);
-        let j = q.take_next(0).unwrap();
+        let j = q.take_next(0, free).unwrap();
         q.failed(j.id, i64::MAX);
         q.retry_now();
-        assert_eq!(q.take_next(0).unwrap().id, 1);
+        assert_eq!(q.take_next(0, free).unwrap().id, 1);
     }
 
     #[test]
     fn pushing_a_queued_segment_again_keeps_its_backoff() {
         let mut q = q(UploadOrder::OldestFirst);
-        let j = q.take_next(0).unwrap();
+        let j = q.take_next(0, free).unwrap();
         q.failed(j.id, 9_000);
-        q.push(Job::new(1, 1_000, 10));
-        assert_eq!(q.next_wake_ms(), Some(0));
-        assert_eq!(q.take_next(0).unwrap().id, 2);
+        q.push(job(1, 1_000));
+        assert_eq!(q.next_wake_ms(free), Some(0));
+        assert_eq!(q.take_next(0, free).unwrap().id, 2);
     }
 }

@@ -1,4 +1,7 @@
-//! Unit tests of the upload hook, backlog, retention guard, persisted pause and deny gate.
+//! Unit tests of the upload hook, backlog, retention guard, persisted pause, deny gate, and
+//! a transfer stopped by its window closing (injected clock, file target).
+
+use std::collections::HashMap;
 
 use super::*;
 use crate::clock::ManualClock;
@@ -207,4 +210,100 @@ fn the_deny_flag_follows_retention_and_gates_recorders() {
     assert!(gate.denied(&st, t0 + std::time::Duration::from_secs(1)));
     report_retention(&c, &st, &crate::retention::Plan::default(), &pending);
     assert!(!gate.denied(&st, t0 + std::time::Duration::from_secs(2)));
+}
+
+/// A file of `n` bytes of varied content.
+fn varied_file(path: &std::path::Path, n: usize) {
+    let data: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(path, data).unwrap();
+}
+
+fn md5_of(path: &std::path::Path) -> String {
+    use md5::{Digest, Md5};
+    format!("{:x}", Md5::digest(std::fs::read(path).unwrap()))
+}
+
+#[tokio::test]
+async fn a_transfer_stops_at_a_part_boundary_when_its_window_closes_and_resumes_in_the_next() {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    use crate::config::upload::MIN_PART_SIZE;
+    use crate::upload::target::Target;
+    use crate::upload::transfer::{FileJob, Progress};
+    use crate::upload::windows::{local_minute, Window};
+
+    let dir = tempfile::tempdir().unwrap();
+    let st = store(dir.path());
+    // One second past a minute boundary; the window is open for this minute and the next.
+    let t0: i64 = 1_800_000_000_000 + 1_000;
+    let clock = ManualClock::new(t0);
+    let m0 = local_minute(t0);
+    let window = Window {
+        start: m0,
+        end: (m0 + 2) % 1440,
+    };
+    let control = Control::new(
+        st.clone(),
+        clock.clone(),
+        vec![window],
+        Arc::new(Notify::new()),
+    );
+    let src = dir.path().join("segment.bin");
+    let size = 3 * MIN_PART_SIZE + 1000;
+    varied_file(&src, size as usize);
+    let out = dir.path().join("out");
+    let cfg = Config::from_toml_str(&format!(
+        "device_id = \"d\"\n[storage]\nroot = \"x\"\nmax_bytes = \"1GiB\"\n[upload]\n[[upload.targets]]\nname = \"vod\"\nurl = \"file://{}\"\n",
+        out.display()
+    ))
+    .unwrap();
+    let limiter = Arc::new(crate::upload::limiter::Limiter::new(
+        None,
+        std::time::Instant::now(),
+    ));
+    let up = cfg.upload.unwrap();
+    let target = Target::build(&up.targets[0], limiter, MIN_PART_SIZE).unwrap();
+    let done = AtomicU64::new(0);
+    // Each part boundary takes a minute of the injected clock.
+    let tick = || {
+        let ok = control.may_transfer();
+        clock.advance(Duration::from_secs(60));
+        ok
+    };
+    let job = FileJob {
+        store: &st,
+        segment: 1,
+        path: src.clone(),
+        key: "d/cam/segment.bin".into(),
+        size,
+        part_size: MIN_PART_SIZE,
+        done: &done,
+        may_continue: &tick,
+    };
+    let r = target.upload_file(&job, &mut Progress::default()).await;
+    assert!(matches!(r, Err(UploadError::Held)), "{r:?}");
+    assert_eq!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        2 * MIN_PART_SIZE,
+        "two parts inside the window, none after it closed"
+    );
+    let copy = out.join("d/cam/segment.bin");
+    assert!(!copy.exists(), "an incomplete copy was published");
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("d/cam")).unwrap().collect();
+    assert!(leftovers.is_empty(), "staging file left: {leftovers:?}");
+    // Outside the window until the same minute the next day.
+    assert!(!control.may_transfer());
+    clock.advance(Duration::from_secs((1440 - 3) * 60));
+    assert!(control.may_transfer());
+    let open = || control.may_transfer();
+    let job = FileJob {
+        may_continue: &open,
+        ..job
+    };
+    target
+        .upload_file(&job, &mut Progress::default())
+        .await
+        .unwrap();
+    assert_eq!(md5_of(&copy), md5_of(&src));
 }

@@ -1,6 +1,6 @@
-//! One segment file to one object: single PUT for small files, multipart with persisted
-//! part progress for large ones, then a HEAD to verify the size. The object store clients
-//! (S3-compatible through object_store, or a local directory) are built per target.
+//! One segment file to one object: a single PUT for small files, a multipart upload with
+//! persisted part progress for large ones, then a HEAD to verify the size. The next part is
+//! read from disk (on the blocking pool) while the current one is sent.
 //!
 //! Resume protocol (S3 targets): the multipart upload id and the ETag of every completed
 //! part are saved in [`AuxTable::UploadParts`] under the segment id with a durable commit
@@ -8,34 +8,48 @@
 //! crash the upload continues at the first part not recorded; a part that was sent but not
 //! recorded is sent again (S3 replaces a part uploaded twice under the same number). If the
 //! service no longer knows the upload id (aborted, expired), the file starts over.
+//!
+//! Before every part the transfer asks whether it may go on ([`FileJob::may_continue`]):
+//! when uploads are paused or the window closed, it stops there with
+//! [`UploadError::Held`], and resumes from the next part later.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::aws::{AmazonS3, AmazonS3Builder, Checksum};
+use object_store::aws::AmazonS3;
 use object_store::local::LocalFileSystem;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::error::UploadError;
-use super::http::PacedConnector;
-use super::limiter::{chunk_size, Limiter};
-use crate::config::upload::{TargetKind, UploadTarget};
+use super::failure::Failure;
+use super::limiter::chunk_size;
+use super::target::{Backend, Target};
 use crate::store::{AuxOp, AuxTable, Store};
 
-/// What survives a restart of one segment's upload (postcard in `UploadParts`).
+/// What survives a restart of one segment's upload (postcard in `UploadParts`): its file
+/// and part progress, and its failures so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Files of the segment already uploaded and verified (in `row.files` order).
     pub files_done: u32,
     /// The multipart upload of the next file, if one is under way.
     pub multipart: Option<Multipart>,
+    /// Failed attempts, the last error and the next retry time.
+    pub failure: Option<Failure>,
+}
+
+/// The layout before failures were saved (0.1 development builds): decoded so that an
+/// upgrade resumes multipart uploads instead of starting them over.
+#[derive(Deserialize)]
+struct ProgressV0 {
+    files_done: u32,
+    multipart: Option<Multipart>,
 }
 
 /// A multipart upload under way.
@@ -53,31 +67,28 @@ impl Progress {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
+    /// Decode either layout; garbage means "start over".
     pub fn decode(b: &[u8]) -> Progress {
-        postcard::from_bytes(b).unwrap_or_default()
+        if let Ok(p) = postcard::from_bytes::<Progress>(b) {
+            return p;
+        }
+        match postcard::from_bytes::<ProgressV0>(b) {
+            Ok(v0) => Progress {
+                files_done: v0.files_done,
+                multipart: v0.multipart,
+                failure: None,
+            },
+            Err(_) => Progress::default(),
+        }
     }
 
+    /// The progress of segment `id` (blocking).
     pub fn load(store: &Store, id: u64) -> Result<Progress, UploadError> {
         Ok(store
             .aux_get(AuxTable::UploadParts, id)?
             .map(|b| Progress::decode(&b))
             .unwrap_or_default())
     }
-}
-
-enum Backend {
-    S3(Arc<AmazonS3>),
-    File(Arc<LocalFileSystem>),
-}
-
-/// A configured target with its client.
-pub struct Target {
-    pub cfg: UploadTarget,
-    backend: Backend,
-    limiter: Arc<Limiter>,
-    /// Where objects are reachable: `https://endpoint/bucket` or `file:///dir`.
-    base_url: String,
-    prefix: String,
 }
 
 /// One file to upload.
@@ -90,97 +101,27 @@ pub struct FileJob<'a> {
     pub part_size: u64,
     /// Bytes of this segment acknowledged so far (for `edgerec uploads`).
     pub done: &'a AtomicU64,
+    /// Asked before every part: false stops the transfer there ([`UploadError::Held`]).
+    pub may_continue: &'a (dyn Fn() -> bool + Send + Sync),
 }
 
-impl Target {
-    /// Build the client of `cfg`. Credentials: the config, else `AWS_ACCESS_KEY_ID` /
-    /// `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`), else `credentials_file`. Instance
-    /// metadata is never queried.
-    pub fn build(
-        cfg: &UploadTarget,
-        limiter: Arc<Limiter>,
-        part_size: u64,
-    ) -> Result<Target, UploadError> {
-        let terr = |m: String| UploadError::Target {
-            target: cfg.name.clone(),
-            message: m,
-        };
-        match &cfg.kind {
-            TargetKind::File { dir } => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| terr(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| terr(e.to_string()))?;
-                Ok(Target {
-                    cfg: cfg.clone(),
-                    backend: Backend::File(Arc::new(fs)),
-                    limiter,
-                    base_url: format!("file://{}", dir.display())
-                        .trim_end_matches('/')
-                        .into(),
-                    prefix: String::new(),
-                })
-            }
-            TargetKind::S3 { bucket, prefix } => {
-                let (id, secret, token) = credentials(cfg).map_err(terr)?;
-                let bucket_endpoint = bucket_endpoint(cfg, bucket);
-                // A part at the capped rate must fit into one request's time limit.
-                let timeout = match limiter.rate() {
-                    Some(r) => Duration::from_secs(60 + 2 * part_size / r.max(1)),
-                    None => Duration::from_secs(300),
-                };
-                let mut b = AmazonS3Builder::new()
-                    .with_bucket_name(bucket)
-                    .with_region(&cfg.region)
-                    .with_access_key_id(id)
-                    .with_secret_access_key(secret)
-                    .with_allow_http(cfg.allow_http)
-                    .with_retry(RetryConfig {
-                        max_retries: 0,
-                        retry_timeout: Duration::from_secs(1),
-                        ..RetryConfig::default()
-                    })
-                    .with_http_connector(PacedConnector {
-                        limiter: limiter.clone(),
-                        allow_http: cfg.allow_http,
-                        timeout,
-                    });
-                if let Some(t) = token {
-                    b = b.with_token(t);
-                }
-                if cfg.endpoint.is_some() || cfg.virtual_hosted {
-                    b = b
-                        .with_endpoint(&bucket_endpoint)
-                        .with_virtual_hosted_style_request(true);
-                }
-                if cfg.checksum {
-                    b = b.with_checksum_algorithm(Checksum::SHA256);
-                }
-                let s3 = b.build().map_err(|e| terr(e.to_string()))?;
-                Ok(Target {
-                    cfg: cfg.clone(),
-                    backend: Backend::S3(Arc::new(s3)),
-                    limiter,
-                    base_url: bucket_endpoint,
-                    prefix: prefix.clone(),
-                })
-            }
+impl FileJob<'_> {
+    fn check(&self) -> Result<(), UploadError> {
+        if (self.may_continue)() {
+            Ok(())
+        } else {
+            Err(UploadError::Held)
         }
     }
 
-    /// The prefix keys go under (no leading or trailing `/`).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// Start reading part `idx` on the blocking pool.
+    fn read_part(&self, idx: u64) -> ReadAhead {
+        let off = idx * self.part_size;
+        ReadAhead::start(&self.path, off, self.part_size.min(self.size - off))
     }
+}
 
-    /// The object's URL (without credentials): the callback's `video_url`.
-    pub fn url(&self, key: &str) -> String {
-        format!("{}/{}", self.base_url, key)
-    }
-
-    fn err(&self, op: &'static str, key: &str, e: object_store::Error) -> UploadError {
-        UploadError::store(&self.cfg.name, op, key, e)
-    }
-
+impl Target {
     /// Upload one file, resuming from `progress`, and verify its size. `progress` is saved
     /// after every part (S3 targets).
     pub async fn upload_file(
@@ -192,53 +133,73 @@ impl Target {
             target: self.cfg.name.clone(),
             message: format!("bad object key {}: {e}", job.key),
         })?;
+        job.check()?;
         match &self.backend {
-            Backend::S3(s3) => {
-                if job.size <= job.part_size {
-                    let data = read_range(&job.path, 0, job.size).await?;
-                    s3.put(&path, PutPayload::from(data))
-                        .await
-                        .map_err(|e| self.err("PUT", &job.key, e))?;
-                    job.done.fetch_add(job.size, Ordering::Relaxed);
-                } else {
-                    self.multipart(s3, &path, job, progress).await?;
-                }
-            }
-            Backend::File(fs) => {
-                // A local copy is quick to redo: no part progress is kept.
-                let mut up = fs
-                    .put_multipart(&path)
+            Backend::S3(s3) if job.size <= job.part_size => {
+                let data = read_range(&job.path, 0, job.size).await?;
+                s3.put(&path, PutPayload::from(data))
                     .await
-                    .map_err(|e| self.err("CREATE", &job.key, e))?;
-                let mut off = 0;
-                while off < job.size {
-                    let n = job.part_size.min(job.size - off);
-                    let data = read_range(&job.path, off, n).await?;
-                    let step = self.limiter.rate().map_or(usize::MAX, chunk_size);
-                    let mut sent = 0usize;
-                    while sent < data.len() {
-                        let c = step.min(data.len() - sent);
-                        self.limiter.acquire(c).await;
-                        sent += c;
-                    }
-                    if let Err(e) = up.put_part(PutPayload::from(data)).await {
-                        let _ = up.abort().await;
-                        return Err(self.err("WRITE", &job.key, e));
-                    }
-                    off += n;
-                    job.done.fetch_add(n, Ordering::Relaxed);
-                }
-                up.complete()
-                    .await
-                    .map_err(|e| self.err("COMPLETE", &job.key, e))?;
+                    .map_err(|e| self.err("PUT", &job.key, e))?;
+                job.done.fetch_add(job.size, Ordering::Relaxed);
             }
+            Backend::S3(s3) => self.multipart(s3.as_ref(), &path, job, progress).await?,
+            Backend::File(fs, _) => self.copy(fs.as_ref(), &path, job).await?,
         }
         self.verify(&path, job).await
     }
 
+    /// A local copy: quick to redo, so no part progress is kept; a stop or an error
+    /// removes the staging file.
+    async fn copy(
+        &self,
+        fs: &LocalFileSystem,
+        path: &ObjPath,
+        job: &FileJob<'_>,
+    ) -> Result<(), UploadError> {
+        let mut up = fs
+            .put_multipart(path)
+            .await
+            .map_err(|e| self.err("CREATE", &job.key, e))?;
+        let n_parts = job.size.div_ceil(job.part_size).max(1);
+        let mut next = Some(job.read_part(0));
+        for idx in 0..n_parts {
+            let step = async {
+                if idx > 0 {
+                    job.check()?;
+                }
+                let data = next.take().expect("read ahead").wait(&job.path).await?;
+                if idx + 1 < n_parts {
+                    next = Some(job.read_part(idx + 1));
+                }
+                let n = data.len() as u64;
+                // Pace the copy like a network transfer.
+                let step = self.limiter.rate().map_or(usize::MAX, chunk_size);
+                let mut sent = 0usize;
+                while sent < data.len() {
+                    let c = step.min(data.len() - sent);
+                    self.limiter.acquire(c).await;
+                    sent += c;
+                }
+                up.put_part(PutPayload::from(data))
+                    .await
+                    .map_err(|e| self.err("WRITE", &job.key, e))?;
+                job.done.fetch_add(n, Ordering::Relaxed);
+                Ok::<(), UploadError>(())
+            };
+            if let Err(e) = step.await {
+                let _ = up.abort().await;
+                return Err(e);
+            }
+        }
+        up.complete()
+            .await
+            .map_err(|e| self.err("COMPLETE", &job.key, e))?;
+        Ok(())
+    }
+
     async fn multipart(
         &self,
-        s3: &Arc<AmazonS3>,
+        s3: &AmazonS3,
         path: &ObjPath,
         job: &FileJob<'_>,
         progress: &mut Progress,
@@ -249,7 +210,9 @@ impl Target {
             .is_some_and(|m| m.key == job.key && m.part_size == job.part_size);
         if !resumable {
             if let Some(old) = progress.multipart.take() {
-                self.abort(&old.key, &old.upload_id).await;
+                if let Err(e) = self.abort(&old.key, &old.upload_id).await {
+                    tracing::warn!(key = %old.key, error = %e, "could not abort a multipart upload being restarted");
+                }
             }
             let upload_id = s3
                 .create_multipart(path)
@@ -264,16 +227,22 @@ impl Target {
             save(job.store, job.segment, progress).await?;
         }
         let mp = progress.multipart.clone().expect("set above");
-        let n_parts = job.size.div_ceil(job.part_size) as usize;
+        let n_parts = job.size.div_ceil(job.part_size);
         let mut parts = mp.parts.clone();
         job.done
             .fetch_add(parts.len() as u64 * job.part_size, Ordering::Relaxed);
-        for idx in parts.len()..n_parts {
-            let off = idx as u64 * job.part_size;
-            let n = job.part_size.min(job.size - off);
-            let data = read_range(&job.path, off, n).await?;
+        let first = parts.len() as u64;
+        let mut next = (first < n_parts).then(|| job.read_part(first));
+        for idx in first..n_parts {
+            job.check()?;
+            let data = next.take().expect("read ahead").wait(&job.path).await?;
+            // Read the next part while this one is sent.
+            if idx + 1 < n_parts {
+                next = Some(job.read_part(idx + 1));
+            }
+            let n = data.len() as u64;
             match s3
-                .put_part(path, &mp.upload_id, idx, PutPayload::from(data))
+                .put_part(path, &mp.upload_id, idx as usize, PutPayload::from(data))
                 .await
             {
                 Ok(p) => parts.push(p.content_id),
@@ -327,7 +296,7 @@ impl Target {
     async fn verify(&self, path: &ObjPath, job: &FileJob<'_>) -> Result<(), UploadError> {
         let meta = match &self.backend {
             Backend::S3(s3) => s3.head(path).await,
-            Backend::File(fs) => fs.head(path).await,
+            Backend::File(fs, _) => fs.head(path).await,
         }
         .map_err(|e| self.err("HEAD", &job.key, e))?;
         if meta.size != job.size {
@@ -339,24 +308,6 @@ impl Target {
             });
         }
         Ok(())
-    }
-
-    /// Abort a multipart upload (an orphan, or one being restarted). Failures are logged
-    /// only: S3 lifecycle rules clean up what is left.
-    pub async fn abort(&self, key: &str, upload_id: &str) {
-        if let Backend::S3(s3) = &self.backend {
-            let Ok(path) = ObjPath::parse(key) else {
-                return;
-            };
-            match s3.abort_multipart(&path, &upload_id.to_string()).await {
-                Ok(()) => {
-                    tracing::info!(target_name = %self.cfg.name, key, "aborted an orphaned multipart upload")
-                }
-                Err(e) => {
-                    tracing::warn!(target_name = %self.cfg.name, key, error = %self.err("AbortMultipartUpload", key, e), "could not abort a multipart upload")
-                }
-            }
-        }
     }
 }
 
@@ -373,96 +324,39 @@ pub async fn save(store: &Arc<Store>, id: u64, progress: &Progress) -> Result<()
     Ok(())
 }
 
+/// A read of a file range running on the blocking pool.
+struct ReadAhead(tokio::task::JoinHandle<std::io::Result<Vec<u8>>>);
+
+impl ReadAhead {
+    fn start(path: &Path, offset: u64, len: u64) -> ReadAhead {
+        let p = path.to_path_buf();
+        ReadAhead(tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&p)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf)?;
+            Ok(buf)
+        }))
+    }
+
+    async fn wait(self, path: &Path) -> Result<Bytes, UploadError> {
+        match self.0.await {
+            Ok(Ok(v)) => Ok(Bytes::from(v)),
+            Ok(Err(source)) => Err(UploadError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(e) => Err(UploadError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+}
+
 /// Read `len` bytes at `offset` of a segment file, off the async runtime.
 pub async fn read_range(path: &Path, offset: u64, len: u64) -> Result<Bytes, UploadError> {
-    let p = path.to_path_buf();
-    let res = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut f = std::fs::File::open(&p)?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact(&mut buf)?;
-        Ok(buf)
-    })
-    .await;
-    match res {
-        Ok(Ok(v)) => Ok(Bytes::from(v)),
-        Ok(Err(source)) => Err(UploadError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-        Err(e) => Err(UploadError::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        }),
-    }
-}
-
-/// `https://endpoint/bucket` (path style) or `https://bucket.endpoint` (virtual-hosted);
-/// AWS's regional endpoint when none is configured.
-fn bucket_endpoint(cfg: &UploadTarget, bucket: &str) -> String {
-    match (&cfg.endpoint, cfg.virtual_hosted) {
-        (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
-        (Some(e), true) => match e.split_once("://") {
-            Some((scheme, host)) => format!("{scheme}://{bucket}.{}", host.trim_end_matches('/')),
-            None => format!("https://{bucket}.{e}"),
-        },
-        (None, true) => format!("https://{bucket}.s3.{}.amazonaws.com", cfg.region),
-        (None, false) => format!("https://s3.{}.amazonaws.com/{bucket}", cfg.region),
-    }
-}
-
-/// Access key id, secret and session token: config, then environment, then the file.
-fn credentials(cfg: &UploadTarget) -> Result<(String, String, Option<String>), String> {
-    if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-        return Ok((id.clone(), secret.clone(), None));
-    }
-    if let (Ok(id), Ok(secret)) = (
-        std::env::var("AWS_ACCESS_KEY_ID"),
-        std::env::var("AWS_SECRET_ACCESS_KEY"),
-    ) {
-        return Ok((id, secret, std::env::var("AWS_SESSION_TOKEN").ok()));
-    }
-    if let Some(file) = &cfg.credentials_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read credentials_file {}: {e}", file.display()))?;
-        return parse_credentials(&text).ok_or_else(|| {
-            format!(
-                "credentials_file {} has no aws_access_key_id and aws_secret_access_key in [default]",
-                file.display()
-            )
-        });
-    }
-    Err("no credentials: set access_key_id and secret_access_key, the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables, or credentials_file".into())
-}
-
-/// The `[default]` profile of an AWS-style credentials file (keys outside any section count
-/// too).
-fn parse_credentials(text: &str) -> Option<(String, String, Option<String>)> {
-    let (mut id, mut secret, mut token) = (None, None, None);
-    let mut in_default = true;
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with('#') || l.starts_with(';') || l.is_empty() {
-            continue;
-        }
-        if l.starts_with('[') {
-            in_default = l == "[default]";
-            continue;
-        }
-        if !in_default {
-            continue;
-        }
-        if let Some((k, v)) = l.split_once('=') {
-            let v = v.trim().to_string();
-            match k.trim() {
-                "aws_access_key_id" => id = Some(v),
-                "aws_secret_access_key" => secret = Some(v),
-                "aws_session_token" => token = Some(v),
-                _ => {}
-            }
-        }
-    }
-    Some((id?, secret?, token))
+    ReadAhead::start(path, offset, len).wait(path).await
 }
 
 #[cfg(test)]
@@ -479,18 +373,36 @@ mod tests {
                 part_size: 8 << 20,
                 parts: vec!["\"e1\"".into(), "\"e2\"".into()],
             }),
+            failure: Some(Failure {
+                attempts: 3,
+                error: "503".into(),
+                ..Failure::default()
+            }),
         };
         assert_eq!(Progress::decode(&p.encode()), p);
         assert_eq!(Progress::decode(&[0xff, 0xff]), Progress::default());
     }
 
     #[test]
-    fn credentials_file_default_profile_is_read() {
-        let text = "[other]\naws_access_key_id = X\n[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n";
-        assert_eq!(
-            parse_credentials(text),
-            Some(("AK".into(), "SK".into(), None))
-        );
-        assert_eq!(parse_credentials("[default]\naws_access_key_id=A\n"), None);
+    fn progress_saved_before_failures_were_kept_still_resumes() {
+        #[derive(Serialize)]
+        struct Old {
+            files_done: u32,
+            multipart: Option<Multipart>,
+        }
+        let mp = Multipart {
+            key: "k".into(),
+            upload_id: "id".into(),
+            part_size: 5 << 20,
+            parts: vec!["e".into()],
+        };
+        let old = postcard::to_allocvec(&Old {
+            files_done: 0,
+            multipart: Some(mp.clone()),
+        })
+        .unwrap();
+        let p = Progress::decode(&old);
+        assert_eq!(p.multipart, Some(mp));
+        assert_eq!(p.failure, None);
     }
 }

@@ -1,8 +1,8 @@
 //! The uploader task: feeds the pure queue from the index and the hook, starts transfers
-//! within the link manners (windows, pause, concurrency), and records their outcomes.
+//! within the link manners (windows, pause, concurrency, holds after transient errors), and
+//! records their outcomes (failures in [`super::failure`], successes in [`super::segment`]).
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,19 +10,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::control::until_next_minute_ms;
+use super::failure::{self, Failure, Holds};
 use super::queue::{Job, Queue};
-use super::transfer::{self, FileJob, Progress, Target};
-use super::windows::{is_open, local_minute, minutes_until_open};
+use super::segment::{upload_segment, Outcome};
+use super::target::Target;
+use super::transfer::Progress;
 use super::{target_name, Control, QueueHook, UploadError, Uploads};
-use crate::backoff::Backoff;
 use crate::clock::SharedClock;
 use crate::config::upload::UploadConfig;
 use crate::config::Config;
 use crate::events::{EventKind, Events};
 use crate::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store, UploadState};
 
-/// Consecutive transient failures of one segment after which an alarm is raised anyway.
-const TRANSIENT_ALARM_AFTER: u32 = 5;
+/// How often a failed orphan sweep (the service was unreachable at start) is tried again.
+const SWEEP_RETRY_MS: i64 = 5 * 60_000;
 
 /// Start the uploader. It stops when `cancel` fires; a transfer under way is abandoned and
 /// resumes from its last recorded part at the next start.
@@ -55,7 +57,9 @@ pub fn spawn(
         shared,
         hook: u.hook,
         targets: HashMap::new(),
-        backoff: HashMap::new(),
+        failures: HashMap::new(),
+        holds: Holds::default(),
+        alarmed_targets: HashSet::new(),
         unresolved: Vec::new(),
     };
     let span = tracing::info_span!("upload");
@@ -63,40 +67,34 @@ pub fn spawn(
     (control, handle)
 }
 
-struct Shared {
-    cfg: Arc<Config>,
-    up: UploadConfig,
-    store: Arc<Store>,
-    clock: SharedClock,
-    events: Option<Events>,
-    control: Control,
-    limiter: Arc<super::limiter::Limiter>,
+/// What every transfer task shares.
+pub(super) struct Shared {
+    pub cfg: Arc<Config>,
+    pub up: UploadConfig,
+    pub store: Arc<Store>,
+    pub clock: SharedClock,
+    pub events: Option<Events>,
+    pub control: Control,
+    pub limiter: Arc<super::limiter::Limiter>,
 }
 
-struct Worker {
-    shared: Arc<Shared>,
+pub(super) struct Worker {
+    pub shared: Arc<Shared>,
     hook: Arc<QueueHook>,
     queue: Queue,
     targets: HashMap<String, Arc<Target>>,
-    /// Per segment: its backoff and whether an alarm was raised for it.
-    backoff: HashMap<u64, (Backoff, bool)>,
+    /// Per segment: its failures so far (also saved in its `UploadParts` entry).
+    failures: HashMap<u64, Failure>,
+    /// Targets held after a transient error.
+    holds: Holds,
+    /// Targets with an alarm raised since their last success.
+    alarmed_targets: HashSet<String>,
     /// Segments the hook queued whose closing commit was not visible yet.
     unresolved: Vec<u64>,
 }
 
-/// What a finished transfer task reports.
-enum Outcome {
-    Uploaded {
-        url: String,
-        bytes: u64,
-        /// From the first read to the recorded commit.
-        elapsed: Duration,
-    },
-    /// The segment is gone or no longer pending.
-    Gone,
-}
-
-async fn blocking<T: Send + 'static>(
+/// Run blocking index work off the async runtime.
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, UploadError> {
     match tokio::task::spawn_blocking(f).await {
@@ -108,6 +106,13 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A closed segment waiting for upload.
+pub(super) fn pending(r: &SegmentRow) -> bool {
+    r.state == SegmentState::Closed && matches!(r.upload, UploadState::Pending { .. })
+}
+
+type Tasks = JoinSet<Result<Outcome, UploadError>>;
+
 impl Worker {
     async fn run(mut self, cancel: CancellationToken) {
         let s = self.shared.clone();
@@ -116,86 +121,57 @@ impl Worker {
             Ok(_) => {}
             Err(e) => error!(error = %e, "cannot read the upload queue from the index"),
         }
-        self.abort_orphans().await;
-        let mut set: JoinSet<Result<Outcome, UploadError>> = JoinSet::new();
-        let mut tasks: HashMap<tokio::task::Id, u64> = HashMap::new();
-        let mut draining = false;
+        let all: Vec<String> = s.up.targets.iter().map(|t| t.name.clone()).collect();
+        let mut unswept = self.sweep_orphans(all).await;
+        let mut swept_at = s.clock.wall_ms();
+        let mut set: Tasks = JoinSet::new();
+        let mut tasks: HashMap<tokio::task::Id, (u64, String)> = HashMap::new();
         loop {
             self.feed().await;
             let now_ms = s.clock.wall_ms();
             // Every `upload --now` retries the waiting jobs at once, even during a drain.
             if s.control.take_kick() {
-                draining = true;
                 self.queue.retry_now();
+                self.holds.clear();
                 info!(pending = self.queue.len(), "uploading the backlog now");
             }
-            let paused = s.control.is_paused() && !draining;
-            let minute = local_minute(now_ms);
-            let in_window = draining || is_open(&s.up.windows, minute);
-            if paused && !set.is_empty() {
-                info!("uploads paused; stopping the transfer under way");
-                set.abort_all();
+            // With nothing in flight, an orphan sweep that failed at start can run safely.
+            if !unswept.is_empty() && set.is_empty() && now_ms - swept_at >= SWEEP_RETRY_MS {
+                unswept = self.sweep_orphans(unswept).await;
+                swept_at = now_ms;
             }
-            if !paused && in_window {
-                while self.queue.in_flight() < s.up.concurrency {
-                    let Some(job) = self.queue.take_next(now_ms) else {
-                        break;
-                    };
-                    match self.target_for(job.id).await {
-                        Ok(target) => {
-                            let done = s.control.started(job.id, job.bytes);
-                            let h = set.spawn(upload_segment(s.clone(), target, job.id, done));
-                            tasks.insert(h.id(), job.id);
-                        }
-                        Err(e) => self.failed(job.id, e),
-                    }
-                }
+            let open = s.control.may_transfer();
+            if open {
+                self.start_jobs(&mut set, &mut tasks, now_ms).await;
             }
-            if draining && self.queue.is_empty() && set.is_empty() && self.unresolved.is_empty() {
-                draining = false;
+            if s.control.is_draining()
+                && self.queue.is_empty()
+                && set.is_empty()
+                && self.unresolved.is_empty()
+            {
                 s.control.drained();
                 info!("upload backlog drained");
             }
-            let wait = if !self.unresolved.is_empty() {
-                Duration::from_millis(200)
-            } else if paused {
-                Duration::from_secs(60)
-            } else if !in_window {
-                // Look again within a minute (a window opens on a minute boundary).
-                let m = minutes_until_open(&s.up.windows, minute).max(1);
-                Duration::from_secs(u64::from(m).min(1) * 60)
-            } else {
-                let next = self
-                    .queue
-                    .next_wake_ms()
-                    .map_or(5_000, |t| (t - now_ms).clamp(50, 5_000));
-                Duration::from_millis(next as u64)
-            };
+            let wait = self.wait(open, now_ms);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = self.hook.wake.notified() => {}
                 r = set.join_next_with_id(), if !set.is_empty() => {
                     let (tid, res) = match r {
-                        Some(Ok((tid, res))) => (tid, Some(res)),
-                        Some(Err(e)) => (e.id(), None),
+                        Some(Ok((tid, res))) => (tid, res),
+                        Some(Err(e)) => (
+                            e.id(),
+                            Err(UploadError::Target {
+                                target: String::new(),
+                                message: format!("upload task failed: {e}"),
+                            }),
+                        ),
                         None => continue,
                     };
-                    if let Some(id) = tasks.remove(&tid) {
+                    if let Some((id, target)) = tasks.remove(&tid) {
+                        self.finished(id, &target, res).await;
+                        // Recorded while still in flight, so retention kept its hands off.
                         s.control.finished(id);
-                        match res {
-                            Some(Ok(Outcome::Uploaded { url, bytes, elapsed })) => {
-                                info!(segment = id, bytes, elapsed_ms = elapsed.as_millis() as u64, url = %url, "uploaded");
-                                self.queue.remove(id);
-                                self.backoff.remove(&id);
-                            }
-                            Some(Ok(Outcome::Gone)) => {
-                                self.queue.remove(id);
-                                self.backoff.remove(&id);
-                            }
-                            Some(Err(e)) => self.failed(id, e),
-                            // Aborted (pause): eligible again at once.
-                            None => { self.queue.failed(id, 0); }
-                        }
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -206,15 +182,109 @@ impl Worker {
         info!("uploader stopped");
     }
 
-    /// Queue every pending closed segment in the index.
+    /// Start jobs up to the concurrency, skipping held targets.
+    async fn start_jobs(
+        &mut self,
+        set: &mut Tasks,
+        tasks: &mut HashMap<tokio::task::Id, (u64, String)>,
+        now_ms: i64,
+    ) {
+        let s = self.shared.clone();
+        while self.queue.in_flight() < s.up.concurrency {
+            let holds = &self.holds;
+            let Some(job) = self.queue.take_next(now_ms, |t| holds.until(t)) else {
+                break;
+            };
+            // In flight from here: retention keeps its hands off.
+            let done = s.control.started(job.id, job.bytes);
+            match self.target(&job.target).await {
+                Ok(target) => {
+                    let h = set.spawn(upload_segment(s.clone(), target, job.id, done));
+                    tasks.insert(h.id(), (job.id, job.target));
+                }
+                Err(e) => {
+                    self.failed(job.id, &job.target, e).await;
+                    s.control.finished(job.id);
+                }
+            }
+        }
+    }
+
+    /// How long to sleep before looking again.
+    fn wait(&self, open: bool, now_ms: i64) -> Duration {
+        if !self.unresolved.is_empty() {
+            return Duration::from_millis(200);
+        }
+        let s = &self.shared;
+        let mut ms = if open {
+            let holds = &self.holds;
+            self.queue
+                .next_wake_ms(|t| holds.until(t))
+                .map_or(5_000, |t| (t - now_ms).clamp(50, 5_000) as u64)
+        } else {
+            // Paused: resume() wakes us.
+            60_000
+        };
+        // Windows open and close on minute boundaries: look again at the next one.
+        if s.control.has_windows() {
+            ms = ms.min(until_next_minute_ms(now_ms) + 50);
+        }
+        Duration::from_millis(ms)
+    }
+
+    /// Record what a transfer task reported.
+    async fn finished(&mut self, id: u64, target: &str, res: Result<Outcome, UploadError>) {
+        match res {
+            Ok(Outcome::Uploaded {
+                url,
+                bytes,
+                elapsed,
+            }) => {
+                info!(segment = id, bytes, elapsed_ms = elapsed.as_millis() as u64, url = %url, "uploaded");
+                self.queue.remove(id);
+                self.failures.remove(&id);
+                self.holds.lift(target);
+                if self.alarmed_targets.remove(target) {
+                    info!(target_name = %target, "uploads to this target work again (alarm over)");
+                }
+            }
+            Ok(Outcome::Gone) => {
+                self.queue.remove(id);
+                self.failures.remove(&id);
+            }
+            Err(UploadError::Held) => {
+                info!(
+                    segment = id,
+                    "transfer stopped at a part boundary (paused or outside the upload window); it resumes from the next part"
+                );
+                self.queue.put_back(id);
+            }
+            Err(e) => self.failed(id, target, e).await,
+        }
+    }
+
+    /// Queue every pending closed segment in the index, with the failures saved for it.
     async fn load_all(&mut self) -> Result<usize, UploadError> {
         let store = self.shared.store.clone();
-        let rows = blocking(move || store.segments()).await?;
+        let (rows, entries) = blocking(move || {
+            Ok((
+                store.segments()?,
+                store.aux_scan(AuxTable::UploadParts, 0, usize::MAX)?,
+            ))
+        })
+        .await?;
+        for (id, v) in entries {
+            if let Some(f) = Progress::decode(&v).failure {
+                self.failures.insert(id, f);
+            }
+        }
         let mut n = 0;
         let mut leftover = Vec::new();
         for r in rows {
             if pending(&r) {
-                self.queue.push(Job::new(r.id, r.start_ms, r.bytes));
+                let retry_at = self.failures.get(&r.id).map_or(0, |f| f.retry_at_ms);
+                let job = self.job(&r).not_before(retry_at);
+                self.queue.push(job);
                 n += 1;
             } else if r.state == SegmentState::Closed
                 && matches!(r.upload, UploadState::Uploaded { .. })
@@ -234,6 +304,15 @@ impl Worker {
             }
         }
         Ok(n)
+    }
+
+    /// The queue entry of a pending row: its target is its template's (else the first).
+    fn job(&self, r: &SegmentRow) -> Job {
+        let s = &self.shared;
+        let target = target_name(&s.cfg, &r.app, &r.stream)
+            .or_else(|| s.up.targets.first().map(|t| t.name.as_str()))
+            .unwrap_or_default();
+        Job::new(r.id, r.start_ms, r.bytes, target)
     }
 
     /// Queue the segments the hook saw close (once their commit is visible).
@@ -258,7 +337,10 @@ impl Worker {
         };
         for (id, row) in ids.into_iter().zip(rows) {
             match row {
-                Some(r) if pending(&r) => self.queue.push(Job::new(r.id, r.start_ms, r.bytes)),
+                Some(r) if pending(&r) => {
+                    let job = self.job(&r);
+                    self.queue.push(job)
+                }
                 // The closing commit has not landed yet.
                 Some(r) if r.state == SegmentState::Writing => self.unresolved.push(id),
                 None if self.unresolved.len() < 10_000 => self.unresolved.push(id),
@@ -267,241 +349,103 @@ impl Worker {
         }
     }
 
-    async fn target_for(&mut self, id: u64) -> Result<Arc<Target>, UploadError> {
-        let s = &self.shared;
-        let store = s.store.clone();
-        let row = blocking(move || store.segment(id)).await?;
-        let name = row
-            .as_ref()
-            .and_then(|r| target_name(&s.cfg, &r.app, &r.stream))
-            .or_else(|| s.up.targets.first().map(|t| t.name.as_str()))
-            .unwrap_or_default()
-            .to_string();
-        self.target(&name)
-    }
-
-    fn target(&mut self, name: &str) -> Result<Arc<Target>, UploadError> {
+    /// The client of target `name`, built once (off the runtime: it may create the
+    /// directory of a file target or read a credentials file).
+    pub(super) async fn target(&mut self, name: &str) -> Result<Arc<Target>, UploadError> {
         if let Some(t) = self.targets.get(name) {
             return Ok(t.clone());
         }
         let s = &self.shared;
-        let cfg = s.up.target(name).ok_or_else(|| UploadError::Target {
-            target: name.to_string(),
-            message: "no such upload target in the config".into(),
-        })?;
-        let t = Arc::new(Target::build(cfg, s.limiter.clone(), s.up.part_size)?);
+        let cfg =
+            s.up.target(name)
+                .ok_or_else(|| UploadError::Target {
+                    target: name.to_string(),
+                    message: "no such upload target in the config".into(),
+                })?
+                .clone();
+        let (limiter, part_size) = (s.limiter.clone(), s.up.part_size);
+        let t = match tokio::task::spawn_blocking(move || Target::build(&cfg, limiter, part_size))
+            .await
+        {
+            Ok(r) => Arc::new(r?),
+            Err(e) => {
+                return Err(UploadError::Target {
+                    target: name.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
         self.targets.insert(name.to_string(), t.clone());
         Ok(t)
     }
 
-    /// Record a failure: back off (short for transient errors, long for permanent ones),
-    /// raise an alarm for permanent errors and for transient ones that keep failing.
-    fn failed(&mut self, id: u64, e: UploadError) {
+    /// Record a failure: the job backs off by the latest error's kind (a transient one
+    /// holds its whole target), the record is saved with the job, and an alarm is raised
+    /// once per kind. The job is never dropped.
+    async fn failed(&mut self, id: u64, target: &str, e: UploadError) {
+        let s = self.shared.clone();
+        let now_ms = s.clock.wall_ms();
         let transient = e.is_transient();
-        let seed = id ^ self.shared.clock.wall_ms() as u64;
-        let (b, alarmed) = self.backoff.entry(id).or_insert_with(|| {
-            let (lo, hi) = if transient { (1, 30) } else { (30, 600) };
-            (
-                Backoff::new(Duration::from_secs(lo), Duration::from_secs(hi), seed),
-                false,
-            )
-        });
-        let mut delay = b.next_delay();
-        if !transient {
-            delay = delay.max(Duration::from_secs(30));
+        let v = failure::record(
+            self.failures.get(&id),
+            transient,
+            e.to_string(),
+            now_ms,
+            id ^ now_ms as u64,
+        );
+        self.queue.failed(id, v.failure.retry_at_ms);
+        if transient {
+            self.holds.hold(target, v.failure.retry_at_ms);
         }
-        let failures = self
-            .queue
-            .failed(id, self.shared.clock.wall_ms() + delay.as_millis() as i64);
-        let alarm = !*alarmed && (!transient || failures >= TRANSIENT_ALARM_AFTER);
-        if alarm {
-            *alarmed = true;
-            error!(alarm = "upload", segment = id, failures, retry_in_s = delay.as_secs(), error = %e, "upload failing; retrying slowly, the segment stays queued");
-            if let Some(ev) = &self.shared.events {
+        let f = v.failure.clone();
+        self.failures.insert(id, f.clone());
+        let store = s.store.clone();
+        if let Err(err) = blocking(move || save_failure(&store, id, f)).await {
+            warn!(segment = id, error = %err, "cannot save the upload failure");
+        }
+        let (attempts, retry_in_s) = (v.failure.attempts, v.delay.as_secs());
+        if v.alarm {
+            self.alarmed_targets.insert(target.to_string());
+            error!(alarm = "upload", segment = id, target_name = %target, attempts, retry_in_s, transient, error = %e, "upload failing; retrying, the segment stays queued");
+            if let Some(ev) = &s.events {
                 let body = serde_json::json!({
                     "segment_id": id,
+                    "target": target,
                     "error": e.to_string(),
                     "transient": transient,
-                    "failures": failures,
+                    "failures": attempts,
+                    "retry_at_ms": v.failure.retry_at_ms,
                 });
-                if let Err(err) = ev.emit(EventKind::UploadAlarm, self.shared.clock.wall_ms(), body)
+                // A durable commit (an fsync): off the runtime.
+                let ev = ev.clone();
+                if let Err(err) =
+                    blocking(move || ev.emit(EventKind::UploadAlarm, now_ms, body)).await
                 {
                     warn!(error = %err, "cannot store the upload alarm event");
                 }
             }
         } else {
-            warn!(segment = id, failures, retry_in_ms = delay.as_millis() as u64, error = %e, "upload failed; will retry");
-        }
-    }
-
-    /// Abort multipart uploads whose segment is gone or no longer pending, and forget them.
-    async fn abort_orphans(&mut self) {
-        let store = self.shared.store.clone();
-        let entries = blocking(move || {
-            let entries = store.aux_scan(AuxTable::UploadParts, 0, 100_000)?;
-            let mut out = Vec::new();
-            for (id, v) in entries {
-                let row = store.segment(id)?;
-                out.push((id, v, row));
-            }
-            Ok(out)
-        })
-        .await;
-        let Ok(entries) = entries else { return };
-        let mut remove = Vec::new();
-        for (id, v, row) in entries {
-            if row.as_ref().is_some_and(pending) {
-                continue;
-            }
-            if let Some(mp) = Progress::decode(&v).multipart {
-                let names: Vec<String> = match row
-                    .as_ref()
-                    .and_then(|r| target_name(&self.shared.cfg, &r.app, &r.stream))
-                {
-                    Some(n) => vec![n.to_string()],
-                    None => self
-                        .shared
-                        .up
-                        .targets
-                        .iter()
-                        .map(|t| t.name.clone())
-                        .collect(),
-                };
-                for n in names {
-                    if let Ok(t) = self.target(&n) {
-                        t.abort(&mp.key, &mp.upload_id).await;
-                    }
-                }
-            }
-            remove.push(AuxOp::remove(AuxTable::UploadParts, id));
-        }
-        if !remove.is_empty() {
-            let store = self.shared.store.clone();
-            if let Err(e) = blocking(move || store.aux_commit(remove, None, false)).await {
-                warn!(error = %e, "cannot forget orphaned upload progress");
-            }
+            warn!(segment = id, attempts, retry_in_ms = v.delay.as_millis() as u64, transient, error = %e, "upload failed; will retry");
         }
     }
 }
 
-fn pending(r: &SegmentRow) -> bool {
-    r.state == SegmentState::Closed && matches!(r.upload, UploadState::Pending { .. })
-}
-
-/// Upload every file of one segment, then record it as uploaded.
-async fn upload_segment(
-    s: Arc<Shared>,
-    target: Arc<Target>,
-    id: u64,
-    done: Arc<AtomicU64>,
-) -> Result<Outcome, UploadError> {
-    let started = s.clock.now();
-    let store = s.store.clone();
-    let row = blocking(move || store.segment(id)).await?;
-    let Some(row) = row.filter(pending) else {
-        return Ok(Outcome::Gone);
+/// Save a job's failure record in its `UploadParts` entry and its attempt count in its
+/// row, in one volatile commit (flushed with the next durable one; a crash loses at most
+/// the latest attempts). Blocking; called while the segment is still in flight, so
+/// retention does not delete it meanwhile.
+fn save_failure(store: &Store, id: u64, f: Failure) -> Result<(), crate::store::StoreError> {
+    let Some(mut row) = store.segment(id)?.filter(pending) else {
+        return Ok(());
     };
-    let store = s.store.clone();
-    let mut progress = blocking(move || {
-        Ok(store
-            .aux_get(AuxTable::UploadParts, id)?
-            .map(|b| Progress::decode(&b))
-            .unwrap_or_default())
-    })
-    .await?;
-    let mut first_key = None;
-    for (i, f) in row.files.iter().enumerate() {
-        let key = target
-            .cfg
-            .key
-            .expand(target.prefix(), &row, &f.path)
-            .map_err(|m| UploadError::Target {
-                target: target.cfg.name.clone(),
-                message: m,
-            })?;
-        first_key.get_or_insert_with(|| key.clone());
-        if (i as u32) < progress.files_done {
-            continue;
-        }
-        let path = s.store.root().join(&f.path);
-        let size = std::fs::metadata(&path)
-            .map_err(|source| UploadError::Read {
-                path: path.clone(),
-                source,
-            })?
-            .len();
-        let job = FileJob {
-            store: &s.store,
-            segment: id,
-            path,
-            key,
-            size,
-            part_size: s.up.part_size,
-            done: &done,
-        };
-        target.upload_file(&job, &mut progress).await?;
-        progress.files_done = i as u32 + 1;
-        progress.multipart = None;
-        if i + 1 < row.files.len() {
-            transfer::save(&s.store, id, &progress).await?;
-        }
+    if let UploadState::Pending { attempts, .. } = &mut row.upload {
+        *attempts = f.attempts;
     }
-    let url = target.url(first_key.as_deref().unwrap_or_default());
-    let at_ms = s.clock.wall_ms();
-    let store = s.store.clone();
-    let events = s.events.clone();
-    let u = url.clone();
-    let recorded = blocking(move || {
-        let mut ops = vec![AuxOp::remove(AuxTable::UploadParts, id)];
-        // Re-read: the row is what it is now (retention never deletes a segment in flight).
-        let Some(mut row) = store.segment(id)? else {
-            store.aux_commit(ops, None, true)?;
-            return Ok(None);
-        };
-        if let Some(ev) = &events {
-            ops.extend(ev.ops(
-                EventKind::SegmentUploaded,
-                crate::mqtt::hook::segment_event_id(&row.device, &row, "uploaded"),
-                at_ms,
-                uploaded_body(&row, &u),
-            ));
-        }
-        row.upload = UploadState::Uploaded { url: u, at_ms };
-        let bytes = row.bytes;
-        store.aux_commit(ops, Some(row), true)?;
-        Ok(Some(bytes))
-    })
-    .await?;
-    let Some(bytes) = recorded else {
-        return Ok(Outcome::Gone);
-    };
-    let elapsed = s.clock.now().saturating_duration_since(started);
-    if s.up.delete_after_upload {
-        let store = s.store.clone();
-        match blocking(move || store.delete(&[id])).await {
-            Ok(freed) => info!(segment = id, bytes = freed, "deleted after upload"),
-            Err(e) => warn!(segment = id, error = %e, "cannot delete an uploaded segment"),
-        }
-    }
-    Ok(Outcome::Uploaded {
-        url,
-        bytes,
-        elapsed,
-    })
-}
-
-/// The `segment.uploaded` event body: the fields of a cloud recording callback.
-fn uploaded_body(row: &SegmentRow, url: &str) -> serde_json::Value {
-    serde_json::json!({
-        "stream_id": row.stream,
-        "app": row.app,
-        "start_time": row.start_ms.div_euclid(1000),
-        "end_time": row.end_ms.div_euclid(1000),
-        "start_ms": row.start_ms,
-        "end_ms": row.end_ms,
-        "file_format": "mp4",
-        "file_size": row.bytes,
-        "file_id": row.id.to_string(),
-        "video_url": url,
-    })
+    let mut progress = store
+        .aux_get(AuxTable::UploadParts, id)?
+        .map(|b| Progress::decode(&b))
+        .unwrap_or_default();
+    progress.failure = Some(f);
+    let op = AuxOp::put(AuxTable::UploadParts, id, progress.encode());
+    store.aux_commit(vec![op], Some(row), false)
 }

@@ -1,15 +1,13 @@
 //! Helpers for the upload tests: moto's S3 server (tests/peers/s3_server.py in the venv
-//! scripts/moto-venv.sh makes), a TCP proxy that can go down or reset connections
-//! mid-request, raw HTTP to the peer's control endpoints, configs with `[upload]`.
+//! scripts/moto-venv.sh makes), raw HTTP to the peer's control endpoints, configs with
+//! `[upload]`. The TCP proxy that resets connections is in proxy.rs.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgerec::store::{SegmentRow, SegmentState, UploadState};
@@ -35,28 +33,56 @@ fn moto_python() -> PathBuf {
     py
 }
 
-/// moto's S3 server (or an HTML-answering impostor) on a free loopback port; killed on drop.
+/// moto's S3 server (or an HTML-answering impostor) on a loopback port; killed on drop.
 pub struct S3Peer {
-    child: Child,
+    child: Option<Child>,
     pub port: u16,
+    /// With [`PeerOptions::auth`]: the key id and secret moto accepts.
+    pub credentials: Option<(String, String)>,
+}
+
+/// How to start an [`S3Peer`].
+#[derive(Clone, Debug, Default)]
+pub struct PeerOptions {
+    pub buckets: Vec<String>,
+    /// A fixed port (to restart a stopped peer where the recorder expects it).
+    pub port: Option<u16>,
+    /// Journal of stored objects that outlives the peer (see s3_server.py).
+    pub journal: Option<PathBuf>,
+    /// moto checks every request's signature.
+    pub auth: bool,
 }
 
 impl S3Peer {
     pub fn start(buckets: &[&str]) -> S3Peer {
+        S3Peer::start_with(&PeerOptions {
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
+            ..PeerOptions::default()
+        })
+    }
+
+    pub fn start_with(o: &PeerOptions) -> S3Peer {
         let mut args: Vec<String> = Vec::new();
-        for b in buckets {
+        for b in &o.buckets {
             args.push("--bucket".into());
-            args.push((*b).into());
+            args.push(b.clone());
         }
-        S3Peer::spawn(&args)
+        if let Some(j) = &o.journal {
+            args.push("--journal".into());
+            args.push(j.display().to_string());
+        }
+        if o.auth {
+            args.push("--auth".into());
+        }
+        S3Peer::spawn(&args, o.port)
     }
 
     pub fn html() -> S3Peer {
-        S3Peer::spawn(&["--html".to_string()])
+        S3Peer::spawn(&["--html".to_string()], None)
     }
 
-    fn spawn(extra: &[String]) -> S3Peer {
-        let port = free_port();
+    fn spawn(extra: &[String], port: Option<u16>) -> S3Peer {
+        let port = port.unwrap_or_else(free_port);
         let mut child = Command::new(moto_python())
             .arg(common::repo().join("tests/peers/s3_server.py"))
             .args(["--port", &port.to_string()])
@@ -66,13 +92,18 @@ impl S3Peer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the S3 peer");
-        let mut out = child.stdout.take().unwrap();
-        let mut buf = [0u8; 64];
-        let n = out.read(&mut buf).unwrap_or(0);
-        assert!(
-            String::from_utf8_lossy(&buf[..n]).starts_with("ready"),
-            "S3 peer did not start"
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
         );
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            words.first(),
+            Some(&"ready"),
+            "S3 peer did not start: {line}"
+        );
+        let credentials = (words.len() == 4).then(|| (words[2].to_string(), words[3].to_string()));
         assert!(
             common::wait_until(Duration::from_secs(10), || TcpStream::connect((
                 "127.0.0.1",
@@ -81,7 +112,19 @@ impl S3Peer {
             .is_ok()),
             "S3 peer not listening"
         );
-        S3Peer { child, port }
+        S3Peer {
+            child: Some(child),
+            port,
+            credentials,
+        }
+    }
+
+    /// Stop the server (its data is gone; the journal stays).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -104,6 +147,16 @@ impl S3Peer {
             .as_array()
             .unwrap()
             .clone()
+    }
+
+    /// Start a multipart upload of `key` (as a client killed after it would have); returns
+    /// its upload id.
+    pub fn create_multipart(&self, bucket: &str, key: &str) -> String {
+        let v = self.json(&format!(
+            "/_edgerec/create_multipart?bucket={bucket}&key={key}"
+        ));
+        assert_eq!(v["status"], 200, "{v}");
+        v["upload_id"].as_str().unwrap().to_string()
     }
 
     /// `(upload id, part number)` of the UploadPart requests the server answered 200, in
@@ -167,9 +220,24 @@ impl S3Peer {
 
 impl Drop for S3Peer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// The objects a peer's journal recorded as stored: `(bucket, key, md5)`, in order.
+pub fn journal(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["bucket"].as_str().unwrap().to_string(),
+                v["key"].as_str().unwrap().to_string(),
+                v["md5"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 fn upload_id(query: &str) -> Option<String> {
@@ -207,116 +275,6 @@ pub fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
     let head = String::from_utf8_lossy(&all[..split]).to_string();
     let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
     (status, all[split + 4..].to_vec())
-}
-
-/// A TCP proxy in front of the S3 peer: can refuse service (accept and drop) or cut the
-/// next requests larger than a threshold after that many bytes (a reset mid-part).
-pub struct Proxy {
-    pub port: u16,
-    down: Arc<AtomicBool>,
-    /// Connections still to cut once this many request bytes went through.
-    cut_next: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    pub fn start(upstream: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let down = Arc::new(AtomicBool::new(false));
-        let cut_next = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (d, c, st) = (down.clone(), cut_next.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                let (client, _) = match listener.accept() {
-                    Ok(x) => x,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
-                    }
-                };
-                client.set_nonblocking(false).unwrap();
-                if d.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let cut = c
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                pipe(client, server, cut);
-            }
-        });
-        Proxy {
-            port,
-            down,
-            cut_next,
-            stop,
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// While down, every connection is dropped at once.
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-
-    /// Cut the next `n` connections after 1 MiB of request bytes.
-    pub fn cut_next(&self, n: u64) {
-        self.cut_next.store(n, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn pipe(client: TcpStream, server: TcpStream, cut: bool) {
-    let (mut c_rd, mut s_wr) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let (mut s_rd, mut c_wr) = (server, client);
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        let mut total = 0u64;
-        loop {
-            let n = match c_rd.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            total += n as u64;
-            if cut && total > (1 << 20) {
-                // A reset in the middle of the request body.
-                let _ = c_rd.shutdown(Shutdown::Both);
-                let _ = s_wr.shutdown(Shutdown::Both);
-                return;
-            }
-            if s_wr.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = s_wr.shutdown(Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 << 10];
-        loop {
-            let n = match s_rd.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if c_wr.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-        let _ = c_wr.shutdown(Shutdown::Both);
-    });
 }
 
 /// The config text of `base` with every segment uploaded to target "vod", `upload` being
@@ -458,10 +416,17 @@ pub fn url_of(r: &SegmentRow) -> Option<&str> {
 /// An H.264 + AAC clip of about `frames` frames of 1280x720 noise at a high bitrate
 /// (about 1.4 MB per frame), key frame every 10 frames: a quick way to a big segment.
 pub fn noise_clip(dir: &Path, frames: u32) -> PathBuf {
-    let out = dir.join(format!("noise-{frames}.mp4"));
+    noise_clip_sized(dir, frames, "1280x720")
+}
+
+/// [`noise_clip`] at another frame size (`"320x240"`: about 110 kB per frame).
+pub fn noise_clip_sized(dir: &Path, frames: u32, size: &str) -> PathBuf {
+    let out = dir.join(format!("noise-{frames}-{size}.mp4"));
     let st = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("nullsrc=s=1280x720:r=25,geq=lum='random(1)*255':cb=128:cr=128")
+        .arg(format!(
+            "nullsrc=s={size}:r=25,geq=lum='random(1)*255':cb=128:cr=128"
+        ))
         .args(["-f", "lavfi", "-i", "sine=f=440:r=48000"])
         .args(["-frames:v", &frames.to_string()])
         .args([
