@@ -106,18 +106,10 @@ impl Supervisor {
             .into_iter()
             .map(|w| (w.stream.name.clone(), w))
             .collect();
-        // A recorder whose source ended for good (a file without loop) is gone: forget it,
-        // so it starts again if still wanted.
-        let ended: Vec<String> = running
-            .iter()
-            .filter(|(_, r)| r.handle.is_finished())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in ended {
-            if let Some(r) = running.remove(&name) {
-                self.ctx.board.remove(&r.status);
-            }
-        }
+        // A recorder whose source ended for good (a file without loop) stays, finished, for
+        // as long as it is wanted unchanged: its file is replayed once, not at every tick.
+        // Once unwanted or changed it is dropped below like any other, so a later want
+        // starts it again.
         let stale: Vec<String> = running
             .iter()
             .filter(|(n, r)| wanted.get(*n) != Some(&r.want))

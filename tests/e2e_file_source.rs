@@ -1,6 +1,7 @@
 //! End to end: the looping file source (`file:CLIP?loop=true`) recorded by `edgerec run`.
 //! Segments must be valid (ffmpeg, ffprobe) and contiguous across the clip's loops, both
-//! when replaying as fast as possible and in real time.
+//! when replaying as fast as possible and in real time; a file without `loop` is replayed
+//! once.
 
 mod common;
 
@@ -37,7 +38,9 @@ fn fast_replay_of_a_looping_file_gives_contiguous_segments_across_loops() {
 
     // Replayed faster than real time, wall-clock start times mean nothing: contiguity is
     // checked on the pictures instead.
-    let rows = check_recording(&cfg, &root, &clip, &spec, 2000.0, 40, false);
+    let checked = check_recording(&cfg, &root, &clip, &spec, 2000.0, 40, false);
+    checked.assert_crossed_a_loop();
+    let rows = checked.rows;
     assert!(rows >= 10, "{rows} segments");
 }
 
@@ -66,7 +69,9 @@ fn realtime_replay_of_a_short_looping_file_stays_contiguous() {
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
 
-    let rows = check_recording(&cfg, &root, &clip, &spec, 2000.0, usize::MAX, true);
+    let checked = check_recording(&cfg, &root, &clip, &spec, 2000.0, usize::MAX, true);
+    checked.assert_crossed_a_loop();
+    let rows = checked.rows;
     assert!(
         rows >= 3,
         "9 s at 2 s per segment gave only {rows} segments"
@@ -78,6 +83,71 @@ fn realtime_replay_of_a_short_looping_file_stays_contiguous() {
     assert!(
         (7000..=9500).contains(&media_ms),
         "{media_ms} ms recorded in ~9 s of real-time replay"
+    );
+}
+
+#[test]
+fn a_file_without_loop_is_recorded_once_and_its_stream_shows_stopped() {
+    // 4 s clip replayed once, fast: the stream ends, and must stay ended while the recorder
+    // runs on (it was once restarted, and the file replayed, at every scheduler tick).
+    let spec = ClipSpec::h264(4, 1);
+    let clip = clip(&spec);
+    let dir = workdir("file_once");
+    let root = dir.path().join("data");
+    let cfg = TestConfig {
+        interval: "2s".into(),
+        fragment: "500ms".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("once", &format!("file:{}?realtime=false", clip.display()))
+    .write(&dir.path().join("edgerec.toml"));
+
+    let mut daemon = Daemon::start(&cfg);
+    let ended = wait_until(Duration::from_secs(20), || {
+        daemon.log().contains("source ended")
+    });
+    assert!(ended, "the file never ended; log:\n{}", daemon.log());
+    // Several scheduler ticks (one a second) later, still one replay.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(daemon.running(), "edgerec exited; log:\n{}", daemon.log());
+    let out = cli(
+        &["status", "--config", cfg.to_str().unwrap(), "--json"],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {out:?}"));
+    let state = v["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == "once"))
+        .map(|s| s["state"].clone());
+    assert_eq!(
+        state,
+        Some(serde_json::json!("stopped")),
+        "status of an ended file stream: {v:#}"
+    );
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
+
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("source ended").count(),
+        1,
+        "the file was replayed more than once; log:\n{log}"
+    );
+    let checked = check_recording(&cfg, &root, &clip, &spec, 2000.0, usize::MAX, false);
+    assert!(
+        checked.rows >= 2,
+        "{} segments from a 4 s clip at 2 s",
+        checked.rows
+    );
+    assert_eq!(
+        checked.frames, checked.clip_frames,
+        "one replay must record every picture of the clip once"
+    );
+    let media_ms: i64 = segments(&cfg).iter().map(|r| r.duration_ms).sum();
+    assert!(
+        (3500..=4500).contains(&media_ms),
+        "{media_ms} ms recorded from one replay of a 4 s clip"
     );
 }
 
@@ -94,7 +164,7 @@ fn check_recording(
     interval_ms: f64,
     max_decode: usize,
     wall_timeline: bool,
-) -> usize {
+) -> Checked {
     let clip_frames = frame_hashes(clip);
     let mut recorded_frames = Vec::new();
     assert_eq!(part_files(root), Vec::<String>::new(), "working files left");
@@ -165,12 +235,6 @@ fn check_recording(
             k / clip_frames.len()
         );
     }
-    assert!(
-        recorded_frames.len() > clip_frames.len(),
-        "recording did not cross a loop: {} frames, clip {}",
-        recorded_frames.len(),
-        clip_frames.len()
-    );
     for w in rows.windows(2) {
         assert_eq!(w[1].seq, w[0].seq + 1);
         if !wall_timeline {
@@ -184,5 +248,27 @@ fn check_recording(
             w[1].seq
         );
     }
-    rows.len()
+    Checked {
+        rows: rows.len(),
+        frames: recorded_frames.len(),
+        clip_frames: clip_frames.len(),
+    }
+}
+
+/// What [`check_recording`] saw: segments, pictures decoded from them, pictures in the clip.
+struct Checked {
+    rows: usize,
+    frames: usize,
+    clip_frames: usize,
+}
+
+impl Checked {
+    fn assert_crossed_a_loop(&self) {
+        assert!(
+            self.frames > self.clip_frames,
+            "recording did not cross a loop: {} frames, clip {}",
+            self.frames,
+            self.clip_frames
+        );
+    }
 }
