@@ -26,9 +26,15 @@ use crate::events::{EventKind, Events};
 use crate::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store};
 use crate::supervisor::{Applied, SourceFailure, Supervisor, Want, FAIL_ATTEMPTS};
 
-/// The longest the loop sleeps without looking at the clock (a wall clock that jumps is
-/// noticed within this).
+/// The longest the loop sleeps without looking at the clock while a task waits for a start
+/// or end time (a wall clock that jumps, as at boot on a board without a battery-backed
+/// clock when NTP sets it, is noticed within this).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// The loop's sleep when no task waits for a time: nothing to do until a command, a
+/// source failure or a config change wakes it. Not every second, so an idle recorder
+/// does not wake its threads for nothing.
+const IDLE_SLEEP: Duration = Duration::from_secs(60);
 
 /// A task to create (`record.start`, `task.create`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -317,10 +323,10 @@ impl Scheduler {
             let now = self.clock.wall_ms();
             let sleep = {
                 let st = self.lock();
-                schedule::next_wake(&st.tasks)
-                    .map(|w| Duration::from_millis((w - now).max(0) as u64))
-                    .unwrap_or(MAX_SLEEP)
-                    .min(MAX_SLEEP)
+                match schedule::next_wake(&st.tasks) {
+                    Some(w) => Duration::from_millis((w - now).max(0) as u64).min(MAX_SLEEP),
+                    None => IDLE_SLEEP,
+                }
             };
             tokio::select! {
                 _ = cancel.cancelled() => break,
