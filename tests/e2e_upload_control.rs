@@ -1,7 +1,8 @@
 //! Upload control against moto: `edgerec upload --pause` stops a multipart upload at a part
 //! boundary and `--resume` continues it at the next part, in the same upload; `status` and
 //! `uploads` report the backlog and the pause, running or not; at start, multipart uploads
-//! the service lists under this device's prefix that no progress names are aborted.
+//! the service lists under this device's prefix that no progress names are aborted; SIGTERM
+//! lets the part being sent finish, so the next start sends no part twice.
 
 mod common;
 #[path = "e2e_upload/support.rs"]
@@ -48,11 +49,9 @@ fn pause_stops_a_multipart_upload_at_a_part_boundary_and_resume_continues_it() {
         &config_with_upload(&base, upload, &target, None),
     );
     let mut d = Daemon::start(&cfg);
-    // One recording of the clip is enough: the stream task would replay it every second.
     wait_rows(&cfg, Duration::from_secs(30), |rows| {
         !closed(rows).is_empty()
     });
-    std::fs::rename(&src, dir.path().join("gone.mp4")).unwrap();
     assert!(
         wait_until(Duration::from_secs(40), || s3.parts_acked().len() >= 2),
         "no parts arrived; log:\n{}",
@@ -282,4 +281,78 @@ fn multipart_uploads_no_progress_names_are_aborted_at_start_but_not_another_devi
         !lists.is_empty() && lists.iter().all(|q| q.contains("prefix=rec%2Fe2e%2F")),
         "{lists:?}"
     );
+}
+
+#[test]
+fn sigterm_lets_the_part_being_sent_finish_and_the_restart_sends_no_part_twice() {
+    let dir = workdir("upload-sigterm");
+    let s3 = S3Peer::start(&["vod"]);
+    let src = noise_clip(dir.path(), 24);
+    let mut base = TestConfig::new(&dir.path().join("data"));
+    base.interval = "60s".into();
+    let recording = base
+        .clone()
+        .stream("big", &format!("file:{}?realtime=false", src.display()));
+    // 5 MiB parts at 4 MiB/s: a part takes about 1.3 s, well inside the shutdown grace.
+    let upload = "part_size = \"5MiB\"\nbandwidth = \"4MiB/s\"\n";
+    let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&recording, upload, &target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    assert!(
+        wait_until(Duration::from_secs(40), || s3.parts_acked().len() >= 2),
+        "no parts arrived; log:\n{}",
+        d.log()
+    );
+    let status = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "exit {status}; log:\n{}", d.log());
+    let log = d.log();
+    assert!(
+        log.contains("transfer stopped at a part boundary"),
+        "the transfer did not stop at a part boundary; log:\n{log}"
+    );
+    assert!(!log.contains("abandoning uploads"), "log:\n{log}");
+    // Every part request that reached the server was whole: none was cut by the stop.
+    assert!(
+        s3.requests().iter().all(|r| r["complete"] == true),
+        "a request was cut off: {:?}",
+        s3.requests()
+    );
+    let before = s3.parts_acked();
+    let id = before[0].0.clone();
+    let rows = rows(&cfg);
+    let seg = closed(&rows)[0].clone();
+    let n_parts = seg.bytes.div_ceil(5 << 20);
+    assert!(
+        (before.len() as u64) < n_parts,
+        "the upload finished before the stop"
+    );
+
+    // Restart without the stream: the upload continues at the part after the last one
+    // acknowledged before the stop, since that one was recorded.
+    let cfg = write(
+        dir.path(),
+        &config_with_upload(&base, upload, &target, None),
+    );
+    let mut d = Daemon::start(&cfg);
+    wait_rows(&cfg, Duration::from_secs(60), all_uploaded);
+    d.terminate(Duration::from_secs(20));
+    let all: Vec<u64> = s3
+        .parts_acked()
+        .into_iter()
+        .filter(|(u, _)| *u == id)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        all,
+        (1..=n_parts).collect::<Vec<_>>(),
+        "parts of upload {id} in the order acknowledged (a repeat means one was sent twice)"
+    );
+    let local = dir.path().join("data").join(&seg.files[0].path);
+    let name = local.file_name().unwrap().to_str().unwrap().to_string();
+    let remote = s3.object("vod", &format!("rec/big/{name}")).unwrap();
+    assert_eq!(md5(&remote), md5_file(&local));
+    assert_decodes(&local);
 }

@@ -41,6 +41,8 @@ struct ControlInner {
     now: AtomicBool,
     /// `now()` was called since the worker last looked: retry every waiting job at once.
     kick: AtomicBool,
+    /// The recorder is shutting down: transfers stop at their next part boundary.
+    stopping: AtomicBool,
     wake: Arc<Notify>,
     current: Mutex<Vec<(u64, Arc<AtomicU64>, u64)>>,
 }
@@ -80,6 +82,7 @@ impl Control {
                 paused: AtomicBool::new(paused),
                 now: AtomicBool::new(false),
                 kick: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 wake,
                 current: Mutex::new(Vec::new()),
             }),
@@ -121,15 +124,23 @@ impl Control {
         self.inner.now.load(Ordering::SeqCst)
     }
 
+    /// Shutting down: [`Control::may_transfer`] says no from now on, so every transfer
+    /// stops at its next part boundary (not persisted, unlike a pause).
+    pub(super) fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Whether transfers may run at this moment (see [`may_transfer`]). Transfers ask
-    /// before every part, so pausing or a window closing stops them at a part boundary.
+    /// before every part, so pausing, a window closing or shutdown stops them at a part
+    /// boundary.
     pub fn may_transfer(&self) -> bool {
-        may_transfer(
-            self.is_paused(),
-            self.is_draining(),
-            &self.inner.windows,
-            local_minute(self.inner.clock.wall_ms()),
-        )
+        !self.inner.stopping.load(Ordering::SeqCst)
+            && may_transfer(
+                self.is_paused(),
+                self.is_draining(),
+                &self.inner.windows,
+                local_minute(self.inner.clock.wall_ms()),
+            )
     }
 
     /// True when upload windows are configured (they open and close over time).

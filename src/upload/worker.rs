@@ -26,8 +26,13 @@ use crate::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store, UploadState
 /// How often a failed orphan sweep (the service was unreachable at start) is tried again.
 const SWEEP_RETRY_MS: i64 = 5 * 60_000;
 
-/// Start the uploader. It stops when `cancel` fires; a transfer under way is abandoned and
-/// resumes from its last recorded part at the next start.
+/// How long a shutdown waits for the transfers under way: a single PUT finishes and is
+/// recorded, a multipart upload finishes the part being sent. What is still running then is
+/// abandoned and resumes from its last recorded part at the next start.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Start the uploader. It stops when `cancel` fires, giving transfers under way
+/// [`STOP_GRACE`] to reach a part boundary or their end (see there).
 pub fn spawn(
     u: Uploads,
     events: Option<Events>,
@@ -65,6 +70,14 @@ pub fn spawn(
     let span = tracing::info_span!("upload");
     let handle = tokio::spawn(tracing::Instrument::instrument(w.run(cancel), span));
     (control, handle)
+}
+
+/// A transfer task that panicked or was aborted, as an upload error.
+fn task_died(e: &tokio::task::JoinError) -> UploadError {
+    UploadError::Target {
+        target: String::new(),
+        message: format!("upload task failed: {e}"),
+    }
 }
 
 /// What every transfer task shares.
@@ -159,13 +172,7 @@ impl Worker {
                 r = set.join_next_with_id(), if !set.is_empty() => {
                     let (tid, res) = match r {
                         Some(Ok((tid, res))) => (tid, res),
-                        Some(Err(e)) => (
-                            e.id(),
-                            Err(UploadError::Target {
-                                target: String::new(),
-                                message: format!("upload task failed: {e}"),
-                            }),
-                        ),
+                        Some(Err(e)) => (e.id(), Err(task_died(&e))),
                         None => continue,
                     };
                     if let Some((id, target)) = tasks.remove(&tid) {
@@ -175,6 +182,30 @@ impl Worker {
                     }
                 }
                 _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Shutting down: no new transfer starts, and the ones under way stop at their next
+        // part boundary or end. An object stored but not recorded as uploaded would be sent
+        // again at the next start.
+        s.control.stop();
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while !set.is_empty() {
+            tokio::select! {
+                _ = &mut grace => {
+                    warn!(transfers = set.len(), "shutdown: abandoning uploads under way; they resume from their last recorded part at the next start");
+                    break;
+                }
+                Some(r) = set.join_next_with_id() => {
+                    let (tid, res) = match r {
+                        Ok((tid, res)) => (tid, res),
+                        Err(e) => (e.id(), Err(task_died(&e))),
+                    };
+                    if let Some((id, target)) = tasks.remove(&tid) {
+                        self.finished(id, &target, res).await;
+                        s.control.finished(id);
+                    }
+                }
             }
         }
         set.abort_all();
@@ -255,7 +286,7 @@ impl Worker {
             Err(UploadError::Held) => {
                 info!(
                     segment = id,
-                    "transfer stopped at a part boundary (paused or outside the upload window); it resumes from the next part"
+                    "transfer stopped at a part boundary (paused, outside the upload window or shutting down); it resumes from the next part"
                 );
                 self.queue.put_back(id);
             }
