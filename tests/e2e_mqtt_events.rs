@@ -213,10 +213,13 @@ telemetry_interval = "1s"
         "no upload.alarm; log:\n{}",
         daemon.log()
     );
-    // The door's segments wait in the upload backlog, as telemetry says.
+    // The door's segments wait in the upload backlog, failing, as telemetry says.
     let backlog = |t: &Value| {
         t["upload"]["backlog_segments"].as_u64() >= Some(1)
             && t["upload"]["backlog_bytes"].as_u64() > Some(0)
+            && t["upload"]["failing"].as_u64() >= Some(1)
+            && t["upload"]["oldest_age_s"].as_u64().is_some()
+            && t["upload"]["paused"] == false
     };
     assert!(
         all.wait(S(20), |_| all
@@ -249,6 +252,7 @@ telemetry_interval = "1s"
         format!("e2e-seg-cam-{}-uploaded", row.seq),
         "{up}"
     );
+    assert_eq!(up["seq"], json!(row.seq), "{up}");
     assert_eq!(md5_file(copy), md5_file(&root.join(&row.files[0].path)));
 
     let a = &all.json_on(alarm)[0];

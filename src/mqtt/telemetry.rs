@@ -8,13 +8,6 @@ use crate::events::Events;
 use crate::status::{Live, Report};
 use crate::store::Store;
 
-/// The upload backlog (segments, bytes), as the upload queue counts it.
-pub fn upload_backlog(store: &Store) -> (u64, u64) {
-    crate::upload::backlog(store)
-        .map(|b| (b.count, b.bytes))
-        .unwrap_or((0, 0))
-}
-
 /// CPU seconds (user + system) from the text of `/proc/self/stat`.
 pub fn cpu_seconds(stat: &str, ticks_per_s: u64) -> Option<f64> {
     // The command name (field 2) may contain spaces; fields after its ')' are fixed.
@@ -72,7 +65,12 @@ pub fn gather(
 ) -> (serde_json::Value, u64) {
     let report: Option<Report> =
         crate::status::build_report(store, Some(live), device, quota, now).ok();
-    let (backlog_n, backlog_b) = upload_backlog(store);
+    // The status report's upload section (one scan of the index); the pause is persisted,
+    // so the index says it too.
+    let uploads = report.as_ref().map(|r| {
+        let paused = crate::upload::paused_in(store).unwrap_or(false);
+        r.uploads.clone().with_state(true, paused, wall_ms)
+    });
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     // SAFETY: as above.
@@ -103,7 +101,13 @@ pub fn gather(
             "recording": recording.len(),
             "recording_names": recording,
         },
-        "upload": {"backlog_segments": backlog_n, "backlog_bytes": backlog_b},
+        "upload": uploads.map(|u| serde_json::json!({
+            "backlog_segments": u.backlog_segments,
+            "backlog_bytes": u.backlog_bytes,
+            "oldest_age_s": u.oldest_age_s,
+            "failing": u.failing,
+            "paused": u.paused,
+        })),
         "process": {"cpu_seconds": cpu, "rss_bytes": rss},
         "temperature": temperatures(Path::new("/sys/class/thermal")),
         "outbox": {"pending": outbox, "dropped": dropped},

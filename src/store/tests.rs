@@ -14,8 +14,21 @@ use crate::format::Format;
 
 pub(super) const NOW: i64 = 1_800_000_000_000;
 
+/// Open the store at `root`. A test that drops a store and opens it again can find the lock
+/// still held for a moment: another test thread spawning ffmpeg forks with a copy of every
+/// descriptor, the lock's included, until its child execs (the descriptors are close-on-exec).
+/// So a held lock is retried for up to 2 s.
 pub(super) fn open(root: &Path) -> Store {
-    Store::open_with_clock(root, ManualClock::new(NOW)).unwrap()
+    let mut tries = 0;
+    loop {
+        match Store::open_with_clock(root, ManualClock::new(NOW)) {
+            Err(StoreError::Locked { .. }) if tries < 40 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            r => return r.unwrap(),
+        }
+    }
 }
 
 /// Begin a segment of `clip` under `meta`, append `n` fragments, and return the writer.

@@ -78,7 +78,7 @@ pub use worker::spawn;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::store::{AuxOp, IndexHook, SegmentRow, SegmentState, Store, StoreError, UploadState};
+use crate::store::{AuxOp, IndexHook, SegmentRow, SegmentState, Store, UploadState};
 
 /// `Settings` key of the persisted "paused" flag.
 pub const PAUSED_KEY: u64 = 1;
@@ -90,11 +90,6 @@ pub struct Backlog {
     pub bytes: u64,
     /// Start of the oldest pending segment, ms since the Unix epoch.
     pub oldest_ms: Option<i64>,
-}
-
-/// The backlog from the index (blocking: call off the async runtime).
-pub fn backlog(store: &Store) -> Result<Backlog, StoreError> {
-    Ok(backlog_of(&store.segments()?))
 }
 
 /// The backlog of `rows`.

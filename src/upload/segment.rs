@@ -147,6 +147,7 @@ fn uploaded_body(row: &SegmentRow, url: &str) -> serde_json::Value {
     serde_json::json!({
         "stream_id": row.stream,
         "app": row.app,
+        "seq": row.seq,
         "start_time": row.start_ms.div_euclid(1000),
         "end_time": row.end_ms.div_euclid(1000),
         "start_ms": row.start_ms,
