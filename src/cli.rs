@@ -218,6 +218,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             check_root(&cfg)?;
             let (store, damaged) =
                 Store::open_for_rebuild(&cfg.storage.root, Arc::new(SystemClock))?;
+            // Rows rebuilt for a template with an upload target are queued again, as the
+            // closing commit queues them when recording.
+            let store = Arc::new(store);
+            let _queue = crate::upload::Uploads::register(&cfg, &store, Arc::new(SystemClock));
             let mut report = store.rebuild_index()?;
             report.damaged_index = damaged;
             println!("{}: {report}", cfg.storage.root.display());

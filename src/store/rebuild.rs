@@ -28,6 +28,8 @@ pub struct RebuildReport {
     pub removed: Vec<PathBuf>,
     /// Where a damaged index was moved by [`Store::open_for_rebuild`], if it was.
     pub damaged_index: Option<PathBuf>,
+    /// Segments queued for upload again (by the upload hook, when `[upload]` is set).
+    pub queued: u64,
 }
 
 impl fmt::Display for RebuildReport {
@@ -72,8 +74,8 @@ impl fmt::Display for RebuildReport {
         }
         write!(
             f,
-            "the old index had {} row(s); upload states start over (no segment is queued)",
-            self.dropped_rows
+            "the old index had {} row(s); upload states start over: {} segment(s) queued for upload (an object already stored under its key with the same size is not sent again)",
+            self.dropped_rows, self.queued
         )
     }
 }
@@ -121,8 +123,10 @@ impl Store {
 
     /// Drop every row and rebuild the index from the files alone (`edgerec index rebuild`):
     /// working files are recovered as at startup, and every file of ours gets a `Closed`
-    /// row. Upload states are lost; ids and per-stream sequence numbers stay reserved. Ends
-    /// with a durable commit, so the rebuilt index is on disk when this returns.
+    /// row. Upload states are lost: hooks registered on the store (the upload queue's) see
+    /// every row close, so the upload queue starts over. Ids and per-stream sequence numbers
+    /// stay reserved. Ends with a durable commit, so the rebuilt index is on disk when this
+    /// returns.
     pub fn rebuild_index(&self) -> Result<RebuildReport, StoreError> {
         let shared = &*self.shared;
         let now_ms = shared.clock.wall_ms();
@@ -132,12 +136,18 @@ impl Store {
         adopt(shared, now_ms, &mut report.adopted)?;
         // Recovered closes are volatile commits (see the protocol): make all of it durable.
         shared.index.flush()?;
+        let queued = self
+            .segments()?
+            .iter()
+            .filter(|r| matches!(r.upload, super::row::UploadState::Pending { .. }))
+            .count() as u64;
         Ok(RebuildReport {
             dropped_rows,
             recovered: report.recovered,
             adopted: report.adopted,
             removed: report.removed,
             damaged_index: None,
+            queued,
         })
     }
 }

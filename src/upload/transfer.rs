@@ -134,6 +134,14 @@ impl Target {
             message: format!("bad object key {}: {e}", job.key),
         })?;
         job.check()?;
+        // A file not begun may already be stored: sent before a kill -9 that came before
+        // its commit, or recorded before the index was rebuilt. The same size under the
+        // same key is taken as that object, and it is not sent again.
+        if progress.multipart.is_none() && self.stored_size(&path, job).await? == Some(job.size) {
+            tracing::info!(key = %job.key, bytes = job.size, "already stored; not sent again");
+            job.done.fetch_add(job.size, Ordering::Relaxed);
+            return Ok(());
+        }
         match &self.backend {
             Backend::S3(s3) if job.size <= job.part_size => {
                 let data = read_range(&job.path, 0, job.size).await?;
@@ -291,6 +299,23 @@ impl Target {
             }
         }
         err
+    }
+
+    /// The size of the object at `path`, `None` when there is none.
+    async fn stored_size(
+        &self,
+        path: &ObjPath,
+        job: &FileJob<'_>,
+    ) -> Result<Option<u64>, UploadError> {
+        let head = match &self.backend {
+            Backend::S3(s3) => s3.head(path).await,
+            Backend::File(fs, _) => fs.head(path).await,
+        };
+        match head {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("HEAD", &job.key, e)),
+        }
     }
 
     async fn verify(&self, path: &ObjPath, job: &FileJob<'_>) -> Result<(), UploadError> {
