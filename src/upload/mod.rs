@@ -4,9 +4,9 @@
 //! # How a segment travels
 //!
 //! 1. **Enqueue.** [`QueueHook`] runs inside the index commit that closes a segment (by its
-//!    writer, or by recovery finishing or adopting it) and sets the row's upload state to
-//!    `Pending`. The row is the durable queue entry: a crash can never leave a closed
-//!    segment without it.
+//!    writer, or by recovery finishing or adopting it, or by `edgerec index rebuild`) and
+//!    sets the row's upload state to `Pending`. The row is the durable queue entry: a crash
+//!    can never leave a closed segment without it.
 //! 2. **Order.** The worker keeps the pending rows in memory ([`queue::Queue`], pure):
 //!    oldest first, or newest first then backfill (`upload.order`). It is built from the
 //!    index at start and fed by the hook as segments close. Up to `upload.concurrency`
@@ -18,7 +18,9 @@
 //!    by one token bucket shared by all transfers ([`limiter`]). Transfers start only inside
 //!    the time windows ([`windows`]) and while not paused, and check again before every
 //!    part ([`Control::may_transfer`]): pausing, or a window closing, stops a transfer at
-//!    the next part boundary; it resumes from there.
+//!    the next part boundary; it resumes from there. A file not begun is first looked up
+//!    with a HEAD: an object under its key with its size is that file (sent just before a
+//!    crash came before its commit, or before an index rebuild) and is not sent again.
 //! 4. **Verify and record.** A HEAD checks the object's size; then one durable commit sets
 //!    the row to `Uploaded { url, at_ms }`, removes its `UploadParts` entry and adds the
 //!    `segment.uploaded` event to the outbox. With `delete_after_upload` the segment is then
