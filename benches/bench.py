@@ -128,8 +128,10 @@ def run_edgerec(binary, url, n, seconds, work):
     time.sleep(seconds)
     if p.poll() is not None:
         sys.exit("bench: edgerec exited early, see %s" % log.name)
+    # Media first: a flush between the two counts as written, never as media only.
+    media = media_bytes_now(root)
     c = proc_counters(p.pid)
-    c["media_bytes_at_read"] = media_bytes_now(root)
+    c["media_bytes_at_read"] = media
     p.send_signal(signal.SIGTERM)
     p.wait(60)
     return c, root
@@ -151,12 +153,12 @@ def run_ffmpeg(url, n, seconds, work):
         ))
     time.sleep(seconds)
     total = {"cpu": 0.0, "rss": 0, "write_bytes": 0, "wchar": 0, "syscw": 0}
+    total["media_bytes_at_read"] = media_bytes_now(root)
     for p in procs:
         if p.poll() is not None:
             sys.exit("bench: an ffmpeg recorder exited early")
         for k, v in proc_counters(p.pid).items():
             total[k] += v
-    total["media_bytes_at_read"] = media_bytes_now(root)
     for p in procs:
         p.send_signal(signal.SIGINT)
     for p in procs:

@@ -219,10 +219,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let (store, damaged) =
                 Store::open_for_rebuild(&cfg.storage.root, Arc::new(SystemClock))?;
             // Rows rebuilt for a template with an upload target are queued again, as the
-            // closing commit queues them when recording.
+            // closing commit queues them when recording; not when a target's keys use
+            // `{id}`, which a rebuild renumbers (new keys, or another segment's old key).
             let store = Arc::new(store);
-            let _queue = crate::upload::Uploads::register(&cfg, &store, Arc::new(SystemClock));
+            let by_id: Vec<&str> = cfg
+                .upload
+                .iter()
+                .flat_map(|u| &u.targets)
+                .filter(|t| t.key.uses("id"))
+                .map(|t| t.name.as_str())
+                .collect();
+            let queue = if by_id.is_empty() {
+                crate::upload::Uploads::register(&cfg, &store, Arc::new(SystemClock))
+            } else {
+                None
+            };
             let mut report = store.rebuild_index()?;
+            if queue.is_none() {
+                report.queued = None;
+            }
+            if !by_id.is_empty() {
+                eprintln!(
+                    "warning: no segment was queued for upload: the keys of target(s) {} use {{id}}, which a rebuild renumbers",
+                    by_id.join(", ")
+                );
+            }
             report.damaged_index = damaged;
             println!("{}: {report}", cfg.storage.root.display());
             Ok(ExitCode::SUCCESS)

@@ -100,6 +100,9 @@ fn a_file_without_loop_is_recorded_once_and_its_stream_shows_stopped() {
         ..TestConfig::new(&root)
     }
     .stream("once", &format!("file:{}?realtime=false", clip.display()))
+    // A camera that refuses connections: each failed attempt (1, 2, 4 s apart) wakes the
+    // scheduler, which re-applies the wanted streams.
+    .stream("dead", &format!("rtsp://127.0.0.1:{}/none", free_port()))
     .write(&dir.path().join("edgerec.toml"));
 
     let mut daemon = Daemon::start(&cfg);
@@ -107,8 +110,8 @@ fn a_file_without_loop_is_recorded_once_and_its_stream_shows_stopped() {
         daemon.log().contains("source ended")
     });
     assert!(ended, "the file never ended; log:\n{}", daemon.log());
-    // Several scheduler ticks (one a second) later, still one replay.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several scheduler wake-ups later, still one replay.
+    std::thread::sleep(Duration::from_secs(5));
     assert!(daemon.running(), "edgerec exited; log:\n{}", daemon.log());
     let out = cli(
         &["status", "--config", cfg.to_str().unwrap(), "--json"],

@@ -293,8 +293,8 @@ fn sigterm_lets_the_part_being_sent_finish_and_the_restart_sends_no_part_twice()
     let recording = base
         .clone()
         .stream("big", &format!("file:{}?realtime=false", src.display()));
-    // 5 MiB parts at 4 MiB/s: a part takes about 1.3 s, well inside the shutdown grace.
-    let upload = "part_size = \"5MiB\"\nbandwidth = \"4MiB/s\"\n";
+    // 5 MiB parts at 8 MiB/s: a part takes about 0.7 s, well inside the 5 s shutdown grace.
+    let upload = "part_size = \"5MiB\"\nbandwidth = \"8MiB/s\"\n";
     let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
     let cfg = write(
         dir.path(),

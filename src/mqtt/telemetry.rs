@@ -67,10 +67,12 @@ pub fn gather(
         crate::status::build_report(store, Some(live), device, quota, now).ok();
     // The status report's upload section (one scan of the index); the pause is persisted,
     // so the index says it too.
-    let uploads = report.as_ref().map(|r| {
-        let paused = crate::upload::paused_in(store).unwrap_or(false);
-        r.uploads.clone().with_state(true, paused, wall_ms)
-    });
+    let paused = crate::upload::paused_in(store).unwrap_or(false);
+    let u = report
+        .as_ref()
+        .map(|r| r.uploads.clone())
+        .unwrap_or_default()
+        .with_state(true, paused, wall_ms);
     // SAFETY: sysconf only reads a configuration value.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     // SAFETY: as above.
@@ -101,13 +103,13 @@ pub fn gather(
             "recording": recording.len(),
             "recording_names": recording,
         },
-        "upload": uploads.map(|u| serde_json::json!({
+        "upload": {
             "backlog_segments": u.backlog_segments,
             "backlog_bytes": u.backlog_bytes,
             "oldest_age_s": u.oldest_age_s,
             "failing": u.failing,
             "paused": u.paused,
-        })),
+        },
         "process": {"cpu_seconds": cpu, "rss_bytes": rss},
         "temperature": temperatures(Path::new("/sys/class/thermal")),
         "outbox": {"pending": outbox, "dropped": dropped},

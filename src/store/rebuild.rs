@@ -28,8 +28,9 @@ pub struct RebuildReport {
     pub removed: Vec<PathBuf>,
     /// Where a damaged index was moved by [`Store::open_for_rebuild`], if it was.
     pub damaged_index: Option<PathBuf>,
-    /// Segments queued for upload again (by the upload hook, when `[upload]` is set).
-    pub queued: u64,
+    /// Segments queued for upload again by the upload hook; `None` when none was
+    /// registered (no `[upload]`, or the caller chose not to queue).
+    pub queued: Option<u64>,
 }
 
 impl fmt::Display for RebuildReport {
@@ -72,11 +73,14 @@ impl fmt::Display for RebuildReport {
         for p in &self.removed {
             writeln!(f, "  removed {} (no complete fragment)", p.display())?;
         }
-        write!(
-            f,
-            "the old index had {} row(s); upload states start over: {} segment(s) queued for upload (an object already stored under its key with the same size is not sent again)",
-            self.dropped_rows, self.queued
-        )
+        write!(f, "the old index had {} row(s)", self.dropped_rows)?;
+        match self.queued {
+            Some(n) => write!(
+                f,
+                "; upload states start over: {n} segment(s) queued for upload (an object already stored under its key with the same size is not sent again)"
+            ),
+            None => write!(f, "; no segment is queued for upload"),
+        }
     }
 }
 
@@ -147,7 +151,7 @@ impl Store {
             adopted: report.adopted,
             removed: report.removed,
             damaged_index: None,
-            queued,
+            queued: Some(queued),
         })
     }
 }

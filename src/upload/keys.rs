@@ -92,6 +92,13 @@ impl KeyTemplate {
         })
     }
 
+    /// Whether the template uses variable `var` (`"id"` for `{id}`).
+    pub fn uses(&self, var: &str) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| matches!(t, Token::Var(v) if v == var))
+    }
+
     /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -222,6 +229,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(k, "rec/edge-1/cam1/2023/11/14/cam1-1700000000.mp4");
+    }
+
+    #[test]
+    fn uses_names_the_variables_of_the_template_only() {
+        let t = KeyTemplate::parse("{stream}/{id}-x.mp4").unwrap();
+        assert!(t.uses("id") && t.uses("stream"));
+        assert!(!t.uses("seq") && !t.uses("x"));
+        assert!(!KeyTemplate::parse("{stream}/{file}").unwrap().uses("id"));
     }
 
     #[test]

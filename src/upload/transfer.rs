@@ -137,7 +137,7 @@ impl Target {
         // A file not begun may already be stored: sent before a kill -9 that came before
         // its commit, or recorded before the index was rebuilt. The same size under the
         // same key is taken as that object, and it is not sent again.
-        if progress.multipart.is_none() && self.stored_size(&path, job).await? == Some(job.size) {
+        if progress.multipart.is_none() && self.stored_size(&path, job).await == Some(job.size) {
             tracing::info!(key = %job.key, bytes = job.size, "already stored; not sent again");
             job.done.fetch_add(job.size, Ordering::Relaxed);
             return Ok(());
@@ -269,9 +269,23 @@ impl Target {
             })
             .collect();
         if let Err(e) = s3.complete_multipart(path, &mp.upload_id, ids).await {
-            return Err(self
+            let err = self
                 .forget_if_gone(job, progress, "CompleteMultipartUpload", e)
-                .await);
+                .await;
+            // An upload the service no longer knows may be one whose completion went
+            // through before a crash came before its commit: then the object is there.
+            let gone = matches!(
+                err,
+                UploadError::Store {
+                    not_found: true,
+                    ..
+                }
+            );
+            if gone && self.stored_size(path, job).await == Some(job.size) {
+                tracing::info!(key = %job.key, "completed before the last stop; not sent again");
+                return Ok(());
+            }
+            return Err(err);
         }
         Ok(())
     }
@@ -301,20 +315,22 @@ impl Target {
         err
     }
 
-    /// The size of the object at `path`, `None` when there is none.
-    async fn stored_size(
-        &self,
-        path: &ObjPath,
-        job: &FileJob<'_>,
-    ) -> Result<Option<u64>, UploadError> {
+    /// The size of the object at `path`; `None` when there is none, or when the service
+    /// does not say (a HEAD refused, as AWS refuses one on a missing key to credentials
+    /// without `s3:ListBucket`, or failed): the upload then goes ahead and meets any real
+    /// problem itself.
+    async fn stored_size(&self, path: &ObjPath, job: &FileJob<'_>) -> Option<u64> {
         let head = match &self.backend {
             Backend::S3(s3) => s3.head(path).await,
             Backend::File(fs, _) => fs.head(path).await,
         };
         match head {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.err("HEAD", &job.key, e)),
+            Ok(meta) => Some(meta.size),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => {
+                tracing::debug!(key = %job.key, error = %e, "HEAD before upload failed; uploading");
+                None
+            }
         }
     }
 
