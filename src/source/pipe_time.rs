@@ -4,10 +4,15 @@
 //!
 //! [`Pacer`]: a camera pipe delivers frames in bursts (pipe buffers, encoder batching), so
 //! raw arrival times jitter. Each decode time is the previous one plus the frame interval
-//! (the `fps` hint, or an estimate of it), pulled 1/16 of the way towards the actual
-//! arrival time, so the long-term rate follows the camera; frames that come early (a burst
-//! of buffered ones) are never stamped closer than half an interval. A gap of more than a
-//! second (the camera dropped frames or stalled) re-anchors at the arrival time.
+//! (the `fps` hint, or an estimate of it learned from the spacing of arrivals and taken as
+//! a common camera rate such as 25 or 29.97 when within 1.5% of one), pulled 1/16
+//! of the way towards the actual arrival time when the frame is late, so the long-term rate
+//! follows the camera. A frame that comes early (a burst of buffered ones, or jitter under
+//! load) gets exactly one interval: a step shorter than a frame makes players and ffmpeg see
+//! two pictures at one time at the stream's frame rate. Only when the stamps run more than
+//! half a second ahead of the arrivals (a hint faster than the camera) are early frames
+//! pulled back, never closer than half an interval. A gap of more than a second (the camera
+//! dropped frames or stalled) re-anchors at the arrival time.
 //!
 //! [`PtsFromOrder`]: with B-frames, pictures arrive in decode order and are shown in POC
 //! order. Frames are held back [`DEPTH`] at a time; the k-th picture in presentation order
@@ -28,6 +33,8 @@ pub struct Pacer {
     interval: f64,
     fixed: bool,
     last: Option<f64>,
+    /// The last arrivals (ticks), at most [`WINDOW`], for the estimate.
+    arrivals: VecDeque<f64>,
 }
 
 impl Pacer {
@@ -39,35 +46,80 @@ impl Pacer {
             interval: f64::from(timescale) / fps.filter(|f| *f > 0.0).unwrap_or(25.0),
             fixed,
             last: None,
+            arrivals: VecDeque::new(),
         }
     }
 
     /// The decode time of a frame that arrived `since_start` after the source started.
     pub fn next(&mut self, since_start: Duration) -> i64 {
-        let arrival = since_start.as_secs_f64() * self.timescale as f64;
+        let second = self.timescale as f64;
+        let arrival = since_start.as_secs_f64() * second;
+        if !self.fixed {
+            // The mean spacing of the last arrivals: over a window, the jitter of each
+            // arrival counts only at the two ends. A gap or a clock step back starts the
+            // window over; until it holds a few frames the estimate stays as it was.
+            if let Some(&la) = self.arrivals.back() {
+                let d = arrival - la;
+                if !(0.0..second).contains(&d) {
+                    self.arrivals.clear();
+                }
+            }
+            if self.arrivals.len() == WINDOW {
+                self.arrivals.pop_front();
+            }
+            self.arrivals.push_back(arrival);
+            if self.arrivals.len() >= 16 {
+                let (first, last) = (self.arrivals[0], arrival);
+                let est = (last - first) / (self.arrivals.len() - 1) as f64;
+                self.interval = est.max(1.0);
+            }
+        }
+        let interval = if self.fixed {
+            self.interval
+        } else {
+            snap(self.interval, second)
+        };
         let t = match self.last {
             None => arrival,
             Some(last) => {
-                let predicted = last + self.interval;
+                let predicted = last + interval;
                 let err = arrival - predicted;
-                if err > self.timescale as f64 {
+                if err > second {
                     // A gap: the camera stalled or dropped frames.
                     arrival
                 } else {
-                    // Early frames (a burst of buffered ones) are spread out, never closer
-                    // than half an interval, so a burst does not collapse time.
-                    let t = (predicted + err / 16.0).max(last + self.interval / 2.0);
-                    if !self.fixed {
-                        self.interval += (t - last - self.interval) / 16.0;
-                        self.interval = self.interval.max(1.0);
-                    }
-                    t
+                    let floor = if -err < second / 2.0 {
+                        interval
+                    } else {
+                        interval / 2.0
+                    };
+                    (predicted + err / 16.0).max(last + floor)
                 }
             }
         };
         self.last = Some(t);
         t as i64
     }
+}
+
+/// Arrivals the frame interval is estimated over (about 2 s at 30 fps).
+const WINDOW: usize = 64;
+
+/// Frame rates cameras use: a learned interval within 1.5% of one is taken as exactly it,
+/// so the estimate's noise does not reach the stamps.
+const COMMON_FPS: [f64; 13] = [
+    5.0, 10.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0,
+];
+
+/// `interval` (ticks per frame at `second` ticks a second), snapped to the nearest of
+/// [`COMMON_FPS`] within 1.5%.
+fn snap(interval: f64, second: f64) -> f64 {
+    let fps = second / interval;
+    COMMON_FPS
+        .iter()
+        .filter(|r| (fps / **r - 1.0).abs() < 0.015)
+        .min_by(|a, b| (fps - **a).abs().total_cmp(&(fps - **b).abs()))
+        .map_or(interval, |r| second / r)
 }
 
 /// Presentation times from decode times and presentation-order keys.
@@ -168,6 +220,30 @@ mod tests {
         let dts: Vec<i64> = (0..300).map(|i| p.next(ms(i * 100))).collect();
         let d = dts[299] - dts[298];
         assert!((8500..=9500).contains(&d), "10 fps is 9000 ticks, got {d}");
+    }
+
+    #[test]
+    fn jittered_arrivals_never_give_a_step_shorter_than_a_frame() {
+        // 25 fps delivered late and early by up to 30 ms (a loaded machine), no hint: at
+        // the stream's frame rate, two stamps must never fall on one frame slot.
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut jitter = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % 30
+        };
+        for fps in [None, Some(25.0)] {
+            let mut p = Pacer::new(90_000, fps);
+            let arrivals: Vec<u64> = (0..750).map(|i| i * 40 + jitter()).collect();
+            let dts: Vec<i64> = arrivals.iter().map(|a| p.next(ms(*a))).collect();
+            for w in dts.windows(2).skip(50) {
+                let d = w[1] - w[0];
+                assert!((3550..=4500).contains(&d), "{fps:?}: step {d}");
+            }
+            let drift = dts[749] as f64 / 90.0 - arrivals[749] as f64;
+            assert!(drift.abs() < 200.0, "{fps:?}: {drift} ms from the arrivals");
+        }
     }
 
     #[test]
