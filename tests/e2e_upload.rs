@@ -101,18 +101,12 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
     let dir = workdir("upload-resume");
     let s3 = S3Peer::start(&["vod"]);
     let src = noise_clip(dir.path(), 34);
-    let mut base = TestConfig::new(&dir.path().join("data"));
-    base.interval = "60s".into();
-    let recording = base
-        .clone()
-        .stream("big", &format!("file:{}?realtime=false", src.display()));
     let upload = "part_size = \"5MiB\"\nbandwidth = \"8MiB/s\"\n";
     // With a SHA-256 checksum per part for the service to verify.
     let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}") + "checksum = true\n";
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&recording, upload, &target, None),
-    );
+    let (recording, upload_only) =
+        big_segment_configs(&dir.path().join("data"), &src, upload, &target);
+    let cfg = write(dir.path(), &recording);
     let mut d = Daemon::start(&cfg);
     // Wait until a few parts are in, then kill the recorder mid-upload.
     assert!(
@@ -132,10 +126,7 @@ fn kill_9_during_a_multipart_upload_resumes_at_the_next_part() {
     );
 
     // Restart without the stream: only the upload continues.
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&base, upload, &target, None),
-    );
+    let cfg = write(dir.path(), &upload_only);
     let mut d = Daemon::start(&cfg);
     wait_rows(&cfg, Duration::from_secs(40), all_uploaded);
     d.terminate(Duration::from_secs(20));
@@ -247,17 +238,11 @@ fn a_multipart_upload_whose_segment_is_gone_is_aborted_at_the_next_start() {
     let dir = workdir("upload-orphan");
     let s3 = S3Peer::start(&["vod"]);
     let src = noise_clip(dir.path(), 20);
-    let mut base = TestConfig::new(&dir.path().join("data"));
-    base.interval = "60s".into();
-    let recording = base
-        .clone()
-        .stream("big", &format!("file:{}?realtime=false", src.display()));
     let upload = "part_size = \"5MiB\"\nbandwidth = \"4MiB/s\"\n";
     let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&recording, upload, &target, None),
-    );
+    let (recording, upload_only) =
+        big_segment_configs(&dir.path().join("data"), &src, upload, &target);
+    let cfg = write(dir.path(), &recording);
     let mut d = Daemon::start(&cfg);
     assert!(
         wait_until(Duration::from_secs(40), || !s3.parts_acked().is_empty()),
@@ -273,10 +258,7 @@ fn a_multipart_upload_whose_segment_is_gone_is_aborted_at_the_next_start() {
             std::fs::remove_file(dir.path().join("data").join(&f.path)).unwrap();
         }
     }
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&base, upload, &target, None),
-    );
+    let cfg = write(dir.path(), &upload_only);
     let mut d = Daemon::start(&cfg);
     assert!(
         wait_until(Duration::from_secs(20), || s3

@@ -288,18 +288,12 @@ fn sigterm_lets_the_part_being_sent_finish_and_the_restart_sends_no_part_twice()
     let dir = workdir("upload-sigterm");
     let s3 = S3Peer::start(&["vod"]);
     let src = noise_clip(dir.path(), 24);
-    let mut base = TestConfig::new(&dir.path().join("data"));
-    base.interval = "60s".into();
-    let recording = base
-        .clone()
-        .stream("big", &format!("file:{}?realtime=false", src.display()));
     // 5 MiB parts at 8 MiB/s: a part takes about 0.7 s, well inside the 5 s shutdown grace.
     let upload = "part_size = \"5MiB\"\nbandwidth = \"8MiB/s\"\n";
     let target = s3_target(&s3.endpoint(), "vod", "{stream}/{file}");
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&recording, upload, &target, None),
-    );
+    let (recording, upload_only) =
+        big_segment_configs(&dir.path().join("data"), &src, upload, &target);
+    let cfg = write(dir.path(), &recording);
     let mut d = Daemon::start(&cfg);
     assert!(
         wait_until(Duration::from_secs(40), || s3.parts_acked().len() >= 2),
@@ -332,10 +326,7 @@ fn sigterm_lets_the_part_being_sent_finish_and_the_restart_sends_no_part_twice()
 
     // Restart without the stream: the upload continues at the part after the last one
     // acknowledged before the stop, since that one was recorded.
-    let cfg = write(
-        dir.path(),
-        &config_with_upload(&base, upload, &target, None),
-    );
+    let cfg = write(dir.path(), &upload_only);
     let mut d = Daemon::start(&cfg);
     wait_rows(&cfg, Duration::from_secs(60), all_uploaded);
     d.terminate(Duration::from_secs(20));

@@ -320,11 +320,7 @@ impl Target {
     /// without `s3:ListBucket`, or failed): the upload then goes ahead and meets any real
     /// problem itself.
     async fn stored_size(&self, path: &ObjPath, job: &FileJob<'_>) -> Option<u64> {
-        let head = match &self.backend {
-            Backend::S3(s3) => s3.head(path).await,
-            Backend::File(fs, _) => fs.head(path).await,
-        };
-        match head {
+        match self.head(path).await {
             Ok(meta) => Some(meta.size),
             Err(object_store::Error::NotFound { .. }) => None,
             Err(e) => {
@@ -334,12 +330,19 @@ impl Target {
         }
     }
 
-    async fn verify(&self, path: &ObjPath, job: &FileJob<'_>) -> Result<(), UploadError> {
-        let meta = match &self.backend {
+    /// The object's metadata, from either kind of target.
+    async fn head(&self, path: &ObjPath) -> object_store::Result<object_store::ObjectMeta> {
+        match &self.backend {
             Backend::S3(s3) => s3.head(path).await,
             Backend::File(fs, _) => fs.head(path).await,
         }
-        .map_err(|e| self.err("HEAD", &job.key, e))?;
+    }
+
+    async fn verify(&self, path: &ObjPath, job: &FileJob<'_>) -> Result<(), UploadError> {
+        let meta = self
+            .head(path)
+            .await
+            .map_err(|e| self.err("HEAD", &job.key, e))?;
         if meta.size != job.size {
             return Err(UploadError::Verify {
                 target: self.cfg.name.clone(),

@@ -279,6 +279,27 @@ pub fn http_get(port: u16, path: &str) -> (u16, Vec<u8>) {
 
 /// The config text of `base` with every segment uploaded to target "vod", `upload` being
 /// the `[upload]` section's extra keys and `target` the target's keys.
+/// Configs for one big segment: stream `big` replays `src` once, fast, into a 60 s segment
+/// under `root`, uploaded with the `[upload]` settings `upload` to the target `target`.
+/// Returns (recording, upload only): the second has no stream, for a restart that only
+/// finishes the upload.
+pub fn big_segment_configs(
+    root: &Path,
+    src: &Path,
+    upload: &str,
+    target: &str,
+) -> (String, String) {
+    let mut base = TestConfig::new(root);
+    base.interval = "60s".into();
+    let recording = base
+        .clone()
+        .stream("big", &format!("file:{}?realtime=false", src.display()));
+    (
+        config_with_upload(&recording, upload, target, None),
+        config_with_upload(&base, upload, target, None),
+    )
+}
+
 pub fn config_with_upload(
     base: &TestConfig,
     upload: &str,
