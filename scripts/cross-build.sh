@@ -32,5 +32,5 @@ if [ "$size" -gt 8000000 ]; then
   echo "cross-build: $bin is $size bytes, over the 8 MB (8,000,000 bytes) budget" >&2
   exit 1
 fi
-"$QEMU" "$bin" --version >/dev/null
+scripts/deadline.sh 120 "$bin --version under $QEMU" "$QEMU" "$bin" --version >/dev/null
 echo "cross-build: $bin ($arch, glibc >= $newest, $size bytes stripped)"

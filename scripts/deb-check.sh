@@ -16,6 +16,7 @@ trap 'rm -f "$log"' EXIT
 EDGEREC_DEBS="${debs[*]}" \
   EDGEREC_QEMU_ARM64="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
   EDGEREC_QEMU_ARMHF="qemu-arm -L /usr/arm-linux-gnueabihf" \
+  scripts/deadline.sh 900 "package inspection (edgerec check under qemu)" \
   cargo test --locked --test packaging_deb cross_built_packages 2>&1 | tee "$log"
 # The test returns early without EDGEREC_DEBS: make sure it really ran here.
 grep -q "test cross_built_packages_from_make_deb_pass_the_same_inspection ... ok" "$log" || {

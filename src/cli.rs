@@ -145,8 +145,9 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Loads the config; every [`crate::config::ConfigError`] already names the file once.
 fn load(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Ok(Config::load(path)?)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -64,6 +64,13 @@ fn assert_refused(dir: &Path, toml: &str, needles: &[&str]) {
     for n in needles {
         assert!(msg.contains(n), "error should name {n:?}, said: {msg}");
     }
+    // The file is named once: `error: /x/edgerec.toml: field: ...`, not twice.
+    let file = dir.join("config.toml").display().to_string();
+    assert_eq!(
+        msg.matches(&file).count(),
+        1,
+        "the error should name {file} exactly once, said: {msg}"
+    );
 }
 
 #[test]

@@ -379,6 +379,6 @@ fn encode_moof(moof: &Moof) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 #[path = "fmp4_tests.rs"]
 mod tests;

@@ -11,7 +11,7 @@ mod boxes;
 pub mod fmp4;
 pub mod progressive;
 pub mod scan;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 pub(crate) mod testutil;
 
 /// Errors of the format encoders and readers.

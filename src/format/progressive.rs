@@ -374,6 +374,6 @@ fn stsc_entries(chunks: &[(u32, usize)]) -> Vec<StscEntry> {
     entries
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 #[path = "progressive_tests.rs"]
 mod tests;

@@ -184,6 +184,6 @@ fn complete_fragment<R: Read + Seek>(
     Ok(Some(frag.end))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 #[path = "scan_tests.rs"]
 mod tests;

@@ -142,7 +142,7 @@ fn open_size(root: &Path, row: &SegmentRow) -> u64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod tests {
     use std::path::Path;
 

@@ -363,15 +363,15 @@ impl Store {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod crash_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 pub(crate) mod fixture;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod hook_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod progressive_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod syscall_tests;
-#[cfg(test)]
+#[cfg(all(test, feature = "process-tests"))]
 mod tests;
