@@ -6,72 +6,60 @@
 //!
 //! # Layout
 //!
-//! Data flows one way, and the modules follow it:
+//! The folders are the layers. Media flows one way through them, and control sits beside
+//! the pipeline:
 //!
 //! ```text
-//! source (rtsp pull | push | pipe | file) --Frame--> segment (pure) --SegmentEvent--> sink → format
-//!                                                                               |
-//!                                 store (files, fsync, index, recovery)  <------+
-//!                                     |
-//!                                 retention (the only code that deletes)
+//!   app       daemon wiring, CLI, status rendering
+//!    |
+//!   control   commands, record tasks, MQTT, local socket, status report
+//!    |
+//!   pipeline  one supervised recorder task per stream, the supervisor
+//!    |
+//!   sync      upload queue -> object store; event outbox (MQTT publishes from it)
+//!    |
+//!   storage   store (files, fsync, index, recovery) -> retention; storage guard
+//!    |
+//!   media     source (rtsp pull | push | pipe | file) --Frame--> segment (pure)
+//!    |                 --SegmentEvent--> sink -> format (fMP4, MP4)
+//!   config    the TOML config, templates and rules
+//!    |
+//!   util      clock, backoff, glob, naming, redact, sd_notify, pace
 //! ```
 //!
-//! - [`frame`]: the one frame type every source produces.
-//! - [`ingest`]: the RTSP and RTMP push servers, their depacketizers, and who may publish.
-//! - [`source`]: RTSP pull (retina), the looping file "camera", board-camera command pipes
-//!   (`pipe:`) and the channel push servers feed.
-//! - [`segment`]: the pure segmenter: frames in; start / fragment / close out.
-//! - [`format`]: fMP4 and progressive MP4 encoders, and the scanner recovery uses.
-//! - [`store`]: the segment writer, the redb index and the durability protocol (read its docs).
-//! - [`retention`]: the pure eviction policy (uploaded segments first), and the pass that
-//!   applies it.
-//! - [`upload`]: offline-first upload sync of closed segments to S3-compatible or local
-//!   targets (durable queue in the index, resumable multipart, bandwidth cap, windows).
-//! - [`sink`]: consumers of segment events; the fMP4 store sink now, more formats later.
-//! - [`recorder`]: one supervised task per stream gluing source, segmenter and sinks;
-//!   [`supervisor`]: the recorders by stream name, started and stopped at runtime.
-//! - [`tasks`]: record tasks (real-time and scheduled) and their scheduler;
-//!   [`commands`]: what the fleet commands do (MQTT and `edgerec command` call it).
-//! - [`events`]: the event outbox in the index (written with the state change it reports);
-//!   [`mqtt`]: the broker connection, topic contract, outbox publishing, command transport,
-//!   telemetry and `edgerec ctl` (see `docs/mqtt.md`).
-//! - [`daemon`]: starts everything, handles signals, shuts down in order.
-//! - [`pace`]: the shared tick streams poll their sources on; [`control`]: the local socket
-//!   `edgerec segments`/`status` use; [`backoff`]: capped exponential backoff.
-//! - [`guard`]: the storage guard (the `edgerec init` marker, and the alarm and wait while
-//!   it refuses); [`status`]: per-stream health
-//!   for `edgerec status` and the watchdog; [`notify`]: systemd's sd_notify.
-//! - [`config`], [`rules`], [`glob`], [`naming`]: the TOML config, template/rule matching
-//!   (with the rules' shell-style globs), file naming.
-//! - [`cli`]: the `edgerec` command line.
-//! - [`clock`]: injected wall and monotonic time.
+//! Imports only go down: a module may use its own layer and the ones under it. A lower layer
+//! that must tell a higher one something gets a handle (a channel, a watch, a trait object)
+//! from the wiring place. `scripts/check-layers.py` (in `make lint` and `make test`) fails
+//! on an import that goes up or a new import cycle between files; the few that remain from
+//! before the layers existed are listed in `scripts/layers-baseline.txt`, to be removed.
+//!
+//! - [`util`]: leaf utilities.
+//! - [`config`]: the TOML config, validation with the field's path, templates and rules.
+//! - [`media`]: frames, sources, push ingest, the pure segmenter, formats, sinks, stream
+//!   health.
+//! - [`storage`]: the segment writer, the redb index and the durability protocol (read
+//!   [`storage::store`]'s docs), retention (the pure eviction policy and the pass that
+//!   applies it) and the storage guard.
+//! - [`sync`]: offline-first upload of closed segments to S3-compatible or local targets
+//!   (durable queue in the index, resumable multipart, bandwidth cap, windows), and the
+//!   event outbox in the index (written with the state change it reports).
+//! - [`pipeline`]: one supervised task per stream gluing source, segmenter and sinks; the
+//!   supervisor starts and stops them at runtime.
+//! - [`control`]: what the fleet commands do (MQTT, `edgerec command` and the local socket
+//!   call the same code), record tasks and their scheduler, the MQTT connection, topic
+//!   contract and telemetry (see `docs/mqtt.md`), and the status report.
+//! - [`app`]: starts everything, handles signals, shuts down in order; the command line.
+//!
+//! Who deletes: retention deletes segments to keep the ring buffer in bounds, and the
+//! uploader deletes a segment's file after a verified upload when its target says
+//! `delete_after_upload`; both go through the store's durable delete
+//! ([`storage::store`]), so the index and the files agree after a crash.
 
-pub mod backoff;
-pub mod cli;
-pub mod clock;
-pub mod commands;
+pub mod app;
 pub mod config;
 pub mod control;
-pub mod daemon;
-pub mod events;
-pub mod format;
-pub mod frame;
-pub mod glob;
-pub mod guard;
-pub mod ingest;
-pub mod mqtt;
-pub mod naming;
-pub mod notify;
-pub mod pace;
-pub mod recorder;
-pub mod redact;
-pub mod retention;
-pub mod rules;
-pub mod segment;
-pub mod sink;
-pub mod source;
-pub mod status;
-pub mod store;
-pub mod supervisor;
-pub mod tasks;
-pub mod upload;
+pub mod media;
+pub mod pipeline;
+pub mod storage;
+pub mod sync;
+pub mod util;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    edgerec::cli::main()
+    edgerec::app::cli::main()
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use edgerec::config::Config;
-use edgerec::source::SourceSpec;
+use edgerec::media::source::SourceSpec;
 
 const BOARDS: [&str; 4] = ["jetson-orin-nano", "rpi-zero-2w", "rpi4", "rpi5"];
 
@@ -129,7 +129,7 @@ fn presets_are_tuned_for_flash_wear_and_a_typical_card() {
     for dir in board_dirs() {
         let (path, config) = preset(&dir);
         let stream = &config.streams[0];
-        let template = edgerec::rules::resolve(&config, &stream.app, &stream.name)
+        let template = edgerec::config::rules::resolve(&config, &stream.app, &stream.name)
             .unwrap_or_else(|| panic!("{}: the camera is not recorded", path.display()));
         assert!(
             template.fragment >= Duration::from_secs(1),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use edgerec::config::{Config, MinFree, DEFAULT_TOML};
-use edgerec::format::Format;
+use edgerec::media::format::Format;
 
 const EXAMPLE: &str = r#"
 device_id = "edge-001"
@@ -52,7 +52,8 @@ fn documented_example_is_accepted_as_written() {
 
     assert_eq!(c.streams.len(), 2);
     for s in &c.streams {
-        let t = edgerec::rules::resolve(&c, &s.app, &s.name).expect("every stream is recorded");
+        let t =
+            edgerec::config::rules::resolve(&c, &s.app, &s.name).expect("every stream is recorded");
         assert_eq!(t.name, "continuous");
         assert_eq!(s.app, "");
         assert_eq!(s.max_bytes, None);
@@ -73,13 +74,13 @@ fn example_loads_from_a_file() {
 fn example_names_segments_as_documented() {
     let c = Config::from_toml_str(EXAMPLE).unwrap();
     let t = c.template("continuous").unwrap();
-    let vars = edgerec::naming::NameVars {
+    let vars = edgerec::util::naming::NameVars {
         stream: "cam1",
         app: "",
         seq: 0,
         start_ms: 1_700_000_000_123, // 2023-11-14T22:13:20.123Z
     };
-    let p = edgerec::naming::expand(&t.naming, &vars).unwrap();
+    let p = edgerec::util::naming::expand(&t.naming, &vars).unwrap();
     assert_eq!(p, PathBuf::from("cam1/2023/11/14/cam1-1700000000"));
 }
 

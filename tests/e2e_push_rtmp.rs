@@ -317,8 +317,8 @@ fn ffprobe_json(args: &[&str], file: &Path) -> serde_json::Value {
 /// publisher; the samples and the hvcC come straight from ffprobe, and the result is
 /// checked by ffprobe and ffmpeg.
 fn publish_hevc(port: u16, path: &str, clip: &Path) {
-    use edgerec::ingest::rtmp::amf::{encode_all, Amf};
-    use edgerec::ingest::rtmp::chunk::write_message;
+    use edgerec::media::ingest::rtmp::amf::{encode_all, Amf};
+    use edgerec::media::ingest::rtmp::chunk::write_message;
 
     let streams = ffprobe_json(&["-show_streams", "-select_streams", "v"], clip);
     let hvcc = unhex_dump(streams["streams"][0]["extradata"].as_str().unwrap());

@@ -175,7 +175,7 @@ fn the_writer_thread_logs_inside_the_stream_span() {
     )
     .write(&dir.path().join("edgerec.toml"));
     // `segment started` is logged by the store sink, on the stream's writer thread.
-    let mut daemon = Daemon::start_env(&cfg, &[("RUST_LOG", "info,edgerec::sink=debug")]);
+    let mut daemon = Daemon::start_env(&cfg, &[("RUST_LOG", "info,edgerec::media::sink=debug")]);
     let started = wait_until(Duration::from_secs(60), || {
         daemon.log().contains("source ended")
     });

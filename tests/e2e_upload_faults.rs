@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
-use edgerec::store::UploadState;
+use edgerec::storage::store::UploadState;
 use proxy::Proxy;
 use support::*;
 
@@ -22,7 +22,7 @@ fn md5(bytes: &[u8]) -> String {
     format!("{:x}", Md5::digest(bytes))
 }
 
-fn pending(r: &edgerec::store::SegmentRow) -> bool {
+fn pending(r: &edgerec::storage::store::SegmentRow) -> bool {
     matches!(r.upload, UploadState::Pending { .. })
 }
 

@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use common::{assert_decodes, clip, md5_file, wait_until, workdir, ClipSpec, Daemon, TestConfig};
-use edgerec::store::UploadState;
+use edgerec::storage::store::UploadState;
 use support::*;
 
 fn md5(bytes: &[u8]) -> String {

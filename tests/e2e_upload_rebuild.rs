@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use common::{assert_decodes, cli, clip, md5_file, workdir, ClipSpec, Daemon, TestConfig};
-use edgerec::store::UploadState;
+use edgerec::storage::store::UploadState;
 use support::*;
 
 fn md5(bytes: &[u8]) -> String {

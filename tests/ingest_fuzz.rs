@@ -2,9 +2,9 @@
 //! (RTP, SDP, depacketizers, RTSP message framing). They assert no panic and bounded output;
 //! the seed is printed so a failure can be replayed with `FUZZ_SEED=…`.
 
-use edgerec::frame::VideoCodec;
-use edgerec::ingest::depack::{aac::Aac, opus::Opus, video::Video, Depacketizer, Rtp};
-use edgerec::ingest::rtsp::sdp;
+use edgerec::media::frame::VideoCodec;
+use edgerec::media::ingest::depack::{aac::Aac, opus::Opus, video::Video, Depacketizer, Rtp};
+use edgerec::media::ingest::rtsp::sdp;
 
 struct Rng(u64);
 

@@ -8,12 +8,12 @@
 
 use bytes::{Bytes, BytesMut};
 
-use edgerec::ingest::rtmp::amf::{self, Amf};
-use edgerec::ingest::rtmp::chunk::{write_message, ChunkReader, Read};
-use edgerec::ingest::rtmp::handshake::PACKET;
-use edgerec::ingest::rtmp::media::Media;
-use edgerec::ingest::rtmp::session::msg;
-use edgerec::ingest::rtmp::{flv, Connection, Item, RtmpLimits};
+use edgerec::media::ingest::rtmp::amf::{self, Amf};
+use edgerec::media::ingest::rtmp::chunk::{write_message, ChunkReader, Read};
+use edgerec::media::ingest::rtmp::handshake::PACKET;
+use edgerec::media::ingest::rtmp::media::Media;
+use edgerec::media::ingest::rtmp::session::msg;
+use edgerec::media::ingest::rtmp::{flv, Connection, Item, RtmpLimits};
 
 struct Rng(u64);
 

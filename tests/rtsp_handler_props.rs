@@ -10,13 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgerec::clock::SystemClock;
 use edgerec::config::Config;
-use edgerec::ingest::rtsp::framing::{Framer, Item};
-use edgerec::ingest::rtsp::session::{After, Session};
-use edgerec::ingest::{Ingest, IngestContext};
-use edgerec::status::StatusBoard;
-use edgerec::store::{SegmentState, Store};
+use edgerec::media::health::StatusBoard;
+use edgerec::media::ingest::rtsp::framing::{Framer, Item};
+use edgerec::media::ingest::rtsp::session::{After, Session};
+use edgerec::media::ingest::{Ingest, IngestContext};
+use edgerec::storage::store::{SegmentState, Store};
+use edgerec::util::clock::SystemClock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -10,9 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use edgerec::clock::{SharedClock, SystemClock};
-use edgerec::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
-use edgerec::source::{Source, SourceError, SourceSpec};
+use edgerec::media::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
+use edgerec::media::source::{Source, SourceError, SourceSpec};
+use edgerec::util::clock::{SharedClock, SystemClock};
 use source_common::{assert_time_order, count, decoded_frames, dump};
 
 fn clock() -> SharedClock {

@@ -9,9 +9,9 @@ mod source_common;
 use std::sync::Arc;
 
 use common::{clip, free_port, ClipSpec, RtspPeer};
-use edgerec::clock::{SharedClock, SystemClock};
-use edgerec::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
-use edgerec::source::{Source, SourceError, SourceSpec};
+use edgerec::media::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
+use edgerec::media::source::{Source, SourceError, SourceSpec};
+use edgerec::util::clock::{SharedClock, SystemClock};
 use source_common::{count, decoded_frames, dump};
 
 fn clock() -> SharedClock {

@@ -1,6 +1,6 @@
 //! AAC RTP depacketizer (RFC 3640 AU headers, AAC-hbr).
 #![no_main]
-use edgerec::ingest::depack::{aac::Aac, Depacketizer};
+use edgerec::media::ingest::depack::{aac::Aac, Depacketizer};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let fmtp: Vec<(String, String)> = [

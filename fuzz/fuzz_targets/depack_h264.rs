@@ -1,7 +1,7 @@
 //! H.264 RTP depacketizer (single NAL, STAP-A, FU-A).
 #![no_main]
-use edgerec::frame::VideoCodec;
-use edgerec::ingest::depack::{video::Video, Depacketizer};
+use edgerec::media::frame::VideoCodec;
+use edgerec::media::ingest::depack::{video::Video, Depacketizer};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let d = Depacketizer::Video(Box::new(Video::new(VideoCodec::H264, &[])));

@@ -1,7 +1,7 @@
 //! The RTMP chunk stream reader: message reassembly across chunk streams, bounded.
 #![no_main]
-use edgerec::ingest::rtmp::chunk::{ChunkReader, Read};
-use edgerec::ingest::rtmp::RtmpLimits;
+use edgerec::media::ingest::rtmp::chunk::{ChunkReader, Read};
+use edgerec::media::ingest::rtmp::RtmpLimits;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let limits = RtmpLimits {

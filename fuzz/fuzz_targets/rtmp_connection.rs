@@ -1,7 +1,7 @@
 //! A whole RTMP publisher connection (handshake, chunks, AMF0 commands, FLV tags), fed in
 //! the read sizes the fuzzer chose.
 #![no_main]
-use edgerec::ingest::rtmp::{Connection, Item, RtmpLimits};
+use edgerec::media::ingest::rtmp::{Connection, Item, RtmpLimits};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let limits = RtmpLimits {

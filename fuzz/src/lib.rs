@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use edgerec::ingest::depack::{Depacketizer, Rtp};
-use edgerec::ingest::rtsp::framing::{Framer, Item};
-use edgerec::ingest::rtsp::session::{After, Session};
-use edgerec::ingest::{Ingest, IngestContext};
+use edgerec::media::ingest::depack::{Depacketizer, Rtp};
+use edgerec::media::ingest::rtsp::framing::{Framer, Item};
+use edgerec::media::ingest::rtsp::session::{After, Session};
+use edgerec::media::ingest::{Ingest, IngestContext};
 
 /// Splits `data` into packets, each led by a 16-bit big-endian length (clamped to what is
 /// left), so the fuzzer controls packet boundaries.
@@ -55,7 +55,7 @@ fn fixture() -> &'static Fixture {
             dir.path().display()
         );
         let config = Arc::new(edgerec::config::Config::from_toml_str(&toml).expect("config"));
-        let store = Arc::new(edgerec::store::Store::open(dir.path()).expect("store"));
+        let store = Arc::new(edgerec::storage::store::Store::open(dir.path()).expect("store"));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -63,10 +63,10 @@ fn fixture() -> &'static Fixture {
         let ingest = Ingest::new(IngestContext {
             config,
             store,
-            clock: Arc::new(edgerec::clock::SystemClock),
+            clock: Arc::new(edgerec::util::clock::SystemClock),
             cancel: tokio_util::sync::CancellationToken::new(),
             closed: Arc::new(tokio::sync::Notify::new()),
-            board: Arc::new(edgerec::status::StatusBoard::default()),
+            board: Arc::new(edgerec::media::health::StatusBoard::default()),
         });
         Fixture {
             _dir: dir,

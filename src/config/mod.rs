@@ -12,6 +12,7 @@
 pub mod mqtt;
 pub mod patch;
 mod raw;
+pub mod rules;
 mod size;
 pub mod upload;
 mod validate;
@@ -23,7 +24,7 @@ use std::time::Duration;
 pub use mqtt::MqttConfig;
 pub use size::{parse_min_free, parse_size, MinFree};
 
-use crate::format::Format;
+use crate::media::format::Format;
 
 /// A fully commented config that records the demo stream (`assets/sample.mp4`, looped) into
 /// `./data`. `edgerec` prints it for users to start from; it is accepted by
@@ -171,7 +172,7 @@ pub struct Template {
     /// Fragment duration, the most a power cut can lose (100 ms..=`interval`, default 1 s).
     pub fragment: Duration,
     /// File naming template relative to `storage.root`, without extension (see
-    /// [`crate::naming`]).
+    /// [`crate::util::naming`]).
     pub naming: String,
     /// The upload target (`[[upload.targets]]` name) closed segments go to; `None` = none.
     pub upload: Option<String>,
@@ -184,7 +185,7 @@ impl Template {
     }
 }
 
-/// `[[rules]]`: which template a stream records with (see [`crate::rules::resolve`]).
+/// `[[rules]]`: which template a stream records with (see [`crate::config::rules::resolve`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Name of the template to use.
@@ -206,7 +207,7 @@ pub struct StreamConfig {
     /// Application name, matched by rules' `app` globs (default empty).
     pub app: String,
     /// Where frames come from: `rtsp://...` or `file:...`, checked with
-    /// [`crate::source::SourceSpec::parse`] (see [`crate::source::spec`]).
+    /// [`crate::media::source::SourceSpec::parse`] (see [`crate::media::source::spec`]).
     pub source: String,
     /// Per-stream quota in bytes, enforced in addition to `storage.max_bytes` (optional).
     pub max_bytes: Option<u64>,
@@ -221,7 +222,7 @@ pub struct StreamConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// A tracing filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or directives
-    /// such as `info,edgerec::store=debug`. `RUST_LOG` overrides it. Default `info`.
+    /// such as `info,edgerec::storage::store=debug`. `RUST_LOG` overrides it. Default `info`.
     pub level: String,
 }
 
@@ -308,7 +309,7 @@ impl Config {
         // toml's message echoes the offending line: never a secret's value.
         let raw: raw::RawConfig = toml::from_str(s).map_err(|e| ConfigError::Parse {
             file: None,
-            message: crate::redact::redact_toml_error(e.to_string().trim_end()),
+            message: crate::util::redact::redact_toml_error(e.to_string().trim_end()),
         })?;
         validate::validate(raw)
     }
@@ -334,7 +335,7 @@ mod tests {
         assert_eq!(c.storage.root, PathBuf::from("./data"));
         let demo = c.stream("demo").expect("demo stream");
         assert_eq!(demo.source, "file:assets/sample.mp4?loop=true");
-        let t = crate::rules::resolve(&c, &demo.app, &demo.name).expect("demo is recorded");
+        let t = crate::config::rules::resolve(&c, &demo.app, &demo.name).expect("demo is recorded");
         assert_eq!(t.formats, vec![Format::Fmp4]);
     }
 

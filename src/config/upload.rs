@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::raw::RawSize;
 use super::size::parse_size;
 use super::ConfigError;
-use crate::upload::keys::KeyTemplate;
-use crate::upload::windows::Window;
+use crate::sync::upload::keys::KeyTemplate;
+use crate::sync::upload::windows::Window;
 
 /// Default `upload.part_size`: files above it go as multipart uploads.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
@@ -364,7 +364,7 @@ fn target(path: &str, t: &RawTarget) -> Result<UploadTarget> {
             url_field,
             format!(
                 "\"{}\" is not a target URL (use s3://bucket/prefix, file:///dir or file:dir)",
-                crate::redact::redact_url(&t.url)
+                crate::util::redact::redact_url(&t.url)
             ),
         );
     };

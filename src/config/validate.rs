@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::glob::Glob;
+use crate::util::glob::Glob;
 
 use super::raw::{RawConfig, RawDuration, RawIngest, RawSize, RawStorage, RawStream, RawTemplate};
 use super::size::{parse_min_free, parse_size, MinFree};
@@ -13,7 +13,7 @@ use super::{
     Template, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL,
     MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
 };
-use crate::format::Format;
+use crate::media::format::Format;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -91,7 +91,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
                             "log.level",
                             format!(
                                 "invalid filter \"{level}\": {e} \
-                                 (use e.g. \"info\" or \"info,edgerec::store=debug\")"
+                                 (use e.g. \"info\" or \"info,edgerec::storage::store=debug\")"
                             ),
                         )
                     })?;
@@ -389,7 +389,7 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
         .naming
         .clone()
         .unwrap_or_else(|| DEFAULT_NAMING.to_owned());
-    crate::naming::validate_template(&naming)
+    crate::util::naming::validate_template(&naming)
         .map_err(|m| ConfigError::invalid(format!("{path}.naming"), m))?;
     Ok(Template {
         name: t.name.clone(),
@@ -404,9 +404,9 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
 fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
     check_identifier(&format!("{path}.name"), &s.name, false)?;
     check_identifier(&format!("{path}.app"), &s.app, true)?;
-    let spec = crate::source::SourceSpec::parse(&s.source)
+    let spec = crate::media::source::SourceSpec::parse(&s.source)
         .map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
-    let is_pipe = matches!(spec, crate::source::SourceSpec::Pipe { .. });
+    let is_pipe = matches!(spec, crate::media::source::SourceSpec::Pipe { .. });
     let fps_milli = match s.fps {
         None => None,
         Some(_) if !is_pipe => {

@@ -247,10 +247,10 @@ fn device_id_must_be_a_plain_name() {
 fn log_level_is_checked() {
     assert_eq!(ok("[log]\nlevel = \"debug\"\n").log.level, "debug");
     assert_eq!(
-        ok("[log]\nlevel = \"info,edgerec::store=trace\"\n")
+        ok("[log]\nlevel = \"info,edgerec::storage::store=trace\"\n")
             .log
             .level,
-        "info,edgerec::store=trace"
+        "info,edgerec::storage::store=trace"
     );
     let e = error("[log]\nlevel = \"loud=[\"\n");
     assert!(e.starts_with("log.level: invalid filter"), "{e}");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edgerec::store::{SegmentRow, SegmentState, UploadState};
+use edgerec::storage::store::{SegmentRow, SegmentState, UploadState};
 
 use crate::common::{self, free_port, TestConfig};
 
@@ -336,8 +336,8 @@ pub fn upload_now(config: &Path, timeout: &str) -> common::CliOutput {
 
 /// A local-time window that excludes the present (it opens in two hours).
 pub fn window_not_now() -> String {
-    let m = edgerec::upload::windows::local_minute(edgerec::clock::Clock::wall_ms(
-        &edgerec::clock::SystemClock,
+    let m = edgerec::sync::upload::windows::local_minute(edgerec::util::clock::Clock::wall_ms(
+        &edgerec::util::clock::SystemClock,
     ));
     let start = (m + 120) % 1440;
     let end = (m + 180) % 1440;

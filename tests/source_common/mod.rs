@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgerec::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
+use edgerec::media::frame::{AudioCodec, Frame, TrackParams, VideoCodec};
 
 /// Frames ffmpeg decodes from `path` without error.
 pub fn decoded_frames(path: &Path, format: &str) -> usize {

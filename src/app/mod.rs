@@ -1,0 +1,8 @@
+//! The binary's edge: the [`daemon`] wiring (starts every part, handles signals, shuts down
+//! in order), the [`cli`], and the text rendering of [`status`].
+//!
+//! May import every layer.
+
+pub mod cli;
+pub mod daemon;
+pub mod status;

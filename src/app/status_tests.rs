@@ -1,0 +1,43 @@
+use std::time::Instant;
+
+use super::*;
+use crate::control::report::{DiskReport, UploadReport};
+use crate::media::health::{StreamState, StreamStatus};
+
+#[test]
+fn report_round_trips_through_json_and_renders_every_stream() {
+    let t0 = Instant::now();
+    let s = StreamStatus::new("cam1", "pipe:x", t0, 0);
+    s.set_state(StreamState::Recording, t0, 1);
+    s.segment_started(4, 1234);
+    let r = Report {
+        running: true,
+        device_id: "d".into(),
+        root: "/data".into(),
+        pid: Some(7),
+        started_ms: Some(0),
+        streams: vec![s.report(t0)],
+        disk: Some(DiskReport {
+            used_bytes: 2048,
+            quota_bytes: 1 << 30,
+            free_bytes: 5 << 20,
+            total_bytes: 10 << 30,
+        }),
+        segments: vec![],
+        uploads: UploadReport::default(),
+    };
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("\"state\":\"recording\""), "{json}");
+    assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), r);
+    let text = render(&r);
+    assert!(
+        text.contains("cam1") && text.contains("recording"),
+        "{text}"
+    );
+    assert!(
+        text.contains("writing #4 (started 1970-01-01T00:00:01Z)"),
+        "{text}"
+    );
+    assert!(text.contains("2.0 KiB used of 1.0 GiB quota"), "{text}");
+    assert!(text.contains("uploads: not configured"), "{text}");
+}

@@ -1,0 +1,178 @@
+//! Outbox → broker, pure bookkeeping: which outbox events are in flight, which packet id
+//! carries which event, and which event a PUBACK releases.
+//!
+//! The protocol, with the outbox (`crate::sync::events`) as the only record of what is undelivered:
+//! 1. read the oldest stored events in key order, up to a window, skipping those in flight
+//!    (keys are assigned inside the commit that stores an event, so key order is commit
+//!    order: no event can appear later below a key already read);
+//! 2. publish each at QoS 1 on `{prefix}/{device}/events/{kind}`;
+//! 3. on PUBACK, remove that event from the outbox (never earlier);
+//! 4. on a lost connection (or a restart, which loses everything in memory) forget what was
+//!    in flight and start again from the oldest event still in the outbox.
+//!
+//! Events therefore arrive at least once and, by the first delivery of each id, in order:
+//! after a reconnect the unacknowledged tail is sent again before anything newer.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::sync::events::Event;
+
+/// Events in flight at once (rumqttc allows more; commands' replies need room too).
+pub const WINDOW: usize = 32;
+
+/// The in-flight state of one connection.
+#[derive(Debug)]
+pub struct Window {
+    max: usize,
+    /// Outbox keys published on this connection and not acknowledged, oldest first.
+    sent: VecDeque<u64>,
+    /// Our publishes not yet numbered by the client, in order: `Some(key)` for events.
+    unnumbered: VecDeque<Option<u64>>,
+    by_pkid: HashMap<u16, u64>,
+}
+
+impl Window {
+    pub fn new(max: usize) -> Window {
+        Window {
+            max: max.max(1),
+            sent: VecDeque::new(),
+            unnumbered: VecDeque::new(),
+            by_pkid: HashMap::new(),
+        }
+    }
+
+    /// How many more events may be published now.
+    pub fn room(&self) -> usize {
+        self.max.saturating_sub(self.sent.len())
+    }
+
+    /// How many stored events to read to find [`Window::room`] new ones: the in-flight
+    /// ones come first in key order.
+    pub fn scan_len(&self) -> usize {
+        self.max
+    }
+
+    /// Whether event `key` was published on this connection and is not acknowledged yet.
+    pub fn in_flight(&self, key: u64) -> bool {
+        self.sent.contains(&key)
+    }
+
+    /// Event `key` was handed to the client.
+    pub fn sending(&mut self, key: u64) {
+        self.sent.push_back(key);
+        self.unnumbered.push_back(Some(key));
+    }
+
+    /// A publish that is not an outbox event (status, reply, telemetry) was handed over.
+    pub fn sending_other(&mut self) {
+        self.unnumbered.push_back(None);
+    }
+
+    /// The client sent our oldest unnumbered publish with packet id `pkid`.
+    pub fn numbered(&mut self, pkid: u16) {
+        if let Some(Some(key)) = self.unnumbered.pop_front() {
+            self.by_pkid.insert(pkid, key);
+        }
+    }
+
+    /// PUBACK for `pkid`: the outbox key it releases, if it carried an event.
+    pub fn acked(&mut self, pkid: u16) -> Option<u64> {
+        let key = self.by_pkid.remove(&pkid)?;
+        self.sent.retain(|k| *k != key);
+        Some(key)
+    }
+
+    /// The connection is gone: nothing is in flight; resend from the oldest stored event.
+    pub fn reset(&mut self) {
+        self.sent.clear();
+        self.unnumbered.clear();
+        self.by_pkid.clear();
+    }
+}
+
+/// The JSON published for `event`: `id`, `kind`, `device`, `at_ms`, `event_seq` (its outbox
+/// key: increasing in the order events were stored; absent for events sent outside the
+/// outbox), then its own fields.
+pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), event.id.clone().into());
+    obj.insert("kind".into(), event.kind.as_str().into());
+    obj.insert("device".into(), device.into());
+    obj.insert("at_ms".into(), event.at_ms.into());
+    if let Some(seq) = seq {
+        obj.insert("event_seq".into(), seq.into());
+    }
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
+        for (k, v) in body {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    serde_json::to_vec(&obj).expect("a JSON object serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::events::EventKind;
+
+    #[test]
+    fn an_event_is_released_only_by_the_puback_of_its_own_packet() {
+        let mut w = Window::new(4);
+        w.sending(10);
+        w.sending_other();
+        w.sending(11);
+        w.numbered(1);
+        w.numbered(0);
+        w.numbered(2);
+        assert_eq!(w.acked(2), Some(11));
+        assert_eq!(w.acked(7), None);
+        assert_eq!(w.acked(1), Some(10));
+        assert_eq!(w.acked(1), None, "a second PUBACK releases nothing");
+        assert_eq!(w.room(), 4);
+    }
+
+    #[test]
+    fn the_window_limits_events_in_flight() {
+        let mut w = Window::new(2);
+        w.sending(1);
+        w.sending(2);
+        assert_eq!(w.room(), 0);
+        assert!(w.in_flight(1) && w.in_flight(2) && !w.in_flight(3));
+        w.numbered(5);
+        w.acked(5);
+        assert_eq!(w.room(), 1);
+    }
+
+    #[test]
+    fn a_lost_connection_resends_from_the_oldest_stored_event() {
+        let mut w = Window::new(8);
+        w.sending(4);
+        w.sending(5);
+        w.numbered(1);
+        w.reset();
+        assert!(!w.in_flight(4), "everything is sent again");
+        assert_eq!(w.room(), 8);
+        assert_eq!(
+            w.acked(1),
+            None,
+            "a PUBACK from the old connection releases nothing"
+        );
+    }
+
+    #[test]
+    fn the_payload_carries_id_kind_device_and_the_body_fields() {
+        let e = Event {
+            id: "edge-1-seg-cam1-3-closed".into(),
+            kind: EventKind::SegmentClosed,
+            at_ms: 42,
+            body: r#"{"stream_id":"cam1","id":"ignored"}"#.into(),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&payload("edge-1", &e, Some(7))).unwrap();
+        assert_eq!(v["id"], "edge-1-seg-cam1-3-closed");
+        assert_eq!(v["kind"], "segment.closed");
+        assert_eq!(v["device"], "edge-1");
+        assert_eq!(v["at_ms"], 42);
+        assert_eq!(v["event_seq"], 7);
+        assert_eq!(v["stream_id"], "cam1");
+    }
+}

@@ -1,0 +1,122 @@
+//! The answer to `status`: the live stream states from the [`StatusBoard`] and what the
+//! index holds (segments per stream, disk use, the upload backlog). The control socket,
+//! MQTT telemetry and the CLI all build it here; [`crate::app::status`] renders it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::media::health::{StatusBoard, StreamReport};
+
+/// Disk use as reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskReport {
+    /// Bytes of all segments in the index.
+    pub used_bytes: u64,
+    /// `storage.max_bytes`.
+    pub quota_bytes: u64,
+    /// Free and total bytes of the filesystem holding the root.
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Segment counts of one stream, from the index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentCounts {
+    pub stream: String,
+    pub closed: u64,
+    pub writing: u64,
+    pub bytes: u64,
+    /// Wall-clock start of the oldest and end of the newest closed segment.
+    pub oldest_ms: Option<i64>,
+    pub newest_ms: Option<i64>,
+}
+
+pub use crate::sync::upload::report::UploadReport;
+
+/// The answer to `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// False when no recorder runs and the report comes from the index alone.
+    pub running: bool,
+    pub device_id: String,
+    pub root: String,
+    /// Process id and wall-clock start of the running recorder.
+    pub pid: Option<u32>,
+    pub started_ms: Option<i64>,
+    pub streams: Vec<StreamReport>,
+    pub disk: Option<DiskReport>,
+    pub segments: Vec<SegmentCounts>,
+    pub uploads: UploadReport,
+}
+
+/// What only a running recorder knows.
+#[derive(Debug)]
+pub struct Live {
+    pub board: Arc<StatusBoard>,
+    pub pid: u32,
+    pub started_ms: i64,
+}
+
+/// Builds the report from the index (blocking: call it off the async runtime) and, when the
+/// recorder runs, its live stream states.
+pub fn build_report(
+    store: &crate::storage::store::Store,
+    live: Option<&Live>,
+    device_id: &str,
+    quota_bytes: u64,
+    now: Instant,
+) -> Result<Report, crate::storage::store::StoreError> {
+    let rows = store.segments()?;
+    let (segments, used_bytes) = count_segments(&rows);
+    let disk = store.disk().ok().map(|d| DiskReport {
+        used_bytes,
+        quota_bytes,
+        free_bytes: d.free,
+        total_bytes: d.total,
+    });
+    Ok(Report {
+        running: live.is_some(),
+        device_id: device_id.to_owned(),
+        root: store.root().display().to_string(),
+        pid: live.map(|l| l.pid),
+        started_ms: live.map(|l| l.started_ms),
+        streams: live.map(|l| l.board.reports(now)).unwrap_or_default(),
+        uploads: UploadReport::from_index(store, &rows)?,
+        disk,
+        segments,
+    })
+}
+
+/// Per-stream segment counts and total bytes from index rows.
+pub fn count_segments(rows: &[crate::storage::store::SegmentRow]) -> (Vec<SegmentCounts>, u64) {
+    use crate::storage::store::SegmentState;
+    let mut out: Vec<SegmentCounts> = Vec::new();
+    let mut total = 0;
+    for r in rows {
+        let c = match out.iter_mut().position(|c| c.stream == r.stream) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(SegmentCounts {
+                    stream: r.stream.clone(),
+                    ..SegmentCounts::default()
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        match r.state {
+            SegmentState::Closed => {
+                c.closed += 1;
+                c.oldest_ms = Some(c.oldest_ms.map_or(r.start_ms, |o| o.min(r.start_ms)));
+                c.newest_ms = Some(c.newest_ms.map_or(r.end_ms, |n| n.max(r.end_ms)));
+            }
+            SegmentState::Writing => c.writing += 1,
+            SegmentState::Deleting => {}
+        }
+        c.bytes += r.bytes;
+        total += r.bytes;
+    }
+    out.sort_by(|a, b| a.stream.cmp(&b.stream));
+    (out, total)
+}

@@ -1,0 +1,293 @@
+//! Track parameters from the decoder configurations FLV sequence headers carry: `avcC`
+//! (ISO/IEC 14496-15 §5.3.3.1), `hvcC` (§8.3.3.1) and the AAC AudioSpecificConfig
+//! (ISO/IEC 14496-3 §1.6.2.1). Pure.
+
+use bytes::Bytes;
+
+use crate::media::frame::{AudioCodec, AudioParams, VideoCodec, VideoParams};
+use crate::media::source::h26x;
+
+/// RTMP timestamps are milliseconds; video keeps them as they are.
+pub const VIDEO_TIMESCALE: u32 = 1000;
+
+/// A video track's parameters, and the NAL length size its frames use (1, 2 or 4 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoConfig {
+    pub params: VideoParams,
+    pub nal_length_size: u8,
+}
+
+/// Parses a sequence header's decoder configuration record. The stored record always says
+/// 4-byte NAL lengths: frames with shorter ones are rewritten (see [`crate::media::frame`]).
+pub fn video_config(codec: VideoCodec, record: &[u8]) -> Result<VideoConfig, String> {
+    match codec {
+        VideoCodec::H264 => avc(record),
+        VideoCodec::H265 => hevc(record),
+    }
+}
+
+fn u16_at(d: &[u8], at: usize) -> Result<usize, String> {
+    d.get(at..at + 2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or_else(|| "decoder configuration record is truncated".to_string())
+}
+
+fn avc(record: &[u8]) -> Result<VideoConfig, String> {
+    if record.len() < 7 || record[0] != 1 {
+        return Err("avcC record is malformed (version or length)".into());
+    }
+    let nal_length_size = (record[4] & 0x03) + 1;
+    if nal_length_size == 3 {
+        return Err("avcC says 3-byte NAL lengths, which H.264 does not allow".into());
+    }
+    if record[5] & 0x1f == 0 {
+        return Err("avcC has no sequence parameter set".into());
+    }
+    let len = u16_at(record, 6)?;
+    let sps = record
+        .get(8..8 + len)
+        .ok_or("avcC sequence parameter set is truncated")?;
+    let sps = h26x::parse_h264_sps(sps).map_err(|e| format!("avcC: {e}"))?;
+    let (width, height) = (sps.width, sps.height);
+    let mut config = record.to_vec();
+    config[4] |= 0x03;
+    Ok(VideoConfig {
+        params: VideoParams {
+            codec: VideoCodec::H264,
+            width,
+            height,
+            rfc6381: format!("avc1.{:02X}{:02X}{:02X}", record[1], record[2], record[3]),
+            config: Bytes::from(config),
+            timescale: VIDEO_TIMESCALE,
+        },
+        nal_length_size,
+    })
+}
+
+fn hevc(record: &[u8]) -> Result<VideoConfig, String> {
+    if record.len() < 23 || record[0] != 1 {
+        return Err("hvcC record is malformed (version or length)".into());
+    }
+    let nal_length_size = (record[21] & 0x03) + 1;
+    if nal_length_size == 3 {
+        return Err("hvcC says 3-byte NAL lengths, which are not allowed".into());
+    }
+    let mut at = 23;
+    let mut size = None;
+    for _ in 0..record[22] {
+        let nal_type = record.get(at).ok_or("hvcC array is truncated")? & 0x3f;
+        let count = u16_at(record, at + 1)?;
+        at += 3;
+        for _ in 0..count {
+            let len = u16_at(record, at)?;
+            let nal = record
+                .get(at + 2..at + 2 + len)
+                .ok_or("hvcC NAL unit is truncated")?;
+            if nal_type == 33 && size.is_none() {
+                let sps = h26x::parse_h265_sps(nal).map_err(|e| format!("hvcC: {e}"))?;
+                size = Some((sps.width, sps.height));
+            }
+            at += 2 + len;
+        }
+    }
+    let (width, height) = size.ok_or("hvcC has no sequence parameter set")?;
+    let mut config = record.to_vec();
+    config[21] |= 0x03;
+    Ok(VideoConfig {
+        params: VideoParams {
+            codec: VideoCodec::H265,
+            width,
+            height,
+            rfc6381: hevc_rfc6381(record),
+            config: Bytes::from(config),
+            timescale: VIDEO_TIMESCALE,
+        },
+        nal_length_size,
+    })
+}
+
+/// RFC 6381 codec string of an hvcC (ISO/IEC 14496-15 annex E), spelled like the file
+/// source spells it. `record` is at least 23 bytes.
+fn hevc_rfc6381(r: &[u8]) -> String {
+    let space = ["", "A", "B", "C"][usize::from(r[1] >> 6)];
+    let tier = if r[1] & 0x20 != 0 { 'H' } else { 'L' };
+    let compat = u32::from_be_bytes([r[2], r[3], r[4], r[5]]).reverse_bits();
+    let mut s = format!("hvc1.{space}{}.{compat:X}.{tier}{}", r[1] & 0x1f, r[12]);
+    let last = r[6..12].iter().rposition(|&b| b != 0).unwrap_or(0);
+    for b in &r[6..=6 + last] {
+        s.push_str(&format!(".{b:02X}"));
+    }
+    s
+}
+
+/// Rewrites length-prefixed NAL units to 4-byte lengths, checking that the lengths tile
+/// `data` exactly; empty NAL units are dropped. `None` when nothing is left.
+pub fn to_four_byte_lengths(data: &Bytes, size: u8) -> Result<Option<Bytes>, String> {
+    let size = usize::from(size);
+    let mut at = 0;
+    let mut clean = size == 4;
+    let mut units = 0;
+    while at < data.len() {
+        let len_bytes = data
+            .get(at..at + size)
+            .ok_or("NAL length runs past the end of the frame")?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        if len > data.len() - at - size {
+            return Err(format!(
+                "NAL unit of {len} bytes runs past the end of the frame"
+            ));
+        }
+        clean &= len > 0;
+        units += usize::from(len > 0);
+        at += size + len;
+    }
+    if units == 0 {
+        return Ok(None);
+    }
+    if clean {
+        return Ok(Some(data.clone()));
+    }
+    let mut out = Vec::with_capacity(data.len() + units * 4);
+    let mut at = 0;
+    while at < data.len() {
+        let len = data[at..at + size]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        if len > 0 {
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+            out.extend_from_slice(&data[at + size..at + size + len]);
+        }
+        at += size + len;
+    }
+    Ok(Some(Bytes::from(out)))
+}
+
+const AAC_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
+
+/// Parses an AAC AudioSpecificConfig. The track's timescale is its sample rate.
+pub fn aac_config(asc: &[u8]) -> Result<AudioParams, String> {
+    let bits = |from: usize, n: usize| -> Result<u32, String> {
+        let mut v = 0;
+        for i in from..from + n {
+            let byte = asc.get(i / 8).ok_or("AudioSpecificConfig is truncated")?;
+            v = (v << 1) | u32::from((byte >> (7 - i % 8)) & 1);
+        }
+        Ok(v)
+    };
+    let mut pos = 5;
+    let mut object_type = bits(0, 5)?;
+    if object_type == 31 {
+        object_type = 32 + bits(5, 6)?;
+        pos += 6;
+    }
+    let rate = |pos: &mut usize| -> Result<u32, String> {
+        let index = bits(*pos, 4)?;
+        *pos += 4;
+        if index == 15 {
+            *pos += 24;
+            return bits(*pos - 24, 24);
+        }
+        AAC_RATES
+            .get(index as usize)
+            .copied()
+            .ok_or_else(|| format!("AAC sampling frequency index {index} is reserved"))
+    };
+    let mut sample_rate = rate(&mut pos)?;
+    let channel_config = bits(pos, 4)?;
+    pos += 4;
+    let sbr = matches!(object_type, 5 | 29);
+    if sbr {
+        sample_rate = rate(&mut pos)?;
+        object_type = bits(pos, 5)?;
+        pos += 5;
+    }
+    let short = matches!(object_type, 1..=4 | 6 | 7 | 17 | 19..=23) && bits(pos, 1)? == 1;
+    let base = if short { 960 } else { 1024 };
+    if sample_rate == 0 {
+        return Err("AudioSpecificConfig gives a sample rate of 0".into());
+    }
+    let channels = match channel_config {
+        0 => return Err("AAC with a program config element is not supported".into()),
+        7 => 8,
+        c => c as u16,
+    };
+    Ok(AudioParams {
+        codec: AudioCodec::Aac,
+        sample_rate,
+        channels,
+        config: Bytes::copy_from_slice(asc),
+        timescale: sample_rate,
+        frame_samples: if sbr { base * 2 } else { base },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SPS_320X240: &[u8] = &[
+        0x67, 0x64, 0x00, 0x0c, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x01, 0x40, 0xf1, 0x42, 0x99, 0x60,
+    ];
+
+    fn avcc(length_size_minus_one: u8) -> Vec<u8> {
+        let mut r = vec![1, 0x64, 0x00, 0x0c, 0xfc | length_size_minus_one, 0xe1];
+        r.extend_from_slice(&(SPS_320X240.len() as u16).to_be_bytes());
+        r.extend_from_slice(SPS_320X240);
+        r.extend_from_slice(&[1, 0, 4, 0x68, 0xeb, 0xe3, 0xcb]);
+        r
+    }
+
+    #[test]
+    fn avcc_gives_size_codec_string_and_length_size() {
+        let c = video_config(VideoCodec::H264, &avcc(3)).unwrap();
+        assert_eq!((c.params.width, c.params.height), (320, 240));
+        assert_eq!(c.params.rfc6381, "avc1.64000C");
+        assert_eq!(c.nal_length_size, 4);
+        assert_eq!(c.params.timescale, 1000);
+    }
+
+    #[test]
+    fn two_byte_nal_lengths_are_rewritten_and_the_record_says_four() {
+        let c = video_config(VideoCodec::H264, &avcc(1)).unwrap();
+        assert_eq!(c.nal_length_size, 2);
+        assert_eq!(c.params.config[4] & 3, 3);
+        let data = Bytes::from_static(&[0, 2, 0x65, 0xaa, 0, 0, 0, 1, 0x41]);
+        let out = to_four_byte_lengths(&data, 2).unwrap().unwrap();
+        assert_eq!(&out[..], &[0, 0, 0, 2, 0x65, 0xaa, 0, 0, 0, 1, 0x41]);
+    }
+
+    #[test]
+    fn nal_lengths_that_do_not_tile_the_frame_are_an_error() {
+        let data = Bytes::from_static(&[0, 0, 0, 9, 0x65]);
+        assert!(to_four_byte_lengths(&data, 4).is_err());
+        let data = Bytes::from_static(&[0, 0, 0, 1, 0x65, 0]);
+        assert!(to_four_byte_lengths(&data, 4).is_err());
+        let empty = Bytes::from_static(&[0, 0, 0, 0]);
+        assert_eq!(to_four_byte_lengths(&empty, 4).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_avcc_is_an_error_at_every_cut() {
+        let r = avcc(3);
+        for n in 0..8 + SPS_320X240.len() - 10 {
+            assert!(video_config(VideoCodec::H264, &r[..n]).is_err(), "{n}");
+        }
+    }
+
+    #[test]
+    fn aac_lc_config_gives_rate_channels_and_frame_length() {
+        let a = aac_config(&[0x12, 0x10]).unwrap(); // AAC-LC, 44.1 kHz, stereo
+        assert_eq!(
+            (a.sample_rate, a.channels, a.frame_samples),
+            (44100, 2, 1024)
+        );
+        assert_eq!(a.timescale, 44100);
+        assert!(aac_config(&[0x12]).is_err());
+        assert!(aac_config(&[0x16, 0x90]).is_err()); // reserved rate index 13
+    }
+}

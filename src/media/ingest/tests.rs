@@ -1,0 +1,277 @@
+//! `Ingest` against a real store in a temporary directory: publish, frames, end of push.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::media::frame::{AudioCodec, AudioParams, StreamParams, TrackParams};
+use crate::storage::store::SegmentState;
+use crate::util::clock::SystemClock;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    cancel: CancellationToken,
+    ingest: Ingest,
+    board: Arc<crate::media::health::StatusBoard>,
+}
+
+fn fixture(extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "device_id = \"d\"\n[storage]\nroot = \"{}\"\nmax_bytes = \"1GiB\"\nmin_free = 0\n\
+         [[templates]]\nname = \"t\"\nformats = [\"fmp4\"]\ninterval = \"60s\"\n\
+         [[templates]]\nname = \"off\"\nformats = []\n\
+         [[rules]]\ntemplate = \"t\"\napp = \"live\"\n\
+         [[rules]]\ntemplate = \"off\"\nstream = \"quiet\"\n\
+         [[streams]]\nname = \"cam1\"\nsource = \"file:x.mp4\"\n{extra}",
+        dir.path().display()
+    );
+    let config = Arc::new(Config::from_toml_str(&toml).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let cancel = CancellationToken::new();
+    let board = Arc::new(crate::media::health::StatusBoard::default());
+    let ingest = Ingest::new(IngestContext {
+        config,
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        cancel: cancel.clone(),
+        closed: Arc::new(Notify::new()),
+        board: board.clone(),
+    });
+    Fixture {
+        _dir: dir,
+        store,
+        cancel,
+        ingest,
+        board,
+    }
+}
+
+fn req(app: &str, stream: &str, query: &str) -> PublishRequest {
+    PublishRequest {
+        protocol: Protocol::Rtsp,
+        app: app.into(),
+        stream: stream.into(),
+        query: query.into(),
+        peer: "127.0.0.1:5000".parse().unwrap(),
+    }
+}
+
+fn audio_frames(n: usize) -> Vec<Frame> {
+    let params = Arc::new(StreamParams {
+        tracks: vec![TrackParams::Audio(AudioParams {
+            codec: AudioCodec::Aac,
+            sample_rate: 48_000,
+            channels: 1,
+            config: Bytes::from_static(&[0x11, 0x88]),
+            timescale: 48_000,
+            frame_samples: 1024,
+        })],
+    });
+    (0..n)
+        .map(|i| Frame {
+            params: params.clone(),
+            track: 0,
+            dts: i as i64 * 1024,
+            pts: i as i64 * 1024,
+            keyframe: true,
+            data: Bytes::from(vec![0x21u8; 20]),
+        })
+        .collect()
+}
+
+async fn closed_rows(
+    store: &Arc<Store>,
+    stream: &str,
+    want: usize,
+) -> Vec<crate::storage::store::SegmentRow> {
+    for _ in 0..200 {
+        let rows: Vec<_> = store
+            .segments()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.stream == stream && r.state == SegmentState::Closed)
+            .collect();
+        if rows.len() >= want {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {want} closed segment(s) of {stream}");
+}
+
+#[tokio::test]
+async fn a_push_is_recorded_and_its_segment_closes_when_the_publisher_goes() {
+    let f = fixture("");
+    let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    assert_eq!(f.ingest.live_streams(), vec!["cam9".to_string()]);
+    for fr in audio_frames(150) {
+        p.send(fr).unwrap();
+    }
+    drop(p);
+    let rows = closed_rows(&f.store, "cam9", 1).await;
+    assert_eq!(rows[0].app, "live");
+    assert!(rows[0].duration_ms >= 3000, "{}", rows[0].duration_ms);
+    assert!(f.ingest.live_streams().is_empty());
+}
+
+#[tokio::test]
+async fn a_reconnect_starts_a_new_segment_with_the_next_sequence_number() {
+    let f = fixture("");
+    for _ in 0..2 {
+        let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+        for fr in audio_frames(100) {
+            p.send(fr).unwrap();
+        }
+    }
+    let rows = closed_rows(&f.store, "cam9", 2).await;
+    let mut seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![0, 1]);
+}
+
+#[tokio::test]
+async fn a_second_publisher_is_refused_while_the_first_is_live() {
+    let f = fixture("");
+    let _p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    let e = f.ingest.publish(req("live", "cam9", "")).unwrap_err();
+    assert_eq!(
+        e,
+        PublishError::AlreadyLive {
+            stream: "cam9".into()
+        }
+    );
+    assert_eq!(e.rtsp_status(), 409);
+}
+
+#[tokio::test]
+async fn with_takeover_the_new_publisher_wins_and_the_old_one_is_told() {
+    let f = fixture("[ingest]\ntakeover = true\n");
+    let mut old = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    let _new = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    tokio::time::timeout(Duration::from_secs(1), old.stopped())
+        .await
+        .unwrap();
+    let e = old.send(audio_frames(1).remove(0)).unwrap_err();
+    assert_eq!(
+        e,
+        IngestError::TakenOver {
+            stream: "cam9".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn pushes_nobody_records_or_with_bad_names_or_params_are_refused() {
+    let f = fixture("");
+    let cases = [
+        (req("other", "x", ""), 403),
+        (req("live", "quiet", ""), 403),
+        (req("", "cam1", ""), 403),
+        (req("live", "..", ""), 400),
+        (req("live", "x", "record=avi"), 400),
+        (req("live", "x", "record=hls"), 406),
+    ];
+    for (r, status) in cases {
+        let e = f.ingest.publish(r.clone()).unwrap_err();
+        assert_eq!(e.rtsp_status(), status, "{r:?}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_recorder_too_far_behind_disconnects_the_publisher() {
+    let f = fixture("[ingest]\nmax_buffered_bytes = \"64KiB\"\n");
+    let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    let big = Frame {
+        data: Bytes::from(vec![0u8; 40_000]),
+        ..audio_frames(1).remove(0)
+    };
+    // Nothing yields to the runtime, so the recorder cannot drain in between.
+    p.send(big.clone()).unwrap();
+    let e = p.send(big).unwrap_err();
+    assert!(
+        matches!(e, IngestError::Overrun { limit: 65_536, .. }),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_until_one_closes() {
+    let f = fixture("[ingest]\nmax_connections = 2\n");
+    let a = f.ingest.connection().unwrap();
+    let _b = f.ingest.connection().unwrap();
+    assert_eq!(
+        f.ingest.connection().unwrap_err(),
+        PublishError::TooMany { limit: 2 }
+    );
+    drop(a);
+    f.ingest.connection().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_stops_publishers_closes_segments_and_refuses_new_ones() {
+    let f = fixture("");
+    let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    for fr in audio_frames(100) {
+        p.send(fr).unwrap();
+    }
+    tokio::task::yield_now().await;
+    f.cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(1), p.stopped())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), f.ingest.wait())
+        .await
+        .expect("sessions finish");
+    assert_eq!(closed_rows(&f.store, "cam9", 1).await.len(), 1);
+    assert_eq!(
+        f.ingest.publish(req("live", "cam8", "")).unwrap_err(),
+        PublishError::ShuttingDown
+    );
+    assert!(matches!(
+        p.send(audio_frames(1).remove(0)),
+        Err(IngestError::Stopped { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_push_shows_in_the_status_board_until_its_segment_is_closed() {
+    use crate::media::health::StreamState;
+    let f = fixture("");
+    let mut p = f.ingest.publish(req("live", "cam9", "")).unwrap();
+    for fr in audio_frames(100) {
+        p.send(fr).unwrap();
+    }
+    let now = std::time::Instant::now();
+    let mut seen = None;
+    for _ in 0..200 {
+        let r = f.board.reports(now);
+        if r.first().is_some_and(|r| r.frames > 0) {
+            seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reports = seen.expect("the push never reported frames");
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].name, "cam9");
+    assert_eq!(reports[0].state, StreamState::Recording);
+    assert_eq!(reports[0].source, "rtsp push from 127.0.0.1:5000");
+    drop(p);
+    closed_rows(&f.store, "cam9", 1).await;
+    for _ in 0..200 {
+        if f.board.reports(now).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the ended push is still on the board: {:?}",
+        f.board.reports(now)
+    );
+}

@@ -1,0 +1,241 @@
+//! Sinks: consumers of the segmenter's events.
+//!
+//! Every output format is a [`Sink`] fed the same [`SegmentEvent`]s in order: `start`, then
+//! `fragment`s, then `close`. The fMP4 store sink ([`StoreSink`]) is the durable one (it also
+//! produces the progressive MP4 at close); HLS, DASH, FLV and ADTS AAC are meant to be added
+//! as further sinks beside it, without touching the segmenter or the recorder.
+//!
+//! Sinks do blocking I/O; each stream's [`SinkSet`] lives on its own writer thread
+//! ([`SinkThread`]).
+
+use std::sync::Arc;
+
+use crate::media::segment::{Fragment, SegmentClose, SegmentEvent, SegmentStart};
+use crate::storage::store::{SegmentRow, StoreError};
+
+mod store_sink;
+mod thread;
+
+pub use store_sink::StoreSink;
+pub use thread::{Report, SinkThread};
+
+/// Why a sink failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("encoding segment {seq} failed: {reason}")]
+    Encode { seq: u64, reason: String },
+    #[error("naming template {template:?}: {reason}")]
+    Naming { template: String, reason: String },
+}
+
+/// One output of a stream.
+pub trait Sink: Send {
+    /// Begin a segment. Called only when no segment is open in this sink.
+    fn start(&mut self, start: &Arc<SegmentStart>) -> Result<(), SinkError>;
+    /// Append a fragment of the open segment.
+    fn fragment(&mut self, start: &SegmentStart, frag: &Fragment) -> Result<(), SinkError>;
+    /// Close the open segment; a sink that indexes its files returns the row.
+    fn close(&mut self, close: &SegmentClose) -> Result<Option<SegmentRow>, SinkError>;
+    /// Drop the open segment without closing it (the session ended with no close event).
+    fn abort(&mut self);
+}
+
+/// What a batch of events did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Rows of the segments closed.
+    pub closed: Vec<SegmentRow>,
+    /// The first error, if any.
+    pub error: Option<SinkError>,
+}
+
+/// The sinks of one stream, and the segment they are writing.
+pub struct SinkSet {
+    sinks: Vec<Box<dyn Sink>>,
+    current: Option<Arc<SegmentStart>>,
+}
+
+impl SinkSet {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
+        SinkSet {
+            sinks,
+            current: None,
+        }
+    }
+
+    /// Whether a segment is open.
+    pub fn is_open(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Feed events to every sink, in order, and return the rows of the segments closed.
+    ///
+    /// After an error the rest of the batch still runs in a degraded way: the open segment
+    /// is closed when its close event comes (with the fragments it has), and nothing new is
+    /// started or appended. The first error is returned beside the rows.
+    pub fn apply(&mut self, events: impl IntoIterator<Item = SegmentEvent>) -> Applied {
+        let mut out = Applied::default();
+        for ev in events {
+            let failed = out.error.is_some();
+            let res = match ev {
+                SegmentEvent::Start(_) | SegmentEvent::Fragment(_) if failed => Ok(()),
+                SegmentEvent::Start(start) => self.start(start),
+                SegmentEvent::Fragment(frag) => self.fragment(&frag),
+                SegmentEvent::Close(close) => self.close(&close, &mut out.closed),
+            };
+            if let Err(e) = res {
+                out.error.get_or_insert(e);
+            }
+        }
+        out
+    }
+
+    fn start(&mut self, start: SegmentStart) -> Result<(), SinkError> {
+        if self.current.is_some() {
+            // The segmenter always closes first; be safe anyway.
+            self.abort();
+        }
+        let start = Arc::new(start);
+        self.current = Some(start.clone());
+        for s in &mut self.sinks {
+            s.start(&start)?;
+        }
+        Ok(())
+    }
+
+    fn fragment(&mut self, frag: &Fragment) -> Result<(), SinkError> {
+        let Some(start) = &self.current else {
+            return Ok(());
+        };
+        for s in &mut self.sinks {
+            s.fragment(start, frag)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, close: &SegmentClose, rows: &mut Vec<SegmentRow>) -> Result<(), SinkError> {
+        if self.current.take().is_none() {
+            return Ok(());
+        }
+        let mut first_err = None;
+        for s in &mut self.sinks {
+            match s.close(close) {
+                Ok(Some(row)) => rows.push(row),
+                Ok(None) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Drop the open segment in every sink.
+    pub fn abort(&mut self) {
+        self.current = None;
+        for s in &mut self.sinks {
+            s.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::StreamParams;
+    use crate::media::segment::{CloseReason, SegmentMeta};
+    use std::sync::Mutex;
+
+    /// A sink that logs what it is told.
+    struct Log(Arc<Mutex<Vec<String>>>, bool);
+
+    impl Sink for Log {
+        fn start(&mut self, s: &Arc<SegmentStart>) -> Result<(), SinkError> {
+            self.0.lock().unwrap().push(format!("start {}", s.meta.seq));
+            Ok(())
+        }
+        fn fragment(&mut self, _: &SegmentStart, f: &Fragment) -> Result<(), SinkError> {
+            if self.1 {
+                return Err(SinkError::Encode {
+                    seq: 0,
+                    reason: "boom".into(),
+                });
+            }
+            self.0.lock().unwrap().push(format!("frag {}", f.sequence));
+            Ok(())
+        }
+        fn close(&mut self, _: &SegmentClose) -> Result<Option<SegmentRow>, SinkError> {
+            self.0.lock().unwrap().push("close".into());
+            Ok(None)
+        }
+        fn abort(&mut self) {
+            self.0.lock().unwrap().push("abort".into());
+        }
+    }
+
+    fn start(seq: u64) -> SegmentEvent {
+        SegmentEvent::Start(SegmentStart {
+            meta: SegmentMeta {
+                device: "d".into(),
+                app: String::new(),
+                stream: "s".into(),
+                seq,
+                start_ms: 0,
+                formats: vec![],
+            },
+            params: Arc::new(StreamParams::default()),
+            base_dts: vec![],
+        })
+    }
+
+    fn frag(n: u32) -> SegmentEvent {
+        SegmentEvent::Fragment(Fragment {
+            sequence: n,
+            runs: vec![],
+        })
+    }
+
+    fn close() -> SegmentEvent {
+        SegmentEvent::Close(SegmentClose {
+            reason: CloseReason::Interval,
+            duration_ms: 1,
+            end_ms: 1,
+        })
+    }
+
+    #[test]
+    fn every_sink_sees_the_same_events_in_order() {
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::new(Mutex::new(Vec::new()));
+        let mut set = SinkSet::new(vec![
+            Box::new(Log(a.clone(), false)),
+            Box::new(Log(b.clone(), false)),
+        ]);
+        let r = set.apply(vec![start(1), frag(1), frag(2), close(), start(2), frag(1)]);
+        assert!(r.error.is_none());
+        let want = ["start 1", "frag 1", "frag 2", "close", "start 2", "frag 1"];
+        assert_eq!(*a.lock().unwrap(), want);
+        assert_eq!(*b.lock().unwrap(), want);
+        assert!(set.is_open());
+    }
+
+    #[test]
+    fn after_an_error_the_open_segment_still_closes_and_nothing_new_starts() {
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let mut set = SinkSet::new(vec![Box::new(Log(a.clone(), true))]);
+        let r = set.apply(vec![start(1), frag(1), frag(2), close(), start(2), frag(1)]);
+        assert!(matches!(r.error, Some(SinkError::Encode { .. })));
+        assert!(!set.is_open());
+        assert_eq!(*a.lock().unwrap(), ["start 1", "close"]);
+    }
+
+    #[test]
+    fn fragments_without_an_open_segment_are_ignored() {
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let mut set = SinkSet::new(vec![Box::new(Log(a.clone(), false))]);
+        assert!(set.apply(vec![frag(1), close()]).error.is_none());
+        assert!(a.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,264 @@
+//! One retention pass, the I/O around the pure [`plan`]: read the index and the
+//! working files' sizes, plan, delete by the store's protocol, report. The daemon runs a
+//! pass at start, after every segment close and every `storage.retention_interval`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use super::{plan, Candidate, Limits, OpenBytes, Reason};
+use crate::config::Config;
+use crate::control::commands::{RetentionDeleted, RetentionRun};
+use crate::storage::store::{SegmentRow, SegmentState, Store, StoreError, UploadState};
+
+/// What a pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Segments deleted, with the limit that made each go.
+    pub deleted: Vec<RetentionDeleted>,
+    /// Their bytes.
+    pub freed: u64,
+    /// A limit that still does not hold.
+    pub unmet: Option<Reason>,
+}
+
+/// One retention pass (the blocking part runs off the async runtime). Failures are logged;
+/// the next pass tries again. Returns what it did (`retention.run` replies with it).
+pub async fn run(
+    store: &Arc<Store>,
+    cfg: &Config,
+    now_ms: i64,
+    uploads: Option<&crate::sync::upload::Control>,
+) -> RetentionRun {
+    let store = store.clone();
+    let (cfg, uploads) = (cfg.clone(), uploads.cloned());
+    let res =
+        tokio::task::spawn_blocking(move || pass(&store, &cfg, now_ms, uploads.as_ref())).await;
+    let error = match res {
+        Ok(Ok(r)) => {
+            if !r.deleted.is_empty() {
+                info!(
+                    segments = r.deleted.len(),
+                    bytes = r.freed,
+                    "retention evicted segments (uploaded first, then the oldest)"
+                );
+            }
+            if let Some(reason) = r.unmet {
+                warn!(
+                    reason = reason.as_str(),
+                    "retention cannot meet a storage limit: nothing left that may be evicted"
+                );
+            }
+            return RetentionRun {
+                deleted: r.deleted,
+                freed_bytes: r.freed,
+                unmet: r.unmet.map(|u| u.as_str()),
+                error: None,
+            };
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    error!(error = %error, "retention pass failed");
+    RetentionRun {
+        error: Some(error),
+        ..Default::default()
+    }
+}
+
+/// The pass itself (blocking).
+pub fn pass(
+    store: &Store,
+    cfg: &Config,
+    now_ms: i64,
+    uploads: Option<&crate::sync::upload::Control>,
+) -> Result<PassReport, StoreError> {
+    let rows = store.segments()?;
+    let mut closed = Vec::new();
+    let mut open = OpenBytes::new();
+    let pending = crate::sync::upload::pending_rows(&rows);
+    for r in rows {
+        match r.state {
+            SegmentState::Closed => closed.push(Candidate {
+                id: r.id,
+                stream: r.stream.clone(),
+                start_ms: r.start_ms,
+                end_ms: r.end_ms,
+                bytes: r.bytes,
+                uploaded: matches!(r.upload, UploadState::Uploaded { .. }),
+            }),
+            SegmentState::Writing => {
+                *open.entry(r.stream.clone()).or_default() += open_size(store.root(), &r)
+            }
+            SegmentState::Deleting => {}
+        }
+    }
+    let disk = store.disk()?;
+    let guard = crate::sync::upload::retention_guard(cfg, uploads, &pending);
+    let plan = plan(
+        &closed,
+        &open,
+        &Limits::from_config(cfg),
+        disk,
+        now_ms,
+        &guard,
+    );
+    crate::sync::upload::report_retention(cfg, store, &plan, &pending);
+    let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
+    let freed = if ids.is_empty() {
+        Ok(0)
+    } else {
+        store.delete(&ids)
+    };
+    // Only what really went (also after a delete that failed half-way).
+    crate::sync::upload::report_evicted_unsynced(store, &plan, &pending);
+    let stream_of: HashMap<u64, &str> = closed.iter().map(|c| (c.id, c.stream.as_str())).collect();
+    Ok(PassReport {
+        deleted: plan
+            .evict
+            .iter()
+            .map(|e| RetentionDeleted {
+                id: e.id,
+                stream: stream_of
+                    .get(&e.id)
+                    .copied()
+                    .unwrap_or_default()
+                    .to_string(),
+                bytes: e.bytes,
+                reason: e.reason.as_str(),
+            })
+            .collect(),
+        freed: freed?,
+        unmet: plan.unmet,
+    })
+}
+
+/// Bytes on disk of a segment still being written (its working file).
+fn open_size(root: &Path, row: &SegmentRow) -> u64 {
+    std::fs::metadata(root.join(row.working_path()))
+        .map(|m| m.len())
+        .unwrap_or(0)
+}
+
+#[cfg(all(test, feature = "process-tests"))]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::media::format::Format;
+    use crate::storage::store::fixture::{self, Clip};
+
+    fn config(extra_stream_a: &str, max_bytes: u64) -> Config {
+        Config::from_toml_str(&format!(
+            r#"device_id = "d"
+[storage]
+root = "x"
+max_bytes = {max_bytes}
+min_free = 0
+[[templates]]
+name = "t"
+formats = ["fmp4"]
+[[rules]]
+template = "t"
+stream = "*"
+[[streams]]
+name = "a"
+source = "file:a.mp4"
+{extra_stream_a}
+[[streams]]
+name = "b"
+source = "file:b.mp4"
+"#
+        ))
+        .unwrap()
+    }
+
+    /// Segment `seq` of `stream` with `n` one-second fragments, closed or still open.
+    fn record(store: &Store, clip: &Clip, stream: &str, seq: u64, n: usize) -> SegmentRow {
+        let w = begin(store, clip, stream, seq, n);
+        let close = clip.with_meta(fixture::meta(stream, seq)).close_after(n);
+        w.finish(&close).unwrap().unwrap()
+    }
+
+    fn begin(
+        store: &Store,
+        clip: &Clip,
+        stream: &str,
+        seq: u64,
+        n: usize,
+    ) -> crate::storage::store::SegmentWriter {
+        let c = clip.with_meta(fixture::meta(stream, seq));
+        let base = format!("{stream}/{seq}");
+        let mut w = store
+            .begin(&c.start.meta, Path::new(&base), &[Format::Fmp4], &c.init)
+            .unwrap();
+        for f in &c.fragments[..n] {
+            w.append(f).unwrap();
+        }
+        w
+    }
+
+    fn ids(store: &Store) -> Vec<(String, u64)> {
+        let mut ids: Vec<(String, u64)> = store
+            .segments()
+            .unwrap()
+            .iter()
+            .filter(|r| r.state == SegmentState::Closed)
+            .map(|r| (r.stream.clone(), r.seq))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn assert_kept_decode(store: &Store) {
+        for r in store.segments().unwrap() {
+            if r.state == SegmentState::Closed {
+                let p = store.root().join(&r.files[0].path);
+                assert_eq!(fixture::decode_errors(&p), "", "{}", p.display());
+            }
+        }
+    }
+
+    #[test]
+    fn a_streams_quota_counts_the_segment_it_is_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
+        let clip = fixture::clip(dir.path(), 3);
+        let a0 = record(&store, &clip, "a", 0, 2);
+        let a1 = record(&store, &clip, "a", 1, 2);
+        record(&store, &clip, "b", 0, 2);
+        let open = begin(&store, &clip, "a", 2, 2);
+        let open_bytes = open.bytes();
+        // The closed segments of "a" fit its quota; with the one being written they do not.
+        let quota = a0.bytes + a1.bytes + open_bytes / 2;
+        let cfg = config(&format!("max_bytes = {quota}"), 1 << 30);
+        let r = pass(&store, &cfg, 0, None).unwrap();
+        assert_eq!(r.deleted.len(), 1);
+        assert_eq!(r.unmet, None);
+        assert_eq!(ids(&store), [("a".into(), 1), ("b".into(), 0)]);
+        assert_kept_decode(&store);
+        open.abandon().unwrap();
+    }
+
+    #[test]
+    fn a_pass_evicts_a_newer_uploaded_segment_before_an_older_one_not_uploaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
+        let clip = fixture::clip(dir.path(), 3);
+        let a0 = record(&store, &clip, "a", 0, 2);
+        let mut a1 = record(&store, &clip, "a", 1, 2);
+        let b0 = record(&store, &clip, "b", 0, 2);
+        a1.upload = UploadState::Uploaded {
+            url: "file:///x".into(),
+            at_ms: 1,
+        };
+        store.aux_commit(vec![], Some(a1.clone()), true).unwrap();
+        let cfg = config("", a0.bytes + b0.bytes + a1.bytes - 1);
+        let r = pass(&store, &cfg, 0, None).unwrap();
+        assert_eq!(r.deleted.len(), 1);
+        assert_eq!(ids(&store), [("a".into(), 0), ("b".into(), 0)]);
+        assert_kept_decode(&store);
+    }
+}

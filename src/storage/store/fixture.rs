@@ -1,0 +1,169 @@
+//! Test fixture: real H.264 segments. ffmpeg makes a clip; the `mp4` crate reads its samples
+//! back; `format::fmp4` encodes them as the recorder would. ffprobe/ffmpeg check the output.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::media::format::fmp4::{encode_fragment, encode_init};
+use crate::media::frame::{StreamParams, TrackParams, VideoCodec, VideoParams};
+use crate::media::segment::event::{
+    CloseReason, Fragment, Sample, SegmentClose, SegmentMeta, SegmentStart, TrackRun,
+};
+
+/// A segment as the recorder hands it to the store: init bytes and one encoded fragment
+/// per second of video.
+pub(crate) struct Clip {
+    pub start: SegmentStart,
+    pub init: Vec<u8>,
+    pub fragments: Vec<Vec<u8>>,
+    /// Media duration of each fragment, ms.
+    pub fragment_ms: u64,
+}
+
+impl Clip {
+    /// The close event after the first `n` fragments.
+    pub fn close_after(&self, n: usize) -> SegmentClose {
+        let duration_ms = self.fragment_ms * n as u64;
+        SegmentClose {
+            reason: CloseReason::Interval,
+            duration_ms,
+            end_ms: self.start.meta.start_ms + duration_ms as i64,
+        }
+    }
+
+    /// The same media under another identity.
+    pub fn with_meta(&self, meta: SegmentMeta) -> Clip {
+        let start = SegmentStart {
+            meta,
+            ..self.start.clone()
+        };
+        let init = encode_init(&start).expect("init encodes");
+        Clip {
+            start,
+            init,
+            fragments: self.fragments.clone(),
+            fragment_ms: self.fragment_ms,
+        }
+    }
+}
+
+/// Metadata for tests.
+pub(crate) fn meta(stream: &str, seq: u64) -> SegmentMeta {
+    SegmentMeta {
+        device: "pi-test".into(),
+        app: String::new(),
+        stream: stream.into(),
+        seq,
+        start_ms: 1_700_000_000_000 + seq as i64 * 60_000,
+        formats: vec![],
+    }
+}
+
+/// A `secs`-second 160x120 25 fps H.264 clip cut into 1 s fragments.
+pub(crate) fn clip(dir: &Path, secs: u32) -> Clip {
+    let path = dir.join("fixture-source.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=160x120:rate=25:duration={secs}"))
+        .args(["-c:v", "libx264", "-profile:v", "baseline", "-g", "25"])
+        .args(["-pix_fmt", "yuv420p", "-preset", "ultrafast"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "ffmpeg could not make the fixture clip");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut reader = mp4::Mp4Reader::read_header(Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let (&id, track) = reader.tracks().iter().next().unwrap();
+    let sps = track.sequence_parameter_set().unwrap().to_vec();
+    let pps = track.picture_parameter_set().unwrap().to_vec();
+    let (width, height, timescale) = (track.width(), track.height(), track.timescale());
+    let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+    avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(&sps);
+    avcc.push(1);
+    avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(&pps);
+    let params = Arc::new(StreamParams {
+        tracks: vec![TrackParams::Video(VideoParams {
+            codec: VideoCodec::H264,
+            width,
+            height,
+            config: Bytes::from(avcc),
+            rfc6381: format!("avc1.{:02x}{:02x}{:02x}", sps[1], sps[2], sps[3]),
+            timescale,
+        })],
+    });
+    let start = SegmentStart {
+        meta: meta("cam", 0),
+        params,
+        base_dts: vec![0],
+    };
+    let mut gops: Vec<(u64, Vec<Sample>)> = Vec::new();
+    for n in 1..=reader.sample_count(id).unwrap() {
+        let s = reader.read_sample(id, n).unwrap().unwrap();
+        if s.is_sync || gops.is_empty() {
+            gops.push((s.start_time, Vec::new()));
+        }
+        gops.last_mut().unwrap().1.push(Sample {
+            duration: s.duration,
+            cts_offset: s.rendering_offset,
+            keyframe: s.is_sync,
+            data: s.bytes,
+        });
+    }
+    let fragments = gops
+        .into_iter()
+        .enumerate()
+        .map(|(k, (base, samples))| {
+            let frag = Fragment {
+                sequence: k as u32 + 1,
+                runs: vec![TrackRun {
+                    track: 0,
+                    base_decode_time: base,
+                    samples,
+                }],
+            };
+            encode_fragment(&start, &frag)
+        })
+        .collect();
+    let init = encode_init(&start).expect("init encodes");
+    Clip {
+        start,
+        init,
+        fragments,
+        fragment_ms: 1000,
+    }
+}
+
+/// What `ffmpeg -v error -i F -f null -` prints (empty = decodes cleanly).
+pub(crate) fn decode_errors(path: &Path) -> String {
+    crate::media::format::testutil::ffmpeg_decode_errors(path)
+}
+
+/// Frames ffprobe decodes in the first video stream.
+pub(crate) fn decoded_frames(path: &Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe gave no frame count for {}: {text}", path.display()))
+}
+
+/// The libtest name of test `name` in the module whose `module_path!()` is `module` (the
+/// path without the crate's name), to re-execute this test binary on exactly that test;
+/// right wherever the module moves.
+pub(crate) fn libtest_name(module: &str, name: &str) -> String {
+    let module = module
+        .split_once("::")
+        .map_or(module, |(_crate, rest)| rest);
+    format!("{module}::{name}")
+}

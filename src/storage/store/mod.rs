@@ -1,0 +1,377 @@
+//! The store: segment files on disk, the redb index that lists them, and the durability
+//! protocol that keeps the two in agreement across crashes and power cuts.
+//!
+//! All of it is synchronous, blocking code; the async recorder calls it through
+//! `spawn_blocking`. One [`Store`] per storage root, shared as `Arc<Store>`; one
+//! [`SegmentWriter`] per segment being written, owned by its stream's task.
+//!
+//! # Files
+//!
+//! Everything lives under the root: `index.redb` (the index), `edgerec.lock` (held with
+//! `flock` by the process using the root), and the segments, named by the naming template
+//! relative to the root. A segment named `base` (the expanded template, made unique with
+//! `-1`, `-2`, ... when taken) has:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `base.mp4.part` | the fMP4 *working file* while it is written |
+//! | `base.mp4` | the closed fMP4 (formats `fmp4`, or `fmp4` + `mp4`) |
+//! | `base.progressive.mp4` | the progressive copy when both `fmp4` and `mp4` are asked |
+//! | `base.mp4` | the progressive MP4 when only `mp4` is asked |
+//! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
+//!
+//! Every file carries the segment's identity
+//! ([`SegmentMeta`](crate::media::segment::event::SegmentMeta)) in its init section, so the index can
+//! be rebuilt from the files alone ([`Store::rebuild_index`]).
+//!
+//! # Durability protocol
+//!
+//! The rule: **a row says `Closed` only once its files are complete and durable under their
+//! final names.** The index may know less than the disk (recovery then adopts or finishes),
+//! never more. Each step below is ordered so that a crash between any two steps leaves a
+//! state recovery recognizes.
+//!
+//! Commits come in two kinds. A *durable* commit is a redb transaction with
+//! `Durability::Immediate`; concurrent callers share one (group commit, see `index.rs`). A
+//! *volatile* commit (`Durability::None`) is visible at once but reaches the disk only with
+//! the next durable commit: [`Store::flush`], run every [`FLUSH_INTERVAL`], after recovery
+//! and at shutdown. Steps that recovery can redo from the files alone are volatile — that
+//! spares the flash a copy-on-write rewrite of the index (about a dozen page writes) per
+//! segment start and close. Per-fragment work never touches the index. A delete is the one
+//! step recovery could not tell from damage, so its mark is durable (one commit per batch).
+//!
+//! Why a lost volatile commit is safe: the files are durable *before* the commit is made,
+//! so a crash can only leave the durable index *behind* the disk, never ahead of it:
+//! a lost `Writing` row → recovery finds the `.part` (step 2); a lost `Closed` → the row is
+//! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
+//! a lost drop of deleted rows → rows still `Deleting` (step 1).
+//!
+//! **Create** ([`Store::begin`]):
+//! 1. commit a `Writing` row (with the chosen `base` and formats) *without waiting for the
+//!    disk* (redb `Durability::None`): it reaches the disk with the next durable commit,
+//!    sparing one flash write per segment. If a crash loses it, recovery step 2 still finds
+//!    the working file by its name and takes identity and formats from the file itself;
+//! 2. create missing directories, fsyncing the parent of each one created;
+//! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync;
+//! 4. fsync the directory holding it (once per segment): until then a power cut can lose
+//!    the file's name, and with it the whole open segment, however many fragments were
+//!    fdatasynced into it.
+//!
+//! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat,
+//! then fdatasync. A power cut loses at most the fragment being written; its torn bytes sit
+//! after the last complete fragment, where recovery cuts them off.
+//!
+//! **Close** ([`SegmentWriter::finish`]):
+//! 1. fsync the working file (data and size);
+//! 2. if `fmp4` is asked: rename `base.mp4.part` → `base.mp4`, fsync the directory;
+//! 3. if `mp4` is asked: write the progressive MP4 to `base.progressive.mp4.part`, fsync it,
+//!    rename it to its final name, fsync the directory;
+//! 4. commit the row as `Closed` with end, duration, files and sizes (volatile when `fmp4`
+//!    is asked, durable when only `mp4` is, because step 5 removes the only fMP4);
+//! 5. if only `mp4` was asked: remove `base.mp4.part`, fsync the directory. (After the
+//!    commit, so that a crash never leaves a `Writing` row with no fMP4 to recover from.)
+//!
+//! A segment without any fragment is abandoned instead: remove the working file, fsync the
+//! directory, then drop the row. No empty files are left behind.
+//!
+//! **Delete** ([`Store::delete`], batched):
+//! 1. commit all rows as `Deleting`, with what the `deleted` hooks add (the
+//!    `segment.evicted` events), in one **durable** commit for the whole batch;
+//! 2. unlink their files;
+//! 3. fsync each touched directory once;
+//! 4. commit dropping the rows (volatile: if it is lost, recovery step 1 drops them);
+//! 5. remove directories left empty (fsyncing their parents).
+//!
+//! `Writing` rows are refused. Because of step 1, no file is unlinked while the durable
+//! index still calls it `Closed`: a `Closed` row whose file is missing is damage, never an
+//! interrupted delete.
+//!
+//! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
+//! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (delete steps 2–5
+//!    again; the hooks already ran with the mark);
+//! 2. every `*.mp4.part` under the root (the tree is walked; the index and lock files are
+//!    skipped):
+//!    - if its row is `Closed` and the row's files exist: a leftover of close step 5, remove;
+//!    - else scan it: with at least one complete fragment, truncate to the end of the last
+//!      one, fsync, and run close steps 2–5 with the duration from the file and
+//!      `recovered = true` (meta from the row, or from the file when the row is missing);
+//!    - without a complete fragment (a torn init, a progressive temporary): remove it, fsync
+//!      the directory. Progressive MP4s are re-made from the fMP4 by close step 3;
+//! 3. rows in `Writing` whose working file is gone: if `base.mp4` exists the close got past
+//!    its rename, or its volatile `Closed` commit was lost — finish it (steps 3–4; reported
+//!    as adopted with `recovered = false`: its media was complete); otherwise drop the row (a
+//!    crash between create steps 1 and 3, or during an abandon);
+//! 4. `Closed` rows: forget files that are gone (a warning: files removed by hand or lost to
+//!    damage, as no delete unlinks before its durable mark), drop rows left with none,
+//!    record sizes that changed;
+//! 5. `*.mp4` files under the root that no row names: scan; files carrying our metadata are
+//!    adopted as `Closed` rows (an fMP4 and its progressive copy share one row); others are
+//!    left alone ("not ours").
+//!
+//! 6. a durable flush, so what recovery did is on disk before recording starts.
+//!
+//! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
+//! interrupted is simply run again. Afterwards every `Closed` row's files exist with the
+//! recorded sizes, and every segment file under the root has a row.
+//!
+//! A writer dropped without `finish`/`abandon` (a panicking task) leaves its working file
+//! and `Writing` row; the next recovery closes it.
+//!
+//! # Hooks and auxiliary tables
+//!
+//! The upload queue, the event outbox and record tasks keep their state in auxiliary tables
+//! of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
+//! closes a segment (close step 4, recovery steps 2, 3 and 5) or marks it deleted, so a
+//! closed segment and its queue entry or event are in the index together or not at all; a
+//! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
+//!
+//! **Upload** ([`crate::sync::upload`]), on top of the steps above:
+//! 1. the `closing` hook sets the row's upload state to `Pending` in the close commit (so
+//!    a volatile close lost in a crash is queued again when recovery redoes it);
+//! 2. a multipart upload's id, then each part's ETag once the service acknowledged the
+//!    part, go into `UploadParts` (durable commit each) before the next part is sent; a
+//!    crash re-sends at most the part in flight;
+//! 3. after the object's size is verified, one durable commit sets the row `Uploaded`, drops
+//!    its `UploadParts` entry and adds the `segment.uploaded` event;
+//! 4. `UploadParts` entries whose row is gone or no longer pending are multipart uploads
+//!    left behind: the uploader aborts them at start and drops the entries.
+//!
+//! A segment being uploaded is never evicted by retention; `delete_after_upload` deletes by
+//! the **Delete** protocol only after step 3.
+//!
+//! The event outbox ([`crate::sync::events`], published by [`crate::control::mqtt`]) follows from this:
+//! an event is written in the commit of the fact it reports (segment events by the MQTT
+//! hook; upload and task events in their own commits) and removed, in a volatile commit,
+//! only after the broker's PUBACK. A crash can lose the newest volatile commits: a lost
+//! close comes back through recovery with its event (segment events have ids derived from
+//! the segment, so the replay carries the same id), and a lost removal means the event is
+//! delivered again. So an event is never lost while its fact survives, and never removed
+//! before the broker has it: delivery is at least once.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::storage::retention::Disk;
+use crate::util::clock::{SharedClock, SystemClock};
+
+mod delete;
+mod error;
+mod fsutil;
+mod index;
+mod media;
+mod queue;
+mod rebuild;
+mod recovery;
+mod row;
+mod tables;
+mod writer;
+
+pub use error::StoreError;
+pub use rebuild::RebuildReport;
+pub use recovery::RecoveryReport;
+pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
+pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
+pub use writer::SegmentWriter;
+
+/// How often the recorder makes volatile index changes durable ([`Store::flush`]).
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The segment store of one storage root. `Send + Sync`; share it as `Arc<Store>`.
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// State shared by the store and its writers.
+pub(crate) struct Shared {
+    root: PathBuf,
+    index: index::Index,
+    clock: SharedClock,
+    /// Bases of live writers, so two writers never pick the same name.
+    active: Mutex<HashSet<PathBuf>>,
+    /// Serializes directory creation (begin) with directory removal (delete).
+    dirs: Mutex<()>,
+    /// Called inside the commits that close and delete segments (see `tables.rs`).
+    hooks: RwLock<Vec<Arc<dyn IndexHook>>>,
+    /// Held for the store's lifetime; dropped last.
+    _lock: File,
+}
+
+impl Shared {
+    fn active_names(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dirs_lock(&self) -> MutexGuard<'_, ()> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn IndexHook>> {
+        self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Run the `closing` hooks on `row`; returns the ops to commit with it.
+    pub(crate) fn closing(&self, row: &mut SegmentRow) -> Vec<index::Op> {
+        let mut ops = Vec::new();
+        for h in self.hooks() {
+            h.closing(row, &mut ops);
+        }
+        ops.into_iter().map(index::Op::Aux).collect()
+    }
+
+    /// Run the `deleted` hooks on `rows`; returns the ops to commit with their removal.
+    pub(crate) fn deleted(&self, rows: &[SegmentRow]) -> Vec<index::Op> {
+        let mut ops = Vec::new();
+        for h in self.hooks() {
+            h.deleted(rows, &mut ops);
+        }
+        ops.into_iter().map(index::Op::Aux).collect()
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.shared.root)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Open the store at `root` with the system clock. See [`Store::open_with_clock`].
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with_clock(root, Arc::new(SystemClock))
+    }
+
+    /// Create `root` if missing, check it is a writable directory, take its lock file (so two
+    /// daemons never share a root) and open or create `<root>/index.redb`. `clock` stamps
+    /// `closed_at_ms` of closed rows.
+    pub fn open_with_clock(root: &Path, clock: SharedClock) -> Result<Store, StoreError> {
+        let lock = fsutil::prepare_root(root)?;
+        let index = index::Index::open(&root.join(fsutil::INDEX_FILE))?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                root: root.to_path_buf(),
+                index,
+                clock,
+                active: Mutex::new(HashSet::new()),
+                dirs: Mutex::new(()),
+                hooks: RwLock::new(Vec::new()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The storage root.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// All rows (any state), oldest first (by start time, then id).
+    pub fn segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
+        let mut rows = self.shared.index.all()?;
+        rows.sort_by_key(|r| (r.start_ms, r.id));
+        Ok(rows)
+    }
+
+    /// One row.
+    pub fn segment(&self, id: SegmentId) -> Result<Option<SegmentRow>, StoreError> {
+        self.shared.index.get(id)
+    }
+
+    /// The sequence number for `stream`'s next segment: one more than the highest ever
+    /// recorded for it (kept even after its rows are deleted), 0 if none.
+    pub fn next_seq(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .shared
+            .index
+            .max_seq(stream)?
+            .map_or(0, |s| s.saturating_add(1)))
+    }
+
+    /// Size and unprivileged free space of the filesystem holding the root.
+    pub fn disk(&self) -> Result<Disk, StoreError> {
+        let (total, free) = fsutil::statvfs(&self.shared.root)?;
+        Ok(Disk { total, free })
+    }
+
+    /// Make the index changes so far durable. The recorder calls it every
+    /// [`FLUSH_INTERVAL`] and at shutdown; closes and deletes are volatile until then (see
+    /// the durability protocol above).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.shared.index.flush()
+    }
+
+    /// Add a hook called inside every commit that closes or deletes segments. Add hooks
+    /// before [`Store::recover`], so segments recovery closes or adopts reach them too.
+    pub fn add_hook(&self, hook: Arc<dyn IndexHook>) {
+        self.shared
+            .hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// One value of an auxiliary table.
+    pub fn aux_get(&self, table: AuxTable, key: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared.index.aux_get(table, key)
+    }
+
+    /// Up to `limit` entries of an auxiliary table with keys `>= from`, in key order.
+    pub fn aux_scan(
+        &self,
+        table: AuxTable,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.shared.index.aux_scan(table, from, limit)
+    }
+
+    /// How many entries an auxiliary table holds, and its last key.
+    pub fn aux_stats(&self, table: AuxTable) -> Result<(u64, Option<u64>), StoreError> {
+        self.shared.index.aux_stats(table)
+    }
+
+    /// The queue bookkeeping of an auxiliary table: the next key an append gets, and the
+    /// entries bounded appends dropped (see [`AuxOp::append`]).
+    pub fn aux_queue(&self, table: AuxTable) -> Result<QueueMeta, StoreError> {
+        self.shared.index.aux_queue(table)
+    }
+
+    /// Apply auxiliary-table changes in one transaction, with a segment row update if given
+    /// (e.g. its upload state). `durable` waits for the disk (group commit); otherwise the
+    /// change is volatile until the next [`Store::flush`] (see the durability protocol).
+    pub fn aux_commit(
+        &self,
+        ops: Vec<AuxOp>,
+        row: Option<SegmentRow>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        let mut all: Vec<index::Op> = row.into_iter().map(index::Op::put).collect();
+        all.extend(ops.into_iter().map(index::Op::Aux));
+        if durable {
+            self.shared.index.commit(all)
+        } else {
+            self.shared.index.commit_volatile(all)
+        }
+    }
+
+    /// Durable index transactions committed since open (group commits count once).
+    pub fn index_commits(&self) -> u64 {
+        self.shared.index.commits()
+    }
+}
+
+#[cfg(all(test, feature = "process-tests"))]
+mod crash_tests;
+#[cfg(all(test, feature = "process-tests"))]
+pub(crate) mod fixture;
+#[cfg(all(test, feature = "process-tests"))]
+mod hook_tests;
+#[cfg(all(test, feature = "process-tests"))]
+mod progressive_tests;
+#[cfg(all(test, feature = "process-tests"))]
+mod syscall_tests;
+#[cfg(all(test, feature = "process-tests"))]
+mod tests;

@@ -1,0 +1,374 @@
+//! Startup recovery and index rebuild: make the index and the files agree again after a
+//! crash, in the five steps of the protocol (see the [`crate::storage::store`] module docs). Every
+//! step only moves things forward, so recovery interrupted by another crash is just run again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use crate::media::format::Format;
+use crate::media::segment::event::SegmentMeta;
+
+use super::delete::delete_rows;
+use super::error::StoreError;
+use super::fsutil::{self, fsync_dir, parent};
+use super::index::Op;
+use super::media::{self, Scanned};
+use super::row::{strip_suffix, with_suffix, SegmentFile, SegmentRow, SegmentState};
+use super::row::{UploadState, WORKING_SUFFIX};
+use super::writer::close_files;
+use super::{Shared, Store};
+
+/// What [`Store::recover`] did.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// Segments whose working file was cut back to its last complete fragment (or whose
+    /// interrupted close was completed) and closed.
+    pub recovered: Vec<SegmentRow>,
+    /// Files of ours that had no row and now have one.
+    pub adopted: Vec<SegmentRow>,
+    /// Files removed (working files without a complete fragment, leftover temporaries),
+    /// relative to the root.
+    pub removed: Vec<PathBuf>,
+    /// Rows dropped (deletes finished, writes that never produced a file, files gone).
+    pub dropped_rows: u64,
+}
+
+impl Store {
+    /// Run recovery: call once at startup, before recording. `now_ms` stamps the rows it
+    /// closes. Safe to run again after it was itself interrupted.
+    pub fn recover(&self, now_ms: i64) -> Result<RecoveryReport, StoreError> {
+        let shared = &*self.shared;
+        let mut report = RecoveryReport::default();
+
+        // 1. Finish deletes.
+        let deleting: Vec<SegmentRow> = shared
+            .index
+            .all()?
+            .into_iter()
+            .filter(|r| r.state == SegmentState::Deleting)
+            .collect();
+        report.dropped_rows += deleting.len() as u64;
+        delete_rows(shared, deleting)?;
+
+        // 2. Working files.
+        recover_parts(shared, now_ms, &mut report)?;
+
+        // 3. Writing rows without a working file.
+        for row in shared.index.all()? {
+            if row.state != SegmentState::Writing
+                || fsutil::file_len(&shared.root.join(row.working_path()))?.is_some()
+            {
+                continue;
+            }
+            let fin = shared.root.join(row.final_path(Format::Fmp4));
+            if row.has(Format::Fmp4) && fsutil::file_len(&fin)?.is_some() {
+                // The close got past its rename: finish it.
+                match media::scan(&fin) {
+                    Ok(scan) => {
+                        // Its fMP4 was complete (renamed only after its fsync): the close
+                        // itself, or its volatile commit, was cut short. Not torn media.
+                        let mut row = recovered_row(row, &scan, now_ms);
+                        row.recovered = false;
+                        report.adopted.push(close_files(shared, row, false)?);
+                        continue;
+                    }
+                    Err(StoreError::Media { path, reason }) => {
+                        tracing::warn!(path = %path.display(), %reason, "unreadable segment file left alone");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            shared.index.commit(vec![Op::Remove(row.id)])?;
+            report.dropped_rows += 1;
+        }
+
+        // 4. Closed rows whose files are gone or changed.
+        check_closed(shared, &mut report)?;
+
+        // 5. Our files without a row.
+        adopt(shared, now_ms, &mut report.adopted)?;
+
+        // Everything above, volatile parts included, is on disk before recording starts.
+        shared.index.flush()?;
+        Ok(report)
+    }
+}
+
+/// Step 2: every `*.mp4.part` under the root.
+pub(super) fn recover_parts(
+    shared: &Shared,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let by_working: HashMap<PathBuf, SegmentRow> = shared
+        .index
+        .all()?
+        .into_iter()
+        .map(|r| (r.working_path(), r))
+        .collect();
+    for rel in fsutil::walk(&shared.root)? {
+        if strip_suffix(&rel, WORKING_SUFFIX).is_none() {
+            if rel.extension().is_some_and(|e| e == "part") {
+                tracing::info!(path = %rel.display(), "not ours (not a .mp4.part); left alone");
+            }
+            continue;
+        }
+        let abs = shared.root.join(&rel);
+        let mut row = by_working.get(&rel).cloned();
+        if let Some(r) = &row {
+            if r.state == SegmentState::Closed && closed_files_present(shared, r)? {
+                // An mp4-only close committed but did not get to remove its working file.
+                remove(shared, &rel, report)?;
+                continue;
+            }
+        }
+        let scan = match media::scan(&abs) {
+            Ok(s) => Some(s),
+            Err(StoreError::Media { reason, .. }) => {
+                tracing::info!(path = %rel.display(), %reason, "working file unreadable");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(scan) = scan.filter(|s| s.fragments > 0) else {
+            remove(shared, &rel, report)?;
+            continue;
+        };
+        if row.is_none() {
+            let Some(meta) = scan.meta.clone() else {
+                tracing::warn!(path = %rel.display(), "working file without our metadata; left alone");
+                continue;
+            };
+            row = match new_row_for_part(shared, &rel, meta)? {
+                Some(r) => Some(r),
+                None => {
+                    // Its final file is already there with the same identity.
+                    remove(shared, &rel, report)?;
+                    continue;
+                }
+            };
+        }
+        let Some(mut row) = row else { continue };
+        row.state = SegmentState::Writing;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&abs)
+            .map_err(|e| StoreError::io("open", &abs, e))?;
+        file.set_len(scan.complete_end)
+            .map_err(|e| StoreError::io("truncate", &abs, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &abs, e))?;
+        drop(file);
+        let row = recovered_row(row, &scan, now_ms);
+        tracing::info!(path = %rel.display(), kept = scan.complete_end, "recovered a torn segment");
+        report.recovered.push(close_files(shared, row, true)?);
+    }
+    Ok(())
+}
+
+/// A row for a working file the index does not know; `None` if the file is a leftover
+/// duplicate of a final file with the same identity.
+fn new_row_for_part(
+    shared: &Shared,
+    rel: &Path,
+    meta: SegmentMeta,
+) -> Result<Option<SegmentRow>, StoreError> {
+    let stem = strip_suffix(rel, WORKING_SUFFIX).unwrap_or_else(|| rel.to_path_buf());
+    let mut base = stem.clone();
+    for n in 1.. {
+        let fin = shared.root.join(with_suffix(&base, ".mp4"));
+        if fsutil::file_len(&fin)?.is_none() {
+            break;
+        }
+        if n == 1 {
+            if let Ok(s) = media::scan(&fin) {
+                if s.meta.as_ref() == Some(&meta) {
+                    return Ok(None);
+                }
+            }
+        }
+        base = with_suffix(&stem, &format!("-{n}"));
+    }
+    // The file says which formats its template asked for (older files: fMP4 only).
+    let formats = if meta.formats.is_empty() {
+        vec![Format::Fmp4]
+    } else {
+        meta.formats.clone()
+    };
+    let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, formats);
+    if row.working_path() != rel {
+        // Its final name is taken by another file: move it to a free name first.
+        let to = shared.root.join(row.working_path());
+        fsutil::rename(&shared.root.join(rel), &to)?;
+        fsync_dir(parent(&to))?;
+    }
+    Ok(Some(row))
+}
+
+/// `row` as recovery closes it: duration from the file.
+fn recovered_row(mut row: SegmentRow, scan: &Scanned, now_ms: i64) -> SegmentRow {
+    row.duration_ms = scan.duration_ms;
+    row.end_ms = row.start_ms + scan.duration_ms as i64;
+    row.closed_at_ms = now_ms;
+    row.recovered = true;
+    row
+}
+
+fn closed_files_present(shared: &Shared, row: &SegmentRow) -> Result<bool, StoreError> {
+    for f in &row.files {
+        if fsutil::file_len(&shared.root.join(&f.path))?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(!row.files.is_empty())
+}
+
+/// Remove a file of ours, make that durable, and report it.
+fn remove(shared: &Shared, rel: &Path, report: &mut RecoveryReport) -> Result<(), StoreError> {
+    let abs = shared.root.join(rel);
+    fsutil::remove_file(&abs)?;
+    fsync_dir(parent(&abs))?;
+    tracing::info!(path = %rel.display(), "removed a working file without a complete fragment");
+    report.removed.push(rel.to_path_buf());
+    Ok(())
+}
+
+/// Step 4: drop files that are gone from Closed rows (and rows left without files), and
+/// record sizes that changed.
+fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), StoreError> {
+    let mut ops = Vec::new();
+    for mut row in shared.index.all()? {
+        if row.state != SegmentState::Closed {
+            continue;
+        }
+        let mut files = Vec::new();
+        for f in &row.files {
+            match fsutil::file_len(&shared.root.join(&f.path))? {
+                Some(bytes) => {
+                    if bytes != f.bytes {
+                        tracing::warn!(path = %f.path.display(), was = f.bytes, now = bytes, "segment file changed size");
+                    }
+                    files.push(SegmentFile { bytes, ..f.clone() });
+                }
+                None => {
+                    tracing::warn!(path = %f.path.display(), id = row.id, "segment file is gone (removed by hand, or damage); forgetting it")
+                }
+            }
+        }
+        if files.is_empty() {
+            ops.push(Op::Remove(row.id));
+            report.dropped_rows += 1;
+        } else if files != row.files {
+            row.bytes = files.iter().map(|f| f.bytes).sum();
+            row.files = files;
+            ops.push(Op::put(row));
+        }
+    }
+    if !ops.is_empty() {
+        shared.index.commit(ops)?;
+    }
+    Ok(())
+}
+
+/// Step 5: final files under the root that no row names. Files with our metadata become
+/// `Closed` rows (an fMP4 and a progressive copy of the same segment share one row).
+pub(super) fn adopt(
+    shared: &Shared,
+    now_ms: i64,
+    adopted: &mut Vec<SegmentRow>,
+) -> Result<(), StoreError> {
+    let rows = shared.index.all()?;
+    let known: HashSet<PathBuf> = rows
+        .iter()
+        .flat_map(|r| r.files.iter().map(|f| f.path.clone()))
+        .collect();
+    type Key = (String, String, String, u64, i64);
+    let mut groups: BTreeMap<Key, Vec<(PathBuf, Format, Scanned, u64)>> = BTreeMap::new();
+    for rel in fsutil::walk(&shared.root)? {
+        if known.contains(&rel) || rel.extension().is_none_or(|e| e != "mp4") {
+            continue;
+        }
+        let abs = shared.root.join(&rel);
+        let scan = match media::scan(&abs) {
+            Ok(s) => s,
+            Err(StoreError::Media { reason, .. }) => {
+                tracing::info!(path = %rel.display(), %reason, "unreadable MP4; not ours, left alone");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(meta) = scan.meta.clone() else {
+            tracing::info!(path = %rel.display(), "MP4 without our metadata; not ours, left alone");
+            continue;
+        };
+        let bytes = fsutil::file_len(&abs)?.unwrap_or(0);
+        let format = if scan.fragments > 0 {
+            Format::Fmp4
+        } else {
+            Format::Mp4
+        };
+        let key = (meta.device, meta.app, meta.stream, meta.seq, meta.start_ms);
+        groups
+            .entry(key)
+            .or_default()
+            .push((rel, format, scan, bytes));
+    }
+    let mut ops = Vec::new();
+    for ((device, app, stream, seq, start_ms), mut files) in groups {
+        let meta = SegmentMeta {
+            device,
+            app,
+            stream,
+            seq,
+            start_ms,
+            formats: vec![],
+        };
+        while !files.is_empty() {
+            let mut row = adopted_row(shared, &meta, now_ms, &mut files);
+            let extra = shared.closing(&mut row);
+            ops.push(Op::put(row.clone()));
+            ops.extend(extra);
+            adopted.push(row);
+        }
+    }
+    if !ops.is_empty() {
+        shared.index.commit(ops)?;
+    }
+    Ok(())
+}
+
+/// One row from a group of same-identity files: takes at most one file of each format.
+fn adopted_row(
+    shared: &Shared,
+    meta: &SegmentMeta,
+    now_ms: i64,
+    files: &mut Vec<(PathBuf, Format, Scanned, u64)>,
+) -> SegmentRow {
+    let mut taken: Vec<(PathBuf, Format, Scanned, u64)> = Vec::new();
+    for format in [Format::Fmp4, Format::Mp4] {
+        if let Some(i) = files.iter().position(|f| f.1 == format) {
+            taken.push(files.remove(i));
+        }
+    }
+    let (first_path, first_format, first_scan, _) = &taken[0];
+    let formats: Vec<Format> = taken.iter().map(|t| t.1).collect();
+    let suffix = first_format.suffix(formats.contains(&Format::Fmp4));
+    let base = strip_suffix(first_path, suffix).unwrap_or_else(|| first_path.clone());
+    let mut row = SegmentRow::writing(shared.index.alloc_id(), meta, base, formats);
+    row.duration_ms = first_scan.duration_ms;
+    row.end_ms = row.start_ms + first_scan.duration_ms as i64;
+    row.files = taken
+        .iter()
+        .map(|(path, format, _, bytes)| SegmentFile {
+            format: *format,
+            path: path.clone(),
+            bytes: *bytes,
+        })
+        .collect();
+    row.bytes = row.files.iter().map(|f| f.bytes).sum();
+    row.state = SegmentState::Closed;
+    row.upload = UploadState::NotQueued;
+    row.closed_at_ms = now_ms;
+    row
+}

@@ -1,0 +1,20 @@
+//! Small leaf utilities that every layer may use. They import nothing of the crate but
+//! each other.
+//!
+//! - [`backoff`]: capped exponential backoff with jitter (hand-written: a dozen lines, with
+//!   the injected clock; the crates for it pull in a runtime of their own);
+//! - [`clock`]: injected wall and monotonic time;
+//! - [`glob`]: the rules' shell-style globs (hand-written: `*`, `?`, `[...]` over stream
+//!   names, without the regex engine `globset` brings);
+//! - [`naming`]: file-name templates (`{stream}/{YYYY}/...`);
+//! - [`notify`]: systemd's sd_notify (one datagram; hand-written rather than `libsystemd`);
+//! - [`pace`]: the shared tick streams poll their sources on;
+//! - [`redact`]: credentials out of URLs and messages before they reach a log.
+
+pub mod backoff;
+pub mod clock;
+pub mod glob;
+pub mod naming;
+pub mod notify;
+pub mod pace;
+pub mod redact;
