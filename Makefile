@@ -3,7 +3,7 @@
 #   make run         build (release) and record the demo clip into ./data
 #   make test        install missing test tools, then fmt check, clippy, all tests
 #   make test-deps   install missing Debian packages / rustup components (idempotent)
-#   make lint        fmt check and clippy only
+#   make lint        fmt check, the layering check (scripts/check-layers.py) and clippy
 #   make fuzz-check  type-check the cargo-fuzz targets in fuzz/ on stable (run them: README)
 #   make bench       edgerec vs ffmpeg recording benchmark (writes docs/bench.md)
 #   make clean-data  delete ./data (what `make run` recorded)
@@ -35,6 +35,7 @@ test-deps:
 
 test: test-deps
 	$(CARGO) fmt --all -- --check
+	scripts/check-layers.py
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
 	$(MAKE) fuzz-check test-aarch64 test-deb
@@ -47,6 +48,7 @@ fuzz-check:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	scripts/check-layers.py
 	$(CARGO) clippy --all-targets -- -D warnings
 
 fmt:
