@@ -70,7 +70,7 @@ pub async fn run_from_file(
         cfg.mqtt.is_some(),
         cfg.mqtt.as_ref().map_or(1, |m| m.outbox_capacity),
     )?;
-    crate::control::mqtt::register(&store, &events, &clock);
+    crate::sync::events::segment::register(&store, &events, &clock);
     // The upload queue's hook must see recovery's closes and adoptions too.
     let uploads = crate::sync::upload::Uploads::register(&cfg, &store, clock.clone());
     let upload_control = uploads.as_ref().map(|u| u.control());

@@ -3,7 +3,7 @@
 //!
 //! # How it fits
 //!
-//! - [`register`] adds the segment-event hook ([`hook`]) to the store before recovery, so
+//! - [`crate::sync::events::segment::register`] adds the segment-event hook to the store before recovery, so
 //!   `segment.closed` / `segment.recovered` / `segment.evicted` land in the outbox inside the
 //!   commits that change the segment.
 //! - [`spawn`] starts one task ([`client`]) that owns the connection ([`conn::Link`]):
@@ -26,7 +26,6 @@ pub mod client;
 pub mod conn;
 pub mod ctl;
 pub mod effective;
-pub mod hook;
 pub mod publisher;
 pub mod refusal;
 pub mod route;
@@ -68,16 +67,6 @@ pub enum MqttError {
     /// A bad argument to `edgerec ctl`.
     #[error("{0}")]
     Usage(String),
-}
-
-/// Add the segment-event hook to `store`. Call before [`Store::recover`].
-pub fn register(store: &Store, events: &Events, clock: &SharedClock) {
-    if events.enabled() {
-        store.add_hook(Arc::new(hook::SegmentEvents {
-            events: events.clone(),
-            clock: clock.clone(),
-        }));
-    }
 }
 
 /// What the MQTT task needs from the recorder.

@@ -10,8 +10,32 @@ use tracing::{error, info, warn};
 
 use super::{plan, Candidate, Limits, OpenBytes, Reason};
 use crate::config::Config;
-use crate::control::commands::{RetentionDeleted, RetentionRun};
 use crate::storage::store::{SegmentRow, SegmentState, Store, StoreError, UploadState};
+
+/// A segment a retention pass deleted.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionDeleted {
+    pub id: u64,
+    pub stream: String,
+    pub bytes: u64,
+    /// The limit that made it go (`storage.max_bytes`, `storage.min_free`, ...).
+    pub reason: &'static str,
+}
+
+/// What one retention pass did (`retention.run` replies with it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionRun {
+    pub deleted: Vec<RetentionDeleted>,
+    /// Bytes freed on disk.
+    pub freed_bytes: u64,
+    /// A limit the pass could not meet (nothing left that may be evicted).
+    pub unmet: Option<&'static str>,
+    /// The pass failed (nothing, or only part, was deleted).
+    pub error: Option<String>,
+}
+
+/// Asks the daemon for a retention pass now; it sends the outcome back.
+pub type RetentionTrigger = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<RetentionRun>>;
 
 /// What a pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

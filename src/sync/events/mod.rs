@@ -27,7 +27,9 @@
 //! Ids of events that are not about a segment ([`Events::fresh_id`]) are
 //! `{device}-{run}-{n}`: `run` is 64 random bits drawn at start, `n` counts this run's ids
 //! atomically, so ids never repeat across producers or reboots (even on a board whose clock
-//! restarts in 1970). Segment events' ids are derived from the segment (`crate::control::mqtt::hook`).
+//! restarts in 1970). Segment events' ids are derived from the segment ([`segment`]).
+
+pub mod segment;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

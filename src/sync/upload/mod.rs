@@ -61,6 +61,7 @@ mod orphans;
 pub mod queue;
 pub mod report;
 mod segment;
+mod shared;
 pub mod target;
 pub mod transfer;
 pub mod windows;

@@ -14,10 +14,11 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
+use super::shared::{blocking, pending};
 use super::target::{Backend, Target};
 use super::target_name;
 use super::transfer::Progress;
-use super::worker::{blocking, pending, Worker};
+use super::worker::Worker;
 use crate::storage::store::{AuxOp, AuxTable};
 
 impl Worker {

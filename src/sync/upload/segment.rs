@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use super::shared::{blocking, pending, Shared};
 use super::target::Target;
 use super::transfer::{self, FileJob, Progress};
-use super::worker::{blocking, pending, Shared};
 use super::UploadError;
 use crate::storage::store::{AuxOp, AuxTable, SegmentRow, UploadState};
 use crate::sync::events::EventKind;
@@ -96,7 +96,7 @@ pub(super) async fn upload_segment(
         if let Some(ev) = &events {
             ops.extend(ev.ops(
                 EventKind::SegmentUploaded,
-                crate::control::mqtt::hook::segment_event_id(&row.device, &row, "uploaded"),
+                crate::sync::events::segment::segment_event_id(&row.device, &row, "uploaded"),
                 at_ms,
                 uploaded_body(&row, &u),
             ));

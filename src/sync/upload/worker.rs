@@ -14,14 +14,12 @@ use super::control::until_next_minute_ms;
 use super::failure::{self, Failure, Holds};
 use super::queue::{Job, Queue};
 use super::segment::{upload_segment, Outcome};
+use super::shared::{blocking, pending, Shared};
 use super::target::Target;
 use super::transfer::Progress;
 use super::{target_name, Control, QueueHook, UploadError, Uploads};
-use crate::config::upload::UploadConfig;
-use crate::config::Config;
 use crate::storage::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store, UploadState};
 use crate::sync::events::{EventKind, Events};
-use crate::util::clock::SharedClock;
 
 /// How often a failed orphan sweep (the service was unreachable at start) is tried again.
 const SWEEP_RETRY_MS: i64 = 5 * 60_000;
@@ -80,17 +78,6 @@ fn task_died(e: &tokio::task::JoinError) -> UploadError {
     }
 }
 
-/// What every transfer task shares.
-pub(super) struct Shared {
-    pub cfg: Arc<Config>,
-    pub up: UploadConfig,
-    pub store: Arc<Store>,
-    pub clock: SharedClock,
-    pub events: Option<Events>,
-    pub control: Control,
-    pub limiter: Arc<super::limiter::Limiter>,
-}
-
 pub(super) struct Worker {
     pub shared: Arc<Shared>,
     hook: Arc<QueueHook>,
@@ -104,24 +91,6 @@ pub(super) struct Worker {
     alarmed_targets: HashSet<String>,
     /// Segments the hook queued whose closing commit was not visible yet.
     unresolved: Vec<u64>,
-}
-
-/// Run blocking index work off the async runtime.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::storage::store::StoreError> + Send + 'static,
-) -> Result<T, UploadError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => Ok(r?),
-        Err(e) => Err(UploadError::Target {
-            target: String::new(),
-            message: format!("index task failed: {e}"),
-        }),
-    }
-}
-
-/// A closed segment waiting for upload.
-pub(super) fn pending(r: &SegmentRow) -> bool {
-    r.state == SegmentState::Closed && matches!(r.upload, UploadState::Pending { .. })
 }
 
 type Tasks = JoinSet<Result<Outcome, UploadError>>;

@@ -11,9 +11,22 @@
 //! - `segment.recovered`: recovery finished a segment torn by a crash (instead of `closed`);
 //! - `segment.evicted`: retention or a delete dropped it, with `never_uploaded`.
 
-use crate::storage::store::{AuxOp, IndexHook, SegmentRow, UploadState};
+use std::sync::Arc;
+
+use crate::storage::store::{AuxOp, IndexHook, SegmentRow, Store, UploadState};
 use crate::sync::events::{EventKind, Events};
 use crate::util::clock::SharedClock;
+
+/// Adds the segment-event hook to `store` when events are enabled. Call before
+/// [`Store::recover`], so recovery's closes and adoptions report too.
+pub fn register(store: &Store, events: &Events, clock: &SharedClock) {
+    if events.enabled() {
+        store.add_hook(Arc::new(SegmentEvents {
+            events: events.clone(),
+            clock: clock.clone(),
+        }));
+    }
+}
 
 /// The hook; register it with [`crate::storage::store::Store::add_hook`] before recovery.
 pub struct SegmentEvents {
