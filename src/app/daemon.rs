@@ -55,9 +55,18 @@ pub async fn run_from_file(
         }
         // The alarm (log, systemd status, MQTT), then wait for the marker.
         Err(e) => {
-            match crate::storage::guard::wait::until_marked(&cfg, &clock, &notifier, e).await? {
-                crate::storage::guard::wait::Waited::Marked => {}
-                crate::storage::guard::wait::Waited::Stopped => return Ok(()),
+            use crate::control::mqtt::refusal::{Alarm, Refusal};
+            use crate::storage::guard::wait::{until_marked, Waited};
+            let refusal = cfg
+                .mqtt
+                .as_ref()
+                .map(|m| Refusal::spawn(m, Alarm::new(&cfg.device_id, &e, &root, clock.clone())));
+            let waited = until_marked(&cfg, &clock, &notifier, &e).await?;
+            if let Some(r) = refusal {
+                r.finish(waited).await;
+            }
+            if waited == Waited::Stopped {
+                return Ok(());
             }
         }
     }

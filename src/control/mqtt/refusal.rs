@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::MqttConfig;
+use crate::storage::guard::wait::Waited as End;
 use crate::storage::guard::GuardError;
 use crate::sync::events::{Event, EventKind};
 use crate::util::backoff::Backoff;
@@ -31,36 +32,17 @@ use super::topics::Topics;
 /// How long the goodbye (last publish, PUBACK, DISCONNECT) may take.
 const GOODBYE: Duration = Duration::from_secs(3);
 
-/// The alarm kind of a refusal.
-pub fn alarm_kind(e: &GuardError) -> &'static str {
-    match e {
-        GuardError::Missing { .. } => "missing_root",
-        GuardError::Unmarked { .. } => "unmarked_root",
-        GuardError::Damaged { .. } => "damaged_marker",
-        GuardError::Io { .. } => "unusable_root",
-    }
-}
-
 /// The `storage.alarm` fields of a refusal of `root`.
-pub fn alarm_body(e: &GuardError, root: &std::path::Path, active: bool) -> serde_json::Value {
+pub fn alarm_body(alarm: &Alarm, active: bool) -> serde_json::Value {
     let mut v = serde_json::json!({
-        "alarm": alarm_kind(e),
+        "alarm": alarm.kind,
         "active": active,
-        "path": root.display().to_string(),
+        "path": alarm.root.display().to_string(),
     });
     if active {
-        v["error"] = e.to_string().into();
+        v["error"] = alarm.error.clone().into();
     }
     v
-}
-
-/// How the wait ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum End {
-    /// The marker appeared: clear the alarm; the recorder starts.
-    Marked,
-    /// A signal: publish `offline`.
-    Stopped,
 }
 
 /// The running refusal client.
@@ -72,13 +54,36 @@ pub struct Refusal {
 /// What the refusal client publishes.
 pub struct Alarm {
     pub device: String,
-    pub error: GuardError,
+    /// [`GuardError::alarm_kind`] of the refusal.
+    pub kind: &'static str,
+    /// The refusal's message.
+    pub error: String,
     pub root: std::path::PathBuf,
     /// When the refusal began (the alarm's `at_ms`), ms since the Unix epoch.
     pub at_ms: i64,
     /// A unique id for the alarm (`-raised` and `-cleared` are appended).
     pub id: String,
     pub clock: crate::util::clock::SharedClock,
+}
+
+impl Alarm {
+    /// The alarm for refusal `e` of `root`, beginning now.
+    pub fn new(
+        device: &str,
+        e: &GuardError,
+        root: &std::path::Path,
+        clock: crate::util::clock::SharedClock,
+    ) -> Alarm {
+        Alarm {
+            device: device.to_owned(),
+            kind: e.alarm_kind(),
+            error: e.to_string(),
+            root: root.to_owned(),
+            at_ms: clock.wall_ms(),
+            id: format!("{device}-guard-{}", crate::storage::guard::random_hex(8)),
+            clock,
+        }
+    }
 }
 
 impl Refusal {
@@ -106,7 +111,7 @@ fn status(state: &str, alarm: &Alarm, at_ms: i64) -> Vec<u8> {
         "recording": false,
     });
     if state == "online" {
-        v["refused"] = alarm.error.to_string().into();
+        v["refused"] = alarm.error.clone().into();
     } else {
         v["reason"] = "shutdown".into();
     }
@@ -118,7 +123,7 @@ fn alarm_event(alarm: &Alarm, active: bool, at_ms: i64) -> Vec<u8> {
         id: format!("{}-{}", alarm.id, if active { "raised" } else { "cleared" }),
         kind: EventKind::StorageAlarm,
         at_ms,
-        body: alarm_body(&alarm.error, &alarm.root, active).to_string(),
+        body: alarm_body(alarm, active).to_string(),
     };
     super::publisher::payload(&alarm.device, &event, None)
 }
@@ -235,17 +240,21 @@ mod tests {
         let e = GuardError::Unmarked {
             root: root.to_path_buf(),
         };
-        let b = alarm_body(&e, root, true);
+        let clock: crate::util::clock::SharedClock =
+            std::sync::Arc::new(crate::util::clock::SystemClock);
+        let alarm = Alarm::new("dev", &e, root, clock);
+        let b = alarm_body(&alarm, true);
         assert_eq!(b["alarm"], "unmarked_root");
         assert_eq!(b["active"], true);
         assert_eq!(b["path"], "/mnt/sd/edgerec");
         assert!(b["error"].as_str().unwrap().contains("edgerec init"), "{b}");
-        let cleared = alarm_body(&e, root, false);
+        let cleared = alarm_body(&alarm, false);
         assert_eq!(cleared["active"], false);
         assert!(cleared.get("error").is_none());
         let missing = GuardError::Missing {
             root: root.to_path_buf(),
         };
-        assert_eq!(alarm_kind(&missing), "missing_root");
+        assert_eq!(missing.alarm_kind(), "missing_root");
+        assert!(alarm.id.starts_with("dev-guard-"), "{}", alarm.id);
     }
 }

@@ -68,6 +68,16 @@ pub enum GuardError {
 }
 
 impl GuardError {
+    /// The `storage.alarm` kind of this refusal.
+    pub fn alarm_kind(&self) -> &'static str {
+        match self {
+            GuardError::Missing { .. } => "missing_root",
+            GuardError::Unmarked { .. } => "unmarked_root",
+            GuardError::Damaged { .. } => "damaged_marker",
+            GuardError::Io { .. } => "unusable_root",
+        }
+    }
+
     /// A refusal of a directory that is not (yet) the intended one: `run` waits for the
     /// marker. The others (the directory cannot be created or written) are errors that
     /// end `run`, as every other unusable data directory does.

@@ -3,9 +3,10 @@
 //! seconds, and a fleet manager would see nothing but a device gone quiet).
 //!
 //! - The refusal is an alarm: an error in the log (repeated every [`LOG_EVERY`] while it
-//!   lasts), the systemd status line, and with `[mqtt]` a `storage.alarm` and the `online`
-//!   status with `"recording": false` published straight to the broker
-//!   ([`crate::control::mqtt::refusal`]), since the outbox lives under the refused root.
+//!   lasts) and the systemd status line. With `[mqtt]`, the daemon also runs the refusal
+//!   client beside this wait (`control::mqtt::refusal`: a `storage.alarm` and the `online`
+//!   status with `"recording": false`, published straight to the broker, since the outbox
+//!   lives under the refused root) and ends it with how the wait ended.
 //! - systemd is told READY (with a `STATUS=refused: ...` line) and the watchdog is fed, so
 //!   the unit is up and explains itself in `systemctl status` rather than being killed.
 //! - The marker is looked for every [`RECHECK`]; when `edgerec init` ran or the disk got
@@ -18,7 +19,6 @@ use tracing::{error, info};
 
 use super::{check, GuardError};
 use crate::config::Config;
-use crate::control::mqtt::refusal::{Alarm, End, Refusal};
 use crate::util::clock::SharedClock;
 use crate::util::notify::Notifier;
 
@@ -42,26 +42,13 @@ pub async fn until_marked(
     cfg: &Config,
     clock: &SharedClock,
     notifier: &Notifier,
-    first: GuardError,
+    first: &GuardError,
 ) -> std::io::Result<Waited> {
     let root = cfg.storage.root.clone();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     error!(alarm = "storage_guard", error = %first, recheck_s = RECHECK.as_secs(), "not recording; waiting for the data directory");
     notifier.ready(&format!("refused: {first}"));
-    let refusal = cfg.mqtt.as_ref().map(|m| {
-        Refusal::spawn(
-            m,
-            Alarm {
-                device: cfg.device_id.clone(),
-                root: root.clone(),
-                at_ms: clock.wall_ms(),
-                id: format!("{}-guard-{}", cfg.device_id, super::random_hex(8)),
-                clock: clock.clone(),
-                error: first,
-            },
-        )
-    });
     let mut recheck = tokio::time::interval(RECHECK);
     recheck.tick().await;
     let mut watchdog = tokio::time::interval(
@@ -72,8 +59,8 @@ pub async fn until_marked(
     let mut logged = clock.now();
     let end = loop {
         tokio::select! {
-            _ = sigterm.recv() => break End::Stopped,
-            _ = sigint.recv() => break End::Stopped,
+            _ = sigterm.recv() => break Waited::Stopped,
+            _ = sigint.recv() => break Waited::Stopped,
             _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => notifier.watchdog(),
             _ = recheck.tick() => {
                 let (root, require, device, now) = (
@@ -84,7 +71,7 @@ pub async fn until_marked(
                 );
                 let r = tokio::task::spawn_blocking(move || check(&root, require, &device, now)).await;
                 match r {
-                    Ok(Ok(_)) => break End::Marked,
+                    Ok(Ok(_)) => break Waited::Marked,
                     Ok(Err(e)) => {
                         if clock.now().saturating_duration_since(logged) >= LOG_EVERY {
                             logged = clock.now();
@@ -97,17 +84,11 @@ pub async fn until_marked(
             }
         }
     };
-    if let Some(r) = refusal {
-        r.finish(end).await;
+    match end {
+        Waited::Marked => {
+            info!(data = %root.display(), "the data directory passes the storage guard now; starting")
+        }
+        Waited::Stopped => info!("stopped while waiting for the data directory"),
     }
-    Ok(match end {
-        End::Marked => {
-            info!(data = %root.display(), "the data directory passes the storage guard now; starting");
-            Waited::Marked
-        }
-        End::Stopped => {
-            info!("stopped while waiting for the data directory");
-            Waited::Stopped
-        }
-    })
+    Ok(end)
 }
