@@ -1,0 +1,1229 @@
+#!/usr/bin/python3
+"""Power-loss filesystem peer: a FUSE filesystem that loses, on command, everything a power
+cut could lose, and fails or stalls storage calls on command.
+
+    /usr/bin/python3 tests/peers/powerloss_fs.py --backing DIR --mount DIR --control SOCK [--debug]
+
+Modelled on LazyFS (VLDB 2024, used by Jepsen), which keeps unsynced file data in its own
+page cache and drops it on command. This one is more forgetful: it also keeps directory
+entry changes pending until the directory itself is fsynced. It exists to catch a missing
+``fsync`` or a missing directory ``fsync`` in the program under test, so wherever a real
+disk *could* lose something after a power cut, this loses it.
+
+Prints ``READY`` on stdout once mounted and listening on the control socket, and nothing
+else. Logs go to stderr. SIGTERM/SIGINT end stalls, unmount and exit 0. Needs Debian's
+``python3-pyfuse3`` (with trio) under ``/usr/bin/python3``, ``/dev/fuse``, and root (or
+fuse3's ``fusermount3``). The backing directory must be empty or absent: the filesystem
+always starts empty.
+
+Where things live
+-----------------
+- The namespace (directories, names, modes, owners, times) lives in this process, twice:
+  the *visible* namespace that every call sees and changes, and the *durable* namespace,
+  which is what a power cut leaves.
+- File data lives in two layers. The *durable* bytes are in one backing file per inode,
+  ``BACKING/objects/<inode>``. The *pending* bytes are this process's page cache: 4 KiB
+  dirty pages over the durable bytes, plus a pending size (truncates, extensions). Reads
+  see both. Memory grows with what is pending, not with what was written.
+
+What makes something durable
+----------------------------
+- ``fsync`` or ``fdatasync`` of a file (the same thing here) writes its dirty pages and its
+  size to its backing file. Nothing else does: not ``close``, not time, not other files'
+  fsyncs, not a sync of the directory.
+- ``fsync`` of a directory (FUSE ``FSYNCDIR``: what Rust's ``File::open(dir)?.sync_all()``
+  sends) makes that one directory's entry list durable: its durable entries become its
+  visible ones. Only that directory: a directory made in a parent that is never fsynced is
+  lost with everything in it, however well its own contents were synced.
+- A rename is two entry changes, one per directory, each durable when its own directory is
+  fsynced. Fsync only the target directory and, after a cut, the file has both names (like
+  a hard link, as on a filesystem without a journal); fsync only the source and it has
+  neither. A directory has one durable name at most: making its new entry durable removes
+  its old one (a directory moves as a unit, as on a journaling filesystem).
+- Inode attributes (mode, owner, times) are not modelled: a survivor keeps the last ones set.
+
+What a cut drops
+----------------
+``cut`` drops every pending byte, every pending size change and every pending entry change,
+then serves exactly what is reachable from the root through durable entries:
+- a file keeps the content and size of its last fsync (empty if it never had one); data
+  written after that fsync is gone;
+- a new file (or directory, or symlink) whose directory was not fsynced after it appeared
+  is gone, even if its data was fsynced (as on ext4, where only a fsync of the directory
+  promises the entry);
+- a rename whose target directory was not fsynced is undone: the old name is back, and a
+  file it replaced is back with its old content;
+- an unlink or rmdir whose directory was not fsynced is undone, with the durable content.
+
+``cut tear [KEEP]`` first lets part of the most recent pending write reach the disk: its
+first KEEP bytes (default: half of it), rounded down to a 4 KiB boundary of the file. If
+that write extended the file, the durable size grows to cover the kept part (the gap, if
+any, reads as zeros). Then it cuts as above. A torn sector write is the one kind of damage
+a power cut does to data a program never synced, and this is the worst case of it that
+keeps 4 KiB pages whole.
+
+After a cut the mount stays up and shows the survivors, so the program can be restarted on
+top of it; inode numbers of survivors are kept and kernel caches are invalidated before the
+reply. File and directory handles opened before the cut are dead: every call on them fails
+with EIO, except close. Faults stay as they were; stalled fsyncs in flight are woken (and
+fail with EIO, their handle being dead).
+
+Faults
+------
+Each fault applies to every path, or only under a path PREFIX relative to the mount root
+(``/cam1`` matches ``/cam1`` and ``/cam1/x``, not ``/cam10``); a file is matched by its
+(first) name, and an unlinked file only by faults without a prefix.
+- ``fail write ERRNO``: ``write``, and size changes (``truncate``, ``ftruncate``,
+  ``open(O_TRUNC)``), fail with that errno (``EIO``, ``ENOSPC``, or any errno name), storing
+  nothing.
+- ``fail fsync ERRNO``: ``fsync``/``fdatasync`` and directory fsyncs fail with that errno.
+  What was pending stays pending, so a later fsync after ``clear`` stores it. (Linux may
+  instead drop it and report success later: a program must not count on either.)
+- ``readonly``: every modification fails with ``EROFS``: open for writing, create, mkdir,
+  mknod, symlink, unlink, rmdir, rename, setattr, write; and an fsync of a file or a
+  directory with something pending.
+- ``stall fsync SECONDS``: every fsync (files and directories) started while it is set
+  waits SECONDS first, or until ``clear`` or a cut; then it goes on as usual.
+- ``clear`` removes every fault and wakes stalled fsyncs.
+
+Control protocol
+----------------
+A Unix stream socket (``--control``). A client sends commands, one per line (UTF-8, words
+separated by spaces); each gets one reply line: ``ok JSON`` or ``err MESSAGE``.
+
+    ping                               ok {}
+    status                             ok {"pending_files", "pending_bytes", "pending_dirs",
+                                           "inodes", "cuts", "faults": ["fail write EIO /a", ...]}
+    durable                            ok {"files": {PATH: SIZE}, "dirs": [PATH],
+                                           "symlinks": {PATH: TARGET}}: what a cut would leave
+    cut                                ok {"dropped_inodes", "dropped_bytes", "survivors",
+    cut tear [KEEP]                        "torn": null | {"path", "offset", "length", "kept"}}
+    fail write|fsync ERRNO [PREFIX]    ok {}
+    readonly [PREFIX]                  ok {}
+    stall fsync SECONDS [PREFIX]       ok {}
+    clear                              ok {}
+
+``pending_bytes`` counts dirty pages (4 KiB each); ``pending_dirs`` counts directories whose
+visible entries differ from their durable ones. A reply is sent once the command has taken
+full effect (after a cut: once the kernel has dropped its caches).
+
+Not supported: hard links (``link`` fails with EPERM), device nodes and FIFOs (EPERM),
+extended attributes, ``RENAME_EXCHANGE`` (EINVAL). File locks are the kernel's own (local
+to this mount). Writes go through to this process at once (no kernel writeback cache), so
+a ``kill -9`` of the program loses nothing that a cut would keep.
+"""
+
+import argparse
+import errno
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+
+import pyfuse3
+import trio
+
+PAGE = 4096
+NAME_MAX = 255
+log = logging.getLogger("powerloss_fs")
+
+
+def fail(code):
+    return pyfuse3.FUSEError(code)
+
+
+class Node:
+    """One inode: a directory (entries), a regular file (data) or a symlink (target)."""
+
+    __slots__ = (
+        "ino", "mode", "uid", "gid", "atime", "mtime", "ctime",
+        "links", "dlinks", "nlookup", "opens", "freed",
+        "entries", "dentries", "dparent", "nsub",
+        "size", "dsize", "floor", "dirty", "fd", "last_write",
+        "target",
+    )
+
+    def __init__(self, ino, mode, uid, gid):
+        self.ino = ino
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.atime = self.mtime = self.ctime = time.time_ns()
+        self.links = set()  # visible names: {(parent Node, name)}; one at most for a directory
+        self.dlinks = 0  # durable entries naming this node, in any directory
+        self.nlookup = 0  # the kernel's references (lookup count)
+        self.opens = 0  # live file and directory handles
+        self.freed = False  # no name, visible or durable, and no handle: data deleted
+        # Directories.
+        self.entries = {}  # visible: name (bytes) -> Node
+        self.dentries = {}  # durable: name -> Node
+        self.dparent = None  # durable (parent, name) of a directory
+        self.nsub = 0  # visible subdirectories, for st_nlink
+        # Files.
+        self.size = 0  # visible size
+        self.dsize = 0  # durable size == size of the backing file
+        self.floor = 0  # backing bytes at or past this offset read as zeros (pending truncate)
+        self.dirty = {}  # page index -> bytearray(PAGE); bytes past `size` are zero
+        self.fd = None  # backing file, open while the node has handles
+        self.last_write = None  # (sequence, offset, length) of its last pending write
+        # Symlinks.
+        self.target = b""
+
+    @property
+    def is_dir(self):
+        return stat.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self):
+        return stat.S_ISREG(self.mode)
+
+
+class Model:
+    """The two namespaces and the two data layers. Raises FUSEError for POSIX errors; knows
+    nothing of faults or handles."""
+
+    def __init__(self, objects):
+        self.objects = objects
+        self.root = Node(pyfuse3.ROOT_INODE, stat.S_IFDIR | 0o755, os.getuid(), os.getgid())
+        self.root.nlookup = 1
+        self.inodes = {self.root.ino: self.root}
+        self.next_ino = pyfuse3.ROOT_INODE + 1
+        self.dirty_files = set()  # files with pending data or size
+        self.dirty_dirs = set()  # directories whose entries changed since their last fsync
+        self.write_seq = 0
+        self.cuts = 0
+
+    # ----- lookup and names -----
+
+    def node(self, ino):
+        node = self.inodes.get(ino)
+        if node is None:
+            raise fail(errno.ENOENT)
+        return node
+
+    def dir(self, ino):
+        node = self.node(ino)
+        if not node.is_dir:
+            raise fail(errno.ENOTDIR)
+        return node
+
+    def child(self, parent, name):
+        node = parent.entries.get(name)
+        if node is None:
+            raise fail(errno.ENOENT)
+        return node
+
+    def path(self, node):
+        """The visible path of `node` ('/a/b'), by its first name; None if it has none."""
+        parts = []
+        while node is not self.root:
+            if not node.links:
+                return None
+            parent, name = min(node.links, key=lambda link: link[1])
+            parts.append(name)
+            node = parent
+        return "/" + "/".join(p.decode("utf-8", "surrogateescape") for p in reversed(parts))
+
+    def child_path(self, parent, name):
+        base = self.path(parent)
+        if base is None:
+            return None
+        return base.rstrip("/") + "/" + name.decode("utf-8", "surrogateescape")
+
+    @staticmethod
+    def check_name(name):
+        if len(name) > NAME_MAX:
+            raise fail(errno.ENAMETOOLONG)
+        if name in (b"", b".", b"..") or b"/" in name:
+            raise fail(errno.EINVAL)
+
+    def dir_is_live(self, d):
+        return d is self.root or bool(d.links)
+
+    # ----- the visible namespace -----
+
+    def link(self, parent, name, node):
+        parent.entries[name] = node
+        node.links.add((parent, name))
+        if node.is_dir:
+            parent.nsub += 1
+        parent.mtime = parent.ctime = time.time_ns()
+        self.dirty_dirs.add(parent)
+
+    def unlink_entry(self, parent, name):
+        node = parent.entries.pop(name)
+        node.links.discard((parent, name))
+        if node.is_dir:
+            parent.nsub -= 1
+        parent.mtime = parent.ctime = node.ctime = time.time_ns()
+        self.dirty_dirs.add(parent)
+        self.maybe_free(node)
+        return node
+
+    def make(self, parent, name, mode, uid, gid):
+        self.check_name(name)
+        if not self.dir_is_live(parent):
+            raise fail(errno.ENOENT)
+        if name in parent.entries:
+            raise fail(errno.EEXIST)
+        node = Node(self.next_ino, mode, uid, gid)
+        self.next_ino += 1
+        self.inodes[node.ino] = node
+        self.link(parent, name, node)
+        return node
+
+    def remove(self, parent, name, want_dir):
+        node = self.child(parent, name)
+        if want_dir:
+            if not node.is_dir:
+                raise fail(errno.ENOTDIR)
+            if node.entries:
+                raise fail(errno.ENOTEMPTY)
+        elif node.is_dir:
+            raise fail(errno.EISDIR)
+        self.unlink_entry(parent, name)
+
+    def rename(self, pold, nold, pnew, nnew, flags):
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise fail(errno.EINVAL)
+        node = self.child(pold, nold)
+        self.check_name(nnew)
+        if not self.dir_is_live(pnew):
+            raise fail(errno.ENOENT)
+        target = pnew.entries.get(nnew)
+        if target is node:
+            return
+        if target is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise fail(errno.EEXIST)
+        if node.is_dir:
+            p = pnew
+            while p is not self.root:
+                if p is node:
+                    raise fail(errno.EINVAL)
+                p = next(iter(p.links))[0]
+            if target is not None:
+                if not target.is_dir:
+                    raise fail(errno.ENOTDIR)
+                if target.entries:
+                    raise fail(errno.ENOTEMPTY)
+        elif target is not None and target.is_dir:
+            raise fail(errno.EISDIR)
+        if target is not None:
+            self.unlink_entry(pnew, nnew)
+        # Link first, so the node always has a name and is never freed on the way.
+        self.link(pnew, nnew, node)
+        self.unlink_entry(pold, nold)
+
+    def maybe_free(self, node):
+        """Deletes a node's data once nothing can reach it: no visible or durable name, no
+        handle. The kernel may still hold it (nlookup); it leaves the table on forget."""
+        if node.freed or node is self.root or node.links or node.dlinks or node.opens:
+            return
+        node.freed = True
+        self.dirty_files.discard(node)
+        self.dirty_dirs.discard(node)
+        node.dirty = {}
+        self.close_fd(node)
+        self.delete_object(node)
+        if node.is_dir:
+            dentries, node.dentries = node.dentries, {}
+            for name, child in dentries.items():
+                child.dlinks -= 1
+                if child.dparent == (node, name):
+                    child.dparent = None
+                self.maybe_free(child)
+        if node.nlookup <= 0:
+            self.inodes.pop(node.ino, None)
+
+    def forget(self, ino, n):
+        node = self.inodes.get(ino)
+        if node is None:
+            return
+        node.nlookup -= n
+        if node.freed and node.nlookup <= 0:
+            del self.inodes[ino]
+
+    # ----- file data -----
+
+    def object_path(self, node):
+        return os.path.join(self.objects, str(node.ino))
+
+    def object_fd(self, node):
+        if node.fd is None:
+            node.fd = os.open(self.object_path(node), os.O_RDWR | os.O_CREAT, 0o600)
+        return node.fd
+
+    def close_fd(self, node):
+        if node.fd is not None:
+            os.close(node.fd)
+            node.fd = None
+
+    def delete_object(self, node):
+        if node.is_file:
+            try:
+                os.unlink(self.object_path(node))
+            except FileNotFoundError:
+                pass
+
+    def backing(self, node, off, n):
+        """`n` visible bytes at `off` from the durable layer (zeros past the durable end or a
+        pending truncate)."""
+        limit = min(node.floor, node.dsize)
+        if off >= limit:
+            return bytes(n)
+        data = os.pread(self.object_fd(node), min(n, limit - off), off)
+        if len(data) < n:
+            data += bytes(n - len(data))
+        return data
+
+    def read(self, node, off, size):
+        end = min(off + size, node.size)
+        if off >= end:
+            return b""
+        out = bytearray()
+        pos = off
+        while pos < end:
+            pg = pos // PAGE
+            base = pg * PAGE
+            page = node.dirty.get(pg)
+            if page is not None:
+                stop = min(end, base + PAGE)
+                out += page[pos - base:stop - base]
+                pos = stop
+                continue
+            stop = base + PAGE
+            while stop < end and stop // PAGE not in node.dirty:
+                stop += PAGE
+            stop = min(stop, end)
+            out += self.backing(node, pos, stop - pos)
+            pos = stop
+        return bytes(out)
+
+    def write(self, node, off, buf):
+        end = off + len(buf)
+        # A hole past the visible end must read as zeros, whatever the backing file holds.
+        node.floor = min(node.floor, node.size)
+        view = memoryview(buf)
+        pos = off
+        while pos < end:
+            pg = pos // PAGE
+            base = pg * PAGE
+            stop = min(end, base + PAGE)
+            page = node.dirty.get(pg)
+            if page is None:
+                if pos == base and stop == base + PAGE:
+                    node.dirty[pg] = bytearray(view[pos - off:stop - off])
+                    pos = stop
+                    continue
+                page = bytearray(self.page_base(node, base))
+                node.dirty[pg] = page
+            page[pos - base:stop - base] = view[pos - off:stop - off]
+            pos = stop
+        node.size = max(node.size, end)
+        node.mtime = node.ctime = time.time_ns()
+        self.write_seq += 1
+        node.last_write = (self.write_seq, off, len(buf))
+        self.mark(node)
+
+    def page_base(self, node, base):
+        """The visible content of a clean page: durable bytes, zeros past the visible end."""
+        data = self.backing(node, base, PAGE)
+        if base + PAGE > node.size:
+            keep = max(0, node.size - base)
+            data = data[:keep] + bytes(PAGE - keep)
+        return data
+
+    def truncate(self, node, new):
+        old = node.size
+        node.floor = min(node.floor, old, new)
+        if new < old:
+            first_gone = (new + PAGE - 1) // PAGE
+            for pg in [p for p in node.dirty if p >= first_gone]:
+                del node.dirty[pg]
+            if new % PAGE:
+                page = node.dirty.get(new // PAGE)
+                if page is not None:
+                    page[new % PAGE:] = bytes(PAGE - new % PAGE)
+        node.size = new
+        node.last_write = None
+        node.mtime = node.ctime = time.time_ns()
+        self.mark(node)
+
+    def mark(self, node):
+        if node.dirty or node.size != node.dsize or node.floor < node.dsize:
+            self.dirty_files.add(node)
+        else:
+            self.dirty_files.discard(node)
+
+    def flush(self, node):
+        """fsync: the pending layer of `node` becomes durable."""
+        if node not in self.dirty_files:
+            return
+        fd = self.object_fd(node)
+        limit = min(node.floor, node.dsize)
+        if limit < node.dsize:
+            os.ftruncate(fd, limit)
+        pages = sorted(node.dirty)
+        i = 0
+        while i < len(pages):
+            j = i
+            while j + 1 < len(pages) and pages[j + 1] == pages[j] + 1:
+                j += 1
+            start = pages[i] * PAGE
+            data = b"".join(node.dirty[p] for p in pages[i:j + 1])
+            n = min(len(data), node.size - start)
+            if n > 0:
+                pwrite_all(fd, memoryview(data)[:n], start)
+            i = j + 1
+        os.ftruncate(fd, node.size)
+        node.dsize = node.floor = node.size
+        node.dirty = {}
+        node.last_write = None
+        self.dirty_files.discard(node)
+
+    # ----- the durable namespace -----
+
+    def dir_pending(self, d):
+        return d.entries != d.dentries
+
+    def sync_dir(self, d):
+        """fsyncdir: the durable entries of `d` become its visible ones."""
+        old, new = d.dentries, dict(d.entries)
+        gone = []
+        for name, child in old.items():
+            if new.get(name) is not child:
+                child.dlinks -= 1
+                if child.dparent == (d, name):
+                    child.dparent = None
+                gone.append(child)
+        for name, child in new.items():
+            if old.get(name) is child:
+                continue
+            child.dlinks += 1
+            if child.is_dir:
+                if child.dparent is not None:
+                    # A directory has one durable name: its old entry goes with this one.
+                    p, n = child.dparent
+                    if p.dentries.get(n) is child:
+                        del p.dentries[n]
+                        child.dlinks -= 1
+                child.dparent = (d, name)
+        d.dentries = new
+        self.dirty_dirs.discard(d)
+        for child in gone:
+            self.maybe_free(child)
+
+    def durable(self):
+        files, dirs, links = {}, [], {}
+        stack = [(self.root, "")]
+        seen = {self.root.ino}
+        while stack:
+            d, prefix = stack.pop()
+            for name, child in sorted(d.dentries.items()):
+                p = prefix + "/" + name.decode("utf-8", "surrogateescape")
+                if child.is_dir:
+                    if child.ino not in seen:
+                        seen.add(child.ino)
+                        dirs.append(p)
+                        stack.append((child, p))
+                elif child.is_file:
+                    files[p] = child.dsize
+                else:
+                    links[p] = child.target.decode("utf-8", "surrogateescape")
+        return {"files": files, "dirs": sorted(dirs), "symlinks": links}
+
+    # ----- power cut -----
+
+    def tear(self, keep):
+        """Lets the first `keep` bytes (4 KiB-aligned) of the last pending write reach the
+        backing file."""
+        candidates = [n for n in self.dirty_files if n.last_write is not None]
+        if not candidates:
+            return None
+        node = max(candidates, key=lambda n: n.last_write[0])
+        _, off, length = node.last_write
+        keep = length // 2 if keep is None else max(0, min(keep, length))
+        end = (off + keep) // PAGE * PAGE
+        kept = max(0, end - off)
+        if kept:
+            pwrite_all(self.object_fd(node), self.read(node, off, kept), off)
+            node.dsize = max(node.dsize, end)
+        return {"path": self.path(node), "offset": off, "length": length, "kept": kept}
+
+    def cut(self, tear=False, keep=None):
+        """Drops everything pending. Returns (report, inodes and entries the kernel must
+        forget)."""
+        torn = self.tear(keep) if tear else None
+        stale_entries = []
+        for d in self.dirty_dirs:
+            for name in set(d.entries) | set(d.dentries):
+                stale_entries.append((d.ino, name))
+        stale_inodes = {n.ino for n in self.dirty_files} | {d.ino for d in self.dirty_dirs}
+        dropped_bytes = sum(len(n.dirty) for n in self.dirty_files) * PAGE
+
+        survivors = {self.root.ino: self.root}
+        dirs = [self.root]
+        i = 0
+        while i < len(dirs):
+            for child in dirs[i].dentries.values():
+                if child.ino not in survivors:
+                    survivors[child.ino] = child
+                    if child.is_dir:
+                        dirs.append(child)
+            i += 1
+        for node in survivors.values():
+            node.links = set()
+            node.dlinks = 0
+            node.nsub = 0
+            node.opens = 0
+            node.freed = False
+            self.close_fd(node)
+            if node.is_file:
+                node.dirty = {}
+                node.size = node.floor = node.dsize
+                node.last_write = None
+        self.root.dparent = None
+        for d in dirs:
+            for name, child in list(d.dentries.items()):
+                if child.is_dir and child.links:
+                    del d.dentries[name]  # a second durable name of a directory: cannot be
+                    continue
+                child.links.add((d, name))
+                child.dlinks += 1
+                if child.is_dir:
+                    d.nsub += 1
+                    child.dparent = (d, name)
+            d.entries = dict(d.dentries)
+        dropped = [n for n in self.inodes.values() if n.ino not in survivors]
+        for node in dropped:
+            node.freed = True
+            self.close_fd(node)
+            self.delete_object(node)
+            node.dirty, node.entries, node.dentries, node.links = {}, {}, {}, set()
+        stale_inodes |= {n.ino for n in dropped}
+        # Objects of nodes freed earlier but still held by the kernel are already gone.
+        self.inodes = survivors
+        self.dirty_files = set()
+        self.dirty_dirs = set()
+        self.cuts += 1
+        report = {
+            "dropped_inodes": len(dropped),
+            "dropped_bytes": dropped_bytes,
+            "survivors": len(survivors),
+            "torn": torn,
+        }
+        return report, sorted(stale_inodes), stale_entries
+
+    def status(self):
+        return {
+            "pending_files": len(self.dirty_files),
+            "pending_bytes": sum(len(n.dirty) for n in self.dirty_files) * PAGE,
+            "pending_dirs": sum(1 for d in self.dirty_dirs if self.dir_pending(d)),
+            "inodes": len(self.inodes),
+            "cuts": self.cuts,
+        }
+
+
+def pwrite_all(fd, data, off):
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, off)
+        view = view[n:]
+        off += n
+
+
+class Fault:
+    __slots__ = ("kind", "err", "prefix", "seconds", "released")
+
+    def __init__(self, kind, err=0, prefix=None, seconds=0.0):
+        self.kind = kind  # "write" | "fsync" | "readonly" | "stall"
+        self.err = err
+        self.prefix = prefix  # None: every path
+        self.seconds = seconds
+        self.released = trio.Event() if kind == "stall" else None
+
+    def matches(self, path):
+        if self.prefix is None:
+            return True
+        if path is None:
+            return False
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def describe(self):
+        where = "" if self.prefix is None else " " + self.prefix
+        if self.kind == "readonly":
+            return "readonly" + where
+        if self.kind == "stall":
+            return "stall fsync %g%s" % (self.seconds, where)
+        return "fail %s %s%s" % (self.kind, errno.errorcode.get(self.err, self.err), where)
+
+
+def guarded(fn):
+    """A handler that never lets an exception escape into pyfuse3 (which would end the main
+    loop): OS errors keep their errno, anything else is logged and becomes EIO."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except OSError as e:
+            log.warning("%s: %s", fn.__name__, e)
+            raise fail(e.errno or errno.EIO)
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            raise fail(errno.EIO)
+
+    return wrapper
+
+
+class Handle:
+    __slots__ = ("node", "append", "listing")
+
+    def __init__(self, node, append=False):
+        self.node = node
+        self.append = append
+        self.listing = None
+
+
+class Ops(pyfuse3.Operations):
+    """The FUSE side: handles, faults and attributes around the Model."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, model, backing):
+        super().__init__()
+        self.m = model
+        self.backing_dir = backing
+        self.handles = {}
+        self.next_fh = 1
+        self.faults = []
+
+    # ----- faults -----
+
+    def fault(self, kind, *paths):
+        for f in self.faults:
+            if f.kind == kind and any(f.matches(p) for p in paths):
+                return f
+        return None
+
+    def refuse_readonly(self, *paths):
+        if self.faults and self.fault("readonly", *paths):
+            raise fail(errno.EROFS)
+
+    def refuse_write(self, path):
+        f = self.faults and self.fault("write", path)
+        if f:
+            raise fail(f.err)
+
+    async def stall(self, path):
+        f = self.faults and self.fault("stall", path)
+        if f:
+            with trio.move_on_after(f.seconds):
+                await f.released.wait()
+
+    def release_stalls(self):
+        for f in self.faults:
+            if f.released is not None:
+                f.released.set()
+                f.released = trio.Event()
+
+    def clear(self):
+        for f in self.faults:
+            if f.released is not None:
+                f.released.set()
+        self.faults = []
+
+    # ----- helpers -----
+
+    def entry(self, node):
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = node.ino
+        e.generation = 0
+        e.entry_timeout = 0
+        e.attr_timeout = 0
+        e.st_mode = node.mode
+        if node.is_dir:
+            e.st_nlink = 2 + node.nsub
+            size = PAGE
+        else:
+            e.st_nlink = len(node.links)
+            size = node.size if node.is_file else len(node.target)
+        e.st_uid = node.uid
+        e.st_gid = node.gid
+        e.st_rdev = 0
+        e.st_size = size
+        e.st_blksize = PAGE
+        e.st_blocks = (size + 511) // 512
+        e.st_atime_ns = node.atime
+        e.st_mtime_ns = node.mtime
+        e.st_ctime_ns = node.ctime
+        return e
+
+    def live(self, fh):
+        h = self.handles.get(fh)
+        if h is None:
+            raise fail(errno.EIO)  # opened before a cut
+        return h
+
+    def open_handle(self, node, flags):
+        fh = self.next_fh
+        self.next_fh += 1
+        self.handles[fh] = Handle(node, bool(flags & os.O_APPEND))
+        node.opens += 1
+        return fh
+
+    def drop_handle(self, fh):
+        h = self.handles.pop(fh, None)
+        if h is None:
+            return
+        h.node.opens -= 1
+        if h.node.opens <= 0:
+            self.m.close_fd(h.node)
+            self.m.maybe_free(h.node)
+
+    def new_node(self, parent_inode, name, mode, ctx):
+        parent = self.m.dir(parent_inode)
+        self.refuse_readonly(self.m.child_path(parent, name))
+        node = self.m.make(parent, name, mode, ctx.uid, ctx.gid)
+        node.nlookup += 1
+        return node
+
+    # ----- namespace -----
+
+    @guarded
+    async def lookup(self, parent_inode, name, ctx):
+        node = self.m.child(self.m.dir(parent_inode), name)
+        node.nlookup += 1
+        return self.entry(node)
+
+    @guarded
+    async def forget(self, inode_list):
+        for ino, n in inode_list:
+            self.m.forget(ino, n)
+
+    @guarded
+    async def getattr(self, inode, ctx):
+        return self.entry(self.m.node(inode))
+
+    @guarded
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        node = self.m.node(inode)
+        if fh is not None and fh not in self.handles:
+            raise fail(errno.EIO)
+        path = self.m.path(node) if self.faults else None
+        self.refuse_readonly(path)
+        if fields.update_size:
+            if node.is_dir:
+                raise fail(errno.EISDIR)
+            if not node.is_file:
+                raise fail(errno.EINVAL)
+            self.refuse_write(path)
+            self.m.truncate(node, attr.st_size)
+        if fields.update_mode:
+            node.mode = stat.S_IFMT(node.mode) | stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            node.uid = attr.st_uid
+        if fields.update_gid:
+            node.gid = attr.st_gid
+        if fields.update_atime:
+            node.atime = attr.st_atime_ns
+        if fields.update_mtime:
+            node.mtime = attr.st_mtime_ns
+        node.ctime = attr.st_ctime_ns if fields.update_ctime else time.time_ns()
+        return self.entry(node)
+
+    @guarded
+    async def readlink(self, inode, ctx):
+        node = self.m.node(inode)
+        if not stat.S_ISLNK(node.mode):
+            raise fail(errno.EINVAL)
+        return node.target
+
+    @guarded
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        if not stat.S_ISREG(mode):
+            raise fail(errno.EPERM)
+        return self.entry(self.new_node(parent_inode, name, stat.S_IFREG | stat.S_IMODE(mode), ctx))
+
+    @guarded
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        return self.entry(self.new_node(parent_inode, name, stat.S_IFDIR | stat.S_IMODE(mode), ctx))
+
+    @guarded
+    async def symlink(self, parent_inode, name, target, ctx):
+        node = self.new_node(parent_inode, name, stat.S_IFLNK | 0o777, ctx)
+        node.target = bytes(target)
+        return self.entry(node)
+
+    @guarded
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        raise fail(errno.EPERM)
+
+    @guarded
+    async def unlink(self, parent_inode, name, ctx):
+        parent = self.m.dir(parent_inode)
+        self.refuse_readonly(self.m.child_path(parent, name) if self.faults else None)
+        self.m.remove(parent, name, want_dir=False)
+
+    @guarded
+    async def rmdir(self, parent_inode, name, ctx):
+        parent = self.m.dir(parent_inode)
+        self.refuse_readonly(self.m.child_path(parent, name) if self.faults else None)
+        self.m.remove(parent, name, want_dir=True)
+
+    @guarded
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        pold = self.m.dir(parent_inode_old)
+        pnew = self.m.dir(parent_inode_new)
+        if self.faults:
+            self.refuse_readonly(self.m.child_path(pold, name_old), self.m.child_path(pnew, name_new))
+        self.m.rename(pold, name_old, pnew, name_new, flags)
+
+    # ----- files -----
+
+    def open_file(self, node, flags):
+        if node.is_dir:
+            raise fail(errno.EISDIR)
+        if not node.is_file:
+            raise fail(errno.EINVAL)
+        writing = (flags & os.O_ACCMODE) != os.O_RDONLY or flags & os.O_TRUNC
+        if writing and self.faults:
+            self.refuse_readonly(self.m.path(node))
+        if flags & os.O_TRUNC:
+            if self.faults:
+                self.refuse_write(self.m.path(node))
+            self.m.truncate(node, 0)
+        return pyfuse3.FileInfo(fh=self.open_handle(node, flags))
+
+    @guarded
+    async def open(self, inode, flags, ctx):
+        return self.open_file(self.m.node(inode), flags)
+
+    @guarded
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        parent = self.m.dir(parent_inode)
+        existing = parent.entries.get(name)
+        if existing is not None:
+            if flags & os.O_EXCL:
+                raise fail(errno.EEXIST)
+            fi = self.open_file(existing, flags)
+            existing.nlookup += 1
+            return fi, self.entry(existing)
+        node = self.new_node(parent_inode, name, stat.S_IFREG | stat.S_IMODE(mode), ctx)
+        return pyfuse3.FileInfo(fh=self.open_handle(node, flags)), self.entry(node)
+
+    @guarded
+    async def read(self, fh, off, size):
+        return self.m.read(self.live(fh).node, off, size)
+
+    @guarded
+    async def write(self, fh, off, buf):
+        h = self.live(fh)
+        node = h.node
+        if self.faults:
+            path = self.m.path(node)
+            self.refuse_readonly(path)
+            self.refuse_write(path)
+        if h.append:
+            off = node.size
+        self.m.write(node, off, buf)
+        return len(buf)
+
+    @guarded
+    async def flush(self, fh):
+        pass  # close() makes nothing durable
+
+    @guarded
+    async def release(self, fh):
+        self.drop_handle(fh)
+
+    @guarded
+    async def fsync(self, fh, datasync):
+        await self.stall(self.m.path(self.live(fh).node) if self.faults else None)
+        node = self.live(fh).node  # a cut during the stall kills the handle
+        if self.faults:
+            path = self.m.path(node)
+            if node in self.m.dirty_files:
+                self.refuse_readonly(path)
+            f = self.fault("fsync", path)
+            if f:
+                raise fail(f.err)
+        self.m.flush(node)
+
+    # ----- directories -----
+
+    @guarded
+    async def opendir(self, inode, ctx):
+        node = self.m.dir(inode)
+        return self.open_handle(node, 0)
+
+    @guarded
+    async def readdir(self, fh, start_id, token):
+        h = self.live(fh)
+        if start_id == 0 or h.listing is None:
+            h.listing = sorted(h.node.entries.items(), key=lambda e: e[0])
+        for i in range(start_id, len(h.listing)):
+            name, child = h.listing[i]
+            if child.freed:
+                continue
+            if not pyfuse3.readdir_reply(token, name, self.entry(child), i + 1):
+                break
+            child.nlookup += 1
+
+    @guarded
+    async def releasedir(self, fh):
+        self.drop_handle(fh)
+
+    @guarded
+    async def fsyncdir(self, fh, datasync):
+        await self.stall(self.m.path(self.live(fh).node) if self.faults else None)
+        d = self.live(fh).node
+        if self.faults:
+            path = self.m.path(d)
+            if self.m.dir_pending(d):
+                self.refuse_readonly(path)
+            f = self.fault("fsync", path)
+            if f:
+                raise fail(f.err)
+        self.m.sync_dir(d)
+
+    # ----- the rest -----
+
+    @guarded
+    async def statfs(self, ctx):
+        st = os.statvfs(self.backing_dir)
+        out = pyfuse3.StatvfsData()
+        for field in ("f_bsize", "f_frsize", "f_blocks", "f_bfree", "f_bavail",
+                      "f_files", "f_ffree", "f_favail"):
+            setattr(out, field, getattr(st, field))
+        out.f_namemax = NAME_MAX
+        return out
+
+    @guarded
+    async def access(self, inode, mode, ctx):
+        self.m.node(inode)
+        return True
+
+    @guarded
+    async def getxattr(self, inode, name, ctx):
+        raise fail(pyfuse3.ENOATTR)
+
+    @guarded
+    async def listxattr(self, inode, ctx):
+        return []
+
+    @guarded
+    async def setxattr(self, inode, name, value, ctx):
+        raise fail(errno.ENOTSUP)
+
+    @guarded
+    async def removexattr(self, inode, name, ctx):
+        raise fail(pyfuse3.ENOATTR)
+
+    # ----- control -----
+
+    def cut(self, tear, keep):
+        report, inodes, entries = self.m.cut(tear, keep)
+        self.handles = {}
+        self.release_stalls()
+        return report, inodes, entries
+
+    def status(self):
+        out = self.m.status()
+        out["faults"] = [f.describe() for f in self.faults]
+        return out
+
+
+class CommandError(Exception):
+    pass
+
+
+def parse_prefix(words):
+    if not words:
+        return None
+    if len(words) > 1:
+        raise CommandError("one path prefix at most")
+    p = words[0]
+    if not p.startswith("/"):
+        raise CommandError("a path prefix starts with / (relative to the mount root): %r" % p)
+    p = p.rstrip("/")
+    return p or None
+
+
+def parse_errno(name):
+    code = getattr(errno, name.upper(), None)
+    if not isinstance(code, int):
+        raise CommandError("unknown errno name %r" % name)
+    return code
+
+
+def invalidate(inodes, entries):
+    """Makes the kernel forget what it cached of the pre-cut state (in a thread: the kernel
+    may need this process to answer requests meanwhile)."""
+    for parent, name in entries:
+        try:
+            pyfuse3.invalidate_entry(parent, name)
+        except OSError:
+            pass  # the kernel did not know it
+    for ino in inodes:
+        try:
+            pyfuse3.invalidate_inode(ino)
+        except OSError:
+            pass
+
+
+class Control:
+    def __init__(self, ops):
+        self.ops = ops
+
+    async def serve(self, path, task_status=trio.TASK_STATUS_IGNORED):
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(path)
+        sock.listen(16)
+        task_status.started()
+        await trio.serve_listeners(self.connection, [trio.SocketListener(sock)])
+
+    async def connection(self, stream):
+        buf = b""
+        try:
+            async with stream:
+                while True:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        reply = await self.run(line.decode("utf-8", "replace"))
+                        await stream.send_all(reply.encode() + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            log.exception("control connection")
+
+    async def run(self, line):
+        words = line.split()
+        try:
+            result = await self.command(words)
+        except CommandError as e:
+            return "err %s" % e
+        except Exception as e:
+            log.exception("control command %r", line)
+            return "err internal error: %s" % e
+        log.info("control: %s -> %s", line.strip(), json.dumps(result))
+        return "ok " + json.dumps(result)
+
+    async def command(self, words):
+        if not words:
+            raise CommandError("empty command")
+        cmd, args = words[0].lower(), words[1:]
+        ops = self.ops
+        if cmd == "ping" and not args:
+            return {}
+        if cmd == "status" and not args:
+            return ops.status()
+        if cmd == "durable" and not args:
+            return ops.m.durable()
+        if cmd == "cut":
+            tear, keep = False, None
+            if args:
+                if args[0] != "tear" or len(args) > 2:
+                    raise CommandError("usage: cut [tear [KEEP]]")
+                tear = True
+                if len(args) == 2:
+                    try:
+                        keep = int(args[1])
+                    except ValueError:
+                        raise CommandError("KEEP is a byte count: %r" % args[1])
+            report, inodes, entries = ops.cut(tear, keep)
+            await trio.to_thread.run_sync(invalidate, inodes, entries)
+            return report
+        if cmd == "fail":
+            if len(args) < 2 or args[0] not in ("write", "fsync"):
+                raise CommandError("usage: fail write|fsync ERRNO [PREFIX]")
+            ops.faults.append(Fault(args[0], parse_errno(args[1]), parse_prefix(args[2:])))
+            return {}
+        if cmd == "readonly":
+            ops.faults.append(Fault("readonly", errno.EROFS, parse_prefix(args)))
+            return {}
+        if cmd == "stall":
+            if len(args) < 2 or args[0] != "fsync":
+                raise CommandError("usage: stall fsync SECONDS [PREFIX]")
+            try:
+                seconds = float(args[1])
+            except ValueError:
+                raise CommandError("SECONDS is a number: %r" % args[1])
+            ops.faults.append(Fault("stall", 0, parse_prefix(args[2:]), seconds))
+            return {}
+        if cmd == "clear" and not args:
+            ops.clear()
+            return {}
+        raise CommandError("unknown command %r (see tests/peers/powerloss_fs.py)" % " ".join(words))
+
+
+async def serve(ops, control_path):
+    async with trio.open_nursery() as nursery:
+        await nursery.start(Control(ops).serve, control_path)
+        await nursery.start(watch_signals, ops)
+        print("READY", flush=True)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def watch_signals(ops, task_status=trio.TASK_STATUS_IGNORED):
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
+        async for sig in signals:
+            log.info("signal %d: unmounting", sig)
+            ops.clear()  # a stalled fsync would hold the main loop
+            pyfuse3.terminate()
+            return
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backing", required=True, help="durable file data (empty or absent)")
+    parser.add_argument("--mount", required=True, help="mount point (an existing directory)")
+    parser.add_argument("--control", required=True, help="control socket path (outside the mount)")
+    parser.add_argument("--debug", action="store_true", help="log every FUSE request")
+    args = parser.parse_args()
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="powerloss_fs: %(levelname)s %(message)s",
+    )
+    os.makedirs(args.backing, exist_ok=True)
+    if os.listdir(args.backing):
+        sys.exit("powerloss_fs: backing directory %s is not empty" % args.backing)
+    objects = os.path.join(args.backing, "objects")
+    os.mkdir(objects)
+    if os.path.exists(args.control):
+        os.unlink(args.control)
+    ops = Ops(Model(objects), args.backing)
+    options = set(pyfuse3.default_options)
+    options |= {"fsname=powerloss_fs", "subtype=powerloss"}
+    if args.debug:
+        options.add("debug")
+    pyfuse3.init(ops, args.mount, options)
+    try:
+        trio.run(serve, ops, args.control)
+    except BaseException:
+        pyfuse3.close(unmount=True)
+        raise
+    pyfuse3.close(unmount=True)
+    try:
+        os.unlink(args.control)
+    except FileNotFoundError:
+        pass
+
+
+if __name__ == "__main__":
+    main()
