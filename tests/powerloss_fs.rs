@@ -15,7 +15,8 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::files_under;
+use common::powerloss::*;
 
 /// `len` bytes that differ with `seed`.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
@@ -126,7 +127,10 @@ fn pending_writes_over_synced_data_read_back_merged_and_a_cut_restores_the_synce
         expect[off..off + len].copy_from_slice(&data);
     }
     drop(h);
-    assert!(read(&f) == expect, "reads do not merge pending pages over synced data");
+    assert!(
+        read(&f) == expect,
+        "reads do not merge pending pages over synced data"
+    );
     fs.cut();
     assert!(read(&f) == base, "a cut did not restore the synced bytes");
 
@@ -229,7 +233,11 @@ fn a_rename_not_followed_by_a_directory_fsync_is_undone_by_a_cut() {
     assert_eq!(read(&seg), b"new");
     assert_eq!(fs.status().pending_dirs, 1);
     fs.cut();
-    assert_eq!(read(&seg), b"old", "the replaced file is not back after a cut");
+    assert_eq!(
+        read(&seg),
+        b"old",
+        "the replaced file is not back after a cut"
+    );
     assert!(!tmp.exists(), "the temporary's entry was never durable");
 
     // The same with a directory fsync after the rename: the new content survives.
@@ -276,7 +284,10 @@ fn a_rename_across_directories_is_durable_per_directory() {
     fs::rename(&from, &to).unwrap();
     sync_dir(&fs.path("src")).unwrap();
     fs.cut();
-    assert!(!from.exists() && !to.exists(), "a half-synced rename kept a name");
+    assert!(
+        !from.exists() && !to.exists(),
+        "a half-synced rename kept a name"
+    );
 
     // A directory moves as a unit: syncing its new parent is enough.
     fs::create_dir(fs.path("src/sub")).unwrap();
@@ -301,7 +312,10 @@ fn a_new_entry_survives_a_cut_only_if_its_directory_was_fsynced() {
     h.sync_all().unwrap();
     drop(h);
     fs.cut();
-    assert!(!g.exists(), "a file whose directory was never fsynced survived");
+    assert!(
+        !g.exists(),
+        "a file whose directory was never fsynced survived"
+    );
 
     // Data and directory fsynced: kept.
     write_durable(&g, b"data");
@@ -347,9 +361,29 @@ fn a_new_entry_survives_a_cut_only_if_its_directory_was_fsynced() {
     fs.cut();
     assert_eq!(fs::read_link(fs.path("link")).unwrap(), Path::new("g"));
 
+    assert_eq!(files_under(&fs.mount), ["empty", "g", "link"]);
     let durable = fs.durable();
-    assert_eq!(durable["files"]["/g"], 4);
+    assert_eq!(durable["files"], serde_json::json!({"/empty": 0, "/g": 4}));
     assert_eq!(durable["dirs"], serde_json::json!(["/d"]));
+    assert_eq!(durable["symlinks"], serde_json::json!({"/link": "g"}));
+}
+
+#[test]
+fn a_unix_socket_can_live_on_the_mount() {
+    let Some(fs) = PowerlossFs::start("plfs_socket") else {
+        return;
+    };
+    // edgerec keeps its control socket in the storage root.
+    let path = fs.path("control.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    client.write_all(b"?").unwrap();
+    let mut byte = [0u8];
+    listener.accept().unwrap().0.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"?");
+    // Its entry is an entry like any other.
+    fs.cut();
+    assert!(path.symlink_metadata().is_err());
 }
 
 #[test]
@@ -412,7 +446,11 @@ fn cut_tear_keeps_a_4k_aligned_prefix_of_the_last_pending_write() {
     let got = read(&f);
     assert_eq!(got.len(), 24576);
     assert!(got[..8192] == head[..] && got[8192..] == tail[..16384]);
-    assert_eq!(read(&other), b"other", "a write before the last one survived");
+    assert_eq!(
+        read(&other),
+        b"other",
+        "a write before the last one survived"
+    );
 
     // KEEP given: 5000 bytes, to 13192, kept to 12288.
     let mut h = open_rw(&f);
@@ -512,10 +550,7 @@ fn readonly_gives_erofs_to_every_modification_until_cleared() {
         errno(fs::set_permissions(&f, fs::Permissions::from_mode(0o600))),
         erofs
     );
-    assert_eq!(
-        errno(std::os::unix::fs::symlink("f", fs.path("l"))),
-        erofs
-    );
+    assert_eq!(errno(std::os::unix::fs::symlink("f", fs.path("l"))), erofs);
     // Reading still works.
     let mut s = String::new();
     File::open(&f).unwrap().read_to_string(&mut s).unwrap();

@@ -147,7 +147,7 @@ impl PowerlossFs {
             .expect("start /usr/bin/python3 tests/peers/powerloss_fs.py (make test-deps)");
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
-        let mut fs = PowerlossFs {
+        let fs = PowerlossFs {
             child: Some(child),
             mount,
             backing,
@@ -177,8 +177,13 @@ impl PowerlossFs {
 
     /// Sends one control command; `Ok(reply JSON)` or `Err(message)` as the peer answered.
     pub fn command(&self, line: &str) -> Result<serde_json::Value, String> {
-        let mut s = UnixStream::connect(&self.control)
-            .unwrap_or_else(|e| panic!("connect {}: {e}; log:\n{}", self.control.display(), self.log()));
+        let mut s = UnixStream::connect(&self.control).unwrap_or_else(|e| {
+            panic!(
+                "connect {}: {e}; log:\n{}",
+                self.control.display(),
+                self.log()
+            )
+        });
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         writeln!(s, "{line}").unwrap();
         let mut reply = String::new();
@@ -191,7 +196,10 @@ impl PowerlossFs {
         } else if let Some(msg) = reply.strip_prefix("err ") {
             Err(msg.to_string())
         } else {
-            panic!("unexpected reply to {line:?}: {reply:?}; log:\n{}", self.log())
+            panic!(
+                "unexpected reply to {line:?}: {reply:?}; log:\n{}",
+                self.log()
+            )
         }
     }
 
@@ -219,7 +227,8 @@ impl PowerlossFs {
         serde_json::from_value(self.ok("status")).unwrap()
     }
 
-    /// What a cut would leave: `{"files": {path: size}, "dirs": [...], "symlinks": {...}}`.
+    /// What a cut would leave: `{"files": {path: size}, "dirs": [path], "symlinks":
+    /// {path: target}, "special": [path]}` (special: sockets and FIFOs).
     pub fn durable(&self) -> serde_json::Value {
         self.ok("durable")
     }

@@ -95,7 +95,8 @@ separated by spaces); each gets one reply line: ``ok JSON`` or ``err MESSAGE``.
     status                             ok {"pending_files", "pending_bytes", "pending_dirs",
                                            "inodes", "cuts", "faults": ["fail write EIO /a", ...]}
     durable                            ok {"files": {PATH: SIZE}, "dirs": [PATH],
-                                           "symlinks": {PATH: TARGET}}: what a cut would leave
+                                           "symlinks": {PATH: TARGET}, "special": [PATH]}:
+                                           what a cut would leave (special: sockets, FIFOs)
     cut                                ok {"dropped_inodes", "dropped_bytes", "survivors",
     cut tear [KEEP]                        "torn": null | {"path", "offset", "length", "kept"}}
     fail write|fsync ERRNO [PREFIX]    ok {}
@@ -107,7 +108,8 @@ separated by spaces); each gets one reply line: ``ok JSON`` or ``err MESSAGE``.
 visible entries differ from their durable ones. A reply is sent once the command has taken
 full effect (after a cut: once the kernel has dropped its caches).
 
-Not supported: hard links (``link`` fails with EPERM), device nodes and FIFOs (EPERM),
+Sockets and FIFOs are entries like files, without data (a program's control socket can
+live here). Not supported: hard links (``link`` fails with EPERM), device nodes (EPERM),
 extended attributes, ``RENAME_EXCHANGE`` (EINVAL). File locks are the kernel's own (local
 to this mount). Writes go through to this process at once (no kernel writeback cache), so
 a ``kill -9`` of the program loses nothing that a cut would keep.
@@ -519,7 +521,7 @@ class Model:
             self.maybe_free(child)
 
     def durable(self):
-        files, dirs, links = {}, [], {}
+        files, dirs, links, special = {}, [], {}, []
         stack = [(self.root, "")]
         seen = {self.root.ino}
         while stack:
@@ -533,9 +535,11 @@ class Model:
                         stack.append((child, p))
                 elif child.is_file:
                     files[p] = child.dsize
-                else:
+                elif stat.S_ISLNK(child.mode):
                     links[p] = child.target.decode("utf-8", "surrogateescape")
-        return {"files": files, "dirs": sorted(dirs), "symlinks": links}
+                else:
+                    special.append(p)
+        return {"files": files, "dirs": sorted(dirs), "symlinks": links, "special": sorted(special)}
 
     # ----- power cut -----
 
@@ -849,9 +853,12 @@ class Ops(pyfuse3.Operations):
 
     @guarded
     async def mknod(self, parent_inode, name, mode, rdev, ctx):
-        if not stat.S_ISREG(mode):
+        # Regular files, and sockets and FIFOs (entries without data: a program's control
+        # socket can live here); no device nodes.
+        kind = stat.S_IFMT(mode)
+        if kind not in (stat.S_IFREG, stat.S_IFSOCK, stat.S_IFIFO):
             raise fail(errno.EPERM)
-        return self.entry(self.new_node(parent_inode, name, stat.S_IFREG | stat.S_IMODE(mode), ctx))
+        return self.entry(self.new_node(parent_inode, name, kind | stat.S_IMODE(mode), ctx))
 
     @guarded
     async def mkdir(self, parent_inode, name, mode, ctx):
