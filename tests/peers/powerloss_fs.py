@@ -49,8 +49,8 @@ then serves exactly what is reachable from the root through durable entries:
 - a file keeps the content and size of its last fsync (empty if it never had one); data
   written after that fsync is gone;
 - a new file (or directory, or symlink) whose directory was not fsynced after it appeared
-  is gone, even if its data was fsynced (as on ext4, where only a fsync of the directory
-  promises the entry);
+  is gone, even if its data was fsynced (POSIX promises the entry only after an fsync of
+  the directory; ext4 often commits it with the file's fsync, this never does);
 - a rename whose target directory was not fsynced is undone: the old name is back, and a
   file it replaced is back with its old content;
 - an unlink or rmdir whose directory was not fsynced is undone, with the durable content.
@@ -58,9 +58,8 @@ then serves exactly what is reachable from the root through durable entries:
 ``cut tear [KEEP]`` first lets part of the most recent pending write reach the disk: its
 first KEEP bytes (default: half of it), rounded down to a 4 KiB boundary of the file. If
 that write extended the file, the durable size grows to cover the kept part (the gap, if
-any, reads as zeros). Then it cuts as above. A torn sector write is the one kind of damage
-a power cut does to data a program never synced, and this is the worst case of it that
-keeps 4 KiB pages whole.
+any, reads as zeros). Then it cuts as above. This is a write the disk was in the middle of
+when the power went: whole 4 KiB pages of it landed, the rest did not.
 
 After a cut the mount stays up and shows the survivors, so the program can be restarted on
 top of it; inode numbers of survivors are kept and kernel caches are invalidated before the
@@ -795,7 +794,8 @@ class Ops(pyfuse3.Operations):
 
     def new_node(self, parent_inode, name, mode, ctx):
         parent = self.m.dir(parent_inode)
-        self.refuse_readonly(self.m.child_path(parent, name))
+        if self.faults:
+            self.refuse_readonly(self.m.child_path(parent, name))
         node = self.m.make(parent, name, mode, ctx.uid, ctx.gid)
         node.nlookup += 1
         return node
