@@ -13,6 +13,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -90,9 +91,15 @@ pub fn powerloss_missing() -> Option<String> {
     None
 }
 
-/// Whether `path` is a mount point now (per /proc/self/mountinfo).
+/// Whether `path` is a mount point now (per /proc/self/mountinfo). Works on a dead FUSE
+/// mount too (only the parent is resolved).
 pub fn is_mounted(path: &Path) -> bool {
-    let path = fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return false;
+    };
+    let path = fs::canonicalize(parent)
+        .unwrap_or_else(|_| parent.to_owned())
+        .join(name);
     let want = path.to_string_lossy().replace(' ', "\\040");
     fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -145,8 +152,17 @@ impl PowerlossFs {
             .stderr(err)
             .spawn()
             .expect("start /usr/bin/python3 tests/peers/powerloss_fs.py (make test-deps)");
-        let mut line = String::new();
-        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        // READY, or EOF if it fails; a thread, so that a peer hung in mount cannot hang us.
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| "(nothing within 30 s)".into());
         let fs = PowerlossFs {
             child: Some(child),
             mount,
@@ -257,52 +273,61 @@ impl PowerlossFs {
     /// SIGTERM; returns the peer's exit status once it has unmounted. Panics if it does not
     /// exit within 20 s or leaves the mount behind.
     pub fn unmount(mut self) -> ExitStatus {
-        let st = self.stop().expect("peer already stopped");
-        assert!(
-            !is_mounted(&self.mount),
-            "{} still mounted after the peer exited",
-            self.mount.display()
-        );
-        st
+        let stop = self.stop().expect("peer already stopped");
+        self.check(&stop);
+        stop.status.unwrap()
     }
 
-    fn stop(&mut self) -> Option<ExitStatus> {
+    /// SIGTERM, then SIGKILL after 20 s; a mount left behind is detached (`umount -l`) so
+    /// the directory can go.
+    fn stop(&mut self) -> Option<Stop> {
         let mut child = self.child.take()?;
         signal(child.id(), libc::SIGTERM);
-        let st = wait_timeout(&mut child, Duration::from_secs(20));
-        if st.is_none() {
+        let status = wait_timeout(&mut child, Duration::from_secs(20));
+        if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if is_mounted(&self.mount) {
-            // The peer died or hung: detach the mount so the directory can go.
+        let left_mounted = is_mounted(&self.mount);
+        if left_mounted {
             let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
         }
+        Some(Stop {
+            status,
+            left_mounted,
+        })
+    }
+
+    fn check(&self, stop: &Stop) {
         assert!(
-            st.is_some(),
+            stop.status.is_some(),
             "the power-loss filesystem did not exit within 20 s of SIGTERM; log:\n{}",
             self.log()
         );
-        st
+        assert!(
+            !stop.left_mounted,
+            "the power-loss filesystem exited ({:?}) but left {} mounted; log:\n{}",
+            stop.status,
+            self.mount.display(),
+            self.log()
+        );
     }
+}
+
+struct Stop {
+    status: Option<ExitStatus>,
+    left_mounted: bool,
 }
 
 impl Drop for PowerlossFs {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        let panicking = std::thread::panicking();
+        if panicking {
             eprintln!("power-loss filesystem log:\n{}", self.log());
-            if let Some(mut child) = self.child.take() {
-                signal(child.id(), libc::SIGTERM);
-                if wait_timeout(&mut child, Duration::from_secs(10)).is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                if is_mounted(&self.mount) {
-                    let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
-                }
-            }
-        } else {
-            self.stop();
+        }
+        // On a failed check the work directory still goes, with the other fields.
+        if let (Some(stop), false) = (self.stop(), panicking) {
+            self.check(&stop);
         }
         drop(self.dir.take());
     }
