@@ -110,9 +110,10 @@ full effect (after a cut: once the kernel has dropped its caches).
 
 Sockets and FIFOs are entries like files, without data (a program's control socket can
 live here). Not supported: hard links (``link`` fails with EPERM), device nodes (EPERM),
-extended attributes, ``RENAME_EXCHANGE`` (EINVAL). File locks are the kernel's own (local
-to this mount). Writes go through to this process at once (no kernel writeback cache), so
-a ``kill -9`` of the program loses nothing that a cut would keep.
+extended attributes, ``fallocate`` (EOPNOTSUPP), ``RENAME_EXCHANGE`` (EINVAL). ``sync``
+and ``syncfs`` make nothing durable. File locks are the kernel's own (local to this mount).
+Writes go through to this process at once (no kernel writeback cache), so a ``kill -9`` of
+the program loses nothing that a cut would keep.
 """
 
 import argparse
