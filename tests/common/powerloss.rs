@@ -122,7 +122,11 @@ impl PowerlossFs {
                 std::env::var_os("CI").is_none(),
                 "{test}: the power-loss filesystem cannot run here: {why}"
             );
-            eprintln!("{test}: SKIPPED: {why} (under CI=1 this fails)");
+            // Straight to stderr, past the test harness's capture, so the skip shows.
+            let _ = writeln!(
+                io::stderr(),
+                "{test}: SKIPPED: {why} (with CI set, this fails)"
+            );
             return None;
         }
         let dir = workdir(test);
