@@ -3,8 +3,9 @@
 # cheap to run every time. Debian, Ubuntu and Raspberry Pi OS (apt-get); uses sudo when not
 # root. Needs: ffmpeg/ffprobe (independent readers of every file the tests write, and the
 # clip generator), GStreamer's RTSP server with Python bindings (the RTSP test peer,
-# tests/peers/rtsp_server.py), strace (the store's syscall-order tests), and rustup's
-# clippy and rustfmt components. For the boards
+# tests/peers/rtsp_server.py), pyfuse3 and fuse3 (the power-loss filesystem peer,
+# tests/peers/powerloss_fs.py; it also needs /dev/fuse and root), strace (the store's
+# syscall-order tests), and rustup's clippy and rustfmt components. For the boards
 # (make test-aarch64, test-deb): qemu-user and the ARM C libraries it runs binaries with,
 # python3-venv (zig comes from PyPI, scripts/cross-deps.sh), binutils' readelf, and
 # systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks; g++ builds libFuzzer
@@ -33,6 +34,8 @@ packages=(
   mosquitto
   mosquitto-clients
   openssl
+  python3-pyfuse3
+  fuse3
 )
 
 installed() {
@@ -69,6 +72,11 @@ fi
 # The RTSP peer runs on the distribution's python (PyGObject is not on pyenv/venv pythons).
 if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0"); from gi.repository import GstRtspServer' 2>/dev/null; then
   echo "test-deps: /usr/bin/python3 cannot import GstRtspServer (python3-gi, gir1.2-gst-rtsp-server-1.0)" >&2
+  exit 1
+fi
+# The power-loss filesystem peer runs on the distribution's python too (pyfuse3 with trio).
+if ! /usr/bin/python3 -c 'import pyfuse3, trio' 2>/dev/null; then
+  echo "test-deps: /usr/bin/python3 cannot import pyfuse3 and trio (python3-pyfuse3)" >&2
   exit 1
 fi
 for c in ffmpeg ffprobe; do

@@ -7,12 +7,17 @@
 //!   ([`TestConfig`]), `edgerec run` ([`Daemon`]), one-shot commands ([`cli`], [`segments`]);
 //!   every child is killed on drop;
 //! - [`media`]: files on disk against the index, and checks by readers that are not ours
-//!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]).
+//!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]);
+//! - [`powerloss`]: the power-loss filesystem peer ([`powerloss::PowerlossFs`],
+//!   `tests/peers/powerloss_fs.py`): a FUSE mount that forgets what was not fsynced on a
+//!   power cut, and fails or stalls storage calls on command (not re-exported: tests that
+//!   use it say `use common::powerloss::*`).
 //!
 //! Each `tests/e2e_*.rs` uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
 pub mod media;
+pub mod powerloss;
 pub mod process;
 
 pub use media::*;
