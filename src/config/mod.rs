@@ -9,11 +9,13 @@
 //! Paths are kept as written: a relative `storage.root` is resolved against the current
 //! directory when it is used.
 
+pub mod format;
 pub mod mqtt;
 pub mod patch;
 mod raw;
 pub mod rules;
 mod size;
+pub mod source;
 pub mod upload;
 mod validate;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 pub use mqtt::MqttConfig;
 pub use size::{parse_min_free, parse_size, MinFree};
 
-use crate::media::format::Format;
+use crate::config::format::Format;
 
 /// A fully commented config that records the demo stream (`assets/sample.mp4`, looped) into
 /// `./data`. `edgerec` prints it for users to start from; it is accepted by
@@ -207,7 +209,7 @@ pub struct StreamConfig {
     /// Application name, matched by rules' `app` globs (default empty).
     pub app: String,
     /// Where frames come from: `rtsp://...` or `file:...`, checked with
-    /// [`crate::media::source::SourceSpec::parse`] (see [`crate::media::source::spec`]).
+    /// [`source::SourceSpec::parse`] (see [`source`]).
     pub source: String,
     /// Per-stream quota in bytes, enforced in addition to `storage.max_bytes` (optional).
     pub max_bytes: Option<u64>,

@@ -13,7 +13,7 @@ use super::{
     Template, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL,
     MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
 };
-use crate::media::format::Format;
+use crate::config::format::Format;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -404,9 +404,9 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
 fn stream(path: &str, s: &RawStream) -> Result<StreamConfig> {
     check_identifier(&format!("{path}.name"), &s.name, false)?;
     check_identifier(&format!("{path}.app"), &s.app, true)?;
-    let spec = crate::media::source::SourceSpec::parse(&s.source)
+    let spec = crate::config::source::SourceSpec::parse(&s.source)
         .map_err(|m| ConfigError::invalid(format!("{path}.source"), m))?;
-    let is_pipe = matches!(spec, crate::media::source::SourceSpec::Pipe { .. });
+    let is_pipe = matches!(spec, crate::config::source::SourceSpec::Pipe { .. });
     let fps_milli = match s.fps {
         None => None,
         Some(_) if !is_pipe => {

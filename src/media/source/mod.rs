@@ -13,7 +13,8 @@
 //!
 //! # Layout
 //!
-//! - [`spec`]: parsing source strings (`rtsp://...`, `file:...`).
+//! - [`SourceSpec`]: parsing source strings (`rtsp://...`, `file:...`), in
+//!   [`crate::config::source`] since the config validates them.
 //! - `rtsp`: the retina session (the only file that knows retina).
 //! - [`channel`]: frames pushed to us (RTSP/RTMP push servers), through a byte-bounded channel.
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
@@ -40,11 +41,10 @@ mod pipe_child;
 mod pipe_time;
 pub mod reorder;
 mod rtsp;
-pub mod spec;
 
+pub use crate::config::source::{SourceSpec, Transport};
 pub use error::SourceError;
 pub use pipe::PipeGroups;
-pub use spec::{SourceSpec, Transport};
 
 use crate::media::frame::Frame;
 use crate::util::clock::SharedClock;
