@@ -41,6 +41,7 @@ fn report_round_trips_through_json_and_renders_every_stream() {
     let s = StreamStatus::new("cam1", "pipe:x", t0, 0);
     s.set_state(StreamState::Recording, t0, 1);
     s.segment_started(4, 1234);
+    s.set_skipped(vec!["audio PCMU/8000 (not a codec edgerec records)".into()]);
     let r = Report {
         running: true,
         device_id: "d".into(),
@@ -70,6 +71,10 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         "{text}"
     );
     assert!(text.contains("2.0 KiB used of 1.0 GiB quota"), "{text}");
+    assert!(
+        text.contains("not recorded: audio PCMU/8000 (not a codec edgerec records)"),
+        "{text}"
+    );
     assert!(text.contains("uploads: not configured"), "{text}");
 }
 
@@ -83,4 +88,20 @@ fn removing_a_stream_drops_only_that_entry() {
     let reports = board.reports(t0);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].source, "rtmp push");
+}
+
+#[test]
+fn skipped_tracks_are_news_only_when_they_change() {
+    let t0 = Instant::now();
+    let s = StreamStatus::new("cam", "rtsp://cam/", t0, 0);
+    let latm = vec!["audio MP4A-LATM/48000 (why)".to_string()];
+    assert!(s.set_skipped(latm.clone()));
+    assert!(
+        !s.set_skipped(latm.clone()),
+        "a reconnect with the same tracks"
+    );
+    assert_eq!(s.report(t0).skipped, latm);
+    assert!(s.set_skipped(Vec::new()));
+    let json = serde_json::to_string(&s.report(t0)).unwrap();
+    assert!(!json.contains("skipped"), "{json}");
 }
