@@ -3,7 +3,9 @@
 //! the seed is printed so a failure can be replayed with `FUZZ_SEED=…`.
 
 use edgerec::media::frame::VideoCodec;
-use edgerec::media::ingest::depack::{aac::Aac, opus::Opus, video::Video, Depacketizer, Rtp};
+use edgerec::media::ingest::depack::{
+    aac::Aac, latm::Latm, opus::Opus, video::Video, Depacketizer, Rtp,
+};
 use edgerec::media::ingest::rtsp::sdp;
 
 struct Rng(u64);
@@ -70,7 +72,44 @@ fn depacketizers() -> Vec<Depacketizer> {
         Depacketizer::Video(Box::new(Video::new(VideoCodec::H265, &[]))),
         Depacketizer::Aac(Aac::new(48_000, &aac).unwrap()),
         Depacketizer::Opus(Opus::new(2)),
+        Depacketizer::Latm(
+            Latm::new(
+                48_000,
+                &fmtp(&[("cpresent", "0"), ("config", "400023103fc0")]),
+            )
+            .unwrap(),
+        ),
+        Depacketizer::Latm(Latm::new(48_000, &fmtp(&[("cpresent", "1")])).unwrap()),
     ]
+}
+
+fn fmtp(kv: &[(&str, &str)]) -> Vec<(String, String)> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Real MP4A-LATM payloads: ffmpeg's over RTP (`cpresent=0`), and the AudioMuxElements of
+/// its LATM muxer with in-band configs (`cpresent=1`), from the depacketizer's test data.
+fn latm_payloads(inband: bool) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if inband {
+        let mut d =
+            &include_bytes!("../src/media/ingest/depack/testdata/ffmpeg-latm-inband.loas")[..];
+        while d.len() >= 3 {
+            let n = usize::from(u16::from_be_bytes([d[1], d[2]]) & 0x1fff).min(d.len() - 3);
+            out.push(d[3..3 + n].to_vec());
+            d = &d[3 + n..];
+        }
+    } else {
+        let mut d = &include_bytes!("../src/media/ingest/depack/testdata/ffmpeg-latm.rtp")[..];
+        while d.len() >= 2 {
+            let n = usize::from(u16::from_be_bytes([d[0], d[1]])).min(d.len() - 2);
+            out.push(d[2 + 12..2 + n].to_vec());
+            d = &d[2 + n..];
+        }
+    }
+    out
 }
 
 /// A plausible RTP packet for the codec at `i`, so mutations reach deep paths.
@@ -98,6 +137,19 @@ fn packet(r: &mut Rng, codec: usize, seq: u16, ts: u32) -> Vec<u8> {
         2 => {
             p.extend_from_slice(&[0, 16]);
             p.extend_from_slice(&(((body.len() as u16) << 3) | r.below(2) as u16).to_be_bytes());
+        }
+        4 | 5 => {
+            // A real element, a piece of one (a fragment), or two in one packet.
+            let real = latm_payloads(codec == 5);
+            let mut e = real[r.below(real.len())].clone();
+            match r.below(4) {
+                0 => e.truncate(r.below(e.len())),
+                1 => e.drain(..r.below(e.len())).for_each(drop),
+                2 => e.extend_from_slice(&real[r.below(real.len())]),
+                _ => {}
+            }
+            p.extend_from_slice(&e);
+            return p;
         }
         _ => {}
     }

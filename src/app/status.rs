@@ -46,6 +46,9 @@ pub fn render(r: &Report) -> String {
             if let Some(e) = &st.last_error {
                 let _ = writeln!(s, "{:<16} last error: {e}", "");
             }
+            for t in &st.skipped {
+                let _ = writeln!(s, "{:<16} not recorded: {t}", "");
+            }
         }
     }
     if let Some(d) = &r.disk {

@@ -10,6 +10,7 @@ fn report_round_trips_through_json_and_renders_every_stream() {
     let s = StreamStatus::new("cam1", "pipe:x", t0, 0);
     s.set_state(StreamState::Recording, t0, 1);
     s.segment_started(4, 1234);
+    s.set_skipped(vec!["audio PCMU/8000 (not a codec edgerec records)".into()]);
     let r = Report {
         running: true,
         device_id: "d".into(),
@@ -39,5 +40,9 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         "{text}"
     );
     assert!(text.contains("2.0 KiB used of 1.0 GiB quota"), "{text}");
+    assert!(
+        text.contains("not recorded: audio PCMU/8000 (not a codec edgerec records)"),
+        "{text}"
+    );
     assert!(text.contains("uploads: not configured"), "{text}");
 }

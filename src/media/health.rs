@@ -61,6 +61,10 @@ pub struct StreamReport {
     pub frames: u64,
     /// Seconds since the last heartbeat.
     pub idle_s: u64,
+    /// Tracks the source offers that are not recorded, each with the reason (e.g. `audio
+    /// MP4A-LATM/48000 (retina cannot depacketize it)`), as of the last session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// The segment a stream is writing.
@@ -97,6 +101,7 @@ impl StreamStatus {
                     last_error_ms: None,
                     frames: 0,
                     idle_s: 0,
+                    skipped: Vec::new(),
                 },
                 beat: now,
             }),
@@ -131,6 +136,17 @@ impl StreamStatus {
         let mut i = self.lock();
         i.report.last_error = Some(crate::util::redact::redact_url(error));
         i.report.last_error_ms = Some(wall_ms);
+    }
+
+    /// The tracks the source offers but that are not recorded, with reasons. Returns true
+    /// when that changed, so the caller can say so once, not at every reconnect.
+    pub fn set_skipped(&self, skipped: Vec<String>) -> bool {
+        let mut i = self.lock();
+        if i.report.skipped == skipped {
+            return false;
+        }
+        i.report.skipped = skipped;
+        true
     }
 
     /// A frame arrived.

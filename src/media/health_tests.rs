@@ -46,3 +46,19 @@ fn removing_a_stream_drops_only_that_entry() {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].source, "rtmp push");
 }
+
+#[test]
+fn skipped_tracks_are_news_only_when_they_change() {
+    let t0 = Instant::now();
+    let s = StreamStatus::new("cam", "rtsp://cam/", t0, 0);
+    let latm = vec!["audio MP4A-LATM/48000 (why)".to_string()];
+    assert!(s.set_skipped(latm.clone()));
+    assert!(
+        !s.set_skipped(latm.clone()),
+        "a reconnect with the same tracks"
+    );
+    assert_eq!(s.report(t0).skipped, latm);
+    assert!(s.set_skipped(Vec::new()));
+    let json = serde_json::to_string(&s.report(t0)).unwrap();
+    assert!(!json.contains("skipped"), "{json}");
+}

@@ -298,6 +298,7 @@ impl Ingest {
             ctx.clock.now(),
             ctx.clock.wall_ms(),
         ));
+        let reporting = status.clone();
         tokio::spawn(
             async move {
                 if let Some(p) = previous {
@@ -319,6 +320,7 @@ impl Ingest {
             audio_only: params.audio_only.then(AudioOnly::default),
             ingest: self.clone(),
             generation,
+            status: reporting,
         })
     }
 
@@ -352,6 +354,8 @@ pub struct Publisher {
     audio_only: Option<AudioOnly>,
     ingest: Ingest,
     generation: u64,
+    /// The push's `edgerec status` entry.
+    status: Arc<StreamStatus>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -373,6 +377,12 @@ impl Publisher {
     /// depacketizing video).
     pub fn audio_only(&self) -> bool {
         self.audio_only.is_some()
+    }
+
+    /// Tracks of this push that are not recorded, each with the reason, for `edgerec
+    /// status` (the server logs them).
+    pub fn set_skipped(&self, skipped: Vec<String>) {
+        self.status.set_skipped(skipped);
     }
 
     /// Hand a frame to the recorder. Never waits. Err when the recorder is too far behind

@@ -275,3 +275,92 @@ async fn a_push_shows_in_the_status_board_until_its_segment_is_closed() {
         f.board.reports(now)
     );
 }
+
+/// One RTSP request from its text (headers, a blank line, then the body).
+fn rtsp_request(text: &str) -> rtsp_types::Request<Vec<u8>> {
+    match rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes()) {
+        Ok((rtsp_types::Message::Request(r), _)) => r,
+        other => panic!("not a request: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_track_edgerec_does_not_record_is_set_up_and_its_rtp_dropped() {
+    // ffmpeg pushing H.264 + G.711 µ-law: refusing the PCMU SETUP (404, 415, 451, 453, 461,
+    // 501) makes ffmpeg and rtspclientsink give up the whole push.
+    use rtsp_types::StatusCode;
+    let f = fixture("");
+    let peer = "127.0.0.1:5000".parse().unwrap();
+    let mut s = rtsp::session::Session::new(f.ingest.clone(), peer, "s1".into());
+    let sdp = include_str!("rtsp/testdata/ffmpeg-h264-pcmu.sdp");
+    let url = "rtsp://127.0.0.1:8554/live/mixed";
+    let announce = format!(
+        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    let setup = |cseq: u32, track: u32, transport: &str| {
+        rtsp_request(&format!(
+            "SETUP {url}/streamid={track} RTSP/1.0\r\nCSeq: {cseq}\r\nTransport: {transport}\r\n\r\n"
+        ))
+    };
+    let record = rtsp_request(&format!("RECORD {url} RTSP/1.0\r\nCSeq: 9\r\n\r\n"));
+    assert_eq!(
+        s.handle(&rtsp_request(&announce)).0.status(),
+        StatusCode::from(200)
+    );
+    let tcp = |ch: u8| {
+        format!(
+            "RTP/AVP/TCP;unicast;interleaved={ch}-{};mode=record",
+            ch + 1
+        )
+    };
+
+    // Another push sets up only the track that is not recorded, over UDP: accepted, but
+    // RECORD is refused, since nothing would be recorded.
+    let mut other = rtsp::session::Session::new(f.ingest.clone(), peer, "s2".into());
+    let url2 = "rtsp://127.0.0.1:8554/live/other";
+    let announce2 = announce.replace(url, url2);
+    assert_eq!(
+        other.handle(&rtsp_request(&announce2)).0.status(),
+        StatusCode::from(200)
+    );
+    let pcmu_only = rtsp_request(&format!(
+        "SETUP {url2}/streamid=1 RTSP/1.0\r\nCSeq: 2\r\n\
+         Transport: RTP/AVP/UDP;unicast;client_port=5002-5003;mode=record\r\n\r\n"
+    ));
+    let (r, _, udp) = other.handle_with_udp(&pcmu_only, Some((40_002, 40_003)));
+    assert_eq!(r.status(), StatusCode::from(200));
+    assert!(udp.is_some(), "its datagrams are read, then dropped");
+    let record2 = rtsp_request(&format!("RECORD {url2} RTSP/1.0\r\nCSeq: 3\r\n\r\n"));
+    assert_eq!(other.handle(&record2).0.status(), StatusCode::from(455));
+
+    // This push sets up both tracks.
+    assert_eq!(
+        s.handle(&setup(3, 0, &tcp(0))).0.status(),
+        StatusCode::from(200)
+    );
+    let (r, _) = s.handle(&setup(4, 1, &tcp(2)));
+    assert_eq!(r.status(), StatusCode::from(200));
+    let transport = r.header(&rtsp_types::headers::TRANSPORT).unwrap();
+    assert!(
+        transport.as_str().contains("interleaved=2-3"),
+        "{transport:?}"
+    );
+    assert_eq!(s.handle(&record).0.status(), StatusCode::from(200));
+    // More PCMU packets than the bad-packet limit: dropped quietly, the push goes on.
+    for seq in 0..600u16 {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        s.data(2, &p).unwrap();
+    }
+    let reports = f.board.reports(std::time::Instant::now());
+    let mixed = reports.iter().find(|r| r.name == "mixed").unwrap();
+    assert_eq!(mixed.skipped.len(), 1);
+    assert!(
+        mixed.skipped[0].starts_with("audio PCMU/8000 (not a codec"),
+        "{:?}",
+        mixed.skipped
+    );
+}

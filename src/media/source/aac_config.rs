@@ -58,7 +58,7 @@ pub fn parse_esds(d: &[u8]) -> Result<(u8, Option<&[u8]>), String> {
 }
 
 /// What edgerec needs from an AudioSpecificConfig.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AscInfo {
     pub sample_rate: u32,
     /// 0 when the config defers to a program config element.

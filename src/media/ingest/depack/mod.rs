@@ -14,11 +14,14 @@
 //!   [`Depacketizer`] over all codecs.
 //! - [`video`]: the H.264/H.265 access-unit assembler; [`h264`], [`h265`]: their packet
 //!   formats and parameter sets.
-//! - [`aac`]: RFC 3640 `mpeg4-generic` AAC-hbr; [`opus`]: RFC 7587.
+//! - [`aac`]: RFC 3640 `mpeg4-generic` AAC-hbr; [`latm`]: RFC 6416 `MP4A-LATM` AAC, with
+//!   [`latm_config`] reading its StreamMuxConfig; [`opus`]: RFC 7587.
 
 pub mod aac;
 pub mod h264;
 pub mod h265;
+pub mod latm;
+pub mod latm_config;
 pub mod opus;
 pub mod video;
 
@@ -164,15 +167,21 @@ pub struct Unit {
 pub enum Depacketizer {
     Video(Box<video::Video>),
     Aac(aac::Aac),
+    Latm(latm::Latm),
     Opus(opus::Opus),
 }
 
 impl Depacketizer {
+    pub fn is_video(&self) -> bool {
+        matches!(self, Depacketizer::Video(_))
+    }
+
     /// Feed one packet. Errors are reported after recovery; feeding may continue.
     pub fn push(&mut self, pkt: &Rtp<'_>) -> Result<(), DepackError> {
         match self {
             Depacketizer::Video(v) => v.push(pkt),
             Depacketizer::Aac(a) => a.push(pkt),
+            Depacketizer::Latm(l) => l.push(pkt),
             Depacketizer::Opus(o) => o.push(pkt),
         }
     }
@@ -182,16 +191,18 @@ impl Depacketizer {
         match self {
             Depacketizer::Video(v) => v.pull(),
             Depacketizer::Aac(a) => a.pull(),
+            Depacketizer::Latm(l) => l.pull(),
             Depacketizer::Opus(o) => o.pull(),
         }
     }
 
     /// The track's parameters as of the last pulled unit (`None` before video parameter
-    /// sets are known).
+    /// sets, or an in-band LATM config, are known).
     pub fn params(&self) -> Option<TrackParams> {
         match self {
             Depacketizer::Video(v) => v.params().map(|p| TrackParams::Video(p.clone())),
             Depacketizer::Aac(a) => Some(TrackParams::Audio(a.params().clone())),
+            Depacketizer::Latm(l) => l.params().map(|p| TrackParams::Audio(p.clone())),
             Depacketizer::Opus(o) => Some(TrackParams::Audio(o.params().clone())),
         }
     }

@@ -8,8 +8,12 @@ use std::sync::Arc;
 use rtsp_types::{headers, Method, Request, Response, StatusCode, Version};
 use tracing::{info, warn};
 
-use super::sdp::{self, TrackDesc};
-use super::{auth, udp};
+mod setup;
+
+use setup::Route;
+
+use super::auth;
+use super::sdp::{self, Skipped, TrackDesc};
 use crate::media::frame::{Frame, StreamParams};
 use crate::media::ingest::depack::Rtp;
 use crate::media::ingest::{params, Ingest, Protocol, PublishError, PublishRequest, Publisher};
@@ -35,8 +39,10 @@ pub struct Session {
     nonce: String,
     authed: bool,
     tracks: Vec<TrackDesc>,
-    /// Interleaved RTP channel -> track index.
-    channels: Vec<(u8, usize)>,
+    /// Announced tracks that are not recorded: set up, and their RTP dropped.
+    skipped: Vec<Skipped>,
+    /// Interleaved RTP channel (or a UDP pair's stand-in) -> where its packets go.
+    channels: Vec<(u8, Route)>,
     publisher: Option<Publisher>,
     recording: bool,
     params: Option<Arc<StreamParams>>,
@@ -73,6 +79,7 @@ impl Session {
             id,
             nonce,
             tracks: Vec::new(),
+            skipped: Vec::new(),
             reorder: Vec::new(),
             channels: Vec::new(),
             publisher: None,
@@ -144,9 +151,13 @@ impl Session {
             Method::Announce => self.announce(&cseq, req),
             Method::Setup => self.setup(&cseq, req, udp_ports),
             Method::Record => {
-                if self.publisher.is_none() || self.channels.is_empty() {
+                if self.publisher.is_none() || !self.records_a_track() {
                     return (
-                        refuse(&cseq, 455, "RECORD before ANNOUNCE and SETUP"),
+                        refuse(
+                            &cseq,
+                            455,
+                            "RECORD before ANNOUNCE and SETUP of a recorded track",
+                        ),
                         After::Close,
                     );
                 }
@@ -206,10 +217,7 @@ impl Session {
         };
         // `record_type=audio` needs an audio track; check before publishing.
         if let Ok(p) = crate::media::ingest::RecordParams::parse(&publish.query) {
-            let has_audio = announced
-                .tracks
-                .iter()
-                .any(|t| matches!(t.depacketizer.params(), Some(p) if !p.is_video()));
+            let has_audio = announced.tracks.iter().any(|t| !t.depacketizer.is_video());
             if p.audio_only && !has_audio {
                 let e = PublishError::NoTracks {
                     reason: "record_type=audio but the stream has no supported audio track".into(),
@@ -219,11 +227,17 @@ impl Session {
         }
         match self.ingest.publish(publish.clone()) {
             Ok(p) => {
-                if !announced.skipped.is_empty() {
-                    warn!(stream = %publish.stream, skipped = ?announced.skipped, "tracks not recorded");
+                for s in &announced.skipped {
+                    warn!(
+                        stream = %publish.stream,
+                        track = %s,
+                        "track not recorded: its SETUP is accepted and its RTP dropped"
+                    );
                 }
+                p.set_skipped(announced.skipped.iter().map(Skipped::to_string).collect());
                 self.publisher = Some(p);
                 self.tracks = announced.tracks;
+                self.skipped = announced.skipped;
                 (response(cseq, 200).build(Vec::new()), After::Continue)
             }
             Err(e) => {
@@ -233,108 +247,23 @@ impl Session {
         }
     }
 
-    fn setup(
-        &mut self,
-        cseq: &str,
-        req: &Request<Vec<u8>>,
-        udp_ports: Option<(u16, u16)>,
-    ) -> (Response<Vec<u8>>, After) {
-        if self.publisher.is_none() {
-            return (refuse(cseq, 455, "SETUP before ANNOUNCE"), After::Close);
-        }
-        let uri = req.request_uri().map(|u| u.as_str()).unwrap_or("");
-        let Some(track) = self
-            .tracks
-            .iter()
-            .position(|t| uri.ends_with(&format!("/{}", t.control)) || uri == t.control)
-        else {
-            return (
-                refuse(cseq, 404, "SETUP of a track the SDP does not announce"),
-                After::Continue,
-            );
-        };
-        let transport = req
-            .header(&headers::TRANSPORT)
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default();
-        let Some(first) = interleaved(&transport) else {
-            return match (udp::client_ports(&transport), udp_ports) {
-                (Some(client), Some(server)) => self.setup_udp(cseq, track, client, server),
-                _ => (
-                    refuse(
-                        cseq,
-                        461,
-                        "transport not supported: use RTP/AVP/TCP interleaved, or unicast \
-                         RTP/AVP with client_port",
-                    ),
-                    After::Continue,
-                ),
-            };
-        };
-        self.channels.retain(|(_, t)| *t != track);
-        if self.channels.iter().any(|(c, _)| *c == first) {
-            return (
-                refuse(cseq, 400, "interleaved channel already in use"),
-                After::Continue,
-            );
-        }
-        self.channels.push((first, track));
-        let r = self
-            .with_session(response(cseq, 200))
-            .header(
-                headers::TRANSPORT,
-                format!(
-                    "RTP/AVP/TCP;unicast;interleaved={}-{};mode=record",
-                    first,
-                    first.saturating_add(1)
-                ),
-            )
-            .build(Vec::new());
-        (r, After::Continue)
-    }
-
-    /// SETUP of `track` over UDP: its datagrams arrive as the first free even channel.
-    fn setup_udp(
-        &mut self,
-        cseq: &str,
-        track: usize,
-        client: (u16, u16),
-        server: (u16, u16),
-    ) -> (Response<Vec<u8>>, After) {
-        self.channels.retain(|(_, t)| *t != track);
-        let Some(channel) = (0..=252u8)
-            .step_by(2)
-            .find(|c| self.channels.iter().all(|(used, _)| used != c))
-        else {
-            return (refuse(cseq, 453, "no channel left"), After::Continue);
-        };
-        self.channels.push((channel, track));
-        self.udp_channel = Some(channel);
-        let r = self
-            .with_session(response(cseq, 200))
-            .header(
-                headers::TRANSPORT,
-                format!(
-                    "RTP/AVP/UDP;unicast;client_port={}-{};server_port={}-{};mode=record",
-                    client.0, client.1, server.0, server.1
-                ),
-            )
-            .build(Vec::new());
-        (r, After::Continue)
-    }
-
     /// One interleaved packet (or UDP datagram, on the channel its SETUP assigned).
     /// Err = close the connection with this reason.
     pub fn data(&mut self, channel: u8, packet: &[u8]) -> Result<(), String> {
         if !self.recording {
             return Ok(());
         }
-        let Some(&(_, track)) = self.channels.iter().find(|(c, _)| *c == channel) else {
-            // RTCP on the odd channels is expected and ignored.
-            if channel % 2 == 0 {
-                self.bad(format!("RTP on channel {channel}, which no SETUP assigned"))?;
+        let track = match self.channels.iter().find(|(c, _)| *c == channel) {
+            Some(&(_, Route::Track(track))) => track,
+            // A track that is not recorded (named once, at ANNOUNCE).
+            Some((_, Route::Skipped(_))) => return Ok(()),
+            None => {
+                // RTCP on the odd channels is expected and ignored.
+                if channel % 2 == 0 {
+                    self.bad(format!("RTP on channel {channel}, which no SETUP assigned"))?;
+                }
+                return Ok(());
             }
-            return Ok(());
         };
         let rtp = match Rtp::parse(packet) {
             Ok(r) => r,
@@ -445,38 +374,5 @@ fn method_name(m: &Method) -> &str {
         Method::Redirect => "REDIRECT",
         Method::PlayNotify => "PLAY_NOTIFY",
         Method::Extension(s) => s,
-    }
-}
-
-/// The first interleaved channel of a TCP transport, e.g.
-/// `RTP/AVP/TCP;unicast;interleaved=0-1;mode=record`.
-fn interleaved(transport: &str) -> Option<u8> {
-    transport.split(',').find_map(|spec| {
-        let mut parts = spec.split(';').map(str::trim);
-        let proto = parts.next()?;
-        if !proto.eq_ignore_ascii_case("RTP/AVP/TCP") {
-            return None;
-        }
-        parts.find_map(|p| {
-            let v = p.strip_prefix("interleaved=")?;
-            let first = v.split('-').next()?.trim().parse::<u8>().ok()?;
-            (first < 254).then_some(first)
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interleaved_channels_come_from_a_tcp_transport_only() {
-        assert_eq!(
-            interleaved("RTP/AVP/TCP;unicast;interleaved=2-3;mode=record"),
-            Some(2)
-        );
-        assert_eq!(interleaved("RTP/AVP;unicast;client_port=5000-5001"), None);
-        assert_eq!(interleaved("RTP/AVP/TCP;unicast;interleaved=x"), None);
-        assert_eq!(interleaved("RTP/AVP/TCP;interleaved=255-256"), None);
     }
 }
