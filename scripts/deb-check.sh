@@ -11,6 +11,7 @@ for arch in arm64 armhf; do
   debs+=("$(scripts/deb.sh "$arch")")
 done
 ls -l "${debs[@]}"
+cargo test --locked --test packaging_deb --no-run # built outside the deadline below
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 EDGEREC_DEBS="${debs[*]}" \
