@@ -152,11 +152,19 @@ pub fn assert_decodes(path: &Path) {
         .output()
         .expect("run ffmpeg");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && err.trim().is_empty(),
-        "ffmpeg cannot decode {} cleanly: {err}",
-        path.display()
-    );
+    if !(out.status.success() && err.trim().is_empty()) {
+        // The test's directory goes when it fails: keep the file for a look.
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("failed-media")
+            .join(path.file_name().unwrap_or_default());
+        let _ = std::fs::create_dir_all(kept.parent().unwrap());
+        let _ = std::fs::copy(path, &kept);
+        panic!(
+            "ffmpeg cannot decode {} cleanly (kept as {}): {err}",
+            path.display(),
+            kept.display()
+        );
+    }
 }
 
 /// One stream as ffprobe reports it.

@@ -2,22 +2,25 @@
 //! presentation times from the picture order count. Pure: the caller passes the clock's
 //! readings in.
 //!
-//! [`Pacer`]: a camera pipe delivers frames in bursts (pipe buffers, encoder batching), so
-//! raw arrival times jitter. Each decode time is the previous one plus the frame interval
-//! (the `fps` hint, or an estimate of it learned from the spacing of arrivals and taken as
-//! a common camera rate such as 25 or 29.97 when within 1.5% of one), pulled 1/16
-//! of the way towards the actual arrival time when the frame is late, so the long-term rate
-//! follows the camera. A frame that comes early (a burst of buffered ones, or jitter under
-//! load) gets exactly one interval: a step shorter than a frame makes players and ffmpeg see
-//! two pictures at one time at the stream's frame rate. Only when the stamps run more than
-//! half a second ahead of the arrivals (a hint faster than the camera) are early frames
-//! pulled back, never closer than half an interval. A gap of more than a second (the camera
-//! dropped frames or stalled) re-anchors at the arrival time.
+//! [`Pacer`]: a camera pipe delivers frames in bursts (pipe buffers, encoder batching, an
+//! encoder starved of CPU that stalls and then catches up), so raw arrival times jitter.
+//! Each decode time is the previous one plus the frame interval: the `fps` hint, or an
+//! estimate learned from the mean spacing of the last 1024 arrivals (after 256 of them;
+//! 25 fps until then), taken as a common camera rate such as 25 or 29.97 when within 1.5%
+//! of one and kept while it stays within 6%. Steps are constant on purpose: players and ffmpeg derive the frame rate from the
+//! timestamps, and one step longer than a frame (a late frame pulled towards its arrival)
+//! lowers that rate enough for the regular steps to share a frame slot (ffmpeg then refuses
+//! the file: non monotonically increasing dts). A gap of more than a second (the camera
+//! dropped frames or stalled) re-anchors at the arrival time; only when the stamps run
+//! more than two seconds ahead of the arrivals (a hint faster than the camera) are early
+//! frames pulled back, never closer than half an interval.
 //!
 //! [`PtsFromOrder`]: with B-frames, pictures arrive in decode order and are shown in POC
 //! order. Frames are held back [`DEPTH`] at a time; the k-th picture in presentation order
-//! gets the k-th decode time, shifted by the reordering delay measured on the first window,
-//! and never before its own decode time. Without B-frames the shift is 0 and pts = dts.
+//! gets the k-th decode time, shifted by the reordering delay measured on the first window;
+//! a picture that would then come before its own decode time grows the delay for it and
+//! every later one, so presentation steps are never shorter than decode steps. Without
+//! B-frames the shift is 0 and pts = dts.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,6 +35,11 @@ pub struct Pacer {
     /// Ticks per frame: fixed by the hint, or estimated.
     interval: f64,
     fixed: bool,
+    /// The common camera rate the learned interval was taken as (ticks per frame); kept
+    /// while the estimate stays within [`LEAVE`] of it.
+    nominal: Option<f64>,
+    /// The learned interval stamps are made with now.
+    in_force: f64,
     last: Option<f64>,
     /// The last arrivals (ticks), at most [`WINDOW`], for the estimate.
     arrivals: VecDeque<f64>,
@@ -45,6 +53,8 @@ impl Pacer {
             timescale: u64::from(timescale),
             interval: f64::from(timescale) / fps.filter(|f| *f > 0.0).unwrap_or(25.0),
             fixed,
+            nominal: None,
+            in_force: f64::from(timescale) / 25.0,
             last: None,
             arrivals: VecDeque::new(),
         }
@@ -68,7 +78,7 @@ impl Pacer {
                 self.arrivals.pop_front();
             }
             self.arrivals.push_back(arrival);
-            if self.arrivals.len() >= 16 {
+            if self.arrivals.len() >= MIN_ESTIMATE {
                 let (first, last) = (self.arrivals[0], arrival);
                 let est = (last - first) / (self.arrivals.len() - 1) as f64;
                 self.interval = est.max(1.0);
@@ -77,7 +87,7 @@ impl Pacer {
         let interval = if self.fixed {
             self.interval
         } else {
-            snap(self.interval, second)
+            self.nominal_interval(second)
         };
         let t = match self.last {
             None => arrival,
@@ -87,23 +97,63 @@ impl Pacer {
                 if err > second {
                     // A gap: the camera stalled or dropped frames.
                     arrival
+                } else if -err > AHEAD_LIMIT * second {
+                    // Far ahead of the arrivals: a hint faster than the camera.
+                    (predicted + err / 16.0).max(last + interval / 2.0)
                 } else {
-                    let floor = if -err < second / 2.0 {
-                        interval
-                    } else {
-                        interval / 2.0
-                    };
-                    (predicted + err / 16.0).max(last + floor)
+                    predicted
                 }
             }
         };
         self.last = Some(t);
         t as i64
     }
+
+    /// The interval to stamp with, learned: the common camera rate in force while the
+    /// estimate stays within [`LEAVE`] of it, else the common rate the estimate is within
+    /// 1.5% of. An estimate near no common rate is used as it is only once a whole
+    /// [`WINDOW`] backs it (an unusual camera rate); until then the interval in force stays,
+    /// since an early estimate's noise must never make steps shorter than a frame.
+    fn nominal_interval(&mut self, second: f64) -> f64 {
+        if let Some(n) = self.nominal {
+            if (self.interval / n - 1.0).abs() < LEAVE {
+                return n;
+            }
+        }
+        if let Some(n) = snap(self.interval, second) {
+            self.nominal = Some(n);
+            self.in_force = n;
+        } else if self.arrivals.len() == WINDOW {
+            self.nominal = None;
+            self.in_force = self.interval;
+        }
+        self.in_force
+    }
 }
 
-/// Arrivals the frame interval is estimated over (about 2 s at 30 fps).
-const WINDOW: usize = 64;
+/// Arrivals the frame interval is estimated over (about 34 s at 30 fps): the estimate is
+/// the mean spacing, so only the jitter of the window's two ends counts, and a long window
+/// keeps a starved encoder's stalls and catch-ups (a few hundred ms) within a percent or so
+/// of the true rate. Encoders deliver frames in groups (frame threads, lookahead), so a
+/// shorter-term statistic of spacings (a median, a trimmed mean) would read a wrong rate.
+const WINDOW: usize = 1024;
+
+/// Seconds the stamps may run ahead of the arrivals before early frames are pulled back
+/// (a hint faster than the camera). Longer than the one-second gap that re-anchors, so the
+/// burst a stalled encoder sends to catch up keeps whole-frame steps.
+const AHEAD_LIMIT: f64 = 2.0;
+
+/// Arrivals needed before the estimate replaces the 25 fps default (about 10 s): an
+/// encoder starved of CPU at start delivers slower than its rate for seconds, and a rate
+/// learned from that and changed later would mix two rates in one file. Give `fps` to
+/// stamp at the camera's rate from the first frame.
+const MIN_ESTIMATE: usize = 256;
+
+/// How far the estimate may wander from the common rate it was taken as before the rate
+/// is learned again (taking a rate needs 1.5%, leaving it 6%): a loaded machine reads a
+/// 25 fps encoder at 24 for a while, and the rate must not flip between the two; a camera
+/// that really changes rate (25 to 30 fps is 20%) is followed.
+const LEAVE: f64 = 0.06;
 
 /// Frame rates cameras use: a learned interval within 1.5% of one is taken as exactly it,
 /// so the estimate's noise does not reach the stamps.
@@ -111,15 +161,15 @@ const COMMON_FPS: [f64; 13] = [
     5.0, 10.0, 12.5, 15.0, 20.0, 23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0,
 ];
 
-/// `interval` (ticks per frame at `second` ticks a second), snapped to the nearest of
-/// [`COMMON_FPS`] within 1.5%.
-fn snap(interval: f64, second: f64) -> f64 {
+/// The interval (ticks per frame at `second` ticks a second) of the nearest of
+/// [`COMMON_FPS`] within 1.5% of `interval`, if any.
+fn snap(interval: f64, second: f64) -> Option<f64> {
     let fps = second / interval;
     COMMON_FPS
         .iter()
         .filter(|r| (fps / **r - 1.0).abs() < 0.015)
         .min_by(|a, b| (fps - **a).abs().total_cmp(&(fps - **b).abs()))
-        .map_or(interval, |r| second / r)
+        .map(|r| second / r)
 }
 
 /// Presentation times from decode times and presentation-order keys.
@@ -182,8 +232,13 @@ impl<K: Ord + Copy, T> PtsFromOrder<K, T> {
             return;
         };
         let slot = self.slots.pop_front().unwrap_or(self.held[i].1);
-        let pts = (slot + shift).max(self.held[i].1);
-        self.held[i].2 = Some(pts);
+        // A picture whose slot would come before its own decode time (decode times were
+        // uneven: a late frame pulled the stamps) moves every later picture with it: the
+        // delay grows once, so presentation steps stay the slots' steps, never shorter than
+        // a frame. Clamping this picture alone put it a fraction of a frame before the next.
+        let shift = shift.max(self.held[i].1 - slot);
+        self.shift = Some(shift);
+        self.held[i].2 = Some(slot + shift);
     }
 
     fn emit(&mut self, out: &mut Vec<(i64, i64, T)>) {
@@ -247,6 +302,39 @@ mod tests {
     }
 
     #[test]
+    fn an_encoder_that_stalls_and_catches_up_gives_steps_of_exactly_one_frame() {
+        // 25 fps from an encoder starved of CPU (make test's load): every so often it
+        // stalls for 120-480 ms, then the frames it owes arrive back to back. No hint: the
+        // learned rate must not drift above 25 fps, or two stamps share one frame slot and
+        // ffmpeg refuses the file (non monotonically increasing dts).
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut p = Pacer::new(90_000, None);
+        let mut arrivals = Vec::new();
+        let mut late_until = 0u64;
+        for i in 0..1500u64 {
+            let due = i * 40;
+            if due >= late_until && next() % 40 == 0 {
+                late_until = due + 120 + next() % 360;
+            }
+            arrivals.push(due.max(late_until) + next() % 5);
+        }
+        let dts: Vec<i64> = arrivals.iter().map(|a| p.next(ms(*a))).collect();
+        for (i, w) in dts.windows(2).enumerate().skip(50) {
+            let d = w[1] - w[0];
+            assert!(
+                d >= 3550,
+                "step {d} at frame {i}, under a 25 fps frame (3600)"
+            );
+        }
+    }
+
+    #[test]
     fn a_stall_re_anchors_and_time_never_goes_back() {
         let mut p = Pacer::new(90_000, Some(30.0));
         let a = p.next(ms(0));
@@ -282,6 +370,46 @@ mod tests {
         r.drain(&mut out);
         assert_eq!(out.len(), 10);
         assert!(out.iter().all(|(d, p, _)| d == p));
+    }
+
+    #[test]
+    fn uneven_decode_times_never_give_a_presentation_step_shorter_than_a_frame() {
+        // B-frames (decode I0 P3 B1 B2 P6 B4 B5 ...) whose decode times are a frame apart
+        // plus whatever late frames added (the pacer pulls late stamps towards arrivals).
+        let mut extra = 7u64;
+        let mut dts = 0i64;
+        let mut r = PtsFromOrder::default();
+        let mut out = Vec::new();
+        for g in 0..100i64 {
+            for k in [0, 3, 1, 2]
+                .map(|k| g * 3 + k)
+                .into_iter()
+                .take(if g == 0 { 4 } else { 3 })
+            {
+                let k = if g == 0 { k } else { k + 1 };
+                extra = extra
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                dts += 3600
+                    + if extra >> 60 == 0 {
+                        (extra >> 40) as i64 % 4000
+                    } else {
+                        0
+                    };
+                r.push(k, dts, k, &mut out);
+            }
+        }
+        r.drain(&mut out);
+        assert!(out.iter().all(|(d, p, _)| p >= d), "pts before dts");
+        let mut pts: Vec<i64> = out.iter().map(|o| o.1).collect();
+        pts.sort();
+        for w in pts.windows(2) {
+            assert!(
+                w[1] - w[0] >= 3600,
+                "presentation step {}: {pts:?}",
+                w[1] - w[0]
+            );
+        }
     }
 
     #[test]
