@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
-use crate::storage::store::{SegmentRow, Store};
+use crate::storage::store::{SegmentRow, Store, StoreError};
 use crate::util::clock::{Clock, SharedClock, SystemClock};
 
 /// edgerec: an edge video recorder for cameras and pushed streams.
@@ -301,13 +301,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = load(&config)?;
             // A running recorder holds the index: ask it; otherwise read the index directly.
-            let rows: Vec<SegmentRow> =
-                match crate::control::socket::request(&cfg.storage.root, "segments")? {
-                    Some(answer) => serde_json::from_str(&answer).with_context(|| {
-                        format!("unexpected answer from the running recorder: {answer}")
-                    })?,
-                    None => open_existing(&cfg)?.segments()?,
-                };
+            let rows: Vec<SegmentRow> = match ask_or_open(&cfg, "segments")? {
+                Local::Answer(answer) => serde_json::from_str(&answer).with_context(|| {
+                    format!("unexpected answer from the running recorder: {answer}")
+                })?,
+                Local::Index(store) => store.segments()?,
+            };
             let rows: Vec<_> = rows
                 .into_iter()
                 .filter(|r| stream.as_deref().is_none_or(|s| r.stream == s))
@@ -343,6 +342,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Opens the store of a stopped recorder for reading or maintenance, without creating the
 /// data directory and, with `storage.require_marker`, only if `edgerec init` marked it: an
 /// unmounted disk's mount point is left untouched (see [`crate::storage::guard`]).
+/// What [`ask_or_open`] got: the running recorder's answer, or the index when none runs.
+enum Local {
+    Answer(String),
+    Index(Store),
+}
+
+/// How long a command waits for a recorder that holds the index but does not listen yet.
+const STARTING: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the running recorder `req` over its socket; when none listens, opens the index. A
+/// recorder that is starting holds the index (recovery, the first retention pass) before
+/// its socket listens: then the socket is asked again until it answers, for [`STARTING`].
+fn ask_or_open(cfg: &Config, req: &str) -> anyhow::Result<Local> {
+    let deadline = std::time::Instant::now() + STARTING;
+    loop {
+        if let Some(answer) = crate::control::socket::request(&cfg.storage.root, req)? {
+            return Ok(Local::Answer(answer));
+        }
+        check_root(cfg)?;
+        match Store::open(&cfg.storage.root) {
+            Ok(store) => return Ok(Local::Index(store)),
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 fn open_existing(cfg: &Config) -> anyhow::Result<Store> {
     check_root(cfg)?;
     Ok(Store::open(&cfg.storage.root)?)
@@ -364,12 +392,16 @@ fn check_root(cfg: &Config) -> anyhow::Result<()> {
 /// `edgerec status`: the running recorder's report, or the index's when none runs.
 fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let root = &cfg.storage.root;
-    let report: crate::control::report::Report = match crate::control::socket::request(
-        root, "status",
-    )? {
-        Some(answer) => serde_json::from_str(&answer)
+    let local = if root.is_dir() {
+        Some(ask_or_open(cfg, "status")?)
+    } else {
+        // A recorder may still answer (it was started before the directory went away).
+        crate::control::socket::request(root, "status")?.map(Local::Answer)
+    };
+    let report: crate::control::report::Report = match local {
+        Some(Local::Answer(answer)) => serde_json::from_str(&answer)
             .with_context(|| format!("unexpected answer from the running recorder: {answer}"))?,
-        None if !root.is_dir() => {
+        None => {
             if json {
                 println!(
                     "{}",
@@ -383,8 +415,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::from(3));
         }
-        None => {
-            let store = open_existing(cfg)?;
+        Some(Local::Index(store)) => {
             let mut r = crate::control::report::build_report(
                 &store,
                 None,
