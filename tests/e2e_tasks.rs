@@ -154,7 +154,13 @@ fn a_scheduled_task_records_its_window_and_nothing_else() {
         (ms(&t["started_at"]) - start_ms).abs() <= 1_000,
         "started on time: {t}"
     );
-    let rec = ok(&root, "status", json!({}))["recording"].clone();
+    // The task is stored as started before its recorder starts (see the scheduler), so a
+    // status read in between may not list it yet.
+    let mut rec = Value::Null;
+    wait_until(Duration::from_secs(3), || {
+        rec = ok(&root, "status", json!({}))["recording"].clone();
+        rec["cam"] == "t"
+    });
     assert_eq!(rec["cam"], "t", "cam records while its task runs: {rec}");
 
     let t = wait_status(&root, id, "completed", Duration::from_secs(15));
