@@ -71,12 +71,21 @@ fn fixture(extra: &str) -> Fixture {
     let config = Arc::new(Config::from_toml_str(&toml).unwrap());
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let cancel = CancellationToken::new();
+    let clock: edgerec::util::clock::SharedClock = Arc::new(SystemClock);
+    let recorders = edgerec::pipeline::factory::RecorderFactory {
+        device: config.device_id.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        closed: Arc::new(Notify::new()),
+        pacer: None,
+        events: None,
+        pipes: Default::default(),
+    };
     let ingest = Ingest::new(IngestContext {
         config,
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         cancel: cancel.clone(),
-        closed: Arc::new(Notify::new()),
+        recorder: Arc::new(recorders),
         board: Arc::new(StatusBoard::default()),
     });
     Fixture {

@@ -1,28 +1,80 @@
-//! The running recorder: startup, the stream tasks, retention, signals and ordered shutdown.
+//! The running recorder: the one wiring place. [`start`] builds every part and hands each
+//! the [`Handles`] it needs; [`Running::serve`] runs retention, the flush and the watchdog
+//! until a signal; [`Running::shutdown`] tears down in order.
 //!
-//! Startup: open the store → recover torn segments → first retention pass → start one task
-//! per recorded stream, through the [`crate::pipeline::supervisor`] that the record-task scheduler
-//! ([`crate::control::tasks`]) and `config.set` drive at runtime (then the recorder is "ready").
+//! Startup: the storage guard → open the store → recover torn segments → first retention
+//! pass → the recorder factory ([`crate::pipeline::factory`], where every stream's
+//! recorder is assembled) → the record-task scheduler ([`crate::control::tasks`]), which
+//! starts one task per recorded stream through the [`crate::pipeline::supervisor`], and push
+//! ingest, which starts one per publisher → commands, uploads, MQTT, the local socket, the
+//! push servers (then the recorder is "ready").
+//!
 //! Shutdown has one path: the first SIGTERM/SIGINT cancels the token every task holds; each
 //! stream stops its source (a pipe's commands are reaped) and closes its open segment
 //! cleanly; the daemon waits for every task, then closes the index. A second signal, at any
 //! point of that, SIGKILLs the pipe commands and exits at once with [`FAST_EXIT_CODE`] (the
 //! torn segments are recovered at the next start).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::control::tasks::Scheduler;
 use crate::media::health::StatusBoard;
-use crate::storage::retention::pass::run as retention_pass;
+use crate::media::source::PipeGroups;
+use crate::pipeline::factory::RecorderFactory;
+use crate::storage::retention::pass::{run as retention_pass, RetentionRun};
 use crate::storage::store::{Store, StoreError};
+use crate::sync::events::Events;
+use crate::sync::upload::Control as UploadControl;
 use crate::util::clock::SharedClock;
+use crate::util::notify::Notifier;
+use crate::util::pace::Pacer;
+
+/// What the parts of a running recorder share, made once by [`start`].
+#[derive(Clone)]
+pub struct Handles {
+    pub store: Arc<Store>,
+    pub clock: SharedClock,
+    /// The durable outbox (events for MQTT).
+    pub events: Events,
+    /// Every stream's health, for status and the watchdog.
+    pub board: Arc<StatusBoard>,
+    /// The shared tick pulled sources are polled on.
+    pub pacer: Pacer,
+    /// Every pipe command any stream runs, for the second signal's fast exit.
+    pub pipes: PipeGroups,
+    /// The one shutdown signal every task holds.
+    pub cancel: CancellationToken,
+    /// Poked after each closed segment, so retention runs.
+    pub closed: Arc<Notify>,
+}
+
+/// A started recorder: [`Running::serve`] it, then [`Running::shutdown`].
+pub struct Running {
+    cfg: Config,
+    handles: Handles,
+    notifier: Notifier,
+    sigterm: Signal,
+    sigint: Signal,
+    recording: usize,
+    scheduler: Arc<Scheduler>,
+    scheduler_task: JoinHandle<()>,
+    uploads: Option<UploadControl>,
+    upload_task: Option<JoinHandle<()>>,
+    retention_rx: mpsc::Receiver<oneshot::Sender<RetentionRun>>,
+    ingest: crate::media::ingest::Ingest,
+    servers: JoinSet<()>,
+    control: JoinHandle<()>,
+    mqtt: crate::control::mqtt::Handle,
+}
 
 /// Record until a signal arrives. Returns after every task has finished.
 pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
@@ -32,48 +84,33 @@ pub async fn run(cfg: Config, clock: SharedClock) -> anyhow::Result<()> {
 /// [`run`], with the config file `config.set` persists the effective config to.
 pub async fn run_from_file(
     cfg: Config,
-    config_path: Option<std::path::PathBuf>,
+    config_path: Option<PathBuf>,
     clock: SharedClock,
 ) -> anyhow::Result<()> {
-    let root = cfg.storage.root.clone();
-    let notifier = crate::util::notify::Notifier::from_env();
+    let Some(mut running) = start(cfg, config_path, clock).await? else {
+        return Ok(());
+    };
+    running.serve().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Builds and starts every part. `None`: a signal came while the storage guard waited for
+/// the data directory, and nothing was started.
+pub async fn start(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    clock: SharedClock,
+) -> anyhow::Result<Option<Running>> {
+    let notifier = Notifier::from_env();
     // The storage guard comes first: nothing may touch an unmounted disk's mount point.
-    match crate::storage::guard::check(
-        &root,
-        cfg.storage.require_marker,
-        &cfg.device_id,
-        clock.wall_ms(),
-    ) {
-        Ok(Some(m)) if m.device_id != cfg.device_id => {
-            warn!(marker_device = %m.device_id, device = %cfg.device_id, "the data directory was initialised for another device_id")
-        }
-        Ok(_) => {}
-        Err(e) if !e.is_refusal() => {
-            error!(alarm = "storage_guard", error = %e, "not recording");
-            notifier.status(&format!("failed: {e}"));
-            return Err(e.into());
-        }
-        // The alarm (log, systemd status, MQTT), then wait for the marker.
-        Err(e) => {
-            use crate::control::mqtt::refusal::{Alarm, Refusal};
-            use crate::storage::guard::wait::{until_marked, Waited};
-            let refusal = cfg
-                .mqtt
-                .as_ref()
-                .map(|m| Refusal::spawn(m, Alarm::new(&cfg.device_id, &e, &root, clock.clone())));
-            let waited = until_marked(&cfg, &clock, &notifier, &e).await?;
-            if let Some(r) = refusal {
-                r.finish(waited).await;
-            }
-            if waited == Waited::Stopped {
-                return Ok(());
-            }
-        }
+    if !guard(&cfg, &clock, &notifier).await? {
+        return Ok(None);
     }
-    let store = open_store(&root).await?;
-    let store = Arc::new(store);
+    let root = cfg.storage.root.clone();
+    let store = Arc::new(open_store(&root).await?);
     // The outbox, and the segment-event hook that must see recovery's closes too.
-    let events = crate::sync::events::Events::new(
+    let events = Events::new(
         store.clone(),
         &cfg.device_id,
         cfg.mqtt.is_some(),
@@ -83,50 +120,46 @@ pub async fn run_from_file(
     // The upload queue's hook must see recovery's closes and adoptions too.
     let uploads = crate::sync::upload::Uploads::register(&cfg, &store, clock.clone());
     let upload_control = uploads.as_ref().map(|u| u.control());
-    let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
-    {
-        let store = store.clone();
-        let now = clock.wall_ms();
-        let report = tokio::task::spawn_blocking(move || store.recover(now))
-            .await?
-            .context("recovery failed")?;
-        for r in &report.recovered {
-            warn!(stream = %r.stream, seq = r.seq, duration_ms = r.duration_ms, "recovered a segment torn by a crash or power cut");
-        }
-        for r in &report.adopted {
-            info!(stream = %r.stream, seq = r.seq, "adopted a segment file missing from the index");
-        }
-        for p in &report.removed {
-            info!(path = %p.display(), "removed an unrecoverable partial file");
-        }
-    }
+    recover(&store, &clock).await?;
     retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await;
 
     let cancel = CancellationToken::new();
-    let board = Arc::new(StatusBoard::default());
-    let closed = Arc::new(Notify::new());
-    // Every pipe command any stream runs, for the second signal's fast exit.
-    let pipes = crate::media::source::PipeGroups::default();
-    let pacer = crate::util::pace::Pacer::spawn(
-        std::time::Duration::from_millis(100),
-        cancel.child_token(),
-    );
+    let h = Handles {
+        pacer: Pacer::spawn(std::time::Duration::from_millis(100), cancel.child_token()),
+        store,
+        clock,
+        events,
+        board: Arc::new(StatusBoard::default()),
+        pipes: PipeGroups::default(),
+        cancel,
+        closed: Arc::new(Notify::new()),
+    };
+    // Where every stream's recorder is assembled: pulled ones (through the scheduler and
+    // its supervisor) and pushed ones (through push ingest).
+    let recorders = RecorderFactory {
+        device: cfg.device_id.clone(),
+        store: h.store.clone(),
+        clock: h.clock.clone(),
+        closed: h.closed.clone(),
+        pacer: Some(h.pacer.clone()),
+        events: Some(h.events.clone()),
+        pipes: h.pipes.clone(),
+    };
     // Streams a rule records, and those record tasks need (see crate::control::tasks).
     let (scheduler, scheduler_task) =
         crate::control::tasks::spawn(crate::control::tasks::TasksContext {
             config: cfg.clone(),
-            store: store.clone(),
-            clock: clock.clone(),
-            events: Some(events.clone()),
-            closed: closed.clone(),
-            pacer: Some(pacer.clone()),
-            board: board.clone(),
-            cancel: cancel.clone(),
-            pipes: pipes.clone(),
+            store: h.store.clone(),
+            clock: h.clock.clone(),
+            events: Some(h.events.clone()),
+            recorders: recorders.clone(),
+            board: h.board.clone(),
+            cancel: h.cancel.clone(),
         })
         .await
         .context("cannot load the record tasks")?;
     let recording = scheduler.recording().await.len();
+    let abs_root = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
     info!(
         streams = recording,
         data = %abs_root.display(),
@@ -134,15 +167,15 @@ pub async fn run_from_file(
         abs_root.display()
     );
 
-    let live_config: crate::control::mqtt::LiveConfig = {
+    let live_config: crate::config::LiveConfig = {
         let s = scheduler.clone();
         Arc::new(move || s.config())
     };
     // `retention.run`: a pass now, its outcome sent back.
-    let (retention_tx, mut retention_rx) = tokio::sync::mpsc::channel(4);
+    let (retention_tx, retention_rx) = mpsc::channel(4);
     let commands = crate::control::commands::spawn(crate::control::commands::Spawn {
         scheduler: scheduler.clone(),
-        board: board.clone(),
+        board: h.board.clone(),
         config_path,
         upload: upload_control.clone(),
         retention: retention_tx,
@@ -151,52 +184,42 @@ pub async fn run_from_file(
     let status_source = Arc::new(crate::control::socket::StatusSource {
         commands: Some(commands.clone()),
         live: crate::control::report::Live {
-            board: board.clone(),
+            board: h.board.clone(),
             pid: std::process::id(),
-            started_ms: clock.wall_ms(),
+            started_ms: h.clock.wall_ms(),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,
-        clock: clock.clone(),
+        clock: h.clock.clone(),
         uploads: upload_control.clone(),
     });
     let upload_task = uploads
-        .map(|u| crate::sync::upload::spawn(u, Some(events.clone()), cancel.child_token()).1);
+        .map(|u| crate::sync::upload::spawn(u, Some(h.events.clone()), h.cancel.child_token()).1);
     let mqtt = crate::control::mqtt::spawn(crate::control::mqtt::Context {
         config: Arc::new(cfg.clone()),
-        store: store.clone(),
-        events: events.clone(),
+        store: h.store.clone(),
+        events: h.events.clone(),
         commands: Some(commands.clone()),
-        board: board.clone(),
-        clock: clock.clone(),
-        started_ms: clock.wall_ms(),
+        board: h.board.clone(),
+        clock: h.clock.clone(),
+        started_ms: h.clock.wall_ms(),
         live_config: Some(live_config.clone()),
     })?;
     let control = tokio::spawn(crate::control::socket::serve_with_status(
-        store.clone(),
+        h.store.clone(),
         Some(status_source),
-        cancel.child_token(),
+        h.cancel.child_token(),
     ));
-    // Recovery and the first retention pass are done, and every stream task is started.
-    notifier.ready(&format!("recording {recording} stream(s)"));
-    // Fed only while every stream's pipeline is alive (see crate::app::status).
-    let watchdog_every = notifier
-        .watchdog_interval()
-        .unwrap_or(std::time::Duration::from_secs(3600));
-    let mut watchdog = tokio::time::interval(watchdog_every);
-    let mut starving = false;
     let ingest = crate::media::ingest::Ingest::new_live(
         crate::media::ingest::IngestContext {
             config: Arc::new(cfg.clone()),
-            store: store.clone(),
-            clock: clock.clone(),
-            cancel: cancel.clone(),
-            closed: closed.clone(),
-            board: board.clone(),
+            clock: h.clock.clone(),
+            cancel: h.cancel.clone(),
+            recorder: Arc::new(recorders),
+            board: h.board.clone(),
         },
         crate::media::ingest::IngestLive {
-            config: Some(live_config.clone()),
-            events: Some(events.clone()),
+            config: Some(live_config),
         },
     );
     let mut servers = JoinSet::new();
@@ -212,71 +235,185 @@ pub async fn run_from_file(
             .with_context(|| format!("ingest.rtmp: cannot listen on {addr}"))?;
         servers.spawn(server.run());
     }
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut tick = tokio::time::interval(cfg.storage.retention_interval);
-    tick.tick().await;
-    let mut flush_tick = tokio::time::interval(crate::storage::store::FLUSH_INTERVAL);
-    flush_tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = closed.notified() => { retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await; }
-            _ = tick.tick() => { retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await; }
-            Some(reply) = retention_rx.recv() => {
-                let done = retention_pass(&store, &scheduler.config(), clock.wall_ms(), upload_control.as_ref()).await;
-                let _ = reply.send(done);
-            }
-            _ = flush_tick.tick() => flush(&store).await,
-            _ = watchdog.tick(), if notifier.watchdog_interval().is_some() => {
-                let stalled = board.stalled(clock.now(), crate::media::health::STALL);
-                if stalled.is_empty() {
-                    notifier.watchdog();
-                    if std::mem::take(&mut starving) {
-                        info!("every stream is alive again; feeding the watchdog");
-                        notifier.status(&format!("recording {recording} stream(s)"));
+    // Recovery and the first retention pass are done, and every stream task is started.
+    notifier.ready(&format!("recording {recording} stream(s)"));
+    Ok(Some(Running {
+        sigterm: signal(SignalKind::terminate())?,
+        sigint: signal(SignalKind::interrupt())?,
+        cfg,
+        handles: h,
+        notifier,
+        recording,
+        scheduler,
+        scheduler_task,
+        uploads: upload_control,
+        upload_task,
+        retention_rx,
+        ingest,
+        servers,
+        control,
+        mqtt,
+    }))
+}
+
+impl Running {
+    /// The shared handles, for whatever runs beside the recorder.
+    pub fn handles(&self) -> &Handles {
+        &self.handles
+    }
+
+    /// Retention after each closed segment and every `storage.retention_interval`, the
+    /// index flush, `retention.run` commands and the systemd watchdog, until a signal.
+    pub async fn serve(&mut self) {
+        let h = self.handles.clone();
+        let retention = |cfg: Arc<Config>| {
+            let (store, clock, uploads) = (h.store.clone(), h.clock.clone(), self.uploads.clone());
+            async move { retention_pass(&store, &cfg, clock.wall_ms(), uploads.as_ref()).await }
+        };
+        // Fed only while every stream's pipeline is alive (see crate::media::health).
+        let watchdog_on = self.notifier.watchdog_interval().is_some();
+        let mut watchdog = tokio::time::interval(
+            self.notifier
+                .watchdog_interval()
+                .unwrap_or(std::time::Duration::from_secs(3600)),
+        );
+        let mut starving = false;
+        let mut tick = tokio::time::interval(self.cfg.storage.retention_interval);
+        tick.tick().await;
+        let mut flush_tick = tokio::time::interval(crate::storage::store::FLUSH_INTERVAL);
+        flush_tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = self.sigterm.recv() => break,
+                _ = self.sigint.recv() => break,
+                _ = h.closed.notified() => { retention(self.scheduler.config()).await; }
+                _ = tick.tick() => { retention(self.scheduler.config()).await; }
+                Some(reply) = self.retention_rx.recv() => {
+                    let _ = reply.send(retention(self.scheduler.config()).await);
+                }
+                _ = flush_tick.tick() => flush(&h.store).await,
+                _ = watchdog.tick(), if watchdog_on => {
+                    let stalled = h.board.stalled(h.clock.now(), crate::media::health::STALL);
+                    if stalled.is_empty() {
+                        self.notifier.watchdog();
+                        if std::mem::take(&mut starving) {
+                            info!("every stream is alive again; feeding the watchdog");
+                            self.notifier.status(&format!("recording {} stream(s)", self.recording));
+                        }
+                    } else if !std::mem::replace(&mut starving, true) {
+                        error!(alarm = "stream_hung", streams = ?stalled, "streams stopped making progress; no longer feeding the systemd watchdog");
+                        self.notifier.status(&format!("hung: {}", stalled.join(", ")));
                     }
-                } else if !std::mem::replace(&mut starving, true) {
-                    error!(alarm = "stream_hung", streams = ?stalled, "streams stopped making progress; no longer feeding the systemd watchdog");
-                    notifier.status(&format!("hung: {}", stalled.join(", ")));
                 }
             }
         }
     }
-    info!("shutting down: closing open segments");
-    notifier.stopping();
-    cancel.cancel();
-    let shutdown = async {
-        // The scheduler stops every stream recorder (its source, then its writer) and
-        // waits for their segments to close and their pipe commands to be gone.
-        if let Err(e) = scheduler_task.await {
-            error!(error = %e, "the stream scheduler died");
+
+    /// Stops everything in order: stream recorders (sources, then writers), push sessions,
+    /// the local socket, uploads, then MQTT (so the events of the segments just closed go
+    /// out before `offline`), and a last index flush. A second signal exits at once.
+    pub async fn shutdown(self) {
+        let Running {
+            handles: h,
+            notifier,
+            mut sigterm,
+            mut sigint,
+            scheduler_task,
+            mut servers,
+            ingest,
+            control,
+            upload_task,
+            mqtt,
+            ..
+        } = self;
+        info!("shutting down: closing open segments");
+        notifier.stopping();
+        h.cancel.cancel();
+        let shutdown = async {
+            // The scheduler stops every stream recorder (its source, then its writer) and
+            // waits for their segments to close and their pipe commands to be gone.
+            if let Err(e) = scheduler_task.await {
+                error!(error = %e, "the stream scheduler died");
+            }
+            // Push servers stop accepting; every push's session closes its segment.
+            while servers.join_next().await.is_some() {}
+            ingest.wait().await;
+            let _ = control.await;
+            // Uploads stop (a transfer under way resumes at the next start), then MQTT.
+            if let Some(t) = upload_task {
+                let _ = t.await;
+            }
+            // Last: the events of the segments closed above go out before `offline`.
+            mqtt.finish().await;
+            flush(&h.store).await;
+        };
+        // A second signal ends the process at once, whichever step the shutdown is at.
+        tokio::select! {
+            () = shutdown => {}
+            _ = sigterm.recv() => second_signal(&h.pipes),
+            _ = sigint.recv() => second_signal(&h.pipes),
         }
-        // Push servers stop accepting; every push's session closes its segment.
-        while servers.join_next().await.is_some() {}
-        ingest.wait().await;
-        let _ = control.await;
-        // Uploads stop (a transfer under way resumes at the next start), then MQTT.
-        if let Some(t) = upload_task {
-            let _ = t.await;
+        // Only a stream task that died could have left a command behind.
+        if h.pipes.kill_all() > 0 {
+            warn!("killed pipe commands left by a stream task that died");
         }
-        // Last: the events of the segments closed above go out before `offline`.
-        mqtt.finish().await;
-        flush(&store).await;
-    };
-    // A second signal ends the process at once, whichever step the shutdown is at.
-    tokio::select! {
-        () = shutdown => {}
-        _ = sigterm.recv() => second_signal(&pipes),
-        _ = sigint.recv() => second_signal(&pipes),
+        info!("stopped");
     }
-    // Only a stream task that died could have left a command behind.
-    if pipes.kill_all() > 0 {
-        warn!("killed pipe commands left by a stream task that died");
+}
+
+/// The storage guard: `Ok(true)` when the data directory may be used (at once, or after
+/// waiting for its marker), `Ok(false)` when a signal came while waiting.
+async fn guard(cfg: &Config, clock: &SharedClock, notifier: &Notifier) -> anyhow::Result<bool> {
+    let root = &cfg.storage.root;
+    match crate::storage::guard::check(
+        root,
+        cfg.storage.require_marker,
+        &cfg.device_id,
+        clock.wall_ms(),
+    ) {
+        Ok(Some(m)) if m.device_id != cfg.device_id => {
+            warn!(marker_device = %m.device_id, device = %cfg.device_id, "the data directory was initialised for another device_id");
+            Ok(true)
+        }
+        Ok(_) => Ok(true),
+        Err(e) if !e.is_refusal() => {
+            error!(alarm = "storage_guard", error = %e, "not recording");
+            notifier.status(&format!("failed: {e}"));
+            Err(e.into())
+        }
+        // The alarm (log, systemd status, MQTT), then wait for the marker.
+        Err(e) => {
+            use crate::control::mqtt::refusal::{Alarm, Refusal};
+            use crate::storage::guard::wait::{until_marked, Waited};
+            let refusal = cfg
+                .mqtt
+                .as_ref()
+                .map(|m| Refusal::spawn(m, Alarm::new(&cfg.device_id, &e, root, clock.clone())));
+            let waited = until_marked(cfg, clock, notifier, &e).await?;
+            if let Some(r) = refusal {
+                r.finish(waited).await;
+            }
+            Ok(waited == Waited::Marked)
+        }
     }
-    drop(store);
-    info!("stopped");
+}
+
+/// Crash recovery (blocking, off the runtime), with what it did in the log.
+async fn recover(store: &Arc<Store>, clock: &SharedClock) -> anyhow::Result<()> {
+    let s = store.clone();
+    let now = clock.wall_ms();
+    let report = tokio::task::spawn_blocking(move || s.recover(now))
+        .await?
+        .context("recovery failed")?;
+    for r in &report.recovered {
+        warn!(stream = %r.stream, seq = r.seq, duration_ms = r.duration_ms, "recovered a segment torn by a crash or power cut");
+    }
+    for r in &report.adopted {
+        info!(stream = %r.stream, seq = r.seq, "adopted a segment file missing from the index");
+    }
+    for p in &report.removed {
+        info!(path = %p.display(), "removed an unrecoverable partial file");
+    }
     Ok(())
 }
 

@@ -236,6 +236,10 @@ impl Default for LogConfig {
     }
 }
 
+/// Returns the config in force now (it changes with `config.set`); handed down from the
+/// wiring place to the parts that resolve rules and templates at run time.
+pub type LiveConfig = std::sync::Arc<dyn Fn() -> std::sync::Arc<Config> + Send + Sync>;
+
 /// Why a config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -7,9 +7,13 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::*;
+use crate::config::Config;
+use crate::media::frame::Frame;
 use crate::media::frame::{AudioCodec, AudioParams, StreamParams, TrackParams};
+use crate::media::ingest::*;
+use crate::pipeline::factory::RecorderFactory;
 use crate::storage::store::SegmentState;
+use crate::storage::store::Store;
 use crate::util::clock::SystemClock;
 
 struct Fixture {
@@ -35,12 +39,21 @@ fn fixture(extra: &str) -> Fixture {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let cancel = CancellationToken::new();
     let board = Arc::new(crate::media::health::StatusBoard::default());
+    let clock: crate::util::clock::SharedClock = Arc::new(SystemClock);
+    let recorders = RecorderFactory {
+        device: config.device_id.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        closed: Arc::new(Notify::new()),
+        pacer: None,
+        events: None,
+        pipes: Default::default(),
+    };
     let ingest = Ingest::new(IngestContext {
         config,
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
         cancel: cancel.clone(),
-        closed: Arc::new(Notify::new()),
+        recorder: Arc::new(recorders),
         board: board.clone(),
     });
     Fixture {
@@ -292,7 +305,7 @@ async fn a_track_edgerec_does_not_record_is_set_up_and_its_rtp_dropped() {
     let f = fixture("");
     let peer = "127.0.0.1:5000".parse().unwrap();
     let mut s = rtsp::session::Session::new(f.ingest.clone(), peer, "s1".into());
-    let sdp = include_str!("rtsp/testdata/ffmpeg-h264-pcmu.sdp");
+    let sdp = include_str!("../media/ingest/rtsp/testdata/ffmpeg-h264-pcmu.sdp");
     let url = "rtsp://127.0.0.1:8554/live/mixed";
     let announce = format!(
         "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\

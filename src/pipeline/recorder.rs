@@ -49,7 +49,7 @@ pub struct StreamRecorder {
     /// (pushed streams, whose frames arrive through a channel).
     pub pacer: Option<Pacer>,
     /// `storage.alarm` when writing a segment fails, cleared at the next clean close.
-    pub write_alarm: Arc<crate::control::mqtt::alarm::WriteAlarm>,
+    pub write_alarm: Arc<crate::sync::events::alarm::WriteAlarm>,
     /// Where a pipe source lists its commands.
     pub pipes: PipeGroups,
 }

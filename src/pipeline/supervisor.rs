@@ -10,23 +10,20 @@
 //! Each recorder reports every failed attempt, numbered in a row, on the failure channel
 //! ([`SourceFailure`]); the scheduler counts them per task and puts a task in error once it
 //! has seen [`FAIL_ATTEMPTS`] in a row. Segment write failures also raise a `storage.alarm`
-//! ([`crate::control::mqtt::alarm::WriteAlarm`]).
+//! ([`crate::sync::events::alarm::WriteAlarm`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Mutex, Notify};
+use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, info_span, Instrument};
 
 use crate::config::{StreamConfig, Template};
 use crate::media::health::{StatusBoard, StreamStatus};
-use crate::media::source::{PipeGroups, SourceSpec};
-use crate::pipeline::recorder::StreamRecorder;
-use crate::storage::store::Store;
-use crate::util::clock::SharedClock;
-use crate::util::pace::Pacer;
+use crate::media::source::SourceSpec;
+use crate::pipeline::factory::RecorderFactory;
 
 /// A pulled source that fails this many attempts in a row fails its record tasks.
 pub const FAIL_ATTEMPTS: u32 = 3;
@@ -44,21 +41,13 @@ pub struct SourceFailure {
 
 /// What a stream recorder needs from the daemon.
 pub struct SupervisorContext {
-    pub device: String,
-    pub store: Arc<Store>,
-    pub clock: SharedClock,
-    /// Poked after each closed segment (retention runs).
-    pub closed: Arc<Notify>,
-    pub pacer: Option<Pacer>,
+    /// Assembles each stream's recorder.
+    pub factory: RecorderFactory,
     pub board: Arc<StatusBoard>,
     /// The daemon's shutdown token; each recorder holds a child of it.
     pub cancel: CancellationToken,
     /// Every failed attempt of every recorder.
     pub failures: mpsc::UnboundedSender<SourceFailure>,
-    /// The outbox, for `storage.alarm` on write errors (`None`: log only).
-    pub events: Option<crate::sync::events::Events>,
-    /// Where pipe sources list their commands.
-    pub pipes: PipeGroups,
 }
 
 /// One stream that should record, and how.
@@ -178,28 +167,14 @@ impl Supervisor {
         };
         let ctx = &self.ctx;
         let cancel = ctx.cancel.child_token();
-        let rec = StreamRecorder {
-            device: ctx.device.clone(),
-            app: s.app.clone(),
-            name: s.name.clone(),
-            template: want.template.clone(),
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            cancel: cancel.clone(),
-            closed: ctx.closed.clone(),
-            pacer: ctx.pacer.clone(),
-            write_alarm: Arc::new(crate::control::mqtt::alarm::WriteAlarm::new(
-                ctx.events.clone(),
-                &s.name,
-                ctx.clock.clone(),
-            )),
-            pipes: ctx.pipes.clone(),
-        };
+        let rec = ctx
+            .factory
+            .pulled(&s.app, &s.name, want.template.clone(), cancel.clone());
         let status = ctx.board.add(StreamStatus::new(
             &s.name,
             &spec.redacted(),
-            ctx.clock.now(),
-            ctx.clock.wall_ms(),
+            ctx.factory.clock.now(),
+            ctx.factory.clock.wall_ms(),
         ));
         let failures = ctx.failures.clone();
         let name = s.name.clone();

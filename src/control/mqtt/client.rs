@@ -81,7 +81,7 @@ pub async fn run(
     };
     Client {
         last_config: ctx.config.clone(),
-        storage: super::alarm::StorageWatch::default(),
+        storage: crate::sync::events::alarm::StorageWatch::default(),
         last_disk_check: None,
         commands: ctx.commands.clone(),
         config_json: super::effective_config(&ctx.config),
@@ -110,7 +110,7 @@ struct Client {
     states: HashMap<String, StreamState>,
     /// The config last published on the config topic.
     last_config: std::sync::Arc<crate::config::Config>,
-    storage: super::alarm::StorageWatch,
+    storage: crate::sync::events::alarm::StorageWatch,
     last_disk_check: Option<std::time::Instant>,
 }
 

@@ -13,7 +13,8 @@
 //!   events. It reconnects with [`crate::util::backoff`] and never gives up.
 //! - [`Handle::finish`] publishes the `offline` status and disconnects cleanly; it is the
 //!   last step of shutdown, after every producer of events stopped.
-//! - [`alarm`]: `storage.alarm` (low space, read-only, segment write errors); [`refusal`]:
+//! - [`crate::sync::events::alarm`]: `storage.alarm` (low space, read-only, segment write
+//!   errors), sampled by this task; [`refusal`]:
 //!   the storage guard's alarm, published directly while the data directory (and so the
 //!   outbox) may not be touched.
 //!
@@ -21,7 +22,6 @@
 //! bookkeeping ([`publisher::Window`]) are pure and unit-tested; `tests/e2e_mqtt*.rs` run the
 //! real binary against mosquitto.
 
-pub mod alarm;
 pub mod client;
 pub mod conn;
 pub mod ctl;
@@ -85,8 +85,7 @@ pub struct Context {
     pub live_config: Option<LiveConfig>,
 }
 
-/// Returns the config in force (see [`Context::live_config`]).
-pub type LiveConfig = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
+pub use crate::config::LiveConfig;
 
 /// The running MQTT client.
 pub struct Handle {

@@ -47,13 +47,11 @@ pub struct TasksContext {
     pub clock: crate::util::clock::SharedClock,
     /// The outbox for `task.status` events (`None`: no events).
     pub events: Option<crate::sync::events::Events>,
-    pub closed: std::sync::Arc<tokio::sync::Notify>,
-    pub pacer: Option<crate::util::pace::Pacer>,
+    /// Assembles the recorder of each stream the tasks and rules start.
+    pub recorders: crate::pipeline::factory::RecorderFactory,
     pub board: std::sync::Arc<crate::media::health::StatusBoard>,
     /// The daemon's shutdown token.
     pub cancel: tokio_util::sync::CancellationToken,
-    /// Where pipe sources list their commands (the daemon kills them on a fast exit).
-    pub pipes: crate::media::source::PipeGroups,
 }
 
 /// Load the stored tasks, start every stream a rule or an in-progress task records, and
@@ -65,16 +63,10 @@ pub async fn spawn(
     let (failures_tx, failures_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervisor = crate::pipeline::supervisor::Supervisor::new(
         crate::pipeline::supervisor::SupervisorContext {
-            device: ctx.config.device_id.clone(),
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            closed: ctx.closed,
-            pacer: ctx.pacer,
+            factory: ctx.recorders,
             board: ctx.board,
             cancel: ctx.cancel.clone(),
             failures: failures_tx,
-            events: ctx.events.clone(),
-            pipes: ctx.pipes,
         },
     );
     let (store, clock, events, config) = (ctx.store, ctx.clock, ctx.events, ctx.config);

@@ -56,16 +56,18 @@ fn scheduler(f: &Fixture) -> Scheduler {
     let (tx, _rx) = mpsc::unbounded_channel();
     let clock: SharedClock = f.clock.clone();
     let sup = Supervisor::new(SupervisorContext {
-        device: "edge-1".into(),
-        store: f.store.clone(),
-        clock: clock.clone(),
-        closed: Arc::new(Notify::new()),
-        pacer: None,
+        factory: crate::pipeline::factory::RecorderFactory {
+            device: "edge-1".into(),
+            store: f.store.clone(),
+            clock: clock.clone(),
+            closed: Arc::new(Notify::new()),
+            pacer: None,
+            events: None,
+            pipes: Default::default(),
+        },
         board: Arc::new(StatusBoard::default()),
         cancel: CancellationToken::new(),
         failures: tx,
-        events: None,
-        pipes: Default::default(),
     });
     let cfg = Config::from_toml_str(CONFIG).unwrap();
     Scheduler::load(f.store.clone(), clock, Some(f.events.clone()), sup, cfg).unwrap()

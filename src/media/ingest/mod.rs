@@ -5,8 +5,9 @@
 //! that resolves the template (rules on app + stream, then the push-URL record parameters,
 //! see [`params`]; rules, templates and stream names are read from the live config at each
 //! publish, so a `config.set` applies to the next push), refuses a second publisher of a live stream (unless `ingest.takeover`),
-//! and starts the stream's recording session ([`crate::pipeline::recorder::StreamRecorder::record_once`])
-//! on a [`crate::media::source::channel`] source. The server hands frames to
+//! and starts the stream's recording session on a [`crate::media::source::channel`] source,
+//! through the [`PushRecorder`] the wiring place hands in (the pipeline's recorder factory:
+//! push ingest does not know how a recorder is assembled). The server hands frames to
 //! [`Publisher::send`]; dropping the publisher ends the push and the session closes its
 //! segment cleanly. A reconnect gets a new session, which first waits for the previous one
 //! to close its last segment.
@@ -36,20 +37,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
 pub use error::{IngestError, PublishError};
 pub use params::RecordParams;
 
-use crate::config::{Config, IngestConfig, IngestUser};
+use crate::config::{Config, IngestConfig, IngestUser, Template};
 use crate::media::frame::Frame;
 use crate::media::health::{StatusBoard, StreamStatus};
 use crate::media::source::channel::{self, ChannelSendError, ChannelSender};
 use crate::media::source::Source;
-use crate::pipeline::recorder::StreamRecorder;
-use crate::storage::store::Store;
 use crate::util::clock::SharedClock;
 use audio_only::AudioOnly;
 use registry::Registry;
@@ -107,16 +106,31 @@ impl From<&IngestConfig> for IngestLimits {
     }
 }
 
+/// Records one push: the wiring place gives push ingest one (the pipeline's recorder
+/// factory), so ingest starts recordings without knowing how a recorder is assembled.
+pub trait PushRecorder: Send + Sync {
+    /// The recording session of the push of `app`/`stream` with `template`, fed by
+    /// `source` and reporting to `status`. It ends, with its last segment closed, when the
+    /// source ends.
+    fn record(
+        &self,
+        app: &str,
+        stream: &str,
+        template: Template,
+        source: Source,
+        status: Arc<StreamStatus>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
 /// Everything the ingest side needs from the daemon.
 pub struct IngestContext {
     pub config: Arc<Config>,
-    pub store: Arc<Store>,
     pub clock: SharedClock,
     /// The daemon's shutdown token: cancelling it kicks every publisher and closes every
     /// push's segment.
     pub cancel: CancellationToken,
-    /// Poked after each closed segment so retention can run.
-    pub closed: Arc<Notify>,
+    /// Starts each push's recording session.
+    pub recorder: Arc<dyn PushRecorder>,
     /// `edgerec status`: each push has an entry from publish until its segment is closed.
     pub board: Arc<StatusBoard>,
 }
@@ -126,9 +140,7 @@ pub struct IngestContext {
 pub struct IngestLive {
     /// The config in force now (it changes with `config.set`): each publish resolves its
     /// rules, templates and stream names from it. `None`: the context's config.
-    pub config: Option<crate::control::mqtt::LiveConfig>,
-    /// The outbox, for `storage.alarm` on write errors.
-    pub events: Option<crate::sync::events::Events>,
+    pub config: Option<crate::config::LiveConfig>,
 }
 
 /// The shared push-ingest state; cheap to clone (an `Arc` inside).
@@ -255,28 +267,6 @@ impl Ingest {
             .registry()
             .claim(&stream, self.config().takeover, &ctx.cancel)?;
         let (tx, rx) = channel::channel(self.inner.limits.max_buffered_bytes, claim.kick.clone());
-        let rec = StreamRecorder {
-            device: ctx.config.device_id.clone(),
-            app: app.clone(),
-            name: stream.clone(),
-            template,
-            store: ctx.store.clone(),
-            clock: ctx.clock.clone(),
-            // The session ends when its source does: on shutdown the publisher is kicked,
-            // the channel hands out what is queued, then ends, and the segment closes with
-            // everything received.
-            cancel: CancellationToken::new(),
-            closed: ctx.closed.clone(),
-            // Frames arrive through a channel from the push server: no polling to pace.
-            pacer: None,
-            write_alarm: Arc::new(crate::control::mqtt::alarm::WriteAlarm::new(
-                self.inner.live.events.clone(),
-                &stream,
-                ctx.clock.clone(),
-            )),
-            // A push runs no command.
-            pipes: Default::default(),
-        };
         info!(
             stream = %stream,
             app = %app,
@@ -299,13 +289,19 @@ impl Ingest {
             ctx.clock.wall_ms(),
         ));
         let reporting = status.clone();
+        let recording = ctx.recorder.record(
+            &app,
+            &stream,
+            template,
+            Source::from_channel(rx),
+            status.clone(),
+        );
         tokio::spawn(
             async move {
                 if let Some(p) = previous {
                     p.cancelled().await;
                 }
-                rec.record_once_reporting(Source::from_channel(rx), status.clone())
-                    .await;
+                recording.await;
                 board.remove(&status);
                 ingest.registry().finished(&name, generation);
                 done.cancel();
@@ -433,6 +429,3 @@ impl Drop for Publisher {
         info!(stream = %self.stream, "publisher gone");
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -29,6 +29,7 @@
 //! atomically, so ids never repeat across producers or reboots (even on a board whose clock
 //! restarts in 1970). Segment events' ids are derived from the segment ([`segment`]).
 
+pub mod alarm;
 pub mod segment;
 
 use std::sync::atomic::{AtomicU64, Ordering};

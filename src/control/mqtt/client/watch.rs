@@ -54,12 +54,12 @@ impl Client {
         }
     }
 
-    /// Sample the disk every [`crate::control::mqtt::alarm::CHECK_EVERY`]; `storage.alarm` on changes.
+    /// Sample the disk every [`crate::sync::events::alarm::CHECK_EVERY`]; `storage.alarm` on changes.
     pub(super) async fn watch_storage(&mut self) {
         let now = self.ctx.clock.now();
         if !self.ctx.events.enabled()
             || self.last_disk_check.is_some_and(|t| {
-                now.saturating_duration_since(t) < crate::control::mqtt::alarm::CHECK_EVERY
+                now.saturating_duration_since(t) < crate::sync::events::alarm::CHECK_EVERY
             })
         {
             return;
@@ -69,11 +69,11 @@ impl Client {
         let min_free = self.last_config.storage.min_free;
         let sample = tokio::task::spawn_blocking(move || {
             let d = store.disk().ok()?;
-            Some(crate::control::mqtt::alarm::DiskSample {
+            Some(crate::sync::events::alarm::DiskSample {
                 free: d.free,
                 total: d.total,
                 min_free: min_free.bytes(d.total),
-                read_only: crate::control::mqtt::alarm::read_only(store.root()),
+                read_only: crate::sync::events::alarm::read_only(store.root()),
             })
         })
         .await;
