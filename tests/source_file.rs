@@ -271,6 +271,76 @@ async fn audio_only_file_is_a_source_too() {
 }
 
 #[tokio::test]
+async fn opus_audio_replays_byte_for_byte_as_ffmpeg_demuxes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("opus.mp4");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:r=48000",
+        ])
+        .args(["-ac", "2", "-t", "1", "-c:a", "libopus"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let frames = read_all(
+        &format!("file:{}?realtime=false", out.display()),
+        usize::MAX,
+    )
+    .await
+    .unwrap();
+    let TrackParams::Audio(a) = frames[0].track_params() else {
+        panic!("{:?}", frames[0].track_params());
+    };
+    assert_eq!(
+        (a.codec, a.sample_rate, a.channels),
+        (AudioCodec::Opus, 48000, 2)
+    );
+    // ffmpeg's extradata is the whole OpusHead; the config is the same without the magic.
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=extradata",
+            "-show_data",
+        ])
+        .args(["-of", "default=nw=1:nk=1"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    // A hex dump: "00000000: 4f70 7573 ... 0000  OpusHead..", the hex in 39 columns.
+    let hex: String = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .flat_map(|(_, rest)| rest.get(..39).unwrap_or(rest).chars())
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect();
+    let extradata: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(&extradata[..8], b"OpusHead");
+    assert_eq!(a.config[..], extradata[8..]);
+    assert_eq!(frames.len(), probe_packets(&out, "a:0"));
+    let demuxed = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&out)
+        .args(["-map", "0:a", "-c", "copy", "-f", "data", "-"])
+        .output()
+        .unwrap();
+    assert!(demuxed.status.success());
+    let ours: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+    assert_eq!(ours, demuxed.stdout, "the same packets as ffmpeg's demuxer");
+    assert_time_order(&frames);
+}
+
+#[tokio::test]
 async fn unsupported_codecs_are_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = clip(dir.path(), "mpeg4.mp4", "1", &["-c:v", "mpeg4"], false);

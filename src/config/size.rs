@@ -1,4 +1,8 @@
 //! Byte sizes ("2GiB", "500MiB", "10GB", 1048576) and the `min_free` value ("10%" or a size).
+//!
+//! Hand-written on purpose: the config wants exactly these spellings (binary and decimal
+//! units, a bare byte count, a percentage for `min_free`) with its own error messages, a
+//! few dozen lines that a byte-size crate would not make shorter.
 
 use std::fmt;
 

@@ -1,4 +1,8 @@
 //! Capped exponential backoff with jitter, pure: the caller sleeps.
+//!
+//! Hand-written on purpose: it is a dozen lines that take no clock at all (the caller waits
+//! on the injected one, so tests run on simulated time), where the backoff crates bring
+//! their own clock or a retry loop that sleeps.
 
 use std::time::Duration;
 

@@ -8,6 +8,10 @@
 //! [`crate::media::health`]), `STATUS=...` lines for `systemctl status`, and `STOPPING=1` as soon as
 //! shutdown begins (systemd then waits for the exit under `TimeoutStopSec` instead of the
 //! watchdog).
+//!
+//! Hand-written on purpose: the protocol is one `sendto` on a unix datagram socket, which
+//! std does; the `systemd` crate links the C library (absent on non-systemd boards), and the
+//! pure-Rust ones (`sd-notify`, `libsystemd`) would add a dependency for the same few lines.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use mp4_atom::{Atom, Avcc, Codec, Moov};
+use mp4_atom::{Atom, Avcc, Codec, Moov, Trak};
 
 use super::boxes::{read_body, read_header, Found};
 use super::fmp4::{encode_fragment, encode_init};
@@ -15,6 +15,8 @@ use crate::media::frame::{
     AudioCodec, AudioParams, StreamParams, TrackParams, VideoCodec, VideoParams,
 };
 use crate::media::segment::event::{Fragment, Sample, SegmentMeta, SegmentStart, TrackRun};
+use crate::media::source::mp4_entry::opus_head;
+use crate::media::source::mp4_table::{Cursor as SampleCursor, SampleTable};
 
 /// Video encoders the clips can use.
 #[derive(Clone, Copy, Debug)]
@@ -117,13 +119,11 @@ pub fn synthetic_start() -> SegmentStart {
 /// frames, as the segmenter would produce them.
 pub fn load_clip(path: &Path) -> (SegmentStart, Vec<Fragment>) {
     let bytes = std::fs::read(path).unwrap();
-    let moov = find_moov(&bytes);
-    let mut reader = mp4::Mp4Reader::read_header(Cursor::new(&bytes), bytes.len() as u64).unwrap();
+    let mut moov = find_moov(&bytes);
 
     let mut tracks = Vec::new();
     let mut samples: Vec<Vec<(u64, Sample)>> = Vec::new();
-    for trak in &moov.trak {
-        let id = trak.tkhd.track_id;
+    for trak in &mut moov.trak {
         let timescale = trak.mdia.mdhd.timescale;
         let params = match &trak.mdia.minf.stbl.stsd.codecs[0] {
             Codec::Avc1(a) => video(VideoCodec::H264, &a.visual, &a.avcc, timescale),
@@ -148,21 +148,7 @@ pub fn load_clip(path: &Path) -> (SegmentStart, Vec<Fragment>) {
             other => panic!("unexpected codec in test clip: {other:?}"),
         };
         tracks.push(params);
-        let count = reader.sample_count(id).unwrap();
-        let mut list = Vec::new();
-        for n in 1..=count {
-            let s = reader.read_sample(id, n).unwrap().unwrap();
-            list.push((
-                s.start_time,
-                Sample {
-                    duration: s.duration,
-                    cts_offset: s.rendering_offset,
-                    keyframe: s.is_sync,
-                    data: s.bytes,
-                },
-            ));
-        }
-        samples.push(list);
+        samples.push(track_samples(trak, &bytes));
     }
 
     let params = Arc::new(StreamParams { tracks });
@@ -225,20 +211,25 @@ fn video<C: Atom>(
     })
 }
 
-/// The OpusHead payload (without magic) matching a `dOps` box.
-fn opus_head(d: &mp4_atom::Dops) -> Bytes {
-    let mut h = vec![1, d.output_channel_count];
-    h.extend_from_slice(&d.pre_skip.to_le_bytes());
-    h.extend_from_slice(&d.input_sample_rate.to_le_bytes());
-    h.extend_from_slice(&d.output_gain.to_le_bytes());
-    match &d.channel_mapping {
-        None => h.push(0),
-        Some(m) => {
-            h.extend_from_slice(&[m.family, m.stream_count, m.coupled_count]);
-            h.extend_from_slice(&m.channel_mapping);
-        }
+/// Every sample of a track of the MP4 file `bytes`, as `(decode time, sample)`, read with
+/// the file source's sample tables.
+pub fn track_samples(trak: &mut Trak, bytes: &[u8]) -> Vec<(u64, Sample)> {
+    let table = SampleTable::take(&mut trak.mdia.minf.stbl);
+    let mut cursor = SampleCursor::default();
+    let mut out = Vec::new();
+    while let Some(s) = table.next(&mut cursor).unwrap() {
+        let at = usize::try_from(s.offset).unwrap();
+        out.push((
+            s.dts,
+            Sample {
+                duration: s.duration,
+                cts_offset: i32::try_from(s.cts).unwrap(),
+                keyframe: s.sync,
+                data: Bytes::copy_from_slice(&bytes[at..at + s.size as usize]),
+            },
+        ));
     }
-    Bytes::from(h)
+    out
 }
 
 /// The decoded `moov` of an MP4 file held in memory.

@@ -1,61 +1,6 @@
-//! AAC configuration out of MP4 boxes: the `esds` descriptor chain and the
-//! AudioSpecificConfig it carries (ISO/IEC 14496-1 §7.2.6, 14496-3 §1.6.2.1). Pure.
-
-/// Reads an MPEG-4 descriptor header: `(tag, body, rest)`.
-fn descriptor(d: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
-    let tag = *d.first().ok_or("descriptor missing")?;
-    let mut len = 0usize;
-    let mut i = 1;
-    loop {
-        let b = *d.get(i).ok_or("descriptor length truncated")?;
-        len = (len << 7) | usize::from(b & 0x7f);
-        i += 1;
-        if b & 0x80 == 0 || i > 4 {
-            break;
-        }
-    }
-    let body = d.get(i..i + len).ok_or("descriptor longer than its box")?;
-    Ok((tag, body, &d[i + len..]))
-}
-
-/// From an `esds` payload (after version/flags): the object type indication and the
-/// DecoderSpecificInfo (the AudioSpecificConfig for AAC).
-pub fn parse_esds(d: &[u8]) -> Result<(u8, Option<&[u8]>), String> {
-    let (tag, es, _) = descriptor(d)?;
-    if tag != 0x03 {
-        return Err(format!(
-            "esds starts with descriptor tag {tag}, not ES_Descriptor"
-        ));
-    }
-    let flags = *es.get(2).ok_or("ES_Descriptor too short")?;
-    let mut at = 3;
-    if flags & 0x80 != 0 {
-        at += 2;
-    }
-    if flags & 0x40 != 0 {
-        at += 1 + usize::from(*es.get(at).ok_or("ES_Descriptor too short")?);
-    }
-    if flags & 0x20 != 0 {
-        at += 2;
-    }
-    let mut rest = es.get(at..).ok_or("ES_Descriptor too short")?;
-    while !rest.is_empty() {
-        let (tag, body, next) = descriptor(rest)?;
-        if tag == 0x04 {
-            let object_type = *body.first().ok_or("DecoderConfigDescriptor too short")?;
-            let dsi = match body.get(13..) {
-                Some(sub) if !sub.is_empty() => match descriptor(sub)? {
-                    (0x05, info, _) => Some(info),
-                    _ => None,
-                },
-                _ => None,
-            };
-            return Ok((object_type, dsi));
-        }
-        rest = next;
-    }
-    Err("esds has no DecoderConfigDescriptor".into())
-}
+//! What edgerec needs from an AAC AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1): sample
+//! rate, channels and frame length, for MP4 files (out of `esds`, which mp4-atom decodes),
+//! RTSP push and LATM. Pure.
 
 /// What edgerec needs from an AudioSpecificConfig.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,21 +106,5 @@ mod tests {
         assert!(parse_asc(&[0x11]).is_err());
         // AAC-LC with reserved frequency index 13.
         assert!(parse_asc(&[0x16, 0x90]).is_err());
-    }
-
-    #[test]
-    fn esds_with_decoder_specific_info_yields_the_config() {
-        // ES_Descriptor(ES_ID=1, flags=0) { DecoderConfig(0x40, ...) { DSI(11 90) } SL(02) }
-        let mut dcd = vec![0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        dcd.extend_from_slice(&[0x05, 0x02, 0x11, 0x90]);
-        let mut es = vec![0x00, 0x01, 0x00, 0x04, dcd.len() as u8];
-        es.extend_from_slice(&dcd);
-        es.extend_from_slice(&[0x06, 0x01, 0x02]);
-        let mut esds = vec![0x03, 0x80, 0x80, 0x80, es.len() as u8];
-        esds.extend_from_slice(&es);
-        let (oti, dsi) = parse_esds(&esds).unwrap();
-        assert_eq!(oti, 0x40);
-        assert_eq!(dsi, Some(&[0x11, 0x90][..]));
-        assert!(parse_esds(&esds[..8]).is_err());
     }
 }

@@ -18,8 +18,9 @@
 //! - `rtsp`: the retina session (the only file that knows retina).
 //! - [`channel`]: frames pushed to us (RTSP/RTMP push servers), through a byte-bounded channel.
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
-//!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
-//!   AAC configuration.
+//!   decode order (mp4-atom decodes the boxes), `mp4_table` walks sample tables, `mp4_entry`
+//!   reads sample entries, `aac_config` their AAC configuration, `mp4_error` says what is
+//!   wrong with a file.
 //! - `pipe`: a command's Annex-B stdout (`pipe:...`); `pipe_child` runs and stops the
 //!   command's processes, `annexb` splits access units,
 //!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
@@ -33,9 +34,10 @@ mod error;
 mod file;
 pub mod h26x;
 mod lowat;
-mod mp4_entry;
+pub(crate) mod mp4_entry;
+mod mp4_error;
 mod mp4_reader;
-mod mp4_table;
+pub(crate) mod mp4_table;
 pub mod pipe;
 mod pipe_child;
 mod pipe_time;

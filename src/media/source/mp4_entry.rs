@@ -1,93 +1,198 @@
-//! Track descriptions of an MP4 file, read straight from the `moov` box bytes.
+//! What one track of an MP4 file is, from the `trak` mp4-atom decodes: its first sample
+//! entry (`avc1`/`avc3`, `hvc1`/`hev1`, `mp4a`, `Opus`) turned into [`TrackParams`].
 //!
-//! The `mp4` crate parses the sample tables well but not the sample entries edgerec needs
-//! (it ignores `hvc1`, keeps nothing of `hvcC`). So this module walks the raw boxes
-//! `moov/trak/{tkhd, mdia/{mdhd, hdlr, minf/stbl/stsd}}` and turns each track's first sample
-//! entry into [`TrackParams`], keeping `avcC`/`hvcC` exactly as stored (that is what
-//! [`VideoParams::config`] wants) and the AudioSpecificConfig out of `esds`.
-//! Pure: bytes in, descriptions out.
+//! The decoder configuration records (`avcC`/`hvcC`) are re-encoded from mp4-atom's types,
+//! which is what every format sink does with [`VideoParams::config`] anyway; AAC's
+//! AudioSpecificConfig is the `esds` DecoderSpecificInfo as stored, and Opus's config is the
+//! OpusHead that `dOps` carries. Pure: a decoded box in, a description out.
 
 use bytes::Bytes;
+use mp4_atom::{Atom, Avcc, Codec, Dops, Encode, FourCC, Hvcc, Mp4a, Trak, Visual};
 
-use super::aac_config::{parse_asc, parse_esds};
+use super::aac_config::parse_asc;
+use super::mp4_error::Mp4Error;
 use crate::media::frame::{AudioCodec, AudioParams, TrackParams, VideoCodec, VideoParams};
 
 /// What one `trak` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrakInfo {
-    pub track_id: u32,
-    /// `Ok` for a track edgerec can record; `Err` describes what it is (`video/mp4v`).
-    pub params: Result<TrackParams, String>,
+pub enum TrackKind {
+    /// A track edgerec records; `nal_length` is the video's NAL length field size in bytes.
+    Usable {
+        params: TrackParams,
+        nal_length: Option<u8>,
+    },
+    /// A track edgerec does not record, described as `video/mp4v` or `audio/mp4a (object
+    /// type 0x6b)`.
+    Other(String),
 }
 
-/// Iterates the boxes in `data` as `(type, payload)`.
-fn boxes(mut data: &[u8]) -> impl Iterator<Item = Result<([u8; 4], &[u8]), String>> {
-    std::iter::from_fn(move || {
-        if data.is_empty() {
-            return None;
+/// The track's id and what it holds. An error is a track too damaged to describe.
+pub fn describe(trak: &Trak) -> Result<(u32, TrackKind), Mp4Error> {
+    let track_id = trak.tkhd.track_id;
+    let timescale = trak.mdia.mdhd.timescale;
+    if timescale == 0 {
+        return Err(Mp4Error::ZeroTimescale { track_id });
+    }
+    let handler = trak.mdia.hdlr.handler;
+    let entry = trak
+        .mdia
+        .minf
+        .stbl
+        .stsd
+        .codecs
+        .first()
+        .ok_or(Mp4Error::NoSampleEntry { track_id })?;
+    let video = handler == FourCC::new(b"vide");
+    let audio = handler == FourCC::new(b"soun");
+    let kind = match entry {
+        Codec::Avc1(e) if video => avc(&e.visual, &e.avcc, timescale)?,
+        Codec::Avc3(e) if video => avc(&e.visual, &e.avcc, timescale)?,
+        Codec::Hvc1(e) if video => hevc(&e.visual, &e.hvcc, timescale)?,
+        Codec::Hev1(e) if video => hevc(&e.visual, &e.hvcc, timescale)?,
+        Codec::Mp4a(e) if audio => aac(e, timescale)?,
+        Codec::Opus(e) if audio => TrackKind::Usable {
+            params: TrackParams::Audio(AudioParams {
+                codec: AudioCodec::Opus,
+                // Opus always decodes at 48 kHz (RFC 7845 §5.1); dOps's rate is the input's.
+                sample_rate: 48_000,
+                channels: u16::from(e.dops.output_channel_count),
+                config: opus_head(&e.dops),
+                timescale,
+                // The common 20 ms frame; only the last frame of a segment uses it.
+                frame_samples: 960,
+            }),
+            nal_length: None,
+        },
+        other => {
+            let kind = fourcc(&entry_kind(other));
+            TrackKind::Other(match (video, audio) {
+                (true, _) => format!("video/{kind}"),
+                (_, true) => format!("audio/{kind}"),
+                _ => format!("{}/{kind}", fourcc(handler.as_ref())),
+            })
         }
-        let r = split_box(data);
-        match r {
-            Ok((kind, payload, rest)) => {
-                data = rest;
-                Some(Ok((kind, payload)))
-            }
-            Err(e) => {
-                data = &[];
-                Some(Err(e))
-            }
-        }
+    };
+    Ok((track_id, kind))
+}
+
+fn visual_size(v: &Visual) -> Result<(u16, u16), Mp4Error> {
+    if v.width == 0 || v.height == 0 {
+        return Err(Mp4Error::VideoSize {
+            width: v.width,
+            height: v.height,
+        });
+    }
+    Ok((v.width, v.height))
+}
+
+/// The body of a decoded box, as stored in a sample entry.
+fn body<T: Atom>(atom: &T) -> Result<Vec<u8>, Mp4Error> {
+    let mut out = Vec::new();
+    atom.encode_body(&mut out)
+        .map_err(|source| Mp4Error::Decode {
+            what: T::KIND.to_string(),
+            source,
+        })?;
+    Ok(out)
+}
+
+fn avc(v: &Visual, avcc: &Avcc, timescale: u32) -> Result<TrackKind, Mp4Error> {
+    let (width, height) = visual_size(v)?;
+    let rfc6381 = format!(
+        "avc1.{:02X}{:02X}{:02X}",
+        avcc.avc_profile_indication, avcc.profile_compatibility, avcc.avc_level_indication
+    );
+    Ok(TrackKind::Usable {
+        params: TrackParams::Video(VideoParams {
+            codec: VideoCodec::H264,
+            width,
+            height,
+            config: Bytes::from(body(avcc)?),
+            rfc6381,
+            timescale,
+        }),
+        nal_length: Some(avcc.length_size),
     })
 }
 
-/// A box split off the front of a buffer: type, payload, and the bytes after it.
-type Split<'a> = ([u8; 4], &'a [u8], &'a [u8]);
+fn hevc(v: &Visual, hvcc: &Hvcc, timescale: u32) -> Result<TrackKind, Mp4Error> {
+    let (width, height) = visual_size(v)?;
+    let config = body(hvcc)?;
+    let rfc6381 = hevc_rfc6381(&config)?;
+    Ok(TrackKind::Usable {
+        params: TrackParams::Video(VideoParams {
+            codec: VideoCodec::H265,
+            width,
+            height,
+            config: Bytes::from(config),
+            rfc6381,
+            timescale,
+        }),
+        nal_length: Some(hvcc.length_size_minus_one + 1),
+    })
+}
 
-fn split_box(data: &[u8]) -> Result<Split<'_>, String> {
-    if data.len() < 8 {
-        return Err(format!(
-            "{} stray bytes where a box header should be",
-            data.len()
-        ));
+fn aac(e: &Mp4a, timescale: u32) -> Result<TrackKind, Mp4Error> {
+    let dec = &e.esds.es_desc.dec_config;
+    let object_type = dec.object_type_indication;
+    // 0x40: MPEG-4 audio; 0x66..=0x68: MPEG-2 AAC main/LC/SSR.
+    if !matches!(object_type, 0x40 | 0x66..=0x68) {
+        return Ok(TrackKind::Other(format!(
+            "audio/mp4a (object type 0x{object_type:02x})"
+        )));
     }
-    let size32 = u32::from_be_bytes(data[0..4].try_into().unwrap_or_default());
-    let kind: [u8; 4] = data[4..8].try_into().unwrap_or_default();
-    let (header, size) = match size32 {
-        0 => (8, data.len() as u64),
-        1 => {
-            if data.len() < 16 {
-                return Err("truncated 64-bit box header".into());
-            }
-            (
-                16,
-                u64::from_be_bytes(data[8..16].try_into().unwrap_or_default()),
-            )
-        }
-        n => (8, u64::from(n)),
+    let asc = match &dec.dec_specific {
+        Some(d) if !d.raw.is_empty() => &d.raw,
+        _ => return Err(Mp4Error::NoAudioSpecificConfig),
     };
-    if size < header as u64 || size > data.len() as u64 {
-        return Err(format!(
-            "box \"{}\" claims {size} bytes but {} remain",
-            fourcc(&kind),
-            data.len()
-        ));
-    }
-    let size = size as usize;
-    Ok((kind, &data[header..size], &data[size..]))
+    let info = parse_asc(asc).map_err(Mp4Error::AudioSpecificConfig)?;
+    let channels = if info.channels == 0 {
+        e.audio.channel_count
+    } else {
+        info.channels
+    };
+    Ok(TrackKind::Usable {
+        params: TrackParams::Audio(AudioParams {
+            codec: AudioCodec::Aac,
+            sample_rate: info.sample_rate,
+            channels,
+            config: Bytes::copy_from_slice(asc),
+            timescale,
+            frame_samples: info.frame_samples,
+        }),
+        nal_length: None,
+    })
 }
 
-fn child<'a>(data: &'a [u8], want: &[u8; 4]) -> Result<Option<&'a [u8]>, String> {
-    for b in boxes(data) {
-        let (kind, payload) = b?;
-        if &kind == want {
-            return Ok(Some(payload));
+/// The OpusHead payload (RFC 7845 §5.1, without the magic) that a `dOps` box carries.
+pub(crate) fn opus_head(d: &Dops) -> Bytes {
+    let mut h = vec![1, d.output_channel_count];
+    h.extend_from_slice(&d.pre_skip.to_le_bytes());
+    h.extend_from_slice(&d.input_sample_rate.to_le_bytes());
+    h.extend_from_slice(&d.output_gain.to_le_bytes());
+    match &d.channel_mapping {
+        None => h.push(0),
+        Some(m) => {
+            h.extend_from_slice(&[m.family, m.stream_count, m.coupled_count]);
+            h.extend_from_slice(&m.channel_mapping);
         }
     }
-    Ok(None)
+    Bytes::from(h)
 }
 
-fn need<'a>(data: &'a [u8], want: &[u8; 4], parent: &str) -> Result<&'a [u8], String> {
-    child(data, want)?.ok_or_else(|| format!("{parent} has no \"{}\" box", fourcc(want)))
+/// The box type of a sample entry, for naming an unsupported one.
+fn entry_kind(c: &Codec) -> [u8; 4] {
+    if let Codec::Unknown(kind, _) = c {
+        return (*kind).into();
+    }
+    let mut b = Vec::new();
+    match c.encode(&mut b) {
+        Ok(()) => b
+            .get(4..8)
+            .and_then(|k| k.try_into().ok())
+            .unwrap_or(*b"????"),
+        Err(_) => *b"????",
+    }
 }
 
 fn fourcc(k: &[u8; 4]) -> String {
@@ -96,148 +201,11 @@ fn fourcc(k: &[u8; 4]) -> String {
         .collect()
 }
 
-fn be_u16(d: &[u8], at: usize) -> Result<u16, String> {
-    d.get(at..at + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or_else(|| "box too short".to_string())
-}
-
-fn be_u32(d: &[u8], at: usize) -> Result<u32, String> {
-    d.get(at..at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| "box too short".to_string())
-}
-
-/// Checks that every box inside `moov` that a parser descends into tiles its parent: sizes
-/// at least a header, nothing running past the parent's end. The `mp4` crate loops forever
-/// on a nested box whose size is 0 or smaller than its header, so a `moov` goes to it only
-/// after this check.
-pub fn check_tree(moov: &[u8]) -> Result<(), String> {
-    check_children(moov, b"moov", 0)
-}
-
-fn check_children(data: &[u8], parent: &[u8; 4], depth: u32) -> Result<(), String> {
-    if depth > 16 {
-        return Err("boxes nested too deeply".into());
-    }
-    let mut rest = data;
-    while rest.len() >= 8 {
-        if rest[0..4] == [0, 0, 0, 0] {
-            return Err(format!("a box inside \"{}\" has size 0", fourcc(parent)));
-        }
-        let (kind, payload, next) = split_box(rest)?;
-        let children = match &kind {
-            b"moov" | b"trak" | b"mdia" | b"minf" | b"dinf" | b"stbl" | b"edts" | b"mvex"
-            | b"udta" | b"ilst" => Some(payload),
-            // ISO meta is a full box; QuickTime meta is not.
-            b"meta" => Some(match payload.get(4..8) {
-                Some(b"hdlr") => payload,
-                _ => payload.get(4..).unwrap_or_default(),
-            }),
-            b"stsd" => Some(payload.get(8..).unwrap_or_default()),
-            b"avc1" | b"avc3" | b"hvc1" | b"hev1" => {
-                Some(payload.get(VISUAL_CHILDREN..).unwrap_or_default())
-            }
-            b"mp4a" => Some(payload.get(28..).unwrap_or_default()),
-            // Items of an ilst hold `data` boxes.
-            _ if parent == b"ilst" => Some(payload),
-            _ => None,
-        };
-        if let Some(c) = children {
-            check_children(c, &kind, depth + 1)?;
-        }
-        rest = next;
-    }
-    Ok(())
-}
-
-/// Describes every `trak` of a `moov` payload (the bytes after the `moov` header).
-pub fn parse_moov(moov: &[u8]) -> Result<Vec<TrakInfo>, String> {
-    let mut out = Vec::new();
-    for b in boxes(moov) {
-        let (kind, trak) = b?;
-        if &kind != b"trak" {
-            continue;
-        }
-        let tkhd = need(trak, b"tkhd", "trak")?;
-        let track_id = match tkhd.first() {
-            Some(1) => be_u32(tkhd, 20)?,
-            _ => be_u32(tkhd, 12)?,
-        };
-        let mdia = need(trak, b"mdia", "trak")?;
-        let mdhd = need(mdia, b"mdhd", "mdia")?;
-        let timescale = match mdhd.first() {
-            Some(1) => be_u32(mdhd, 20)?,
-            _ => be_u32(mdhd, 12)?,
-        };
-        if timescale == 0 {
-            return Err(format!("track {track_id} has timescale 0"));
-        }
-        let hdlr = need(mdia, b"hdlr", "mdia")?;
-        let handler: [u8; 4] = hdlr
-            .get(8..12)
-            .and_then(|h| h.try_into().ok())
-            .ok_or("hdlr box too short")?;
-        let stbl = need(need(mdia, b"minf", "mdia")?, b"stbl", "minf")?;
-        let stsd = need(stbl, b"stsd", "stbl")?;
-        let entries = stsd.get(8..).ok_or("stsd box too short")?;
-        let (entry_kind, entry) = match boxes(entries).next() {
-            Some(e) => e?,
-            None => return Err(format!("track {track_id} has no sample entry")),
-        };
-        let params = match (&handler, &entry_kind) {
-            (b"vide", b"avc1" | b"avc3") => Ok(video(entry, VideoCodec::H264, timescale)?),
-            (b"vide", b"hvc1" | b"hev1") => Ok(video(entry, VideoCodec::H265, timescale)?),
-            (b"soun", b"mp4a") => audio(entry, timescale)?,
-            (b"vide", k) => Err(format!("video/{}", fourcc(k))),
-            (b"soun", k) => Err(format!("audio/{}", fourcc(k))),
-            (h, k) => Err(format!("{}/{}", fourcc(h), fourcc(k))),
-        };
-        out.push(TrakInfo { track_id, params });
-    }
-    Ok(out)
-}
-
-/// Offset of the child boxes inside a VisualSampleEntry payload.
-const VISUAL_CHILDREN: usize = 78;
-
-fn video(entry: &[u8], codec: VideoCodec, timescale: u32) -> Result<TrackParams, String> {
-    let width = be_u16(entry, 24)?;
-    let height = be_u16(entry, 26)?;
-    if width == 0 || height == 0 {
-        return Err(format!("video sample entry has size {width}x{height}"));
-    }
-    let children = entry
-        .get(VISUAL_CHILDREN..)
-        .ok_or("video sample entry too short")?;
-    let (config, rfc6381) = match codec {
-        VideoCodec::H264 => {
-            let c = need(children, b"avcC", "the avc1 sample entry")?;
-            if c.len() < 7 || c[0] != 1 {
-                return Err("avcC record is malformed".into());
-            }
-            (c, format!("avc1.{:02X}{:02X}{:02X}", c[1], c[2], c[3]))
-        }
-        VideoCodec::H265 => {
-            let c = need(children, b"hvcC", "the hvc1/hev1 sample entry")?;
-            (c, hevc_rfc6381(c)?)
-        }
-    };
-    Ok(TrackParams::Video(VideoParams {
-        codec,
-        width,
-        height,
-        config: Bytes::copy_from_slice(config),
-        rfc6381,
-        timescale,
-    }))
-}
-
 /// RFC 6381 codec string from an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §E.3),
 /// spelled like retina spells it for RTSP cameras, so both sources agree.
-pub fn hevc_rfc6381(hvcc: &[u8]) -> Result<String, String> {
+pub fn hevc_rfc6381(hvcc: &[u8]) -> Result<String, Mp4Error> {
     if hvcc.len() < 23 || hvcc[0] != 1 {
-        return Err("hvcC record is malformed".into());
+        return Err(Mp4Error::MalformedHvcc);
     }
     let space = ["", "A", "B", "C"][usize::from(hvcc[1] >> 6)];
     let tier = if hvcc[1] & 0x20 != 0 { 'H' } else { 'L' };
@@ -258,94 +226,6 @@ pub fn hevc_rfc6381(hvcc: &[u8]) -> Result<String, String> {
     Ok(s)
 }
 
-fn audio(entry: &[u8], timescale: u32) -> Result<Result<TrackParams, String>, String> {
-    let version = be_u16(entry, 8)?;
-    let entry_channels = be_u16(entry, 16)?;
-    let children_at = match version {
-        0 => 28,
-        1 => 44,
-        2 => 64,
-        v => return Err(format!("audio sample entry version {v} is unknown")),
-    };
-    let children = entry
-        .get(children_at..)
-        .ok_or("audio sample entry too short")?;
-    let Some(esds) = child(children, b"esds")? else {
-        return Err("mp4a sample entry has no esds box".into());
-    };
-    let (object_type, asc) = parse_esds(esds.get(4..).ok_or("esds box too short")?)?;
-    // 0x40: MPEG-4 audio; 0x66..=0x68: MPEG-2 AAC main/LC/SSR.
-    if !matches!(object_type, 0x40 | 0x66..=0x68) {
-        return Ok(Err(format!("audio/mp4a (object type 0x{object_type:02x})")));
-    }
-    let asc = asc.ok_or("AAC track has no AudioSpecificConfig")?;
-    let info = parse_asc(asc)?;
-    let channels = if info.channels == 0 {
-        entry_channels
-    } else {
-        info.channels
-    };
-    Ok(Ok(TrackParams::Audio(AudioParams {
-        codec: AudioCodec::Aac,
-        sample_rate: info.sample_rate,
-        channels,
-        config: Bytes::copy_from_slice(asc),
-        timescale,
-        frame_samples: info.frame_samples,
-    })))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mk(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
-        let mut v = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
-        v.extend_from_slice(kind);
-        v.extend_from_slice(payload);
-        v
-    }
-
-    #[test]
-    fn hevc_codec_string_follows_iso_14496_15_annex_e() {
-        let mut hvcc = vec![0u8; 23];
-        hvcc[0] = 1;
-        hvcc[1] = 0x01; // space 0, tier L, Main profile
-        hvcc[2..6].copy_from_slice(&0x6000_0000u32.to_be_bytes());
-        hvcc[6] = 0x90; // progressive + frame-only
-        hvcc[12] = 93;
-        assert_eq!(hevc_rfc6381(&hvcc).unwrap(), "hvc1.1.6.L93.90");
-        hvcc[6] = 0;
-        assert_eq!(hevc_rfc6381(&hvcc).unwrap(), "hvc1.1.6.L93.00");
-        assert!(hevc_rfc6381(&hvcc[..10]).is_err());
-    }
-
-    #[test]
-    fn box_larger_than_its_parent_is_reported_not_followed() {
-        let mut data = mk(b"trak", &[0; 4]);
-        data[3] = 200;
-        let e = parse_moov(&data).unwrap_err();
-        assert!(e.contains("claims 200 bytes"), "{e}");
-    }
-
-    #[test]
-    fn nested_box_of_size_zero_or_below_its_header_is_refused() {
-        let mut mdhd = mk(b"mdhd", &[0; 24]);
-        let good = mk(b"trak", &mk(b"mdia", &mdhd));
-        assert!(check_tree(&good).is_ok());
-        mdhd[0..4].copy_from_slice(&0u32.to_be_bytes());
-        let zero = mk(b"trak", &mk(b"mdia", &mdhd));
-        assert!(check_tree(&zero).unwrap_err().contains("size 0"));
-        mdhd[0..4].copy_from_slice(&4u32.to_be_bytes());
-        let tiny = mk(b"trak", &mk(b"mdia", &mdhd));
-        assert!(check_tree(&tiny).is_err());
-    }
-
-    #[test]
-    fn track_without_media_box_is_an_error() {
-        let tkhd = mk(b"tkhd", &[0; 84]);
-        let data = mk(b"trak", &tkhd);
-        let e = parse_moov(&data).unwrap_err();
-        assert!(e.contains("no \"mdia\""), "{e}");
-    }
-}
+#[path = "mp4_entry_tests.rs"]
+mod tests;

@@ -1,24 +1,33 @@
 //! Reading an MP4 file's samples as [`Frame`]s, in decode-time order across tracks.
 //!
-//! Blocking I/O: [`super::file`] runs this on its own thread. The `mp4` crate parses the
-//! header (sample tables); [`super::mp4_entry`] reads the sample entries; samples are read
-//! one at a time with `pread`, so memory holds one sample (plus one table position per track)
+//! Blocking I/O: [`super::file`] runs this on its own thread. mp4-atom decodes each `trak`
+//! of the `moov` box; [`super::mp4_entry`] turns its sample entry into track parameters and
+//! [`super::mp4_table`] walks its sample tables; samples are read one at a time with
+//! `pread`, so memory holds one sample plus the tables as stored (one cursor per track),
 //! whatever the file size. When looping, each pass adds the file's duration (the longest
 //! track, converted to each track's timescale) to the timestamps, so they keep increasing
 //! and audio stays in step with video.
+//!
+//! The top-level boxes are walked here by their headers alone: mp4-atom's readers would load
+//! each box's body (a whole `mdat`) and keep sizes as `usize`, which on 32-bit ARM cannot
+//! describe an `mdat` over 4 GiB. So `moov` may come first (faststart) or last, and a box
+//! running past the end of the file is reported as truncation. Inside `moov` only `trak`
+//! boxes are decoded (and `mvex` noted): metadata edgerec does not use cannot make a
+//! playable file unreadable.
 //!
 //! Edit lists are ignored: timestamps are the sample tables' decode times, as most players do
 //! for a file's first pass.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mp4_atom::{Atom, DecodeAtom, DecodeMaybe, Header, Mvex, Trak};
 
-use super::mp4_entry::{check_tree, parse_moov, TrakInfo};
+use super::mp4_entry::{describe, TrackKind};
+use super::mp4_error::Mp4Error;
 use super::mp4_table::{Cursor, SampleInfo, SampleTable};
 use super::SourceError;
 use crate::media::frame::{Frame, StreamParams, TrackParams};
@@ -52,42 +61,29 @@ pub struct Mp4FileReader {
 
 impl Mp4FileReader {
     /// Opens and checks `path`: a clear error for a missing, damaged, fragmented or
-    /// unsupported file. Track 0 is the video track if there is one, then AAC audio.
+    /// unsupported file. Track 0 is the video track if there is one, then the audio track.
     pub fn open(path: &Path, looping: bool) -> Result<Mp4FileReader, SourceError> {
-        let io = |source| SourceError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let corrupt = |reason: String| SourceError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = File::open(path).map_err(io)?;
-        let file_len = file.metadata().map_err(io)?.len();
-        let moov = read_moov(&file, file_len).map_err(|e| match e {
-            MoovError::Io(e) => io(e),
-            MoovError::Bad(r) => corrupt(r),
-        })?;
-        check_tree(&moov).map_err(corrupt)?;
-        let mut header = mp4::Mp4Reader::read_header(BufReader::new(&file), file_len)
-            .map_err(|e| corrupt(e.to_string()))?;
-        if !header.moofs.is_empty() || header.moov.mvex.is_some() {
-            return Err(SourceError::UnsupportedFile {
-                path: path.to_path_buf(),
-                reason: "fragmented MP4 is not supported by the file source; remux it first \
-                         (ffmpeg -i IN -c copy -movflags +faststart OUT.mp4)"
-                    .into(),
-            });
+        Self::open_file(path, looping).map_err(|e| e.into_source(path))
+    }
+
+    fn open_file(path: &Path, looping: bool) -> Result<Mp4FileReader, Mp4Error> {
+        let file = File::open(path)?;
+        let file_len = file.metadata()?.len();
+        let top = read_top_level(&file, file_len)?;
+        let (traks, mvex) = decode_moov(&top.moov)?;
+        drop(top.moov);
+        if top.moof || mvex {
+            return Err(Mp4Error::Fragmented);
         }
-        let traks = parse_moov(&moov).map_err(corrupt)?;
 
         let mut chosen: Vec<(TrackParams, SampleTable)> = Vec::new();
         let mut skipped: Vec<String> = Vec::new();
         let (mut have_video, mut have_audio) = (false, false);
-        for TrakInfo { track_id, params } in traks {
-            let p = match params {
-                Ok(p) => p,
-                Err(what) => {
+        for mut trak in traks {
+            let (track_id, kind) = describe(&trak)?;
+            let (p, nal_length) = match kind {
+                TrackKind::Usable { params, nal_length } => (params, nal_length),
+                TrackKind::Other(what) => {
                     skipped.push(what);
                     continue;
                 }
@@ -104,23 +100,21 @@ impl Mp4FileReader {
                 ));
                 continue;
             }
-            let table = SampleTable::take(&mut header.moov, track_id)
-                .ok_or_else(|| corrupt(format!("track {track_id} has no sample tables")))?;
+            let table = SampleTable::take(&mut trak.mdia.minf.stbl);
             if table.is_empty() {
                 skipped.push(format!("empty track {track_id}"));
                 continue;
             }
-            check_nal_length_size(&p).map_err(|reason| SourceError::UnsupportedFile {
-                path: path.to_path_buf(),
-                reason,
-            })?;
+            // Frames carry 4-byte NAL lengths; files with shorter length fields are refused.
+            match nal_length {
+                Some(4) | None => {}
+                Some(n) => return Err(Mp4Error::NalLengthSize(n)),
+            }
             *slot = true;
             chosen.push((p, table));
         }
-        drop(header);
         if chosen.is_empty() {
-            return Err(SourceError::UnsupportedCodec {
-                source_name: path.display().to_string(),
+            return Err(Mp4Error::NoTrack {
                 offered: if skipped.is_empty() {
                     "the file has no tracks".into()
                 } else {
@@ -136,7 +130,7 @@ impl Mp4FileReader {
         // Loop length: the longest track's end, in every track's timescale (rounded up).
         let mut ends = Vec::with_capacity(chosen.len());
         for (p, t) in &chosen {
-            ends.push((t.end_time().map_err(corrupt)?, p.timescale()));
+            ends.push((t.end_time()?, p.timescale()));
         }
         let (max_end, max_ts) = ends
             .iter()
@@ -146,7 +140,7 @@ impl Mp4FileReader {
             })
             .unwrap_or((0, 1));
         if looping && max_end == 0 {
-            return Err(corrupt("the file has zero duration and cannot loop".into()));
+            return Err(Mp4Error::ZeroDuration);
         }
         let mut params = StreamParams::default();
         let mut tracks = Vec::with_capacity(chosen.len());
@@ -176,36 +170,38 @@ impl Mp4FileReader {
         })
     }
 
+    /// Heap bytes of every track's sample tables.
+    #[cfg(test)]
+    pub fn table_bytes(&self) -> usize {
+        self.tracks.iter().map(|t| t.table.heap_bytes()).sum()
+    }
+
     /// The next frame in decode order; `None` at the end of a non-looping file.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
+        self.read_frame().map_err(|e| e.into_source(&self.path))
+    }
+
+    fn read_frame(&mut self) -> Result<Option<Frame>, Mp4Error> {
         let Some((i, s)) = self.next_sample()? else {
             return Ok(None);
         };
         let t = &self.tracks[i];
         let end = s.offset.checked_add(u64::from(s.size));
         if s.size > MAX_SAMPLE || end.is_none_or(|e| e > self.file_len) {
-            return Err(SourceError::Corrupt {
-                path: self.path.clone(),
-                reason: format!(
-                    "a sample of {} bytes at offset {} lies beyond the end of the {}-byte file \
-                     (truncated?)",
-                    s.size, s.offset, self.file_len
-                ),
+            return Err(Mp4Error::SampleBeyondEnd {
+                size: s.size,
+                offset: s.offset,
+                file_len: self.file_len,
             });
         }
         let mut buf = vec![0u8; s.size as usize];
-        self.file
-            .read_exact_at(&mut buf, s.offset)
-            .map_err(|source| SourceError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+        self.file.read_exact_at(&mut buf, s.offset)?;
         let dts = s.dts as i64 + self.passes * t.loop_len;
         Ok(Some(Frame {
             params: self.params.clone(),
             track: i,
             dts,
-            pts: dts + i64::from(s.cts),
+            pts: dts + s.cts,
             keyframe: !t.is_video || s.sync,
             data: Bytes::from(buf),
         }))
@@ -213,19 +209,16 @@ impl Mp4FileReader {
 
     /// The sample that decodes first among the tracks (and its track index), filling
     /// pending samples and starting a new pass when every track is done (if looping).
-    fn next_sample(&mut self) -> Result<Option<(usize, SampleInfo)>, SourceError> {
+    fn next_sample(&mut self) -> Result<Option<(usize, SampleInfo)>, Mp4Error> {
         for _pass in 0..2 {
             let mut best: Option<usize> = None;
             for i in 0..self.tracks.len() {
                 let t = &mut self.tracks[i];
                 if t.pending.is_none() && !t.done {
-                    t.pending =
-                        t.table
-                            .next(&mut t.cursor)
-                            .map_err(|reason| SourceError::Corrupt {
-                                path: self.path.clone(),
-                                reason: format!("track {i}: {reason}"),
-                            })?;
+                    t.pending = t.table.next(&mut t.cursor).map_err(|e| Mp4Error::Track {
+                        track: i,
+                        source: Box::new(e),
+                    })?;
                     t.done = t.pending.is_none();
                 }
                 let Some(s) = t.pending else { continue };
@@ -261,78 +254,102 @@ impl Mp4FileReader {
     }
 }
 
-/// Frames carry 4-byte NAL lengths; files with shorter length fields are refused.
-fn check_nal_length_size(p: &TrackParams) -> Result<(), String> {
-    let TrackParams::Video(v) = p else {
-        return Ok(());
-    };
-    let at = match v.codec {
-        crate::media::frame::VideoCodec::H264 => 4,
-        crate::media::frame::VideoCodec::H265 => 21,
-    };
-    match v.config.get(at).map(|b| (b & 3) + 1) {
-        Some(4) => Ok(()),
-        Some(n) => Err(format!(
-            "the video uses {n}-byte NAL lengths; only 4-byte is supported (remux with ffmpeg)"
-        )),
-        None => Err("the video decoder configuration is truncated".into()),
-    }
-}
-
-enum MoovError {
-    Io(std::io::Error),
-    Bad(String),
+/// What the walk over the top-level boxes found.
+struct TopLevel {
+    /// The `moov` payload.
+    moov: Vec<u8>,
+    /// A `moof` box: the file is fragmented.
+    moof: bool,
 }
 
 /// Walks the top-level boxes (headers only), checks none runs past the end of the file,
 /// and returns the `moov` payload.
-fn read_moov(file: &File, file_len: u64) -> Result<Vec<u8>, MoovError> {
+fn read_top_level(file: &File, file_len: u64) -> Result<TopLevel, Mp4Error> {
     let mut pos = 0u64;
     let mut moov = None;
-    while pos + 8 <= file_len {
+    let mut moof = false;
+    while file_len - pos >= 8 {
         let mut h = [0u8; 16];
-        let n = if pos + 16 <= file_len { 16 } else { 8 };
-        file.read_exact_at(&mut h[..n], pos)
-            .map_err(MoovError::Io)?;
+        let n = if file_len - pos >= 16 { 16 } else { 8 };
+        file.read_exact_at(&mut h[..n], pos)?;
         let size32 = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+        let kind = [h[4], h[5], h[6], h[7]];
         let (header, size) = match size32 {
             0 => (8, file_len - pos),
             1 if n == 16 => (
                 16,
                 u64::from_be_bytes(h[8..16].try_into().unwrap_or_default()),
             ),
-            1 => return Err(MoovError::Bad("truncated box header".into())),
+            1 => return Err(Mp4Error::TruncatedHeader),
             s => (8, u64::from(s)),
         };
         if size < header {
-            return Err(MoovError::Bad(format!(
-                "box at offset {pos} has size {size}"
-            )));
+            return Err(Mp4Error::BadBoxSize { offset: pos, size });
         }
-        if pos + size > file_len {
-            return Err(MoovError::Bad(format!(
-                "the file is truncated: box \"{}\" at offset {pos} needs {size} bytes but the \
-                 file ends {} bytes later",
-                String::from_utf8_lossy(&h[4..8]),
-                file_len - pos
-            )));
+        if size > file_len - pos {
+            return Err(Mp4Error::Truncated {
+                kind: String::from_utf8_lossy(&kind).into_owned(),
+                offset: pos,
+                size,
+                left: file_len - pos,
+            });
         }
-        if &h[4..8] == b"moov" {
-            if moov.is_some() {
-                return Err(MoovError::Bad("the file has two moov boxes".into()));
+        match &kind {
+            b"moov" => {
+                if moov.is_some() {
+                    return Err(Mp4Error::TwoMoov);
+                }
+                let len = size - header;
+                if len > MAX_MOOV {
+                    return Err(Mp4Error::MoovTooLarge { size });
+                }
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, pos + header)?;
+                moov = Some(buf);
             }
-            let len = size - header;
-            if len > MAX_MOOV {
-                return Err(MoovError::Bad(format!(
-                    "moov box of {size} bytes is too large"
-                )));
-            }
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, pos + header)
-                .map_err(MoovError::Io)?;
-            moov = Some(buf);
+            b"moof" => moof = true,
+            _ => {}
         }
-        pos = pos.saturating_add(size);
+        pos += size;
     }
-    moov.ok_or_else(|| MoovError::Bad("moov box not found".into()))
+    Ok(TopLevel {
+        moov: moov.ok_or(Mp4Error::NoMoov)?,
+        moof,
+    })
 }
+
+/// Decodes the `trak` boxes of a `moov` payload, and says whether it has an `mvex`
+/// (a fragmented file's).
+fn decode_moov(moov: &[u8]) -> Result<(Vec<Trak>, bool), Mp4Error> {
+    let decode = |what: String| move |source| Mp4Error::Decode { what, source };
+    let mut rest = moov;
+    let mut traks = Vec::new();
+    let mut mvex = false;
+    loop {
+        let before = rest.len();
+        let Some(h) = Header::decode_maybe(&mut rest).map_err(decode("moov".into()))? else {
+            break;
+        };
+        let size = h.size.unwrap_or(rest.len());
+        if size > rest.len() {
+            let header = before - rest.len();
+            return Err(Mp4Error::Overrun {
+                kind: h.kind.to_string(),
+                size: size.saturating_add(header) as u64,
+                left: before as u64,
+            });
+        }
+        if h.kind == Trak::KIND {
+            let what = format!("trak {}", traks.len() + 1);
+            traks.push(Trak::decode_atom(&h, &mut rest).map_err(decode(what))?);
+        } else {
+            mvex |= h.kind == Mvex::KIND;
+            rest = &rest[size..];
+        }
+    }
+    Ok((traks, mvex))
+}
+
+#[cfg(test)]
+#[path = "mp4_reader_tests.rs"]
+mod tests;

@@ -1,12 +1,14 @@
-//! Walking one track's sample tables in order, in O(1) per sample.
+//! Walking one track's sample tables in order, in O(1) per sample and O(1) extra memory.
 //!
-//! The `mp4` crate parses `stts`/`ctts`/`stss`/`stsc`/`stsz`/`stco`/`co64` for us, but its
-//! `read_sample` rescans the tables from the start for every sample (quadratic over a long
-//! file) and panics on some inconsistent tables. [`SampleTable`] owns the parsed tables and
-//! [`Cursor`] steps through them once, checking every index, so a damaged table is an
-//! error, never a panic. Pure: no I/O.
+//! mp4-atom decodes `stts`/`ctts`/`stss`/`stsc`/`stsz`/`stco`/`co64`; [`SampleTable`] keeps
+//! them as they are stored (a constant `stsz` stays two numbers, `stco` stays 32-bit) and
+//! [`Cursor`] steps through them once, checking every index, so a damaged table is an error,
+//! never a panic. Nothing is expanded per sample: memory is the tables' own size, whatever
+//! the number of samples they describe. Pure: no I/O.
 
-use mp4::MoovBox;
+use mp4_atom::{CttsEntry, Stbl, StscEntry, StszSamples, SttsEntry};
+
+use super::mp4_error::Mp4Error;
 
 /// Where one sample is and when it plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,26 +20,43 @@ pub struct SampleInfo {
     pub dts: u64,
     pub duration: u32,
     /// pts − dts.
-    pub cts: i32,
+    pub cts: i64,
     pub sync: bool,
+}
+
+/// Chunk offsets as stored: 32-bit (`stco`) or 64-bit (`co64`).
+#[derive(Debug)]
+enum ChunkOffsets {
+    Stco(Vec<u32>),
+    Co64(Vec<u64>),
+}
+
+impl ChunkOffsets {
+    /// Offset of 1-based chunk `n`.
+    fn get(&self, n: u32) -> Option<u64> {
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        match self {
+            ChunkOffsets::Stco(v) => v.get(i).map(|&o| u64::from(o)),
+            ChunkOffsets::Co64(v) => v.get(i).copied(),
+        }
+    }
 }
 
 /// One track's sample tables.
 #[derive(Debug)]
 pub struct SampleTable {
-    count: u32,
-    fixed_size: u32,
-    sizes: Vec<u32>,
-    stts: Vec<(u32, u32)>,
-    ctts: Vec<(u32, i32)>,
+    sizes: StszSamples,
+    stts: Vec<SttsEntry>,
+    ctts: Vec<CttsEntry>,
+    /// `None`: every sample is a sync sample.
     stss: Option<Vec<u32>>,
-    /// `(first_chunk, samples_per_chunk)`, 1-based chunk numbers.
-    stsc: Vec<(u32, u32)>,
-    chunk_offsets: Vec<u64>,
+    stsc: Vec<StscEntry>,
+    offsets: ChunkOffsets,
 }
 
-/// Position in a [`SampleTable`]. `Default` is the first sample.
-#[derive(Clone, Debug, Default)]
+/// Position in a [`SampleTable`]. `Default` is the first sample. Its size does not depend
+/// on the table.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Cursor {
     /// 0-based index of the next sample.
     index: u32,
@@ -55,155 +74,154 @@ pub struct Cursor {
 }
 
 impl SampleTable {
-    /// Takes the tables of track `track_id` out of a parsed `moov` (`None`: no such track).
-    pub fn take(moov: &mut MoovBox, track_id: u32) -> Option<SampleTable> {
-        let trak = moov
-            .traks
-            .iter_mut()
-            .find(|t| t.tkhd.track_id == track_id)?;
-        let stbl = &mut trak.mdia.minf.stbl;
-        let stsz = &mut stbl.stsz;
-        let chunk_offsets = match (&mut stbl.stco, &mut stbl.co64) {
-            (_, Some(co64)) => std::mem::take(&mut co64.entries),
-            (Some(stco), None) => stco.entries.iter().map(|&o| u64::from(o)).collect(),
-            (None, None) => Vec::new(),
+    /// Takes the sample tables out of a decoded `stbl` (leaving empty ones behind), trimmed
+    /// to their length.
+    pub fn take(stbl: &mut Stbl) -> SampleTable {
+        fn trim<T>(mut v: Vec<T>) -> Vec<T> {
+            v.shrink_to_fit();
+            v
+        }
+        let sizes = match std::mem::take(&mut stbl.stsz.samples) {
+            StszSamples::Different { sizes } => StszSamples::Different { sizes: trim(sizes) },
+            same => same,
         };
-        Some(SampleTable {
-            count: stsz.sample_count,
-            fixed_size: stsz.sample_size,
-            sizes: std::mem::take(&mut stsz.sample_sizes),
-            stts: stbl
-                .stts
-                .entries
-                .iter()
-                .map(|e| (e.sample_count, e.sample_delta))
-                .collect(),
-            ctts: stbl
-                .ctts
-                .as_ref()
-                .map(|c| {
-                    c.entries
-                        .iter()
-                        .map(|e| (e.sample_count, e.sample_offset))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            stss: stbl.stss.as_mut().map(|s| std::mem::take(&mut s.entries)),
-            stsc: stbl
-                .stsc
-                .entries
-                .iter()
-                .map(|e| (e.first_chunk, e.samples_per_chunk))
-                .collect(),
-            chunk_offsets,
-        })
+        let offsets = match (stbl.co64.take(), stbl.stco.take()) {
+            (Some(co64), _) => ChunkOffsets::Co64(trim(co64.entries)),
+            (None, Some(stco)) => ChunkOffsets::Stco(trim(stco.entries)),
+            (None, None) => ChunkOffsets::Stco(Vec::new()),
+        };
+        SampleTable {
+            sizes,
+            stts: trim(std::mem::take(&mut stbl.stts.entries)),
+            ctts: trim(stbl.ctts.take().map(|c| c.entries).unwrap_or_default()),
+            stss: stbl.stss.take().map(|s| trim(s.entries)),
+            stsc: trim(std::mem::take(&mut stbl.stsc.entries)),
+            offsets,
+        }
     }
 
-    /// Builds a table from plain values (for tests and synthetic tracks).
-    #[cfg(test)]
-    pub fn from_parts(
-        sizes: Vec<u32>,
-        stts: Vec<(u32, u32)>,
-        ctts: Vec<(u32, i32)>,
-        stss: Option<Vec<u32>>,
-        stsc: Vec<(u32, u32)>,
-        chunk_offsets: Vec<u64>,
-    ) -> SampleTable {
-        SampleTable {
-            count: sizes.len() as u32,
-            fixed_size: 0,
-            sizes,
-            stts,
-            ctts,
-            stss,
-            stsc,
-            chunk_offsets,
+    /// Number of samples.
+    pub fn len(&self) -> u32 {
+        match &self.sizes {
+            StszSamples::Identical { count, .. } => *count,
+            StszSamples::Different { sizes } => u32::try_from(sizes.len()).unwrap_or(u32::MAX),
         }
     }
 
     /// True when the track has no samples.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
+    }
+
+    /// Heap bytes the tables hold: what the track costs in memory while it plays.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let sizes = match &self.sizes {
+            StszSamples::Different { sizes } => bytes(sizes),
+            StszSamples::Identical { .. } => 0,
+        };
+        let offsets = match &self.offsets {
+            ChunkOffsets::Stco(v) => bytes(v),
+            ChunkOffsets::Co64(v) => bytes(v),
+        };
+        sizes
+            + offsets
+            + bytes(&self.stts)
+            + bytes(&self.ctts)
+            + self.stss.as_ref().map_or(0, bytes)
+            + bytes(&self.stsc)
     }
 
     /// Decode time just after the last sample (the track's media duration), if `stts`
     /// covers every sample.
-    pub fn end_time(&self) -> Result<u64, String> {
-        let mut left = u64::from(self.count);
+    pub fn end_time(&self) -> Result<u64, Mp4Error> {
+        let count = self.len();
+        let mut left = u64::from(count);
         let mut t = 0u64;
-        for &(n, delta) in &self.stts {
-            let n = u64::from(n).min(left);
-            t += n * u64::from(delta);
+        for e in &self.stts {
+            let n = u64::from(e.sample_count).min(left);
+            t += n * u64::from(e.sample_delta);
             left -= n;
         }
         if left > 0 {
-            return Err(format!("stts covers fewer than the {} samples", self.count));
+            return Err(Mp4Error::ShortStts(count));
         }
         Ok(t)
     }
 
     /// The next sample, or `None` after the last one.
-    pub fn next(&self, c: &mut Cursor) -> Result<Option<SampleInfo>, String> {
-        if c.index >= self.count {
+    pub fn next(&self, c: &mut Cursor) -> Result<Option<SampleInfo>, Mp4Error> {
+        if c.index >= self.len() {
             return Ok(None);
         }
         let n = c.index + 1; // 1-based sample number, as the tables count
-        let size = if self.fixed_size != 0 {
-            self.fixed_size
-        } else {
-            *self
-                .sizes
-                .get(c.index as usize)
-                .ok_or_else(|| format!("stsz has no size for sample {n}"))?
+        let size = match &self.sizes {
+            StszSamples::Identical { size, .. } => *size,
+            StszSamples::Different { sizes } => {
+                *sizes.get(c.index as usize).ok_or(Mp4Error::NoSize(n))?
+            }
         };
 
         // Chunk and offset.
         if c.left_in_chunk == 0 {
             c.chunk += 1;
-            while self.stsc.get(c.stsc_i + 1).is_some_and(|e| e.0 <= c.chunk) {
+            while self
+                .stsc
+                .get(c.stsc_i + 1)
+                .is_some_and(|e| e.first_chunk <= c.chunk)
+            {
                 c.stsc_i += 1;
             }
-            let &(first, per_chunk) = self
-                .stsc
-                .get(c.stsc_i)
-                .ok_or_else(|| "stsc is empty".to_string())?;
-            if first > c.chunk || per_chunk == 0 {
-                return Err(format!("stsc is inconsistent at chunk {}", c.chunk));
+            let e = self.stsc.get(c.stsc_i).ok_or(Mp4Error::EmptyStsc)?;
+            if e.first_chunk > c.chunk || e.samples_per_chunk == 0 {
+                return Err(Mp4Error::BadStsc(c.chunk));
             }
-            c.left_in_chunk = per_chunk;
-            c.next_offset = *self
-                .chunk_offsets
-                .get(c.chunk as usize - 1)
-                .ok_or_else(|| format!("no chunk offset for chunk {} (sample {n})", c.chunk))?;
+            c.left_in_chunk = e.samples_per_chunk;
+            c.next_offset = self.offsets.get(c.chunk).ok_or(Mp4Error::NoChunkOffset {
+                chunk: c.chunk,
+                sample: n,
+            })?;
         }
         let offset = c.next_offset;
         c.next_offset = offset
             .checked_add(u64::from(size))
-            .ok_or("sample offset overflows")?;
+            .ok_or(Mp4Error::OffsetOverflow)?;
         c.left_in_chunk -= 1;
 
         // Decode time and duration.
-        while self.stts.get(c.stts_i).is_some_and(|e| c.stts_used >= e.0) {
+        while self
+            .stts
+            .get(c.stts_i)
+            .is_some_and(|e| c.stts_used >= e.sample_count)
+        {
             c.stts_i += 1;
             c.stts_used = 0;
         }
-        let &(_, duration) = self
+        let duration = self
             .stts
             .get(c.stts_i)
-            .ok_or_else(|| format!("stts has no time for sample {n}"))?;
+            .ok_or(Mp4Error::NoTime(n))?
+            .sample_delta;
         let dts = c.dts;
         c.dts += u64::from(duration);
         c.stts_used += 1;
 
         // Composition offset (absent table: 0; short table: the rest are 0).
-        while self.ctts.get(c.ctts_i).is_some_and(|e| c.ctts_used >= e.0) {
+        while self
+            .ctts
+            .get(c.ctts_i)
+            .is_some_and(|e| c.ctts_used >= e.sample_count)
+        {
             c.ctts_i += 1;
             c.ctts_used = 0;
         }
         let cts = match self.ctts.get(c.ctts_i) {
-            Some(&(_, off)) => {
+            Some(e) => {
                 c.ctts_used += 1;
-                off
+                e.sample_offset
             }
             None => 0,
         };
@@ -232,90 +250,5 @@ impl SampleTable {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn all(t: &SampleTable) -> Result<Vec<SampleInfo>, String> {
-        let mut c = Cursor::default();
-        let mut v = Vec::new();
-        while let Some(s) = t.next(&mut c)? {
-            v.push(s);
-        }
-        Ok(v)
-    }
-
-    #[test]
-    fn walks_chunks_times_offsets_and_sync_flags() {
-        // 5 samples: chunks of 2, 2, 1 at offsets 100, 500, 900.
-        let t = SampleTable::from_parts(
-            vec![10, 20, 30, 40, 50],
-            vec![(3, 512), (2, 1024)],
-            vec![(1, 1024), (1, 0), (3, 512)],
-            Some(vec![1, 4]),
-            vec![(1, 2), (3, 1)],
-            vec![100, 500, 900],
-        );
-        let s = all(&t).unwrap();
-        let offsets: Vec<u64> = s.iter().map(|s| s.offset).collect();
-        assert_eq!(offsets, [100, 110, 500, 530, 900]);
-        let dts: Vec<u64> = s.iter().map(|s| s.dts).collect();
-        assert_eq!(dts, [0, 512, 1024, 1536, 2560]);
-        let cts: Vec<i32> = s.iter().map(|s| s.cts).collect();
-        assert_eq!(cts, [1024, 0, 512, 512, 512]);
-        let sync: Vec<bool> = s.iter().map(|s| s.sync).collect();
-        assert_eq!(sync, [true, false, false, true, false]);
-        assert_eq!(t.end_time().unwrap(), 3584);
-    }
-
-    #[test]
-    fn missing_chunk_offset_is_an_error_not_a_panic() {
-        let t = SampleTable::from_parts(
-            vec![10, 10, 10],
-            vec![(3, 1)],
-            vec![],
-            None,
-            vec![(1, 1)],
-            vec![0, 10],
-        );
-        let e = all(&t).unwrap_err();
-        assert!(e.contains("chunk 3"), "{e}");
-    }
-
-    #[test]
-    fn short_stts_is_an_error_and_end_time_says_so() {
-        let t = SampleTable::from_parts(
-            vec![1, 1],
-            vec![(1, 1)],
-            vec![],
-            None,
-            vec![(1, 2)],
-            vec![0],
-        );
-        assert!(all(&t).unwrap_err().contains("stts"));
-        assert!(t.end_time().is_err());
-    }
-
-    #[test]
-    fn zero_samples_per_chunk_or_empty_stsc_is_an_error() {
-        let t = SampleTable::from_parts(vec![1], vec![(1, 1)], vec![], None, vec![(1, 0)], vec![0]);
-        assert!(all(&t).is_err());
-        let t = SampleTable::from_parts(vec![1], vec![(1, 1)], vec![], None, vec![], vec![0]);
-        assert!(all(&t).is_err());
-    }
-
-    #[test]
-    fn cursor_restarts_from_default() {
-        let t = SampleTable::from_parts(
-            vec![4, 4],
-            vec![(2, 10)],
-            vec![],
-            None,
-            vec![(1, 2)],
-            vec![8],
-        );
-        let first = all(&t).unwrap();
-        let again = all(&t).unwrap();
-        assert_eq!(first, again);
-        assert_eq!(first.len(), 2);
-    }
-}
+#[path = "mp4_table_tests.rs"]
+mod tests;

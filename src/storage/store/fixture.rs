@@ -1,14 +1,16 @@
-//! Test fixture: real H.264 segments. ffmpeg makes a clip; the `mp4` crate reads its samples
-//! back; `format::fmp4` encodes them as the recorder would. ffprobe/ffmpeg check the output.
+//! Test fixture: real H.264 segments. ffmpeg makes a clip; mp4-atom and the file source's
+//! sample tables read its samples back; `format::fmp4` encodes them as the recorder would.
+//! ffprobe/ffmpeg check the output.
 
-use std::io::Cursor;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mp4_atom::Codec;
 
 use crate::media::format::fmp4::{encode_fragment, encode_init};
+use crate::media::format::testutil::{find_moov, track_samples};
 use crate::media::frame::{StreamParams, TrackParams, VideoCodec, VideoParams};
 use crate::media::segment::event::{
     CloseReason, Fragment, Sample, SegmentClose, SegmentMeta, SegmentStart, TrackRun,
@@ -76,11 +78,15 @@ pub(crate) fn clip(dir: &Path, secs: u32) -> Clip {
         .expect("ffmpeg runs");
     assert!(status.success(), "ffmpeg could not make the fixture clip");
     let bytes = std::fs::read(&path).unwrap();
-    let mut reader = mp4::Mp4Reader::read_header(Cursor::new(&bytes), bytes.len() as u64).unwrap();
-    let (&id, track) = reader.tracks().iter().next().unwrap();
-    let sps = track.sequence_parameter_set().unwrap().to_vec();
-    let pps = track.picture_parameter_set().unwrap().to_vec();
-    let (width, height, timescale) = (track.width(), track.height(), track.timescale());
+    let mut moov = find_moov(&bytes);
+    let trak = &mut moov.trak[0];
+    let Codec::Avc1(entry) = &trak.mdia.minf.stbl.stsd.codecs[0] else {
+        panic!("the fixture clip is not H.264");
+    };
+    let sps = entry.avcc.sequence_parameter_sets[0].clone();
+    let pps = entry.avcc.picture_parameter_sets[0].clone();
+    let (width, height) = (entry.visual.width, entry.visual.height);
+    let timescale = trak.mdia.mdhd.timescale;
     let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
     avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
     avcc.extend_from_slice(&sps);
@@ -103,17 +109,11 @@ pub(crate) fn clip(dir: &Path, secs: u32) -> Clip {
         base_dts: vec![0],
     };
     let mut gops: Vec<(u64, Vec<Sample>)> = Vec::new();
-    for n in 1..=reader.sample_count(id).unwrap() {
-        let s = reader.read_sample(id, n).unwrap().unwrap();
-        if s.is_sync || gops.is_empty() {
-            gops.push((s.start_time, Vec::new()));
+    for (dts, s) in track_samples(trak, &bytes) {
+        if s.keyframe || gops.is_empty() {
+            gops.push((dts, Vec::new()));
         }
-        gops.last_mut().unwrap().1.push(Sample {
-            duration: s.duration,
-            cts_offset: s.rendering_offset,
-            keyframe: s.is_sync,
-            data: s.bytes,
-        });
+        gops.last_mut().unwrap().1.push(s);
     }
     let fragments = gops
         .into_iter()

@@ -209,7 +209,9 @@ impl Target {
                 .await
                 .map_err(|e| fail(e.without_url().to_string(), true, false))?;
             if !status.is_success() {
-                let code = xml_text(&body, "Code").unwrap_or_default();
+                let code = quick_xml::de::from_str::<ErrorXml>(&body)
+                    .map(|e| e.code)
+                    .unwrap_or_default();
                 return Err(fail(
                     format!("status {status} {code}"),
                     status.is_server_error() || status.as_u16() == 429,
@@ -236,43 +238,55 @@ struct UploadsPage {
     next: Option<(String, String)>,
 }
 
-/// Parse a ListMultipartUploadsResult document (the few elements needed).
-fn parse_uploads(xml: &str) -> UploadsPage {
-    let mut page = UploadsPage::default();
-    let mut rest = xml;
-    while let Some(i) = rest.find("<Upload>") {
-        let end = rest[i..].find("</Upload>").map_or(rest.len(), |j| i + j);
-        let block = &rest[i..end];
-        if let (Some(k), Some(u)) = (xml_text(block, "Key"), xml_text(block, "UploadId")) {
-            page.uploads.push((k, u));
-        }
-        rest = &rest[end..];
-    }
-    if xml_text(xml, "IsTruncated").as_deref() == Some("true") {
-        let head = xml.split("<Upload>").next().unwrap_or_default();
-        if let (Some(k), Some(u)) = (
-            xml_text(head, "NextKeyMarker"),
-            xml_text(head, "NextUploadIdMarker"),
-        ) {
-            page.next = Some((k, u));
-        }
-    }
-    page
+/// The elements of a ListMultipartUploadsResult document the sweep needs.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ListUploadsXml {
+    is_truncated: bool,
+    next_key_marker: Option<String>,
+    next_upload_id_marker: Option<String>,
+    #[serde(rename = "Upload")]
+    uploads: Vec<UploadXml>,
 }
 
-/// The unescaped text of the first `<tag>` element in `xml`.
-fn xml_text(xml: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let i = xml.find(&open)? + open.len();
-    let j = xml[i..].find(&format!("</{tag}>"))? + i;
-    Some(
-        xml[i..j]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&"),
-    )
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct UploadXml {
+    key: Option<String>,
+    upload_id: Option<String>,
+}
+
+/// The code of an S3 error document (`<Error><Code>AccessDenied</Code>...`).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ErrorXml {
+    code: String,
+}
+
+/// Parse a ListMultipartUploadsResult document (the few elements needed). A document that
+/// is not one (an error document) lists nothing.
+fn parse_uploads(xml: &str) -> UploadsPage {
+    let doc: ListUploadsXml = match quick_xml::de::from_str(xml) {
+        Ok(doc) => doc,
+        Err(e) => {
+            tracing::warn!(error = %e, "unreadable ListMultipartUploads answer; no uploads listed");
+            return UploadsPage::default();
+        }
+    };
+    let uploads = doc
+        .uploads
+        .into_iter()
+        .filter_map(|u| Some((u.key?, u.upload_id?)))
+        .collect();
+    let next = match (
+        doc.is_truncated,
+        doc.next_key_marker,
+        doc.next_upload_id_marker,
+    ) {
+        (true, Some(k), Some(u)) => Some((k, u)),
+        _ => None,
+    };
+    UploadsPage { uploads, next }
 }
 
 /// `https://endpoint/bucket` (path style) or `https://bucket.endpoint` (virtual-hosted);

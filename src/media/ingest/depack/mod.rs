@@ -8,6 +8,10 @@
 //!   passed on as it is (the segmenter drops or resyncs on it), never a panic;
 //! - memory is bounded: an access unit over [`MAX_UNIT_BYTES`] is dropped.
 //!
+//! Hand-written on purpose: retina's depacketizers take only the packets of its own RTSP
+//! client session (its `ReceivedPacket` has no public constructor), and it has no
+//! `MP4A-LATM` or Opus; the push servers receive RTP themselves and need all of those.
+//!
 //! # Layout
 //!
 //! - here: RTP header parsing ([`Rtp`]), loss detection and timestamp extension, and the

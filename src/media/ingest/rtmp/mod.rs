@@ -15,6 +15,12 @@
 //! name, whose `?query` carries the record parameters (the app's query is used when the name
 //! has none). When `ingest.users` is set, the query must also carry `user=…&pass=…`.
 //!
+//! Hand-written on purpose: the Rust RTMP crates (`rml_rtmp`, `scuffle-rtmp`) are whole
+//! client and server session stacks with their own event models and dependencies, while
+//! edgerec needs only the publish side of a server. Owning it keeps the wire parsing a pure
+//! state machine with bounded buffers, fuzzed by `tests/rtmp_fuzz.rs`, whose FLV tags become
+//! [`crate::media::frame::Frame`]s directly.
+//!
 //! # Layout
 //!
 //! - [`connection`]: one connection as a pure state machine (bytes in, items and reply

@@ -7,6 +7,10 @@
 //! odd encoder's trailing fields cannot make it fail. Pure and panic-free on any input:
 //! every read is checked, Exp-Golomb codes longer than 32 bits are errors, and sizes are
 //! checked before they are used.
+//!
+//! Hand-written on purpose: `h264-reader` (in the tree through retina) reads H.264 only and
+//! parses the whole SPS including the VUI, where encoders' mistakes make it fail, and no
+//! small crate reads the H.265 SPS; one bit reader here serves both codecs.
 
 use thiserror::Error;
 
