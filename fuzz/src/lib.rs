@@ -60,12 +60,21 @@ fn fixture() -> &'static Fixture {
             .enable_time()
             .build()
             .expect("runtime");
+        let clock: edgerec::util::clock::SharedClock = Arc::new(edgerec::util::clock::SystemClock);
+        let recorders = edgerec::pipeline::factory::RecorderFactory {
+            device: config.device_id.clone(),
+            store,
+            clock: clock.clone(),
+            closed: Arc::new(tokio::sync::Notify::new()),
+            pacer: None,
+            events: None,
+            pipes: Default::default(),
+        };
         let ingest = Ingest::new(IngestContext {
             config,
-            store,
-            clock: Arc::new(edgerec::util::clock::SystemClock),
+            clock,
             cancel: tokio_util::sync::CancellationToken::new(),
-            closed: Arc::new(tokio::sync::Notify::new()),
+            recorder: Arc::new(recorders),
             board: Arc::new(edgerec::media::health::StatusBoard::default()),
         });
         Fixture {
