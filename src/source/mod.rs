@@ -19,6 +19,7 @@
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
 //!   AAC configuration.
+//! - [`reorder`]: decode times for RTP video; [`interleave`]: audio held back with it.
 //! - `pipe`: a command's Annex-B stdout (`pipe:...`); `pipe_child` runs and stops the
 //!   command's processes, `annexb` splits access units,
 //!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
@@ -31,6 +32,7 @@ pub mod channel;
 mod error;
 mod file;
 pub mod h26x;
+pub mod interleave;
 mod lowat;
 mod mp4_entry;
 mod mp4_reader;
