@@ -14,7 +14,9 @@
 //! # Layout
 //!
 //! - [`spec`]: parsing source strings (`rtsp://...`, `file:...`).
-//! - `rtsp`: the retina session (the only file that knows retina).
+//! - `rtsp`: the retina session; `rtsp_tracks`: which camera streams it records, and
+//!   retina's parameters in our types; `rtsp_url`: credentials out of the URL (the only
+//!   files that know retina).
 //! - [`channel`]: frames pushed to us (RTSP/RTMP push servers), through a byte-bounded channel.
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order, `mp4_table` walks sample tables, `mp4_entry` reads sample entries, `aac_config` their
@@ -42,6 +44,8 @@ mod pipe_child;
 mod pipe_time;
 pub mod reorder;
 mod rtsp;
+mod rtsp_tracks;
+mod rtsp_url;
 pub mod spec;
 
 pub use error::SourceError;
@@ -178,6 +182,15 @@ impl Source {
         match &mut self.inner {
             Inner::Rtsp(s) => s.try_next(),
             _ => self.next().now_or_never(),
+        }
+    }
+
+    /// The source's tracks that are not recorded, each with the reason (an RTSP camera's
+    /// MP4A-LATM audio, a second video stream…); empty for other sources.
+    pub fn skipped(&self) -> &[String] {
+        match &self.inner {
+            Inner::Rtsp(s) => s.skipped(),
+            Inner::File(_) | Inner::Channel(_) | Inner::Pipe(_) => &[],
         }
     }
 

@@ -394,6 +394,14 @@ impl RtspPeer {
     /// Like [`RtspPeer::start_with`], on a given `port`: for a camera that comes back on the
     /// address it had (after a kill). Retries for a few seconds while the port is busy.
     pub fn start_on(port: u16, mounts: &[(&str, &Path)], auth: Option<(&str, &str)>) -> RtspPeer {
+        match auth {
+            Some((u, p)) => Self::start_on_args(port, mounts, &["--user", u, "--password", p]),
+            None => Self::start_on_args(port, mounts, &[]),
+        }
+    }
+
+    /// [`RtspPeer::start_on`] with more arguments for the peer (see [`RtspPeer::start_args`]).
+    pub fn start_on_args(port: u16, mounts: &[(&str, &Path)], args: &[&str]) -> RtspPeer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut cmd = Command::new("/usr/bin/python3");
@@ -402,9 +410,7 @@ impl RtspPeer {
             for (m, f) in mounts {
                 cmd.arg("--mount").arg(format!("{m}={}", f.display()));
             }
-            if let Some((u, p)) = auth {
-                cmd.args(["--user", u, "--password", p]);
-            }
+            cmd.args(args);
             let mut child = cmd
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
