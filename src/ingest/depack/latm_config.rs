@@ -312,12 +312,11 @@ fn audio_specific_config(r: &mut Bits<'_>) -> Result<(Bytes, AscInfo), LatmError
 fn sync_extension(r: &mut Bits<'_>) -> Result<(), LatmError> {
     r.skip(11)?;
     match object_type(r)? {
-        5 => {
-            if r.read(1)? == 1 {
-                sampling_frequency(r)?;
-                if r.remaining() >= 12 && r.peek(11)? == 0x548 {
-                    r.skip(12)?; // syncExtensionType 0x548, psPresentFlag
-                }
+        // sbrPresentFlag 1: the extension sampling frequency, then maybe PS signalling.
+        5 if r.read(1)? == 1 => {
+            sampling_frequency(r)?;
+            if r.remaining() >= 12 && r.peek(11)? == 0x548 {
+                r.skip(12)?; // syncExtensionType 0x548, psPresentFlag
             }
         }
         22 => {
