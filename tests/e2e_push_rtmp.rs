@@ -1,8 +1,11 @@
 //! RTMP push, end to end: `edgerec run` with `[ingest] rtmp = ...` and ffmpeg as the
 //! publisher (`-re -c copy -f flv rtmp://.../live/cam?record_interval=2`). Every recorded
-//! file is decoded by ffmpeg and probed by ffprobe.
+//! file is decoded by ffmpeg and probed by ffprobe. `unsupported_audio`: audio edgerec
+//! does not record is dropped and the video kept.
 
 mod common;
+#[path = "e2e_push_rtmp/unsupported_audio.rs"]
+mod unsupported_audio;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,10 @@
 //! End to end: ffmpeg pushes over RTSP (ANNOUNCE/RECORD, TCP interleaved) to `edgerec run`,
 //! which records the push like a camera. Every file is checked by ffprobe and ffmpeg.
+//! `publishers`: GStreamer's rtspclientsink, MP4A-LATM, and tracks that are not recorded.
 
 mod common;
+#[path = "e2e_push_rtsp/publishers.rs"]
+mod publishers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -185,5 +185,12 @@ fn check_segment_file(path: &Path, spec: &ClipSpec) -> f64 {
             w[0]
         );
     }
-    video_span(path)
+    // Both tracks cover the same time: audio is not held back less than the video.
+    let (video, audio) = (video_span(path), audio_span(path));
+    assert!(
+        (audio - video).abs() <= 0.1,
+        "{}: audio {audio:.3} s, video {video:.3} s",
+        path.display()
+    );
+    video
 }

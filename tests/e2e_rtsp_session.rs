@@ -7,6 +7,8 @@
 //! - Transport: the peer can offer only TCP or only UDP. Without `?transport` edgerec must
 //!   record from a TCP-only server (and fail against a UDP-only one); with
 //!   `?transport=udp` the reverse.
+//! - A camera sending AAC as MP4A-LATM, which retina cannot depacketize: its video is
+//!   recorded, the audio is named once per stream (not at every reconnect) and in status.
 
 mod common;
 
@@ -211,5 +213,90 @@ fn tcp_is_the_default_transport_and_udp_is_used_only_when_asked() {
     }
     for s in ["defonudp", "udpontcp"] {
         assert!(rows.iter().all(|r| r.stream != s), "{s} recorded: {rows:?}");
+    }
+}
+
+/// `edgerec status --json`'s entry for `stream`, if listed.
+fn status_entry(cfg: &Path, stream: &str) -> Option<serde_json::Value> {
+    let out = cli(
+        &["status", "--config", cfg.to_str().unwrap(), "--json"],
+        cfg.parent().unwrap(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == stream)
+        .cloned()
+}
+
+#[test]
+fn a_cameras_latm_audio_is_named_once_per_stream_and_its_video_recorded() {
+    let clip = clip(&ClipSpec::h264(10, 1));
+    let peer = RtspPeer::start_args(&[("/cam", &clip)], &["--latm"]);
+    let port = peer.port;
+    let dir = workdir("rtsp_latm");
+    let root = dir.path().join("data");
+    let cfg = TestConfig {
+        interval: "2s".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("latmcam", &peer.url("/cam"))
+    .write(&dir.path().join("edgerec.toml"));
+    let mut daemon = Daemon::start(&cfg);
+    let mut entry = None;
+    let recording = wait_until(Duration::from_secs(30), || {
+        entry = status_entry(&cfg, "latmcam");
+        entry
+            .as_ref()
+            .is_some_and(|e| e["state"] == "recording" && e["frames"].as_u64() > Some(50))
+            && closed_of(&segments(&cfg), "latmcam").len() >= 2
+    });
+    assert!(recording, "status: {entry:?}\nlog:\n{}", daemon.log());
+    let skipped = entry.unwrap()["skipped"].clone();
+    assert!(
+        skipped[0]
+            .as_str()
+            .is_some_and(|s| s.starts_with("audio/mp4a-latm (") && s.contains("retina")),
+        "{skipped:?}"
+    );
+    // The camera restarts: the session fails, the recorder reconnects.
+    drop(peer);
+    let _peer = RtspPeer::start_on_args(port, &[("/cam", &clip)], &["--latm"]);
+    let reconnected = wait_until(Duration::from_secs(30), || {
+        strip_ansi(&daemon.log())
+            .lines()
+            .filter(|l| l.contains("stream{name=latmcam}") && l.contains("source connected"))
+            .count()
+            >= 2
+    });
+    assert!(reconnected, "log:\n{}", daemon.log());
+    let before = closed_of(&segments(&cfg), "latmcam").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || closed_of(
+            &segments(&cfg),
+            "latmcam"
+        )
+        .len()
+            > before),
+        "nothing recorded after the reconnect; log:\n{}",
+        daemon.log()
+    );
+    let log = strip_ansi(&stop_clean(&mut daemon));
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("mp4a-latm"))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:#?}\n{log}");
+    assert!(named[0].contains("not recording these tracks"), "{named:?}");
+    assert!(!log.contains("stream failed"), "{log}");
+    let rows = segments(&cfg);
+    assert_index_matches_disk(&root, &rows);
+    for r in closed_of(&rows, "latmcam") {
+        let path = root.join(&r.files[0].path);
+        assert_decodes(&path);
+        let p = probe(&path);
+        assert_eq!(p.stream("video").unwrap().codec_name, "h264");
+        assert!(p.stream("audio").is_none(), "{p:?}");
     }
 }

@@ -221,6 +221,15 @@ impl StreamRecorder {
             s = Source::open_with(spec, self.clock.clone(), &self.pipes) => s?,
         };
         info!("source connected");
+        let skipped = source.skipped().to_vec();
+        // Once per stream, not at every reconnect: only when the list changes.
+        if status.set_skipped(skipped.clone()) && !skipped.is_empty() {
+            warn!(
+                source = %spec.redacted(),
+                skipped = %skipped.join(", "),
+                "not recording these tracks of the source"
+            );
+        }
         status.set_state(
             StreamState::Recording,
             self.clock.now(),

@@ -247,8 +247,13 @@ pub struct Packet {
 
 /// The video packets of a file, in decode order, as ffprobe reads them.
 pub fn video_packets(path: &Path) -> Vec<Packet> {
+    packets_of(path, "v:0")
+}
+
+/// The packets of the stream `selector` (ffprobe's `-select_streams`, e.g. `a:0`).
+pub fn packets_of(path: &Path, selector: &str) -> Vec<Packet> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["-v", "error", "-select_streams", selector, "-show_entries"])
         .args([
             "packet=pts_time,dts_time,duration_time,flags",
             "-of",
@@ -301,7 +306,15 @@ pub fn frame_hashes(path: &Path) -> Vec<String> {
 
 /// Video duration of a file from its packets: last pts + duration − first pts (seconds).
 pub fn video_span(path: &Path) -> f64 {
-    let p = video_packets(path);
+    span(&video_packets(path))
+}
+
+/// Audio duration of a file from its packets, like [`video_span`].
+pub fn audio_span(path: &Path) -> f64 {
+    span(&packets_of(path, "a:0"))
+}
+
+fn span(p: &[Packet]) -> f64 {
     let first = p.iter().map(|p| p.pts).fold(f64::INFINITY, f64::min);
     let last = p
         .iter()

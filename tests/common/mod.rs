@@ -3,9 +3,10 @@
 //!
 //! - here: paths, [`workdir`], test clips made by ffmpeg ([`clip`], cached under cargo's
 //!   per-target temp dir), a seeded [`Rng`];
-//! - [`process`]: the RTSP test peer ([`RtspPeer`], `tests/peers/rtsp_server.py`), configs
-//!   ([`TestConfig`]), `edgerec run` ([`Daemon`]), one-shot commands ([`cli`], [`segments`]);
-//!   every child is killed on drop;
+//! - [`process`]: configs ([`TestConfig`]), `edgerec run` ([`Daemon`]), one-shot commands
+//!   ([`cli`], [`segments`]); every child is killed on drop;
+//! - [`rtsp_peer`]: the RTSP test peers ([`RtspPeer`], `tests/peers/rtsp_server.py`, and
+//!   [`LaunchRtspPeer`]);
 //! - [`media`]: files on disk against the index, and checks by readers that are not ours
 //!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]);
 //! - [`powerloss`]: the power-loss filesystem peer ([`powerloss::PowerlossFs`],
@@ -19,9 +20,13 @@
 pub mod media;
 pub mod powerloss;
 pub mod process;
+pub mod rtsp_peer;
 
 pub use media::*;
 pub use process::*;
+// Not every test binary starts an RTSP peer.
+#[allow(unused_imports)]
+pub use rtsp_peer::*;
 
 use std::fs;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ loops, paced in real time.
 
     /usr/bin/python3 tests/peers/rtsp_server.py --port 8554 --mount /cam=clip.mp4 \
         [--mount /other=clip2.mp4] [--ts /raw=stream.ts] [--protocols tcp|udp] \
-        [--user U --password W] [--host 127.0.0.1]
+        [--latm] [--user U --password W] [--host 127.0.0.1]
 
 ``--ts MOUNT=FILE`` serves the H.264 of an MPEG-TS file once (no loop, no audio) through
 ``filesrc ! tsdemux ! h264parse ! rtph264pay``, paced in real time by its timestamps:
@@ -17,7 +17,8 @@ concatenated) reach the client within one RTSP session. (MPEG-TS rather than raw
 because h264parse gives raw input decode times but no presentation times, and the
 payloader needs those.) ``--protocols`` restricts the
 lower transports every mount offers (default: both TCP-interleaved and UDP), so a test can
-prove which one a client uses.
+prove which one a client uses. ``--latm`` sends AAC as MP4A-LATM (``rtpmp4apay``, RFC 6416,
+what many encoders send) instead of MPEG4-GENERIC (``rtpmp4gpay``, RFC 3640).
 
 Prints ``READY <port>`` on stdout once listening, nothing else. Errors go to stderr and end
 the process with a non-zero status. SIGTERM/SIGINT stop it cleanly.
@@ -26,7 +27,9 @@ How the loop works: the media pipeline a client plays is ``appsrc ! rtpXpay`` pe
 A separate "reader" pipeline per client (``filesrc ! qtdemux ! parse ! appsink``) feeds
 those appsrcs; at end of file it seeks back to 0 and adds the clip length to every
 timestamp it forwards. The appsrcs' bounded queues block the reader, and the RTSP sinks
-sync on the clock, so data flows at real-time speed. Needs the distribution's python3
+sync on the clock, so data flows at real-time speed. A track the client did not SETUP
+(a recorder that cannot use the audio) is dropped by its pump from the PLAY on, since
+nothing takes it and its appsrc would otherwise block the reader, and so the video. Needs the distribution's python3
 (``/usr/bin/python3``) for PyGObject.
 """
 
@@ -91,8 +94,9 @@ def has_audio(path):
 class Clip:
     """What a mount serves: the file, its tracks' caps (probed once at start)."""
 
-    def __init__(self, path):
+    def __init__(self, path, latm=False):
         self.path = path
+        self.latm = latm
         self.video_caps = None
         self.audio_caps = None
         self._probe()
@@ -123,7 +127,8 @@ class Clip:
         )
         desc = "( %s ! %s name=pay0 pt=96 config-interval=-1 " % (src % (0, QUEUE_NS), pay)
         if self.audio_caps is not None:
-            desc += "%s ! rtpmp4gpay name=pay1 pt=97 " % (src % (1, QUEUE_NS))
+            apay = "rtpmp4apay" if self.latm else "rtpmp4gpay"
+            desc += "%s ! %s name=pay1 pt=97 " % (src % (1, QUEUE_NS), apay)
         return desc + ")"
 
 
@@ -144,6 +149,7 @@ class Feeder:
             self.pumps.append((self.pipe.get_by_name("a"), asrc))
         self.threads = []
         self.started = False
+        self.unwanted = set()  # indexes of the tracks the client did not set up
 
     def start(self):
         with self.lock:
@@ -166,6 +172,9 @@ class Feeder:
             if sample is None:
                 if sink.get_property("eos"):
                     self._at_eos(index)
+                continue
+            if index in self.unwanted:
+                sample = None
                 continue
             buf = sample.get_buffer()
             # Drop our reference now: appsink reuses its sample object only if nobody
@@ -201,6 +210,15 @@ class Feeder:
                 sys.stderr.write("rtsp_server: cannot rewind %s\n" % self.clip.path)
                 self.stopped.set()
 
+    def drop_tracks(self, indexes):
+        """The client set up only some tracks: the others are read and thrown away."""
+        for i in indexes:
+            if i < len(self.pumps):
+                self.unwanted.add(i)
+                # Wake a pump blocked on the full appsrc nobody reads.
+                self.pumps[i][1].set_property("max-time", 0)
+                self.pumps[i][1].set_property("max-bytes", 0)
+
     def stop(self):
         self.stopped.set()
 
@@ -232,6 +250,25 @@ class LoopingFactory(GstRtspServer.RTSPMediaFactory):
         vsrc.connect("need-data", lambda _src, _len: feeder.start())
         media.connect("unprepared", lambda _m: feeder.close())
         media._edgerec_feeder = feeder  # keep it alive as long as the media
+        media._edgerec_setup = set()  # stream indexes the client set up
+
+
+def on_setup(_client, ctx):
+    setup = getattr(ctx.media, "_edgerec_setup", None)
+    if setup is not None and ctx.stream is not None:
+        setup.add(ctx.stream.get_index())
+
+
+def on_play(_client, ctx):
+    feeder = getattr(ctx.media, "_edgerec_feeder", None)
+    if feeder is not None:
+        setup = ctx.media._edgerec_setup
+        feeder.drop_tracks([i for i in range(ctx.media.n_streams()) if i not in setup])
+
+
+def on_client(_server, client):
+    client.connect("setup-request", on_setup)
+    client.connect("play-request", on_play)
 
 
 class TsFactory(GstRtspServer.RTSPMediaFactory):
@@ -271,6 +308,7 @@ def parse_args():
         help="MOUNT=FILE, an MPEG-TS with H.264, served once (repeatable)",
     )
     p.add_argument("--protocols", choices=sorted(PROTOCOLS), default="any")
+    p.add_argument("--latm", action="store_true", help="AAC as MP4A-LATM (rtpmp4apay)")
     p.add_argument("--user")
     p.add_argument("--password")
     a = p.parse_args()
@@ -304,7 +342,7 @@ def main():
         path, file_ = m.split("=", 1)
         if not path.startswith("/"):
             path = "/" + path
-        factory = TsFactory(file_) if ts else LoopingFactory(Clip(file_))
+        factory = TsFactory(file_) if ts else LoopingFactory(Clip(file_, args.latm))
         if PROTOCOLS[args.protocols] is not None:
             factory.set_protocols(PROTOCOLS[args.protocols])
         if auth is not None:
@@ -315,6 +353,7 @@ def main():
             factory.add_role_from_structure(role)
         mounts.add_factory(path, factory)
 
+    server.connect("client-connected", on_client)
     loop = GLib.MainLoop()
     if server.attach(None) == 0:
         die("cannot listen on %s:%d" % (args.host, args.port))

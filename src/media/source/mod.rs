@@ -15,12 +15,15 @@
 //!
 //! - [`SourceSpec`]: parsing source strings (`rtsp://...`, `file:...`), in
 //!   [`crate::config::source`] since the config validates them.
-//! - `rtsp`: the retina session (the only file that knows retina).
+//! - `rtsp`: the retina session; `rtsp_tracks`: which camera streams it records, and
+//!   retina's parameters in our types; `rtsp_url`: credentials out of the URL (the only
+//!   files that know retina).
 //! - [`channel`]: frames pushed to us (RTSP/RTMP push servers), through a byte-bounded channel.
 //! - `file`: real-time pacing of a file on a reader thread; `mp4_reader` reads samples in
 //!   decode order (mp4-atom decodes the boxes), `mp4_table` walks sample tables, `mp4_entry`
 //!   reads sample entries, `aac_config` their AAC configuration, `mp4_error` says what is
 //!   wrong with a file.
+//! - [`reorder`]: decode times for RTP video; [`interleave`]: audio held back with it.
 //! - `pipe`: a command's Annex-B stdout (`pipe:...`); `pipe_child` runs and stops the
 //!   command's processes, `annexb` splits access units,
 //!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
@@ -33,6 +36,7 @@ pub mod channel;
 mod error;
 mod file;
 pub mod h26x;
+pub mod interleave;
 mod lowat;
 pub(crate) mod mp4_entry;
 mod mp4_error;
@@ -43,6 +47,8 @@ mod pipe_child;
 mod pipe_time;
 pub mod reorder;
 mod rtsp;
+mod rtsp_tracks;
+mod rtsp_url;
 
 pub use crate::config::source::{SourceSpec, Transport};
 pub use error::SourceError;
@@ -178,6 +184,15 @@ impl Source {
         match &mut self.inner {
             Inner::Rtsp(s) => s.try_next(),
             _ => self.next().now_or_never(),
+        }
+    }
+
+    /// The source's tracks that are not recorded, each with the reason (an RTSP camera's
+    /// MP4A-LATM audio, a second video stream…); empty for other sources.
+    pub fn skipped(&self) -> &[String] {
+        match &self.inner {
+            Inner::Rtsp(s) => s.skipped(),
+            Inner::File(_) | Inner::Channel(_) | Inner::Pipe(_) => &[],
         }
     }
 

@@ -1,7 +1,8 @@
 //! RTSP pull with retina. All retina-specific code lives here.
 //!
 //! One [`RtspSource`] is one RTSP session: `DESCRIBE`, `SETUP` of the first H.264/H.265
-//! video stream and the first AAC audio stream (others are skipped with one warning), `PLAY`,
+//! video stream and the first AAC audio stream (`rtsp_tracks` chooses; the others are
+//! listed with the reason in [`RtspSource::skipped`], which the recorder reports), `PLAY`,
 //! then depacketized frames. There is no reconnect loop here: any failure is returned and
 //! the recorder decides when to try again.
 //!
@@ -14,7 +15,8 @@
 //! decode times come from [`DtsFromPts`] (a few frames of reordering delay; equal to the
 //! presentation times for streams without B-frames, which is most cameras, but encoders
 //! such as x264 and OBS do send B-frames). Audio `dts == pts`, held at the previous value
-//! should a camera's timestamps step backwards.
+//! should a camera's timestamps step backwards, and held back with the video
+//! ([`Interleave`]) so a segment cut on a key frame gets the audio of its own time.
 //!
 //! # Start and parameter changes
 //!
@@ -29,17 +31,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use retina::client::{
-    Credentials, Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions,
-    SetupOptions, TcpTransportOptions, UdpTransportOptions,
+    Demuxed, InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
+    TcpTransportOptions, UdpTransportOptions,
 };
-use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+use retina::codec::{CodecItem, FrameFormat};
 
+use super::interleave::Interleave;
 use super::lowat;
 use super::reorder::DtsFromPts;
+use super::rtsp_tracks::{self, has_h265_irap, track_params, Offered};
+use super::rtsp_url::split_credentials;
 use super::{SourceError, Transport};
-use crate::media::frame::{
-    AudioCodec, AudioParams, Frame, StreamParams, TrackParams, VideoCodec, VideoParams,
-};
+use crate::media::frame::{Frame, StreamParams, TrackParams, VideoCodec};
 use crate::util::redact::redact_url;
 
 /// The addresses `url`'s host resolves to (what retina connected to).
@@ -80,11 +83,16 @@ pub struct RtspSource {
     last_dts: Vec<i64>,
     /// Decode times for the video track (RTP gives presentation times only).
     reorder: DtsFromPts<Frame>,
+    /// Audio waiting for the video to reach its time, and frames ready to hand out.
+    interleave: Interleave,
+    ready: std::collections::VecDeque<Frame>,
     /// The session's TCP socket and its low-water mark (see `lowat`), when found.
     lowat: Option<(lowat::Sock, lowat::Tuner)>,
     /// The stall timer (see [`RtspSource::next`]) and when retina last gave an item.
     stall: Pin<Box<tokio::time::Sleep>>,
     last_item: tokio::time::Instant,
+    /// The camera's streams that are not recorded, each with the reason.
+    skipped: Vec<String>,
 }
 
 impl RtspSource {
@@ -106,34 +114,26 @@ impl RtspSource {
             None => None,
         };
 
-        let mut video = None;
-        let mut audio = None;
-        let mut skipped = Vec::new();
-        let mut offered = Vec::new();
-        for (i, s) in session.streams().iter().enumerate() {
-            let name = format!("{}/{}", s.media(), s.encoding_name());
-            match (s.media(), s.encoding_name()) {
-                ("video", "h264" | "h265") if video.is_none() => video = Some(i),
-                ("audio", "mpeg4-generic") if audio.is_none() && s.parameters().is_some() => {
-                    audio = Some(i)
-                }
-                _ => skipped.push(name.clone()),
-            }
-            offered.push(name);
-        }
-        let stream_of: Vec<usize> = video.into_iter().chain(audio).collect();
+        let offered: Vec<Offered<'_>> = session
+            .streams()
+            .iter()
+            .map(|s| Offered {
+                media: s.media(),
+                encoding: s.encoding_name(),
+                has_parameters: s.parameters().is_some(),
+            })
+            .collect();
+        let choice = rtsp_tracks::choose(&offered);
+        let stream_of = choice.streams();
         if stream_of.is_empty() {
             return Err(SourceError::UnsupportedCodec {
                 source_name: shown,
-                offered: if offered.is_empty() {
+                offered: if choice.offered.is_empty() {
                     "the camera offers no streams".into()
                 } else {
-                    format!("the camera offers {}", offered.join(", "))
+                    format!("the camera offers {}", choice.offered.join(", "))
                 },
             });
-        }
-        if !skipped.is_empty() {
-            tracing::warn!(url = %shown, skipped = %skipped.join(", "), "not recording these camera streams");
         }
         for &i in &stream_of {
             let t = match transport {
@@ -163,12 +163,20 @@ impl RtspSource {
             stream_of,
             params: None,
             reorder: DtsFromPts::default(),
+            interleave: Interleave::default(),
+            ready: std::collections::VecDeque::new(),
             started: false,
-            has_video: video.is_some(),
+            has_video: choice.video.is_some(),
             lowat: socket.map(|s| (s, lowat::Tuner::new(std::time::Instant::now()))),
             stall: Box::pin(tokio::time::sleep(PATIENCE)),
             last_item: tokio::time::Instant::now(),
+            skipped: choice.skipped,
         })
+    }
+
+    /// The camera's streams that are not recorded, each as `media/encoding (reason)`.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
     }
 
     /// Count received media toward the socket's low-water mark, retuning it when due.
@@ -198,6 +206,9 @@ impl RtspSource {
     /// check, the mark is dropped first: the rate may have fallen below it (a static
     /// scene), and the bytes waiting under it are then delivered.
     pub async fn next(&mut self) -> Result<Option<Frame>, SourceError> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Ok(Some(frame));
+        }
         loop {
             let item = tokio::select! {
                 biased;
@@ -252,6 +263,9 @@ impl RtspSource {
     /// A frame from what is already received, or `None` if that holds no complete frame.
     /// Arms no timer (see [`crate::util::pace`]).
     pub fn try_next(&mut self) -> Option<Result<Option<Frame>, SourceError>> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Some(Ok(Some(frame)));
+        }
         loop {
             let item = self.demuxed.next().now_or_never()?;
             self.last_item = tokio::time::Instant::now();
@@ -308,7 +322,7 @@ impl RtspSource {
                     if let Some((dts, pts, mut frame)) = self.reorder.push(pts, frame) {
                         frame.dts = dts;
                         frame.pts = pts;
-                        return Ok(Some(frame));
+                        return Ok(Some(self.after_audio(frame)));
                     }
                 }
             }
@@ -330,7 +344,7 @@ impl RtspSource {
                 }
                 let dts = self.monotonic(track, f.timestamp().elapsed());
                 if let Some(params) = &self.params {
-                    return Ok(Some(Frame {
+                    return Ok(self.interleave.audio(Frame {
                         params: params.clone(),
                         track,
                         dts,
@@ -346,12 +360,28 @@ impl RtspSource {
         Ok(None)
     }
 
-    /// A video frame held for reordering, with its decode time (see [`Source::take_held`](super::Source::take_held)).
+    /// The held audio due before `video`, then `video`: the first to hand out now, the
+    /// rest queued.
+    fn after_audio(&mut self, video: Frame) -> Frame {
+        self.ready.extend(self.interleave.before_video(&video));
+        self.ready.push_back(video);
+        self.ready.pop_front().expect("just queued")
+    }
+
+    /// A frame held back (video for its decode time, audio beside it), at the end of the
+    /// session (see [`Source::take_held`](super::Source::take_held)).
     pub fn take_held(&mut self) -> Option<Frame> {
-        let (dts, pts, mut frame) = self.reorder.drain()?;
-        frame.dts = dts;
-        frame.pts = pts;
-        Some(frame)
+        if let Some(frame) = self.ready.pop_front() {
+            return Some(frame);
+        }
+        match self.reorder.drain() {
+            Some((dts, pts, mut frame)) => {
+                frame.dts = dts;
+                frame.pts = pts;
+                Some(self.after_audio(frame))
+            }
+            None => self.interleave.drain(),
+        }
     }
 
     fn is_h265(&self, track: usize) -> bool {
@@ -397,38 +427,6 @@ impl RtspSource {
                 .map(|tracks| Arc::new(StreamParams { tracks }));
         }
         Ok(())
-    }
-}
-
-/// Our description of a retina stream's parameters.
-fn track_params(p: ParametersRef<'_>, clock_rate: u32) -> Result<TrackParams, String> {
-    match p {
-        ParametersRef::Video(v) => {
-            let codec = match v.codec_params() {
-                VideoParametersCodec::H264 { .. } => VideoCodec::H264,
-                VideoParametersCodec::H265 { .. } => VideoCodec::H265,
-                other => return Err(format!("unexpected video parameters {other:?}")),
-            };
-            let (w, h) = v.pixel_dimensions();
-            let too_big = || format!("video size {w}x{h} is too large");
-            Ok(TrackParams::Video(VideoParams {
-                codec,
-                width: u16::try_from(w).map_err(|_| too_big())?,
-                height: u16::try_from(h).map_err(|_| too_big())?,
-                config: Bytes::copy_from_slice(v.extra_data()),
-                rfc6381: v.rfc6381_codec().to_string(),
-                timescale: clock_rate,
-            }))
-        }
-        ParametersRef::Audio(a) => Ok(TrackParams::Audio(AudioParams {
-            codec: AudioCodec::Aac,
-            sample_rate: a.clock_rate(),
-            channels: a.channels().get(),
-            config: Bytes::copy_from_slice(a.extra_data()),
-            timescale: a.clock_rate(),
-            frame_samples: a.frame_length().map_or(1024, |n| n.get()),
-        })),
-        ParametersRef::Message(_) => Err("a metadata stream was set up as media".into()),
     }
 }
 
@@ -479,93 +477,5 @@ fn map_error(shown: &str, e: retina::Error) -> SourceError {
                 .filter(|l| !l.is_empty())
                 .collect::<Vec<_>>()
                 .join("; "),
-    }
-}
-
-/// The URL without userinfo, and the userinfo as retina credentials.
-/// Whether 4-byte length-prefixed H.265 data holds an IRAP picture (BLA, IDR or CRA, NAL
-/// types 16–21). retina counts only IDR as a random access point, but encoders such as x265
-/// put CRA pictures at every GOP after the first, and a segment may start on any of them.
-fn has_h265_irap(mut data: &[u8]) -> bool {
-    while data.len() >= 5 {
-        let len = u32::from_be_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let nal_type = (data[4] >> 1) & 0x3f;
-        if (16..=21).contains(&nal_type) {
-            return true;
-        }
-        data = data.get(4 + len..).unwrap_or(&[]);
-    }
-    false
-}
-
-fn split_credentials(url: &url::Url) -> (url::Url, Option<Credentials>) {
-    let mut clean = url.clone();
-    if url.username().is_empty() && url.password().is_none() {
-        return (clean, None);
-    }
-    // Cannot fail for a URL with a host, which SourceSpec::parse guarantees.
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    let creds = Credentials {
-        username: percent_decode(url.username()),
-        password: percent_decode(url.password().unwrap_or("")),
-    };
-    (clean, Some(creds))
-}
-
-/// Percent-decodes a URL's user or password; a malformed escape (`%zz`, a cut `%4`) stays
-/// as written, and bytes that are not UTF-8 become U+FFFD.
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn h265_cra_and_idr_pictures_are_key_frames_but_trailing_ones_are_not() {
-        let nal = |t: u8| {
-            let mut v = vec![0, 0, 0, 3, t << 1, 1, 0xaa];
-            v.truncate(7);
-            v
-        };
-        // An access unit of VPS(32) + CRA(21), IDR_W_RADL(19), and a TRAIL_R(1).
-        let mut cra = nal(32);
-        cra.extend(nal(21));
-        assert!(has_h265_irap(&cra));
-        assert!(has_h265_irap(&nal(19)));
-        assert!(!has_h265_irap(&nal(1)));
-        assert!(
-            !has_h265_irap(&[0, 0, 0, 9, 2]),
-            "truncated data is not a key frame"
-        );
-    }
-
-    #[test]
-    fn credentials_leave_the_url_and_are_percent_decoded() {
-        let url = url::Url::parse("rtsp://ad%40min:p%3Ass@cam:554/live?ch=1").unwrap();
-        let (clean, creds) = split_credentials(&url);
-        assert_eq!(clean.as_str(), "rtsp://cam:554/live?ch=1");
-        let creds = creds.unwrap();
-        assert_eq!(creds.username, "ad@min");
-        assert_eq!(creds.password, "p:ss");
-    }
-
-    #[test]
-    fn url_without_credentials_gives_none() {
-        let url = url::Url::parse("rtsp://cam/live").unwrap();
-        let (clean, creds) = split_credentials(&url);
-        assert_eq!(clean, url);
-        assert!(creds.is_none());
-    }
-
-    #[test]
-    fn percent_decoding_keeps_malformed_escapes() {
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz%41"), "%zzA");
-        assert_eq!(percent_decode("%"), "%");
     }
 }

@@ -312,6 +312,7 @@ fn audio_specific_config(r: &mut Bits<'_>) -> Result<(Bytes, AscInfo), LatmError
 fn sync_extension(r: &mut Bits<'_>) -> Result<(), LatmError> {
     r.skip(11)?;
     match object_type(r)? {
+        // sbrPresentFlag 1: the extension sampling frequency, then maybe PS signalling.
         5 if r.read(1)? == 1 => {
             sampling_frequency(r)?;
             if r.remaining() >= 12 && r.peek(11)? == 0x548 {

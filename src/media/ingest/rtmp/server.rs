@@ -152,7 +152,13 @@ async fn serve(
             }
         }
         if let Some(w) = conn.take_warning() {
-            warn!("{w}");
+            match &publisher {
+                Some(p) => {
+                    warn!(stream = %p.stream(), "{w}");
+                    p.set_skipped(vec![w]);
+                }
+                None => warn!("{w}"),
+            }
         }
         flush(&mut sock, &mut conn, timeout).await?;
         let room = conn.room().min(buf.len());

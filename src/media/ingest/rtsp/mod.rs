@@ -12,7 +12,8 @@
 //! - here: the listener ([`bind`], [`serve`]).
 //! - `conn`: one connection's I/O loop (timeout, writes, UDP sockets).
 //! - [`framing`]: the byte stream split into requests and interleaved packets (bounded).
-//! - [`session`]: the protocol state (requests, RTP -> frames).
+//! - [`session`]: the protocol state (requests, RTP -> frames); its `setup` answers SETUP,
+//!   accepting tracks that are not recorded (their RTP is dropped) so publishers carry on.
 //! - [`sdp`]: the announced tracks; [`auth`]: Basic and Digest credentials.
 //! - [`udp`]: RTP over UDP: server port pairs and datagram readers.
 

@@ -17,6 +17,7 @@ use super::sdp::{self, Skipped, TrackDesc};
 use crate::media::frame::{Frame, StreamParams};
 use crate::media::ingest::depack::Rtp;
 use crate::media::ingest::{params, Ingest, Protocol, PublishError, PublishRequest, Publisher};
+use crate::media::source::interleave::Interleave;
 use crate::media::source::reorder::DtsFromPts;
 
 const PUBLIC: &str = "OPTIONS, ANNOUNCE, SETUP, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
@@ -49,6 +50,8 @@ pub struct Session {
     /// Decode times for video: RTP carries presentation times only, and pushed streams
     /// (ffmpeg, OBS) often have B-frames. One window per track, made on first use.
     reorder: Vec<DtsFromPts<Frame>>,
+    /// Audio held until the video (delayed by `reorder`) reaches its time.
+    interleave: Interleave,
     bad_packets: u32,
     warned: bool,
     /// The channel the last SETUP assigned to UDP datagrams, for the connection loop.
@@ -81,6 +84,7 @@ impl Session {
             tracks: Vec::new(),
             skipped: Vec::new(),
             reorder: Vec::new(),
+            interleave: Interleave::default(),
             channels: Vec::new(),
             publisher: None,
             recording: false,
@@ -293,18 +297,26 @@ impl Session {
                 keyframe: unit.keyframe,
                 data: unit.data,
             };
-            if video {
-                if self.reorder.len() <= track {
-                    self.reorder.resize_with(track + 1, DtsFromPts::default);
+            let Some(p) = self.publisher.as_mut() else {
+                continue;
+            };
+            if !video {
+                if let Some(f) = self.interleave.audio(frame) {
+                    p.send(f).map_err(|e| e.to_string())?;
                 }
-                let Some((dts, pts, f)) = self.reorder[track].push(frame.pts, frame) else {
-                    continue;
-                };
-                frame = Frame { dts, pts, ..f };
+                continue;
             }
-            if let Some(p) = self.publisher.as_mut() {
-                p.send(frame).map_err(|e| e.to_string())?;
+            if self.reorder.len() <= track {
+                self.reorder.resize_with(track + 1, DtsFromPts::default);
             }
+            let Some((dts, pts, f)) = self.reorder[track].push(frame.pts, frame) else {
+                continue;
+            };
+            frame = Frame { dts, pts, ..f };
+            for a in self.interleave.before_video(&frame) {
+                p.send(a).map_err(|e| e.to_string())?;
+            }
+            p.send(frame).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -325,17 +337,28 @@ impl Session {
     }
 
     /// End of the push (TEARDOWN, a closed or dead connection, a timeout): hands the video
-    /// frames still held for their decode times to the recorder, so the last frames of a
-    /// stream with B-frames are not lost.
+    /// frames still held for their decode times, and the audio held beside them, to the
+    /// recorder, so the last frames of a stream with B-frames are not lost.
     fn flush(&mut self) {
         let Some(p) = self.publisher.as_mut() else {
             return;
         };
         for window in &mut self.reorder {
             while let Some((dts, pts, f)) = window.drain() {
-                if p.send(Frame { dts, pts, ..f }).is_err() {
+                let video = Frame { dts, pts, ..f };
+                for a in self.interleave.before_video(&video) {
+                    if p.send(a).is_err() {
+                        return;
+                    }
+                }
+                if p.send(video).is_err() {
                     return;
                 }
+            }
+        }
+        while let Some(a) = self.interleave.drain() {
+            if p.send(a).is_err() {
+                return;
             }
         }
     }

@@ -38,7 +38,13 @@ impl Session {
             return (refuse(cseq, 455, "SETUP before ANNOUNCE"), After::Close);
         }
         let uri = req.request_uri().map(|u| u.as_str()).unwrap_or("");
-        let is = |control: &str| uri.ends_with(&format!("/{control}")) || uri == control;
+        // ffmpeg appends the control to the whole ANNOUNCE URL (`/app/cam?q/streamid=0`),
+        // GStreamer to its path, before the query (`/app/cam/stream=0?q`).
+        let path = req.request_uri().map(|u| u.path()).unwrap_or("");
+        let is = |control: &str| {
+            let suffix = format!("/{control}");
+            uri.ends_with(&suffix) || path.ends_with(&suffix) || uri == control
+        };
         let route = match self.tracks.iter().position(|t| is(&t.control)) {
             Some(t) => Route::Track(t),
             None => match self.skipped.iter().position(|s| is(&s.control)) {
