@@ -65,6 +65,25 @@ fn probe_packets(path: &Path, stream: &str) -> usize {
         .expect("a packet count")
 }
 
+/// One second of a stereo 440 Hz tone at `rate` Hz encoded with `codec` into `out` (an MP4
+/// made by ffmpeg), replayed by the file source as fast as it reads.
+async fn replay_sine(out: &Path, rate: u32, codec: &str) -> Vec<Frame> {
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("sine=f=440:r={rate}"))
+        .args(["-ac", "2", "-t", "1", "-c:a", codec])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not make the {codec} clip");
+    read_all(
+        &format!("file:{}?realtime=false", out.display()),
+        usize::MAX,
+    )
+    .await
+    .unwrap()
+}
+
 async fn read_all(spec: &str, limit: usize) -> Result<Vec<Frame>, SourceError> {
     let spec = SourceSpec::parse(spec).unwrap();
     let mut src = Source::open(&spec, clock()).await?;
@@ -239,27 +258,7 @@ async fn realtime_replay_is_paced_by_the_clock() {
 async fn audio_only_file_is_a_source_too() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("audio.mp4");
-    let st = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:r=44100",
-        ])
-        .args(["-ac", "2", "-t", "1", "-c:a", "aac"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let frames = read_all(
-        &format!("file:{}?realtime=false", out.display()),
-        usize::MAX,
-    )
-    .await
-    .unwrap();
+    let frames = replay_sine(&out, 44100, "aac").await;
     match frames[0].track_params() {
         TrackParams::Audio(a) => {
             assert_eq!((a.sample_rate, a.channels), (44100, 2));
@@ -274,27 +273,7 @@ async fn audio_only_file_is_a_source_too() {
 async fn opus_audio_replays_byte_for_byte_as_ffmpeg_demuxes_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("opus.mp4");
-    let st = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=f=440:r=48000",
-        ])
-        .args(["-ac", "2", "-t", "1", "-c:a", "libopus"])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let frames = read_all(
-        &format!("file:{}?realtime=false", out.display()),
-        usize::MAX,
-    )
-    .await
-    .unwrap();
+    let frames = replay_sine(&out, 48000, "libopus").await;
     let TrackParams::Audio(a) = frames[0].track_params() else {
         panic!("{:?}", frames[0].track_params());
     };
