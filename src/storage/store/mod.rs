@@ -156,6 +156,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::storage::retention::Disk;
 use crate::util::clock::{SharedClock, SystemClock};
 
+mod check;
 mod delete;
 mod error;
 mod fsutil;
@@ -168,6 +169,7 @@ mod row;
 mod tables;
 mod writer;
 
+pub use check::CheckReport;
 pub use error::StoreError;
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
@@ -363,6 +365,8 @@ impl Store {
     }
 }
 
+#[cfg(all(test, feature = "process-tests"))]
+mod check_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod crash_tests;
 #[cfg(all(test, feature = "process-tests"))]
