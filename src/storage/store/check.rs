@@ -27,7 +27,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 use super::fsutil::{self, INDEX_FILE, LOCK_FILE};
@@ -36,7 +36,7 @@ use super::row::{strip_suffix, SegmentState, PROGRESSIVE_TMP_SUFFIX, WORKING_SUF
 use super::Store;
 
 /// What [`Store::check`] found.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckReport {
     /// Rows in the index, in any state.
     pub rows: usize,

@@ -45,12 +45,21 @@ fn closed_segments_after_a_clean_stop_agree() {
     let root = dir.path().join("root");
     let store = open(&root);
     record(&store, &clip, "cam/a", BOTH, 2);
-    record(&store, &clip.with_meta(fixture::meta("cam", 1)), "cam/b", BOTH, 1);
+    record(
+        &store,
+        &clip.with_meta(fixture::meta("cam", 1)),
+        "cam/b",
+        BOTH,
+        1,
+    );
     drop(store);
     let report = Store::check(&root).unwrap();
     assert!(report.agrees(), "{report}");
     assert_eq!((report.rows, report.closed, report.files), (2, 2, 4));
-    assert!(report.to_string().contains("index and files agree"), "{report}");
+    assert!(
+        report.to_string().contains("index and files agree"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -61,7 +70,13 @@ fn what_a_crash_leaves_is_pending_not_damage_and_recovery_clears_it() {
     let store = open(&root);
     record(&store, &clip, "cam/a", BOTH, 2);
     // A writer dropped mid-segment: its working file and `Writing` row stay.
-    drop(write(&store, &clip.with_meta(fixture::meta("cam", 1)), "cam/b", BOTH, 1));
+    drop(write(
+        &store,
+        &clip.with_meta(fixture::meta("cam", 1)),
+        "cam/b",
+        BOTH,
+        1,
+    ));
     // A final file no row names (its close commit was lost).
     let c = clip.with_meta(fixture::meta("cam", 2));
     let row = record(&store, &c, "cam/c", &[Format::Fmp4], 1);
@@ -98,7 +113,13 @@ fn a_closed_file_missing_or_resized_is_damage() {
     let root = dir.path().join("root");
     let store = open(&root);
     let a = record(&store, &clip, "cam/a", BOTH, 2);
-    let b = record(&store, &clip.with_meta(fixture::meta("cam", 1)), "cam/b", BOTH, 2);
+    let b = record(
+        &store,
+        &clip.with_meta(fixture::meta("cam", 1)),
+        "cam/b",
+        BOTH,
+        2,
+    );
     drop(store);
     fs::remove_file(root.join(&a.files[1].path)).unwrap();
     let f = fs::OpenOptions::new()
@@ -110,7 +131,10 @@ fn a_closed_file_missing_or_resized_is_damage() {
 
     let report = Store::check(&root).unwrap();
     assert_eq!(report.damage.len(), 2, "{report}");
-    assert!(report.damage[0].contains("cam/a.progressive.mp4 is missing"), "{report}");
+    assert!(
+        report.damage[0].contains("cam/a.progressive.mp4 is missing"),
+        "{report}"
+    );
     assert!(
         report.damage[1].contains(&format!(
             "cam/b.mp4 has {} bytes, it has {}",
@@ -161,7 +185,13 @@ fn checking_an_index_left_by_a_crash_changes_no_byte_under_the_root() {
     record(&store, &clip, "cam/a", BOTH, 2);
     store.flush().unwrap();
     // Volatile, so lost in the crash: its working file has no row.
-    drop(write(&store, &clip.with_meta(fixture::meta("cam", 1)), "cam/b", BOTH, 1));
+    drop(write(
+        &store,
+        &clip.with_meta(fixture::meta("cam", 1)),
+        "cam/b",
+        BOTH,
+        1,
+    ));
     // The store is still open: the copy is what a crash would leave, an index redb must
     // repair before use.
     let crashed = dir.path().join("crashed");
