@@ -53,8 +53,12 @@ use rig::{tail, Rig};
 
 /// Power cuts in `make test`; `EDGEREC_POWER_CUTS` overrides it (`make soak`).
 const DEFAULT_CUTS: usize = 50;
+/// How long every fsync takes on a slow disk (every other run, at random): an SD card's
+/// fsync takes that long, and it widens the windows between a write and its fsync, where a
+/// missing fsync shows.
+const SLOW_FSYNC: f64 = 0.1;
 /// Recording time between a start and the next cut, seconds (uniform).
-const MOMENT: (f64, f64) = (1.0, 6.0);
+const MOMENT: (f64, f64) = (1.0, 5.0);
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|s| {
@@ -132,10 +136,13 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
         let ctx = format!("cut {cut} of {n} (EDGEREC_POWER_CUT_SEED={seed})");
         let moment = rng.range_f64(MOMENT.0, MOMENT.1);
         let tear = rng.next_u64() % 4 == 0;
+        let slow = rng.next_u64() % 2 == 0;
         within(&ctx, dir.path(), &fs, || {
-            let t0 = Instant::now();
+            fs.clear();
+            if slow {
+                fs.stall_fsync(SLOW_FSYNC, None);
+            }
             rig.start().unwrap_or_else(|e| panic!("{e}"));
-            let t_start = t0.elapsed().as_secs_f64();
             let until = Instant::now() + Duration::from_secs_f64(moment);
             if cut > 1 {
                 let rows = rig.segments().unwrap_or_else(|e| panic!("{e}"));
@@ -143,20 +150,14 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
             }
             record_for(&mut ledger, &sub, &root, until);
             assert!(rig.running(), "the recorder exited on its own");
-            let t1 = Instant::now();
             rig.kill();
             // Deliveries in flight when the recorder died.
             std::thread::sleep(Duration::from_millis(300));
             ledger.take_events(&sub, &root);
             let at_kill = ledger.unconfirmed_at_kill(&root);
-            let killed = rig.index_check().unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                killed.damage.is_empty(),
-                "killed, before the cut, edgerec index check finds damage:\n{}",
-                killed.damage.join("\n")
-            );
-
-            let t_kill = t1.elapsed().as_secs_f64();
+            let pending = fs.status();
+            ledger.fig.pending_at_cut +=
+                usize::from(pending.pending_bytes > 0 || pending.pending_dirs > 0);
             let report = if tear { fs.cut_tear(None) } else { fs.cut() };
             ledger.fig.cuts += 1;
             ledger.fig.tears += usize::from(tear);
@@ -170,16 +171,14 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
                 "after the cut, edgerec index check finds damage (the index knows more than the disk):\n{}",
                 check.damage.join("\n")
             );
-            let t_check = t1.elapsed().as_secs_f64();
-            ledger.confirmed_intact(&root);
-            let t_md5 = t1.elapsed().as_secs_f64();
             let lost_before = ledger.fig.fragments_lost;
             ledger.after_cut(&root, at_kill);
             // While the recorder is down, so that checking does not lengthen the recording.
-            ledger.decode_confirmed(&root);
-            eprintln!("TIMING start {t_start:.2} kill {t_kill:.2} check {t_check:.2} md5 {t_md5:.2} decode {:.2}", t1.elapsed().as_secs_f64());
+            ledger.check_confirmed(&root);
             eprintln!(
-                "power_cut: cut {cut}/{n} after {moment:.1} s{}: {} bytes dropped, {} fragment(s) lost, {} item(s) for recovery, {} segments confirmed",
+                "power_cut: [{:.0} s] cut {cut}/{n} after {moment:.1} s{}{}: {} bytes dropped, {} fragment(s) lost, {} item(s) for recovery, {} segments confirmed",
+                began.elapsed().as_secs_f64(),
+                if slow { " on a slow disk" } else { "" },
                 if tear { " (tear)" } else { "" },
                 report.dropped_bytes,
                 ledger.fig.fragments_lost - lost_before,

@@ -42,11 +42,22 @@ pub struct Rig {
 impl Rig {
     /// Writes the configs; `root` must exist (and be durable) already.
     pub fn new(dir: &Path, root: &Path, mqtt_url: &str) -> Rig {
-        let cam = clip(&ClipSpec::h264(10, 1));
-        let push_clip = clip(&ClipSpec::h264(8, 1));
+        // Small pictures: every byte goes through the FUSE peer (in Python) and is hashed and
+        // decoded again after every cut, and the file count, not the bitrate, is what is tested.
+        let small = |seconds| ClipSpec {
+            width: 160,
+            height: 120,
+            ..ClipSpec::h264(seconds, 1)
+        };
+        let cam = clip(&small(10));
+        let push_clip = clip(&small(8));
         let uploads = dir.join("uploads");
         let rtmp_port = free_port();
         let base = TestConfig {
+            // No eviction for free space: every segment must stay, and a build machine's
+            // nearly full disk (the mount's statfs is its backing filesystem's) must not
+            // make retention delete some. A `segment.evicted` fails the test.
+            min_free: "0".into(),
             formats: vec!["fmp4".into(), "mp4".into()],
             interval: "2s".into(),
             fragment: "500ms".into(),

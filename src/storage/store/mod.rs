@@ -175,8 +175,8 @@ mod tables;
 mod writer;
 
 pub use check::CheckReport;
-pub(crate) use fsutil::create_dirs;
 pub use error::StoreError;
+pub(crate) use fsutil::create_dirs;
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};

@@ -3,7 +3,7 @@
 //! renames and index commits is the protocol in the [`crate::storage::store`] module docs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
