@@ -150,18 +150,19 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
             }
             record_for(&mut ledger, &sub, &root, until);
             assert!(rig.running(), "the recorder exited on its own");
-            rig.kill();
-            // Deliveries in flight when the recorder died.
-            std::thread::sleep(Duration::from_millis(300));
-            ledger.take_events(&sub, &root);
+            rig.freeze();
             let at_kill = ledger.unconfirmed_at_kill(&root);
-            let pending = fs.status();
-            ledger.fig.pending_at_cut +=
-                usize::from(pending.pending_bytes > 0 || pending.pending_dirs > 0);
             let report = if tear { fs.cut_tear(None) } else { fs.cut() };
+            rig.kill();
             ledger.fig.cuts += 1;
             ledger.fig.tears += usize::from(tear);
+            ledger.fig.slow += usize::from(slow);
             ledger.fig.dropped_bytes += report.dropped_bytes;
+            ledger.fig.cuts_dropping += usize::from(report.dropped_bytes > 0);
+            // Deliveries in flight at the cut: these files are hashed after it (and checked
+            // against the sizes their event names).
+            std::thread::sleep(Duration::from_millis(300));
+            ledger.take_events(&sub, &root);
 
             let check = rig.index_check().unwrap_or_else(|e| panic!("{e}"));
             ledger.fig.damage += check.damage.len();
@@ -196,17 +197,17 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
     let distinct = ledger.ids.len();
     let objects = files_under(&rig.uploads).len();
     eprintln!(
-        "power_cut: SUMMARY seed {seed}: {} cuts ({} torn) in {:.0} s; {} segments in the index ({} confirmed before a cut), {} files decoded ({} also read by ffprobe); \
-         {} unconfirmed at a kill: {} fragment(s) lost ({} at most per segment), {} bytes, {} emptied; {} recovered from working files; \
-         {} unsynced bytes dropped; index check after cuts: {} damage, {} pending items; events: {} delivered, {} distinct, {} duplicates, 0 lost; \
-         uploads: {} objects, each file once",
+        "power_cut: SUMMARY seed {seed}: {} cuts ({} torn, {} on a slow disk, {} dropping unsynced data) in {:.0} s; \
+         {} unconfirmed segments at a cut: {} fragment(s) lost ({} at most per segment, {} bytes), {} emptied, \
+         {} working files recovered (no complete fragment lost by recovery); {} unsynced bytes dropped; \
+         index check after the cuts: {} damage, {} items left for recovery; \
+         {} segments in the index, each with its events, {} files decoded ({} recovered fMP4s also read by ffprobe); \
+         events: {} delivered, {} distinct ids, {} duplicates, 0 lost; uploads: {} objects, each file once",
         f.cuts,
         f.tears,
+        f.slow,
+        f.cuts_dropping,
         began.elapsed().as_secs_f64(),
-        rows.len(),
-        ledger.confirmed.len(),
-        ledger.decoded.len(),
-        ledger.probed,
         f.unconfirmed,
         f.fragments_lost,
         f.max_fragments_lost,
@@ -216,6 +217,9 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
         f.dropped_bytes,
         f.damage,
         f.pending,
+        rows.len(),
+        ledger.decoded.len(),
+        ledger.probed,
         ledger.messages,
         distinct,
         ledger.duplicates(),

@@ -49,13 +49,14 @@ impl Frags {
     }
 }
 
-/// A segment whose fMP4 was on the mount when the recorder was killed, without an event
-/// confirming it: being written, or closed too recently for its event to have arrived.
+/// A segment whose fMP4 was on the mount when the power went, without an event confirming
+/// it: being written, or closed too recently for its event to have arrived.
 #[derive(Clone, Debug)]
 pub struct Unconfirmed {
     /// Its name without suffix, relative to the root (the row's `base`).
     pub base: String,
-    /// What the killed recorder had written (the mount shows written data until the cut).
+    /// What the recorder had written when it was stopped (the mount shows written data
+    /// until the cut).
     pub at_kill: Frags,
     /// What the cut left.
     pub after_cut: Frags,
@@ -68,9 +69,11 @@ pub struct Unconfirmed {
 pub struct Figures {
     pub cuts: usize,
     pub tears: usize,
-    /// Cuts that found something not yet durable (data or a directory entry), and the bytes
-    /// not yet fsynced that the cuts dropped (every file, the index included).
-    pub pending_at_cut: usize,
+    /// Runs on a slow disk (every fsync stalled).
+    pub slow: usize,
+    /// Cuts that dropped data not yet fsynced, and the bytes they dropped (4 KiB pages,
+    /// every file, the index included).
+    pub cuts_dropping: usize,
     pub dropped_bytes: u64,
     /// Segments unconfirmed at a kill, and those of them with a fragment not yet durable.
     pub unconfirmed: usize,
@@ -180,14 +183,11 @@ impl Ledger {
         self.cursor = messages.len();
     }
 
-    /// The unconfirmed segments on the mount now (the recorder killed, the power not yet
+    /// The unconfirmed segments on the mount now (the recorder stopped, the power not yet
     /// cut): every fMP4, working or final, that no received event names.
     pub fn unconfirmed_at_kill(&self, root: &Path) -> Vec<(String, Frags)> {
         let mut out = Vec::new();
-        for rel in files_under(root) {
-            if rel.ends_with(".progressive.mp4.part") || rel.ends_with(".progressive.mp4") {
-                continue;
-            }
+        for rel in fmp4_files(root) {
             let base = if let Some(b) = rel.strip_suffix(".mp4.part") {
                 b
             } else if let Some(b) = rel.strip_suffix(".mp4") {
@@ -225,8 +225,8 @@ impl Ledger {
             let lost = at_kill.n - after_cut.n;
             assert!(
                 lost <= 1,
-                "{base}: {} complete fragments were written when the recorder was killed, {} \
-                 survived the cut: {lost} lost, where only the one being written may be",
+                "{base}: {} complete fragments were written when the power went, {} survived \
+                 the cut: {lost} lost, where only the one being written may be",
                 at_kill.n,
                 after_cut.n
             );
@@ -403,4 +403,30 @@ fn decode(files: &[(String, bool)], root: &Path) -> usize {
         }
     }
     probed
+}
+
+/// The fMP4 files under `root` (`*.mp4.part` and `*.mp4`, not progressive copies), relative.
+/// Quick, since it runs between the moment of the cut and the cut, while a stalled fsync
+/// may be finishing: the entry types come from the directory listing, no file is stat'ed.
+fn fmp4_files(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(e.path()),
+                Ok(t) if t.is_file() => {
+                    let fmp4 = (name.ends_with(".mp4.part") || name.ends_with(".mp4"))
+                        && !name.contains(".progressive.");
+                    if fmp4 {
+                        let rel = e.path().strip_prefix(root).unwrap().to_owned();
+                        out.push(rel.display().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }

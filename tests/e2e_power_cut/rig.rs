@@ -150,6 +150,21 @@ impl Rig {
         self.daemon.as_mut().is_some_and(|d| d.running())
     }
 
+    /// The moment of the power cut: the pusher is killed and the recorder stopped
+    /// (SIGSTOP), so that it runs no more code, while a call it made (an fsync stalled on a
+    /// slow disk) may still be in the filesystem, as it would be when the power goes. Then
+    /// [`Rig::kill`] after the cut: what the peer answers that call after the cut (EIO: its
+    /// handle died with the power) never reaches the recorder's code.
+    pub fn freeze(&mut self) {
+        if let Some(mut p) = self.pusher.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        if let Some(d) = &self.daemon {
+            signal(d.pid(), libc::SIGSTOP);
+        }
+    }
+
     /// SIGKILL to the recorder and the pusher, both reaped.
     pub fn kill(&mut self) {
         if let Some(mut d) = self.daemon.take() {
