@@ -4,21 +4,23 @@
 //! The real binary records a looping file camera (`cam`, real time) and an RTMP push from
 //! ffmpeg (`live/push`) into 2 s segments of 500 ms fragments, as fMP4 and progressive MP4,
 //! on the FUSE mount; it uploads to a `file://` directory outside the mount and publishes
-//! its events to mosquitto, where `mosquitto_sub` records every one. At moments drawn from
-//! a seed, `EDGEREC_POWER_CUTS` times (default 50): SIGKILL the recorder and the pusher,
-//! cut the power (one cut in four tears the last pending write at a 4 KiB boundary), start
-//! both again on the same mount. Checked at every cut (see docs/reliability.md):
+//! its events to mosquitto, where `mosquitto_sub` records every one. `EDGEREC_POWER_CUTS`
+//! times (default 50), after a recording moment drawn from a seed, on a slow disk every
+//! other run (each fsync takes 100 ms): the recorder is frozen (SIGSTOP; the pusher is
+//! killed), the power is cut (one cut in four tears the last pending write at a 4 KiB
+//! boundary), the recorder is killed, and both start again on the same mount. Checked at
+//! every cut (the definitions are in docs/reliability.md, "Power-cut test"):
 //!
 //! - a segment the broker was told about (`segment.closed`/`segment.recovered`; its files
 //!   are hashed as the event arrives) still has every file, same size, same md5, and after
 //!   the restart a closed row listing them;
-//! - of each segment not yet confirmed at the kill, the cut loses at most one complete
-//!   fragment (the one whose fdatasync had not returned), and recovery keeps every complete
-//!   fragment the cut left, closing a working file as `recovered`;
-//! - `edgerec index check` finds no damage (the index never knows more than the disk), on
-//!   what the killed recorder left and on what the cut left;
-//! - ffmpeg decodes every file of every closed row without a message, ffprobe finds video
-//!   and audio.
+//! - of each segment not yet confirmed when the power went, the cut loses at most one
+//!   complete fragment (the one whose fdatasync had not returned), and recovery keeps every
+//!   complete fragment the cut left, closing a working file as `recovered`;
+//! - `edgerec index check` finds no damage in what the cut left (the index never knows
+//!   more than the disk);
+//! - ffmpeg decodes every file of every confirmed segment without a message and finds video
+//!   and audio in it; ffprobe reads every recovered fMP4.
 //!
 //! At the end, after a clean stop and a run without streams that drains uploads and events:
 //! every segment in the index has its `segment.closed` or `segment.recovered` event and its
@@ -26,9 +28,10 @@
 //! recorded twice, the index and files agree exactly, and the upload directory holds each
 //! file of each segment once, with the same bytes.
 //!
-//! `EDGEREC_POWER_CUT_SEED=N` replays a run's moments (the seed is printed at the start
-//! and in every failure). Skipped, with a message, where `/dev/fuse` or pyfuse3 is
-//! missing, unless `CI` is set.
+//! `EDGEREC_POWER_CUT_SEED=N` draws the same moments, tears and slow runs again (what the
+//! recorder is doing at each moment still varies with timing); the seed is printed at the
+//! start and in every failure, with the cut's number. Skipped, with a message, where
+//! `/dev/fuse` or pyfuse3 is missing, unless `CI` is set.
 
 mod common;
 #[path = "e2e_power_cut/ledger.rs"]
@@ -94,7 +97,7 @@ fn within<T>(ctx: &str, dir: &Path, fs: &PowerlossFs, f: impl FnOnce() -> T) -> 
     }
 }
 
-/// Reads events for `secs` seconds (a moment of recording).
+/// Reads the events arriving until `until` (a moment of recording).
 fn record_for(ledger: &mut Ledger, sub: &Sub, root: &Path, until: Instant) {
     loop {
         ledger.take_events(sub, root);
@@ -191,6 +194,7 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
 
     let ctx = format!("after the last of {n} cuts (EDGEREC_POWER_CUT_SEED={seed})");
     let rows = within(&ctx, dir.path(), &fs, || {
+        fs.clear();
         finish(&mut rig, &mut ledger, &sub, &root)
     });
     let f = &ledger.fig;
@@ -297,6 +301,12 @@ fn finish(rig: &mut Rig, ledger: &mut Ledger, sub: &Sub, root: &Path) -> Vec<Seg
         outbox_empty(sub),
         "no telemetry of the drain run reports an empty outbox without drops"
     );
+    let drops: Vec<serde_json::Value> = sub
+        .json_on("edgerec/e2e/telemetry")
+        .into_iter()
+        .filter(|v| v["outbox"]["dropped"] != 0)
+        .collect();
+    assert!(drops.is_empty(), "the outbox dropped events: {drops:?}");
     rig.stop().unwrap_or_else(|e| panic!("drain run: {e}"));
 
     let check = rig.index_check().unwrap_or_else(|e| panic!("{e}"));
