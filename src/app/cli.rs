@@ -131,6 +131,16 @@ pub enum IndexCmd {
         #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
         config: PathBuf,
     },
+    /// Check, changing nothing, that the index and the segment files agree (recorder
+    /// stopped). Exit 1 on damage: the index names a file that is missing or has another
+    /// size. What a crash leaves for the next start's recovery is listed as pending.
+    Check {
+        #[arg(short, long, default_value = "/etc/edgerec/edgerec.toml")]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Entry point of the binary.
@@ -249,6 +259,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             report.damaged_index = damaged;
             println!("{}: {report}", cfg.storage.root.display());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Index {
+            what: IndexCmd::Check { config, json },
+        } => {
+            let cfg = load(&config)?;
+            check_root(&cfg)?;
+            let report = Store::check(&cfg.storage.root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}: {report}", cfg.storage.root.display());
+            }
+            Ok(if report.damage.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Uploads { config, json } => {
             let cfg = load(&config)?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use md5::{Digest, Md5};
@@ -110,6 +110,30 @@ pub fn md5_file(path: &Path) -> String {
         .collect()
 }
 
+/// md5 of many files, hex, in order: one `md5sum` for all of them (the tests run unoptimised,
+/// where hashing tens of megabytes in-process is slow). A file that cannot be read panics.
+pub fn md5_files(paths: &[PathBuf]) -> Vec<String> {
+    if paths.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("md5sum")
+        .arg("--")
+        .args(paths)
+        .output()
+        .expect("run md5sum");
+    assert!(
+        out.status.success(),
+        "md5sum: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sums: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(sums.len(), paths.len(), "md5sum printed {sums:?}");
+    sums
+}
+
 /// Counts the complete `moof`+`mdat` pairs at the top level of an fMP4 file (a torn tail
 /// is ignored) and returns `(fragments, bytes up to the end of the last one)`. A plain box
 /// walk, independent of edgerec's own scanner.
@@ -165,6 +189,57 @@ pub fn assert_decodes(path: &Path) {
             kept.display()
         );
     }
+}
+
+/// How many files one ffmpeg decodes at most in [`assert_all_decode`].
+const DECODE_BATCH: usize = 32;
+
+/// [`assert_decodes`] for many files at a time: one ffmpeg per batch of files, each input
+/// decoded (one thread each) into a null output, since starting ffmpeg costs more than
+/// decoding a small segment. Nothing may be printed at level error or worse; on any such
+/// message the batch is decoded again file by file, so the failure names the file. Returns
+/// each file's stream types (`video`, `audio`) as ffmpeg's demuxer listed them.
+pub fn assert_all_decode(paths: &[PathBuf]) -> Vec<Vec<String>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for batch in paths.chunks(DECODE_BATCH) {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "level+info"]);
+        for p in batch {
+            cmd.args(["-threads", "1", "-i"]).arg(p);
+        }
+        for i in 0..batch.len() {
+            cmd.args(["-map", &i.to_string()]);
+        }
+        let run = cmd.args(["-f", "null", "-"]).output().expect("run ffmpeg");
+        let err = String::from_utf8_lossy(&run.stderr);
+        let bad = err
+            .lines()
+            .any(|l| l.contains("[error]") || l.contains("[fatal]") || l.contains("[panic]"));
+        if bad || !run.status.success() {
+            for p in batch {
+                assert_decodes(p);
+            }
+            panic!("ffmpeg cannot decode a batch of files cleanly, though each alone does: {err}");
+        }
+        // Stream lines of the inputs: `[info]   Stream #K:N...: Video: h264 ...`, before
+        // the output's `Stream mapping:`.
+        let mut streams = vec![Vec::new(); batch.len()];
+        for l in err.lines().take_while(|l| !l.contains("Stream mapping:")) {
+            let Some(rest) = l.split("Stream #").nth(1) else {
+                continue;
+            };
+            let Some(k) = rest.split(':').next().and_then(|k| k.parse::<usize>().ok()) else {
+                continue;
+            };
+            for kind in ["Video", "Audio"] {
+                if rest.contains(&format!(": {kind}: ")) && k < streams.len() {
+                    streams[k].push(kind.to_ascii_lowercase());
+                }
+            }
+        }
+        out.extend(streams);
+    }
+    out
 }
 
 /// One stream as ffprobe reports it.

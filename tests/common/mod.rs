@@ -185,6 +185,11 @@ pub fn clip(spec: &ClipSpec) -> PathBuf {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator with a given seed (a test that takes its seed from its own variable).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     pub fn from_env_or_time(test: &str) -> Rng {
         let seed = std::env::var("E2E_SEED")
             .ok()

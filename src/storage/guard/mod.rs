@@ -2,9 +2,9 @@
 //! prepared, so an SD card or USB SSD that failed to mount never fills the root filesystem
 //! (as Moonfire does with its `meta` file).
 //!
-//! `edgerec init` creates `storage.root` if needed and writes [`MARKER`] into it: a small
-//! JSON file with a random id, the device id and the creation time, made durable (write,
-//! fsync, rename, fsync the directory). `edgerec run` then checks for it before it touches
+//! `edgerec init` creates `storage.root` if needed (fsyncing the parent of each directory it
+//! creates) and writes [`MARKER`] into it: a small JSON file with a random id, the device id
+//! and the creation time, made durable (write, fsync, rename, fsync the directory). `edgerec run` then checks for it before it touches
 //! the directory. When the disk is not mounted, the mount point is an empty directory (or,
 //! deeper down, the directory does not exist) on the root filesystem: no marker, so the
 //! recorder refuses with an error naming the path, raises an alarm and waits.
@@ -113,7 +113,9 @@ pub fn read(root: &Path) -> Result<Option<Marker>, GuardError> {
 /// `edgerec init`: creates `root` and writes the marker unless one is there. Returns the
 /// marker and whether it was written now.
 pub fn init(root: &Path, device_id: &str, wall_ms: i64) -> Result<(Marker, bool), GuardError> {
-    fs::create_dir_all(root).map_err(io(root))?;
+    // Each new directory's entry is fsynced in its parent: a power cut must not take back
+    // the root `init` reported made.
+    crate::storage::store::create_dirs(root).map_err(io(root))?;
     if let Some(m) = read(root)? {
         return Ok((m, false));
     }

@@ -21,6 +21,24 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("fsync directory", dir, e))
 }
 
+/// `create_dir_all` that fsyncs the parent of every directory it creates: once it returns,
+/// a power cut cannot lose the new directories' entries (and everything under them).
+pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let up = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dirs(up)?;
+    match fs::create_dir(dir) {
+        Ok(()) => File::open(up)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The directory holding `path` (the root itself for a top-level file).
 pub(crate) fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
@@ -55,7 +73,8 @@ pub(crate) fn file_len(path: &Path) -> Result<Option<u64>, StoreError> {
     }
 }
 
-/// Create (if needed) and check the root, then take its lock file.
+/// Create (if needed, durably: see [`create_dirs`]) and check the root, then take its lock
+/// file.
 ///
 /// The lock is an exclusive `flock` on `<root>/edgerec.lock`, released by the kernel when the
 /// process dies, so a crash never leaves a stale lock behind.
@@ -66,7 +85,7 @@ pub(crate) fn prepare_root(root: &Path) -> Result<File, StoreError> {
             reason: "it exists but is not a directory".into(),
         });
     }
-    if let Err(e) = fs::create_dir_all(root) {
+    if let Err(e) = create_dirs(root) {
         return Err(match e.kind() {
             io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
                 not_writable(root, e)
@@ -232,6 +251,17 @@ mod tests {
             walk(r).unwrap(),
             vec![PathBuf::from("a/b/x.mp4"), PathBuf::from("y.mp4.part")]
         );
+    }
+
+    #[test]
+    fn create_dirs_makes_every_missing_level_and_accepts_existing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dirs(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dirs(&deep).unwrap();
+        fs::write(dir.path().join("f"), b"").unwrap();
+        assert!(create_dirs(&dir.path().join("f/g")).is_err());
     }
 
     #[test]

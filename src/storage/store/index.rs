@@ -72,7 +72,9 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Open or create the database at `path` and its tables.
+    /// Open or create the database at `path` and its tables. The directory holding it is
+    /// fsynced, so that a new index's name is as durable as its first commit: without it, a
+    /// power cut could take the whole index (upload queue and event outbox included) with it.
     pub(crate) fn open(path: &Path) -> Result<Index, StoreError> {
         let db = Database::create(path).map_err(|e| {
             StoreError::index(
@@ -81,6 +83,7 @@ impl Index {
                 e,
             )
         })?;
+        super::fsutil::fsync_dir(super::fsutil::parent(path))?;
         fn err<'a, E: Into<redb::Error>>(
             path: &'a Path,
             context: &'static str,

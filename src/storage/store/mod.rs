@@ -46,6 +46,11 @@
 //! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
 //! a lost drop of deleted rows → rows still `Deleting` (step 1).
 //!
+//! **Open** ([`Store::open`]): create the root if missing, fsyncing the parent of each
+//! directory created; open or create `index.redb`, then fsync the root. A durable commit is
+//! only as durable as the index file's name: without that fsync, a power cut soon after the
+//! first start could take the whole index (upload queue and outbox too) with it.
+//!
 //! **Create** ([`Store::begin`]):
 //! 1. commit a `Writing` row (with the chosen `base` and formats) *without waiting for the
 //!    disk* (redb `Durability::None`): it reaches the disk with the next durable commit,
@@ -156,6 +161,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::storage::retention::Disk;
 use crate::util::clock::{SharedClock, SystemClock};
 
+mod check;
 mod delete;
 mod error;
 mod fsutil;
@@ -168,7 +174,9 @@ mod row;
 mod tables;
 mod writer;
 
+pub use check::CheckReport;
 pub use error::StoreError;
+pub(crate) use fsutil::create_dirs;
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
@@ -363,6 +371,8 @@ impl Store {
     }
 }
 
+#[cfg(all(test, feature = "process-tests"))]
+mod check_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod crash_tests;
 #[cfg(all(test, feature = "process-tests"))]

@@ -3,7 +3,7 @@
 //! renames and index commits is the protocol in the [`crate::storage::store`] module docs.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -171,7 +171,8 @@ fn check_rel_base(rel_base: &Path) -> Result<(), StoreError> {
 /// delete cannot remove a directory between the steps.
 fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, StoreError> {
     let _dirs = shared.dirs_lock();
-    create_dirs(&shared.root, parent(path))?;
+    let dir = parent(path);
+    fsutil::create_dirs(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
     let mut file = OpenOptions::new()
         .append(true)
         .create_new(true)
@@ -183,21 +184,6 @@ fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, Sto
         .map_err(|e| StoreError::io("fdatasync", path, e))?;
     fsync_dir(parent(path))?;
     Ok(file)
-}
-
-/// `create_dir_all` that fsyncs the parent of every directory it creates.
-fn create_dirs(root: &Path, dir: &Path) -> Result<(), StoreError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if dir != root {
-        create_dirs(root, parent(dir))?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => fsync_dir(parent(dir)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::io("create directory", dir, e)),
-    }
 }
 
 impl SegmentWriter {
