@@ -6,6 +6,8 @@
 #   make lint        fmt check, the layering check (scripts/check-layers.py) and clippy
 #   make fuzz-check  type-check the cargo-fuzz targets in fuzz/ on stable (run them: README)
 #   make bench       edgerec vs ffmpeg recording benchmark (writes docs/bench.md)
+#   make soak        long runs, not in CI: 1000 power cuts, a week of media in compressed time
+#                    (figures into target/soak/; docs/reliability.md quotes them)
 #   make clean-data  delete ./data (what `make run` recorded)
 #   make build-aarch64 / build-armv7   release binaries for 64/32-bit ARM boards (glibc >= 2.17)
 #   make test-aarch64  aarch64 unit tests + an end-to-end recording under qemu-aarch64
@@ -15,7 +17,7 @@ CARGO ?= cargo
 DEMO_CONFIG ?= assets/demo.toml
 DATA_DIR ?= ./data
 
-.PHONY: all build run test test-deps lint fmt bench sample clean-data fuzz-check
+.PHONY: all build run test test-deps lint fmt bench soak sample clean-data fuzz-check
 .PHONY: build-aarch64 build-armv7 test-aarch64 deb test-deb
 
 all: build
@@ -36,7 +38,7 @@ test-deps:
 test: test-deps
 	$(CARGO) fmt --all -- --check
 	scripts/check-layers.py
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features soak -- -D warnings
 	$(CARGO) test
 	$(MAKE) fuzz-check test-aarch64 test-deb
 
@@ -49,13 +51,21 @@ fuzz-check:
 lint:
 	$(CARGO) fmt --all -- --check
 	scripts/check-layers.py
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features soak -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
 bench: test-deps
 	benches/bench.sh
+
+# The power-cut test with EDGEREC_POWER_CUTS cuts (1000 unless set), then the compressed-time
+# soak (EDGEREC_SOAK_MEDIA_HOURS of media per stream, 168 unless set). Each writes its
+# figures under target/soak/.
+soak: test-deps
+	EDGEREC_POWER_CUTS=$${EDGEREC_POWER_CUTS:-1000} EDGEREC_SOAK_REPORT=target/soak/power_cut.txt \
+	  $(CARGO) test --locked --test e2e_power_cut power_cuts_at_random_moments -- --nocapture
+	$(CARGO) test --locked --features soak --test soak_time -- --nocapture
 
 sample:
 	scripts/make-sample.sh

@@ -54,7 +54,8 @@ use ledger::Ledger;
 use mosquitto::{Broker, Sub};
 use rig::{tail, Rig};
 
-/// Power cuts in `make test`; `EDGEREC_POWER_CUTS` overrides it (`make soak`).
+/// Power cuts in `make test`; `EDGEREC_POWER_CUTS` overrides it (`make soak`: 1000, with
+/// `EDGEREC_SOAK_REPORT` naming a file, relative to the repository, for the summary).
 const DEFAULT_CUTS: usize = 50;
 /// How long every fsync takes on a slow disk (every other run, at random): an SD card's
 /// fsync takes that long, and it widens the windows between a write and its fsync, where a
@@ -200,7 +201,7 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
     let f = &ledger.fig;
     let distinct = ledger.ids.len();
     let objects = files_under(&rig.uploads).len();
-    eprintln!(
+    let summary = format!(
         "power_cut: SUMMARY seed {seed}: {} cuts ({} torn, {} on a slow disk, {} dropping unsynced data) in {:.0} s; \
          {} unconfirmed segments at a cut: {} fragment(s) lost ({} at most per segment, {} bytes), {} emptied, \
          {} working files recovered (no complete fragment lost by recovery); {} unsynced bytes dropped; \
@@ -229,6 +230,13 @@ fn power_cuts_at_random_moments_lose_no_confirmed_segment_no_event_and_at_most_t
         ledger.duplicates(),
         objects
     );
+    eprintln!("{summary}");
+    // `make soak` keeps the figures (docs/reliability.md quotes them).
+    if let Some(report) = std::env::var_os("EDGEREC_SOAK_REPORT") {
+        let path = repo().join(report);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("{summary}\n")).unwrap();
+    }
     drop(rig);
     drop(sub);
     drop(broker);
