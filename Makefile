@@ -40,7 +40,14 @@ test: test-deps
 	scripts/check-layers.py
 	$(CARGO) clippy --all-targets --features soak -- -D warnings
 	$(CARGO) test
-	$(MAKE) fuzz-check test-aarch64 test-deb
+	$(CARGO) test --locked --test e2e_power_cut --no-run
+	scripts/beside.sh "scripts/deadline.sh 1800 'power-cut test' $(CARGO) test --locked --test e2e_power_cut" -- \
+	  $(MAKE) fuzz-check test-aarch64 test-deb
+
+# The power-cut test (tests/e2e_power_cut.rs, about 6 minutes of recording, restarting and
+# checking, mostly waiting) is `test = false` in Cargo.toml, so `cargo test` leaves it out:
+# it runs here beside the cross builds and qemu runs (compiling), which it does not slow
+# much, instead of after them. Both must pass.
 
 # The fuzz crate is not part of the main build; it starts from the main lockfile so it
 # checks against the same dependency versions (and reuses the main target dir's artifacts).
