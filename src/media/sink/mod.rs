@@ -17,7 +17,7 @@ mod store_sink;
 mod thread;
 
 pub use store_sink::StoreSink;
-pub use thread::{Report, SinkThread};
+pub use thread::{Detached, Report, SinkThread};
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
