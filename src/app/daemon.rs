@@ -128,10 +128,13 @@ pub async fn start(
     retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await;
 
     // The storage watchdog runs with or without MQTT; with it, its alarms go to the outbox.
-    let health = Arc::new(StorageHealth::new(
-        Watchdog::new(cfg.storage.stall_timeout, cfg.storage.fault_restart),
-        clock.clone(),
-    ));
+    let health = Arc::new(
+        StorageHealth::new(
+            Watchdog::new(cfg.storage.stall_timeout, cfg.storage.fault_restart),
+            clock.clone(),
+        )
+        .for_root(&root),
+    );
     tokio::spawn(crate::sync::events::alarm::forward(
         health.alarms(),
         events.clone(),

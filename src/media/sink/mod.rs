@@ -49,6 +49,10 @@ pub struct Applied {
     pub closed: Vec<SegmentRow>,
     /// The first error, if any.
     pub error: Option<SinkError>,
+    /// Something reached the disk: a fragment appended to an open segment, or a segment
+    /// closed. (A batch can go through without writing anything, e.g. fragments for a
+    /// segment whose start failed.)
+    pub wrote: bool,
 }
 
 /// The sinks of one stream, and the segment they are writing.
@@ -82,8 +86,13 @@ impl SinkSet {
             let res = match ev {
                 SegmentEvent::Start(_) | SegmentEvent::Fragment(_) if failed => Ok(()),
                 SegmentEvent::Start(start) => self.start(start),
-                SegmentEvent::Fragment(frag) => self.fragment(&frag),
-                SegmentEvent::Close(close) => self.close(&close, &mut out.closed),
+                SegmentEvent::Fragment(frag) => self.fragment(&frag).map(|w| out.wrote |= w),
+                SegmentEvent::Close(close) => {
+                    let before = out.closed.len();
+                    let r = self.close(&close, &mut out.closed);
+                    out.wrote |= out.closed.len() > before;
+                    r
+                }
             };
             if let Err(e) = res {
                 out.error.get_or_insert(e);
@@ -100,19 +109,24 @@ impl SinkSet {
         let start = Arc::new(start);
         self.current = Some(start.clone());
         for s in &mut self.sinks {
-            s.start(&start)?;
+            if let Err(e) = s.start(&start) {
+                // No segment is open: its fragments are dropped, not counted as written.
+                self.abort();
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    fn fragment(&mut self, frag: &Fragment) -> Result<(), SinkError> {
+    /// Whether the fragment was written (a segment is open and every sink took it).
+    fn fragment(&mut self, frag: &Fragment) -> Result<bool, SinkError> {
         let Some(start) = &self.current else {
-            return Ok(());
+            return Ok(false);
         };
         for s in &mut self.sinks {
             s.fragment(start, frag)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn close(&mut self, close: &SegmentClose, rows: &mut Vec<SegmentRow>) -> Result<(), SinkError> {

@@ -111,7 +111,7 @@ impl SinkThread {
                             degraded = true;
                             let _ = rtx.send(Report::Failed(e));
                         }
-                        None if std::mem::take(&mut degraded) => {
+                        None if applied.wrote && std::mem::take(&mut degraded) => {
                             let _ = rtx.send(Report::Healthy);
                         }
                         None => {}

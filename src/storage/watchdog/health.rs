@@ -21,6 +21,8 @@ pub struct StorageHealth {
     watchdog: Mutex<Watchdog>,
     clock: SharedClock,
     out: Mutex<Option<UnboundedSender<serde_json::Value>>>,
+    /// Paths in alarms are given relative to it.
+    root: Option<std::path::PathBuf>,
 }
 
 impl StorageHealth {
@@ -29,7 +31,14 @@ impl StorageHealth {
             watchdog: Mutex::new(watchdog),
             clock,
             out: Mutex::new(None),
+            root: None,
         }
+    }
+
+    /// Paths in alarms relative to `root` (the storage root).
+    pub fn for_root(mut self, root: &Path) -> StorageHealth {
+        self.root = Some(root.to_path_buf());
+        self
     }
 
     /// A watchdog with the default `storage.stall_timeout` and `storage.fault_restart`.
@@ -69,9 +78,14 @@ impl StorageHealth {
     /// A storage call of `stream` failed with `e`. Returns false when `e` is not the
     /// storage's fault (a locked root, an unreadable index row, media we cannot parse).
     pub fn write_failed(&self, stream: &str, e: &StoreError) -> bool {
-        let Some(fault) = fault_of(e) else {
+        let Some(mut fault) = fault_of(e) else {
             return false;
         };
+        if let (Some(root), Some(p)) = (&self.root, &fault.path) {
+            if let Ok(rel) = Path::new(p).strip_prefix(root) {
+                fault.path = Some(rel.display().to_string());
+            }
+        }
         let (now, wall) = (self.clock.now(), self.clock.wall_ms());
         let changes = self.lock().write_failed(stream, fault, now, wall);
         self.publish(changes);
