@@ -10,9 +10,8 @@ use super::raw::{RawConfig, RawDuration, RawIngest, RawSize, RawStorage, RawStre
 use super::size::{parse_min_free, parse_size, MinFree};
 use super::{
     Config, ConfigError, IngestConfig, IngestUser, LogConfig, Rule, StorageConfig, StreamConfig,
-    Template, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL,
-    DEFAULT_FAULT_RESTART, DEFAULT_STALL_TIMEOUT,
-    MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
+    Template, DEFAULT_FAULT_RESTART, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING,
+    DEFAULT_RETENTION_INTERVAL, DEFAULT_STALL_TIMEOUT, MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
 };
 use crate::config::format::Format;
 

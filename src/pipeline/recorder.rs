@@ -405,7 +405,7 @@ impl StreamRecorder {
                 }
             }
         }
-        if matches!(result, Ok(_)) && self.health.faulted(&self.name) {
+        if result.is_ok() && self.health.faulted(&self.name) {
             // Stopped for good or for now: nobody is left to clear the stream's alarms.
             self.health.stream_gone(&self.name);
         }
@@ -460,13 +460,18 @@ impl StreamRecorder {
                         info!(seq = row.seq, duration_ms = row.duration_ms, "closed a segment the storage fault left open, at its last good fragment");
                     }
                     for row in &r.adopted {
-                        info!(seq = row.seq, "finished the close a storage fault interrupted");
+                        info!(
+                            seq = row.seq,
+                            "finished the close a storage fault interrupted"
+                        );
                     }
                     if !r.recovered.is_empty() || !r.adopted.is_empty() {
                         closed.notify_one();
                     }
                 }
-                Err(e) => warn!(error = %e, "cannot close the segments a storage fault left open yet; recovery closes them at the next start"),
+                Err(e) => {
+                    warn!(error = %e, "cannot close the segments a storage fault left open yet; recovery closes them at the next start")
+                }
             }
         });
     }

@@ -245,6 +245,40 @@ mod tests {
         assert_eq!(*a.lock().unwrap(), ["start 1", "close"]);
     }
 
+    /// A sink whose start fails.
+    struct NoStart;
+
+    impl Sink for NoStart {
+        fn start(&mut self, _: &Arc<SegmentStart>) -> Result<(), SinkError> {
+            Err(SinkError::Encode {
+                seq: 0,
+                reason: "disk says no".into(),
+            })
+        }
+        fn fragment(&mut self, _: &SegmentStart, _: &Fragment) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn close(&mut self, _: &SegmentClose) -> Result<Option<SegmentRow>, SinkError> {
+            Ok(None)
+        }
+        fn abort(&mut self) {}
+    }
+
+    #[test]
+    fn a_failed_start_opens_nothing_so_its_fragments_count_as_nothing_written() {
+        let mut set = SinkSet::new(vec![Box::new(NoStart)]);
+        let r = set.apply(vec![start(1)]);
+        assert!(r.error.is_some());
+        assert!(!set.is_open());
+        let r = set.apply(vec![frag(1), frag(2)]);
+        assert!(r.error.is_none());
+        assert!(!r.wrote, "nothing reached a segment");
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let mut ok = SinkSet::new(vec![Box::new(Log(a, false))]);
+        assert!(!ok.apply(vec![start(1)]).wrote);
+        assert!(ok.apply(vec![frag(1)]).wrote);
+    }
+
     #[test]
     fn fragments_without_an_open_segment_are_ignored() {
         let a = Arc::new(Mutex::new(Vec::new()));

@@ -123,7 +123,9 @@ impl Store {
         let mut report = RecoveryReport::default();
         let live = shared.active_names().clone();
         for row in shared.index.all()? {
-            if row.state != SegmentState::Writing || row.stream != stream || live.contains(&row.base)
+            if row.state != SegmentState::Writing
+                || row.stream != stream
+                || live.contains(&row.base)
             {
                 continue;
             }

@@ -218,7 +218,9 @@ impl Watchdog {
 
     /// Whether `stream` has an active condition.
     pub fn faulted(&self, stream: &str) -> bool {
-        self.active.keys().any(|(_, s)| s.as_deref() == Some(stream))
+        self.active
+            .keys()
+            .any(|(_, s)| s.as_deref() == Some(stream))
     }
 
     /// A disk sample. Low space must be seen on two samples in a row: retention frees space
@@ -238,9 +240,17 @@ impl Watchdog {
         });
         if low && !self.active.contains_key(&key) {
             let cond = disk_condition("low_space", wall_ms);
-            out.extend(self.raise(key.clone(), cond, now).into_iter().map(|c| with(c, &fields)));
+            out.extend(
+                self.raise(key.clone(), cond, now)
+                    .into_iter()
+                    .map(|c| with(c, &fields)),
+            );
         } else if !low && self.active.contains_key(&key) {
-            out.extend(self.clear(&key, now, None).into_iter().map(|c| with(c, &fields)));
+            out.extend(
+                self.clear(&key, now, None)
+                    .into_iter()
+                    .map(|c| with(c, &fields)),
+            );
         }
         let key: Key = ("read_only", None);
         if s.read_only && !self.active.contains_key(&key) {
@@ -298,7 +308,10 @@ impl Watchdog {
         if let Some(r) = reason {
             body["reason"] = r.into();
         }
-        vec![Change { raised: false, body }]
+        vec![Change {
+            raised: false,
+            body,
+        }]
     }
 
     fn clear_stream(&mut self, stream: &str, now: Instant, reason: Option<&str>) -> Vec<Change> {

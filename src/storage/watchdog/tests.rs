@@ -29,7 +29,9 @@ fn a_write_error_is_raised_once_per_streak_and_cleared_by_the_next_write() {
     assert_eq!(b["op"], "fdatasync");
     assert_eq!(b["errno"], "EIO");
     assert_eq!(b["since_ms"], 1000);
-    assert!(w.write_failed("cam", eio("create"), t0 + S(2), 3000).is_empty());
+    assert!(w
+        .write_failed("cam", eio("create"), t0 + S(2), 3000)
+        .is_empty());
     assert!(w.faulted("cam"));
     assert!(!w.faulted("door"), "another stream is not faulted");
     let cleared = w.wrote("cam", t0 + S(5));
@@ -49,7 +51,10 @@ fn a_writer_busy_past_the_stall_timeout_is_a_stall_dated_from_its_start() {
     let mut w = wd();
     let (stalled, ch) = w.writer_busy("cam", "fragment", Some(t0), t0 + S(19), 0);
     assert!(!stalled && ch.is_empty(), "a slow write is not a stall");
-    assert_eq!(w.writer_busy("cam", "x", None, t0 + S(30), 0), (false, vec![]));
+    assert_eq!(
+        w.writer_busy("cam", "x", None, t0 + S(30), 0),
+        (false, vec![])
+    );
     let (stalled, ch) = w.writer_busy("cam", "fragment", Some(t0), t0 + S(20), 50_000);
     assert!(stalled);
     assert_eq!(ch[0].body["alarm"], "stalled");
@@ -78,7 +83,11 @@ fn the_watchdog_is_fed_until_a_condition_lasts_fault_restart() {
         v => panic!("{v:?}"),
     }
     w.wrote("cam", t0 + S(601));
-    assert_eq!(w.verdict(t0 + S(602)), Verdict::Feed, "fed again once cleared");
+    assert_eq!(
+        w.verdict(t0 + S(602)),
+        Verdict::Feed,
+        "fed again once cleared"
+    );
 }
 
 #[test]
@@ -106,12 +115,18 @@ fn s(free: u64, read_only: bool) -> DiskSample {
 fn low_space_is_raised_after_two_low_samples_and_cleared_once() {
     let t0 = Instant::now();
     let mut w = wd();
-    assert!(w.disk(s(50, false), t0, 0).is_empty(), "one low sample is normal");
+    assert!(
+        w.disk(s(50, false), t0, 0).is_empty(),
+        "one low sample is normal"
+    );
     let raised = w.disk(s(40, false), t0 + S(10), 0);
     assert_eq!(raised.len(), 1);
     assert_eq!(raised[0].body["alarm"], "low_space");
     assert_eq!(raised[0].body["free_bytes"], 40);
-    assert!(w.disk(s(30, false), t0 + S(20), 0).is_empty(), "raised once");
+    assert!(
+        w.disk(s(30, false), t0 + S(20), 0).is_empty(),
+        "raised once"
+    );
     let cleared = w.disk(s(500, false), t0 + S(30), 0);
     assert_eq!(cleared[0].body["active"], false);
     assert_eq!(cleared[0].body["free_bytes"], 500);
