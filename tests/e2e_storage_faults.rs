@@ -25,8 +25,7 @@ mod common;
 mod mosquitto;
 
 use std::collections::BTreeMap;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,22 +89,6 @@ const STALL: Case = Case {
     hold: Duration::from_secs(30),
 };
 
-/// Collects every datagram sent to a socket at `path` (systemd's side of sd_notify).
-fn listen(path: &Path) -> Arc<Mutex<Vec<String>>> {
-    let sock = UnixDatagram::bind(path).unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            g.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    got
-}
-
 struct Rig {
     /// The storage alarms on the broker (with MQTT).
     sub: Option<Sub>,
@@ -165,7 +148,7 @@ impl Rig {
         let cfg = dir.join("edgerec.toml");
         std::fs::write(&cfg, toml).unwrap();
         let sock = dir.join("notify.sock");
-        let notify = listen(&sock);
+        let notify = notify_listen(&sock);
         let log = dir.join("edgerec.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(bin())

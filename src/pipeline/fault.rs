@@ -4,9 +4,14 @@
 //!
 //! Pure apart from asking a detached writer whether it has ended: the times come in.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
 use crate::media::sink::Detached;
+use crate::storage::store::Store;
 use crate::util::backoff::Backoff;
 
 /// First wait before recording is tried again after a storage fault.
@@ -60,6 +65,40 @@ impl StorageFault {
     pub fn waiting_for_stuck_writer(&self) -> bool {
         self.stuck.as_ref().is_some_and(|d| !d.is_finished())
     }
+}
+
+/// Close, off the runtime, the segments of `stream` a storage fault left open (see
+/// [`Store::close_unfinished`]); pokes retention when it closed any. Called once the
+/// stream's storage took a batch again.
+pub fn close_unfinished(store: Arc<Store>, stream: &str, now_ms: i64, closed: Arc<Notify>) {
+    let name = stream.to_owned();
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
+        match store.close_unfinished(&name, now_ms) {
+            Ok(r) => {
+                for row in &r.recovered {
+                    info!(
+                        seq = row.seq,
+                        duration_ms = row.duration_ms,
+                        "closed a segment the storage fault left open, at its last good fragment"
+                    );
+                }
+                for row in &r.adopted {
+                    info!(
+                        seq = row.seq,
+                        "finished the close a storage fault interrupted"
+                    );
+                }
+                if !r.recovered.is_empty() || !r.adopted.is_empty() {
+                    closed.notify_one();
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot close the segments a storage fault left open yet; recovery closes them at the next start")
+            }
+        }
+    });
 }
 
 #[cfg(test)]

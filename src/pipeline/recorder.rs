@@ -449,31 +449,12 @@ impl StreamRecorder {
             info!("storage works again; recording resumed");
         }
         self.health.wrote(&self.name);
-        let (store, name, now) = (self.store.clone(), self.name.clone(), self.clock.wall_ms());
-        let closed = self.closed.clone();
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _span = span.enter();
-            match store.close_unfinished(&name, now) {
-                Ok(r) => {
-                    for row in &r.recovered {
-                        info!(seq = row.seq, duration_ms = row.duration_ms, "closed a segment the storage fault left open, at its last good fragment");
-                    }
-                    for row in &r.adopted {
-                        info!(
-                            seq = row.seq,
-                            "finished the close a storage fault interrupted"
-                        );
-                    }
-                    if !r.recovered.is_empty() || !r.adopted.is_empty() {
-                        closed.notify_one();
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot close the segments a storage fault left open yet; recovery closes them at the next start")
-                }
-            }
-        });
+        crate::pipeline::fault::close_unfinished(
+            self.store.clone(),
+            &self.name,
+            self.clock.wall_ms(),
+            self.closed.clone(),
+        );
     }
 
     fn seed(&self) -> u64 {
