@@ -5,29 +5,12 @@
 mod common;
 
 use std::fs;
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-/// Collects every datagram sent to a socket at `path`.
-fn listen(path: &Path) -> Arc<Mutex<Vec<String>>> {
-    let sock = UnixDatagram::bind(path).unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            g.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    got
-}
 
 fn count(got: &Arc<Mutex<Vec<String>>>, prefix: &str) -> usize {
     got.lock()
@@ -83,7 +66,7 @@ fn ready_after_recovery_watchdog_while_alive_status_and_stopping() {
 
     // The second run under a fake systemd.
     let sock = dir.path().join("notify.sock");
-    let got = listen(&sock);
+    let got = notify_listen(&sock);
     let log_path = dir.path().join("notify-run.log");
     let log = fs::File::create(&log_path).unwrap();
     let mut child = Command::new(bin())

@@ -78,7 +78,7 @@ fn fixture(extra: &str) -> Fixture {
         clock: clock.clone(),
         closed: Arc::new(Notify::new()),
         pacer: None,
-        events: None,
+        health: edgerec::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
     };
     let ingest = Ingest::new(IngestContext {

@@ -67,7 +67,7 @@ fn fixture() -> &'static Fixture {
             clock: clock.clone(),
             closed: Arc::new(tokio::sync::Notify::new()),
             pacer: None,
-            events: None,
+            health: edgerec::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
             pipes: Default::default(),
         };
         let ingest = Ingest::new(IngestContext {

@@ -32,6 +32,8 @@ use crate::media::source::PipeGroups;
 use crate::pipeline::factory::RecorderFactory;
 use crate::storage::retention::pass::{run as retention_pass, RetentionRun};
 use crate::storage::store::{Store, StoreError};
+use crate::storage::watchdog::health::StorageHealth;
+use crate::storage::watchdog::{Verdict, Watchdog, DISK_EVERY};
 use crate::sync::events::Events;
 use crate::sync::upload::Control as UploadControl;
 use crate::util::clock::SharedClock;
@@ -55,6 +57,8 @@ pub struct Handles {
     pub cancel: CancellationToken,
     /// Poked after each closed segment, so retention runs.
     pub closed: Arc<Notify>,
+    /// The storage watchdog: write errors, stalls, a full or read-only disk.
+    pub health: Arc<StorageHealth>,
 }
 
 /// A started recorder: [`Running::serve`] it, then [`Running::shutdown`].
@@ -123,8 +127,22 @@ pub async fn start(
     recover(&store, &clock).await?;
     retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await;
 
+    // The storage watchdog runs with or without MQTT; with it, its alarms go to the outbox.
+    let health = Arc::new(
+        StorageHealth::new(
+            Watchdog::new(cfg.storage.stall_timeout, cfg.storage.fault_restart),
+            clock.clone(),
+        )
+        .for_root(&root),
+    );
+    tokio::spawn(crate::sync::events::alarm::forward(
+        health.alarms(),
+        events.clone(),
+        clock.clone(),
+    ));
     let cancel = CancellationToken::new();
     let h = Handles {
+        health,
         pacer: Pacer::spawn(std::time::Duration::from_millis(100), cancel.child_token()),
         store,
         clock,
@@ -142,7 +160,7 @@ pub async fn start(
         clock: h.clock.clone(),
         closed: h.closed.clone(),
         pacer: Some(h.pacer.clone()),
-        events: Some(h.events.clone()),
+        health: h.health.clone(),
         pipes: h.pipes.clone(),
     };
     // Streams a rule records, and those record tasks need (see crate::control::tasks).
@@ -179,6 +197,7 @@ pub async fn start(
         config_path,
         upload: upload_control.clone(),
         retention: retention_tx,
+        storage: Some(h.health.clone()),
     })
     .await;
     let status_source = Arc::new(crate::control::socket::StatusSource {
@@ -187,6 +206,7 @@ pub async fn start(
             board: h.board.clone(),
             pid: std::process::id(),
             started_ms: h.clock.wall_ms(),
+            storage: Some(h.health.clone()),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,
@@ -270,7 +290,8 @@ impl Running {
             let (store, clock, uploads) = (h.store.clone(), h.clock.clone(), self.uploads.clone());
             async move { retention_pass(&store, &cfg, clock.wall_ms(), uploads.as_ref()).await }
         };
-        // Fed only while every stream's pipeline is alive (see crate::media::health).
+        // Fed only while every stream's pipeline is alive (see crate::media::health) and no
+        // storage condition has lasted `storage.fault_restart` (crate::storage::watchdog).
         let watchdog_on = self.notifier.watchdog_interval().is_some();
         let mut watchdog = tokio::time::interval(
             self.notifier
@@ -282,6 +303,10 @@ impl Running {
         tick.tick().await;
         let mut flush_tick = tokio::time::interval(crate::storage::store::FLUSH_INTERVAL);
         flush_tick.tick().await;
+        let mut storage_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut storage_status: Option<String> = None;
+        let mut last_disk: Option<std::time::Instant> = None;
+        let mut sampling: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = self.sigterm.recv() => break,
@@ -292,17 +317,43 @@ impl Running {
                     let _ = reply.send(retention(self.scheduler.config()).await);
                 }
                 _ = flush_tick.tick() => flush(&h.store).await,
+                _ = storage_tick.tick() => {
+                    // The disk sample runs off the loop and never twice at once: a hung
+                    // disk must not hold the loop (and with it the systemd watchdog).
+                    let now = h.clock.now();
+                    let due = last_disk.is_none_or(|t| now.saturating_duration_since(t) >= DISK_EVERY);
+                    if due && sampling.as_ref().is_none_or(|j| j.is_finished()) {
+                        last_disk = Some(now);
+                        let (health, store) = (h.health.clone(), h.store.clone());
+                        let min_free = self.scheduler.config().storage.min_free;
+                        sampling = Some(tokio::task::spawn_blocking(move || health.sample_disk(&store, min_free)));
+                    }
+                    let summary = h.health.summary();
+                    if summary != storage_status && !starving {
+                        match &summary {
+                            Some(s) => self.notifier.status(s),
+                            None => self.notifier.status(&format!("recording {} stream(s)", self.recording)),
+                        }
+                    }
+                    storage_status = summary;
+                }
                 _ = watchdog.tick(), if watchdog_on => {
                     let stalled = h.board.stalled(h.clock.now(), crate::media::health::STALL);
-                    if stalled.is_empty() {
+                    let verdict = h.health.verdict();
+                    if stalled.is_empty() && verdict == Verdict::Feed {
                         self.notifier.watchdog();
                         if std::mem::take(&mut starving) {
-                            info!("every stream is alive again; feeding the watchdog");
+                            info!("every stream is alive and the storage is fine again; feeding the watchdog");
                             self.notifier.status(&format!("recording {} stream(s)", self.recording));
                         }
                     } else if !std::mem::replace(&mut starving, true) {
-                        error!(alarm = "stream_hung", streams = ?stalled, "streams stopped making progress; no longer feeding the systemd watchdog");
-                        self.notifier.status(&format!("hung: {}", stalled.join(", ")));
+                        if let Verdict::Restart { condition, lasted } = verdict {
+                            error!(alarm = "storage_fault", condition = ?condition, lasted_s = lasted.as_secs(), "a storage fault has lasted storage.fault_restart; no longer feeding the systemd watchdog, so systemd restarts the recorder");
+                            self.notifier.status(&format!("storage fault for {} s: {}; restart due", lasted.as_secs(), condition.alarm));
+                        } else {
+                            error!(alarm = "stream_hung", streams = ?stalled, "streams stopped making progress; no longer feeding the systemd watchdog");
+                            self.notifier.status(&format!("hung: {}", stalled.join(", ")));
+                        }
                     }
                 }
             }

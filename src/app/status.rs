@@ -51,6 +51,24 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+    if !r.storage.is_empty() {
+        let _ = writeln!(s, "\nstorage alarms:");
+        for c in &r.storage {
+            let mut what = c.alarm.clone();
+            if let Some(st) = &c.stream {
+                let _ = write!(what, " {st}");
+            }
+            if let (Some(op), Some(e)) = (&c.op, &c.errno) {
+                let _ = write!(what, ": {op} {e}");
+            } else if let Some(op) = &c.op {
+                let _ = write!(what, ": {op}");
+            }
+            let _ = writeln!(s, "  {what} since {}", utc(c.since_ms));
+            if let Some(e) = &c.error {
+                let _ = writeln!(s, "    {e}");
+            }
+        }
+    }
     if let Some(d) = &r.disk {
         let _ = writeln!(
             s,

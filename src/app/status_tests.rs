@@ -18,6 +18,16 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         pid: Some(7),
         started_ms: Some(0),
         streams: vec![s.report(t0)],
+        storage: vec![crate::storage::watchdog::Condition {
+            alarm: "write_error".into(),
+            stream: Some("cam1".into()),
+            op: Some("fdatasync".into()),
+            path: Some("cam1/x.mp4.part".into()),
+            errno: Some("EIO".into()),
+            error: Some("fdatasync cam1/x.mp4.part: Input/output error".into()),
+            since_ms: 2000,
+            failures: 3,
+        }],
         disk: Some(DiskReport {
             used_bytes: 2048,
             quota_bytes: 1 << 30,
@@ -45,4 +55,9 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         "{text}"
     );
     assert!(text.contains("uploads: not configured"), "{text}");
+    assert!(
+        text.contains("write_error cam1: fdatasync EIO since 1970-01-01T00:00:02Z"),
+        "{text}"
+    );
+    assert!(text.contains("Input/output error"), "{text}");
 }

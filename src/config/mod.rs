@@ -47,6 +47,10 @@ pub const DEFAULT_FRAGMENT: Duration = Duration::from_secs(1);
 pub const MIN_FRAGMENT: Duration = Duration::from_millis(100);
 /// Default `storage.retention_interval`.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `storage.stall_timeout`.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `storage.fault_restart`.
+pub const DEFAULT_FAULT_RESTART: Duration = Duration::from_secs(600);
 /// Default `ingest.max_connections`.
 pub const DEFAULT_INGEST_MAX_CONNECTIONS: usize = 32;
 /// Default `ingest.max_request_bytes`.
@@ -156,6 +160,13 @@ pub struct StorageConfig {
     /// Refuse to record unless `root` holds the marker `edgerec init` writes (default
     /// true), so an unmounted SD card or SSD never fills the root filesystem.
     pub require_marker: bool,
+    /// The storage watchdog: a segment write or fsync still running after this long counts
+    /// as a stalled disk (default 20 s; see [`crate::storage::watchdog`]).
+    pub stall_timeout: Duration,
+    /// The storage watchdog: a storage condition (write errors, a stall, a read-only or
+    /// full disk) that lasts this long stops feeding the systemd watchdog, so systemd
+    /// restarts the recorder (default 10 min).
+    pub fault_restart: Duration,
     /// What retention does when only segments not uploaded yet are over a limit (default
     /// `delete_oldest`).
     pub policy: upload::StoragePolicy,
@@ -357,6 +368,8 @@ mod tests {
             "max_age",
             "retention_interval",
             "require_marker",
+            "stall_timeout",
+            "fault_restart",
             "fps",
             "audio_pipe",
             "name",

@@ -99,6 +99,12 @@ pub(crate) struct RawStorage {
     /// See [`super::StorageConfig::require_marker`].
     #[serde(default)]
     pub require_marker: Option<bool>,
+    /// See [`super::StorageConfig::stall_timeout`].
+    #[serde(default)]
+    pub stall_timeout: Option<RawDuration>,
+    /// See [`super::StorageConfig::fault_restart`].
+    #[serde(default)]
+    pub fault_restart: Option<RawDuration>,
     /// See [`super::StorageConfig::policy`].
     #[serde(default)]
     pub policy: Option<String>,

@@ -10,8 +10,8 @@ use super::raw::{RawConfig, RawDuration, RawIngest, RawSize, RawStorage, RawStre
 use super::size::{parse_min_free, parse_size, MinFree};
 use super::{
     Config, ConfigError, IngestConfig, IngestUser, LogConfig, Rule, StorageConfig, StreamConfig,
-    Template, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING, DEFAULT_RETENTION_INTERVAL,
-    MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
+    Template, DEFAULT_FAULT_RESTART, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING,
+    DEFAULT_RETENTION_INTERVAL, DEFAULT_STALL_TIMEOUT, MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
 };
 use crate::config::format::Format;
 
@@ -329,6 +329,28 @@ fn storage(s: &RawStorage) -> Result<StorageConfig> {
             d
         }
     };
+    let bounded = |key: &str, v: &Option<RawDuration>, default: Duration, min: u64, max: u64| {
+        let Some(v) = v else { return Ok(default) };
+        let d = duration(key, v)?;
+        if d < Duration::from_secs(min) || d > Duration::from_secs(max) {
+            return err(key, format!("\"{v}\" must be between {min}s and {max}s"));
+        }
+        Ok(d)
+    };
+    let stall_timeout = bounded(
+        "storage.stall_timeout",
+        &s.stall_timeout,
+        DEFAULT_STALL_TIMEOUT,
+        1,
+        600,
+    )?;
+    let fault_restart = bounded(
+        "storage.fault_restart",
+        &s.fault_restart,
+        DEFAULT_FAULT_RESTART,
+        1,
+        86_400,
+    )?;
     Ok(StorageConfig {
         root: PathBuf::from(&s.root),
         max_bytes,
@@ -336,6 +358,8 @@ fn storage(s: &RawStorage) -> Result<StorageConfig> {
         max_age,
         retention_interval,
         require_marker: s.require_marker.unwrap_or(true),
+        stall_timeout,
+        fault_restart,
         policy: super::upload::policy(s.policy.as_deref())?,
     })
 }

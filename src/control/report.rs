@@ -8,6 +8,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::media::health::{StatusBoard, StreamReport};
+use crate::storage::watchdog::health::StorageHealth;
+use crate::storage::watchdog::Condition;
 
 /// Disk use as reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,17 +48,21 @@ pub struct Report {
     pub pid: Option<u32>,
     pub started_ms: Option<i64>,
     pub streams: Vec<StreamReport>,
+    /// Active storage conditions (the storage watchdog's), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<Condition>,
     pub disk: Option<DiskReport>,
     pub segments: Vec<SegmentCounts>,
     pub uploads: UploadReport,
 }
 
 /// What only a running recorder knows.
-#[derive(Debug)]
 pub struct Live {
     pub board: Arc<StatusBoard>,
     pub pid: u32,
     pub started_ms: i64,
+    /// The storage watchdog.
+    pub storage: Option<Arc<StorageHealth>>,
 }
 
 /// Builds the report from the index (blocking: call it off the async runtime) and, when the
@@ -83,6 +89,10 @@ pub fn build_report(
         pid: live.map(|l| l.pid),
         started_ms: live.map(|l| l.started_ms),
         streams: live.map(|l| l.board.reports(now)).unwrap_or_default(),
+        storage: live
+            .and_then(|l| l.storage.as_ref())
+            .map(|s| s.conditions())
+            .unwrap_or_default(),
         uploads: UploadReport::from_index(store, &rows)?,
         disk,
         segments,

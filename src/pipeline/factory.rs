@@ -1,7 +1,7 @@
 //! The one place a stream recorder is assembled: the supervisor asks it for pulled streams,
 //! push ingest (through the [`PushRecorder`] handle the wiring place gives it) for pushed
 //! ones. What every recorder shares lives here once: the store, the clock, the retention
-//! poke, the pacer, the outbox for `storage.alarm` and the pipe registry.
+//! poke, the pacer, the storage watchdog and the pipe registry.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +16,7 @@ use crate::media::ingest::PushRecorder;
 use crate::media::source::{PipeGroups, Source};
 use crate::pipeline::recorder::StreamRecorder;
 use crate::storage::store::Store;
-use crate::sync::events::alarm::WriteAlarm;
-use crate::sync::events::Events;
+use crate::storage::watchdog::health::StorageHealth;
 use crate::util::clock::SharedClock;
 use crate::util::pace::Pacer;
 
@@ -31,8 +30,8 @@ pub struct RecorderFactory {
     pub closed: Arc<Notify>,
     /// The shared tick pulled sources are polled on (`None`: each waits on its source).
     pub pacer: Option<Pacer>,
-    /// The outbox, for `storage.alarm` on write errors (`None`: log only).
-    pub events: Option<Events>,
+    /// The storage watchdog every recorder reports write failures and stalls to.
+    pub health: Arc<StorageHealth>,
     /// Where pipe sources list their commands (the daemon kills them on a fast exit).
     pub pipes: PipeGroups,
 }
@@ -84,11 +83,7 @@ impl RecorderFactory {
             cancel,
             closed: self.closed.clone(),
             pacer,
-            write_alarm: Arc::new(WriteAlarm::new(
-                self.events.clone(),
-                name,
-                self.clock.clone(),
-            )),
+            health: self.health.clone(),
             pipes,
         }
     }

@@ -6,6 +6,7 @@
 //! [`crate::sync`].
 
 pub mod factory;
+pub mod fault;
 pub mod recorder;
 pub mod supervisor;
 

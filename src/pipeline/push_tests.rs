@@ -46,7 +46,7 @@ fn fixture(extra: &str) -> Fixture {
         clock: clock.clone(),
         closed: Arc::new(Notify::new()),
         pacer: None,
-        events: None,
+        health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
     };
     let ingest = Ingest::new(IngestContext {

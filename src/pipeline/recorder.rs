@@ -8,6 +8,18 @@
 //! cleanly first.
 //! All file I/O (write, fdatasync, close protocol) runs on the stream's writer thread
 //! ([`crate::media::sink::SinkThread`]), never on the async runtime.
+//!
+//! **Storage faults** do not end a session (see [`crate::storage::watchdog`] for what is
+//! detected and reported, [`crate::pipeline::fault`] for the waits):
+//! - a failed write, fsync, rename or create: the segment is closed at its last good
+//!   fragment (the store refuses further appends to it and cuts the file back), frames are
+//!   dropped, and recording is tried again at the next key frame after a wait (1 s, growing
+//!   to 10 s). When a try gets a batch through, the alarm clears, and segments the fault
+//!   left unfinished (a close that failed too) are closed then ([`Store::close_unfinished`]);
+//! - a writer inside one batch for `storage.stall_timeout`: the stream gives up on it
+//!   (it ends once its stuck call returns, and its segment is closed as above), starts a
+//!   fresh writer and tries again only after the stuck call has returned. The stream task
+//!   never waits on the disk itself, so it keeps its source and answers shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +36,9 @@ use crate::media::segment::{
 };
 use crate::media::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
 use crate::media::source::{PipeGroups, Source, SourceError, SourceSpec};
+use crate::pipeline::fault::StorageFault;
 use crate::storage::store::{SegmentRow, Store};
+use crate::storage::watchdog::health::StorageHealth;
 use crate::util::backoff::Backoff;
 use crate::util::clock::SharedClock;
 use crate::util::pace::Pacer;
@@ -48,8 +62,9 @@ pub struct StreamRecorder {
     /// Paced polling of the source (pulled streams); `None` waits on the source directly
     /// (pushed streams, whose frames arrive through a channel).
     pub pacer: Option<Pacer>,
-    /// `storage.alarm` when writing a segment fails, cleared at the next clean close.
-    pub write_alarm: Arc<crate::sync::events::alarm::WriteAlarm>,
+    /// The storage watchdog: write failures and stalls are reported to it, and it says
+    /// when a busy writer counts as stalled.
+    pub health: Arc<StorageHealth>,
     /// Where a pipe source lists its commands.
     pub pipes: PipeGroups,
 }
@@ -240,20 +255,20 @@ impl StreamRecorder {
 
     /// One session: frames from `source` through the segmenter to the writer thread, until
     /// the source ends or fails or the recorder is cancelled; the open segment is closed.
+    /// Storage faults are lived through inside the session (see the module docs).
     async fn record(
         &self,
         mut source: Source,
         seg: &mut Segmenter,
         status: &StreamStatus,
     ) -> Result<SessionEnd, SessionError> {
-        let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
-            self.store.clone(),
-            self.template.formats.clone(),
-            self.template.naming.clone(),
-        ))]);
-        let mut writer =
-            SinkThread::spawn(&self.name, sinks).map_err(|e| SessionError::Task(e.to_string()))?;
+        let mut writer = self.writer(self.health.faulted(&self.name))?;
         let mut events = Vec::new();
+        // A batch the writer had no room for: no frame is read until it is handed over.
+        let mut held: Option<Vec<SegmentEvent>> = None;
+        let mut fault: Option<StorageFault> = None;
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pacer = self.pacer.clone();
         let mut gate = crate::sync::upload::DenyGate::default();
         let result = loop {
@@ -269,28 +284,84 @@ impl StreamRecorder {
                 report = writer.report() => match report {
                     Some(Report::Closed(row)) => {
                         self.on_closed(&row, status);
-                        self.write_alarm.closed().await;
                         continue;
                     }
-                    // A write failed: close the segment with what it has, then retry.
+                    Some(Report::Healthy) => {
+                        self.storage_healthy(&mut fault);
+                        continue;
+                    }
+                    // A write failed: close the segment at its last good fragment, then
+                    // wait for the storage (a storage fault), or retry the session.
                     Some(Report::Failed(e)) => {
-                        self.write_alarm.failed(&e).await;
+                        let SinkError::Store(store_err) = &e else {
+                            seg.finish(CloseReason::SourceEnded, &mut events);
+                            break Err(e.into());
+                        };
+                        if !self.health.write_failed(&self.name, store_err) {
+                            seg.finish(CloseReason::SourceEnded, &mut events);
+                            break Err(e.into());
+                        }
+                        let now = self.clock.now();
+                        match &mut fault {
+                            Some(f) => f.failed_again(now),
+                            None => {
+                                warn!(error = %e, "storage fault: closing the segment at its last good fragment; recording resumes when the storage works again");
+                                fault = Some(StorageFault::new(now, self.seed()));
+                            }
+                        }
                         seg.finish(CloseReason::SourceEnded, &mut events);
-                        break Err(e.into());
+                        self.hand_over(&mut writer, &mut events, &mut held);
+                        continue;
                     }
                     None => {
                         seg.finish(CloseReason::SourceEnded, &mut events);
                         break Err(SessionError::Task("writer thread ended".into()));
                     }
                 },
-                n = next_paced(&mut source, pacer.as_mut()) => n,
+                _ = watch.tick() => {
+                    let now = self.clock.now();
+                    if fault.is_some() || held.is_some() {
+                        // Waiting for the disk is legitimate: the storage watchdog, not
+                        // the hung-stream one, watches the writer.
+                        status.beat(now);
+                    }
+                    let busy = writer.busy();
+                    let (op, since) = busy.map_or(("", None), |(op, t)| (op, Some(t)));
+                    if self.health.writer_busy(&self.name, op, since) {
+                        warn!(op, stall_timeout = ?self.health.stall_timeout(), "storage stalled: giving up on this writer; its segment is closed once the stuck call returns");
+                        let fresh = self.writer(true)?;
+                        let stuck = std::mem::replace(&mut writer, fresh).detach();
+                        held = None;
+                        events.clear();
+                        // The new writer has no open segment: start the next one afresh.
+                        seg.finish(CloseReason::SourceEnded, &mut events);
+                        events.clear();
+                        fault
+                            .get_or_insert_with(|| StorageFault::new(now, self.seed()))
+                            .stalled(stuck, now);
+                    }
+                    continue;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)), if held.is_some() => {
+                    if let Some(b) = held.take() {
+                        if let Err(b) = writer.try_send(b) {
+                            held = Some(b);
+                        }
+                    }
+                    continue;
+                }
+                n = next_paced(&mut source, pacer.as_mut()), if held.is_none() => n,
             };
             match next {
                 Ok(Some(frame)) => {
-                    status.frame(self.clock.now());
-                    // storage.policy = "deny_new" and the disk is full of segments not
-                    // uploaded yet: close the open segment and start none until space frees.
-                    if gate.denied(&self.store, self.clock.now()) {
+                    let now = self.clock.now();
+                    status.frame(now);
+                    if fault.as_mut().is_some_and(|f| !f.may_try(now)) {
+                        // Storage fault: drop frames until the next try.
+                    } else if gate.denied(&self.store, now) {
+                        // storage.policy = "deny_new" and the disk is full of segments not
+                        // uploaded yet: close the open segment and start none until space
+                        // frees.
                         seg.finish(CloseReason::SourceEnded, &mut events);
                     } else {
                         seg.push(frame, self.clock.wall_ms(), &mut events);
@@ -310,30 +381,84 @@ impl StreamRecorder {
                     break Err(e.into());
                 }
             }
-            if !events.is_empty() {
-                writer.send(std::mem::take(&mut events)).await;
-            }
+            self.hand_over(&mut writer, &mut events, &mut held);
         };
         // Teardown in order: the source first (a pipe's commands get SIGTERM, and SIGKILL
         // after KILL_GRACE if they ignore it: the session ends only once they are gone),
         // then the final close on the writer thread, waiting until it is on disk.
         source.stop().wait().await;
+        if let Some(b) = held.take() {
+            writer.send(b).await;
+        }
         if !events.is_empty() {
             writer.send(events).await;
         }
         for report in writer.finish().await {
             match report {
-                Report::Closed(row) => {
-                    self.on_closed(&row, status);
-                    self.write_alarm.closed().await;
-                }
+                Report::Closed(row) => self.on_closed(&row, status),
+                Report::Healthy => self.storage_healthy(&mut fault),
                 Report::Failed(e) => {
                     error!(error = %e, "closing the last segment failed");
-                    self.write_alarm.failed(&e).await;
+                    if let SinkError::Store(se) = &e {
+                        self.health.write_failed(&self.name, se);
+                    }
                 }
             }
         }
+        if result.is_ok() && self.health.faulted(&self.name) {
+            // Stopped for good or for now: nobody is left to clear the stream's alarms.
+            self.health.stream_gone(&self.name);
+        }
         result
+    }
+
+    /// A writer thread for this stream (`degraded`: its storage failed before).
+    fn writer(&self, degraded: bool) -> Result<SinkThread, SessionError> {
+        let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
+            self.store.clone(),
+            self.template.formats.clone(),
+            self.template.naming.clone(),
+        ))]);
+        SinkThread::spawn(&self.name, sinks, self.clock.clone(), degraded)
+            .map_err(|e| SessionError::Task(e.to_string()))
+    }
+
+    /// Queue `events` on the writer, or hold them while it has no room.
+    fn hand_over(
+        &self,
+        writer: &mut SinkThread,
+        events: &mut Vec<SegmentEvent>,
+        held: &mut Option<Vec<SegmentEvent>>,
+    ) {
+        if events.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(events);
+        if let Some(mut h) = held.take() {
+            h.append(&mut batch);
+            batch = h;
+        }
+        if let Err(b) = writer.try_send(batch) {
+            *held = Some(b);
+        }
+    }
+
+    /// The storage took a batch again: clear the fault, and close what it left unfinished.
+    fn storage_healthy(&self, fault: &mut Option<StorageFault>) {
+        if fault.take().is_some() || self.health.faulted(&self.name) {
+            info!("storage works again; recording resumed");
+        }
+        self.health.wrote(&self.name);
+        crate::pipeline::fault::close_unfinished(
+            self.store.clone(),
+            &self.name,
+            self.clock.wall_ms(),
+            self.closed.clone(),
+        );
+    }
+
+    fn seed(&self) -> u64 {
+        self.clock.wall_ms() as u64 ^ (self.name.len() as u64) << 32
     }
 
     fn on_closed(&self, row: &SegmentRow, status: &StreamStatus) {

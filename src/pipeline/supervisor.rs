@@ -9,8 +9,9 @@
 //!
 //! Each recorder reports every failed attempt, numbered in a row, on the failure channel
 //! ([`SourceFailure`]); the scheduler counts them per task and puts a task in error once it
-//! has seen [`FAIL_ATTEMPTS`] in a row. Segment write failures also raise a `storage.alarm`
-//! ([`crate::sync::events::alarm::WriteAlarm`]).
+//! has seen [`FAIL_ATTEMPTS`] in a row. Storage faults (a segment write that fails or
+//! stalls) do not end a session and are not counted here: they go to the storage watchdog
+//! ([`crate::storage::watchdog`]), and the stream resumes by itself.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //!
 //! - [`backoff`]: capped exponential backoff with jitter (hand-written: a dozen lines, with
 //!   the injected clock; the crates for it pull in a runtime of their own);
+//! - [`busy`]: a thread's mark of the blocking call it is in, for stall detection;
 //! - [`clock`]: injected wall and monotonic time;
 //! - [`glob`]: the rules' shell-style globs (hand-written: `*`, `?`, `[...]` over stream
 //!   names, without the regex engine `globset` brings);
@@ -12,6 +13,7 @@
 //! - [`redact`]: credentials out of URLs and messages before they reach a log.
 
 pub mod backoff;
+pub mod busy;
 pub mod clock;
 pub mod glob;
 pub mod naming;

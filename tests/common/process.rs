@@ -345,3 +345,20 @@ pub fn stop_clean(daemon: &mut Daemon) -> String {
     assert!(status.success(), "exit {status} on SIGTERM; log:\n{log}");
     log
 }
+
+/// Collects every datagram sent to a unix socket bound at `path`: systemd's side of the
+/// notify protocol (`$NOTIFY_SOCKET`), one message per datagram.
+pub fn notify_listen(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let sock = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            g.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    got
+}

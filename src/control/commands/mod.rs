@@ -204,6 +204,8 @@ pub struct Spawn {
     pub upload: Option<crate::sync::upload::Control>,
     /// The daemon's retention loop.
     pub retention: RetentionTrigger,
+    /// The storage watchdog, for the `status` command.
+    pub storage: Option<Arc<crate::storage::watchdog::health::StorageHealth>>,
 }
 
 /// The daemon's command handler (reads the config file off the runtime).
@@ -216,6 +218,7 @@ pub async fn spawn(s: Spawn) -> Commands {
             board: s.board,
             pid: std::process::id(),
             started_ms: clock.wall_ms(),
+            storage: s.storage.clone(),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,

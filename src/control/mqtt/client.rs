@@ -81,8 +81,6 @@ pub async fn run(
     };
     Client {
         last_config: ctx.config.clone(),
-        storage: crate::sync::events::alarm::StorageWatch::default(),
-        last_disk_check: None,
         commands: ctx.commands.clone(),
         config_json: super::effective_config(&ctx.config),
         cfg,
@@ -110,8 +108,6 @@ struct Client {
     states: HashMap<String, StreamState>,
     /// The config last published on the config topic.
     last_config: std::sync::Arc<crate::config::Config>,
-    storage: crate::sync::events::alarm::StorageWatch,
-    last_disk_check: Option<std::time::Instant>,
 }
 
 impl Client {
@@ -186,10 +182,10 @@ impl Client {
         self.goodbye(&mut lp).await;
     }
 
-    /// The periodic look: stream states, the disk, the live config, the outbox.
+    /// The periodic look: stream states, the live config, the outbox. (The disk is the
+    /// storage watchdog's, which runs without MQTT too.)
     async fn look(&mut self) {
         self.watch_streams().await;
-        self.watch_storage().await;
         self.watch_config();
         self.fill().await;
     }
@@ -360,6 +356,7 @@ impl Client {
             board: self.ctx.board.clone(),
             pid: std::process::id(),
             started_ms: self.ctx.started_ms,
+            storage: None,
         };
         let device = self.ctx.config.device_id.clone();
         let quota = self.last_config.storage.max_bytes;

@@ -62,7 +62,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
             clock: clock.clone(),
             closed: Arc::new(Notify::new()),
             pacer: None,
-            events: None,
+            health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
             pipes: Default::default(),
         },
         board: Arc::new(StatusBoard::default()),

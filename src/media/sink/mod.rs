@@ -17,7 +17,7 @@ mod store_sink;
 mod thread;
 
 pub use store_sink::StoreSink;
-pub use thread::{Report, SinkThread};
+pub use thread::{Detached, Report, SinkThread};
 
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,10 @@ pub struct Applied {
     pub closed: Vec<SegmentRow>,
     /// The first error, if any.
     pub error: Option<SinkError>,
+    /// Something reached the disk: a fragment appended to an open segment, or a segment
+    /// closed. (A batch can go through without writing anything, e.g. fragments for a
+    /// segment whose start failed.)
+    pub wrote: bool,
 }
 
 /// The sinks of one stream, and the segment they are writing.
@@ -82,8 +86,13 @@ impl SinkSet {
             let res = match ev {
                 SegmentEvent::Start(_) | SegmentEvent::Fragment(_) if failed => Ok(()),
                 SegmentEvent::Start(start) => self.start(start),
-                SegmentEvent::Fragment(frag) => self.fragment(&frag),
-                SegmentEvent::Close(close) => self.close(&close, &mut out.closed),
+                SegmentEvent::Fragment(frag) => self.fragment(&frag).map(|w| out.wrote |= w),
+                SegmentEvent::Close(close) => {
+                    let before = out.closed.len();
+                    let r = self.close(&close, &mut out.closed);
+                    out.wrote |= out.closed.len() > before;
+                    r
+                }
             };
             if let Err(e) = res {
                 out.error.get_or_insert(e);
@@ -100,19 +109,24 @@ impl SinkSet {
         let start = Arc::new(start);
         self.current = Some(start.clone());
         for s in &mut self.sinks {
-            s.start(&start)?;
+            if let Err(e) = s.start(&start) {
+                // No segment is open: its fragments are dropped, not counted as written.
+                self.abort();
+                return Err(e);
+            }
         }
         Ok(())
     }
 
-    fn fragment(&mut self, frag: &Fragment) -> Result<(), SinkError> {
+    /// Whether the fragment was written (a segment is open and every sink took it).
+    fn fragment(&mut self, frag: &Fragment) -> Result<bool, SinkError> {
         let Some(start) = &self.current else {
-            return Ok(());
+            return Ok(false);
         };
         for s in &mut self.sinks {
             s.fragment(start, frag)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn close(&mut self, close: &SegmentClose, rows: &mut Vec<SegmentRow>) -> Result<(), SinkError> {
@@ -229,6 +243,40 @@ mod tests {
         assert!(matches!(r.error, Some(SinkError::Encode { .. })));
         assert!(!set.is_open());
         assert_eq!(*a.lock().unwrap(), ["start 1", "close"]);
+    }
+
+    /// A sink whose start fails.
+    struct NoStart;
+
+    impl Sink for NoStart {
+        fn start(&mut self, _: &Arc<SegmentStart>) -> Result<(), SinkError> {
+            Err(SinkError::Encode {
+                seq: 0,
+                reason: "disk says no".into(),
+            })
+        }
+        fn fragment(&mut self, _: &SegmentStart, _: &Fragment) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn close(&mut self, _: &SegmentClose) -> Result<Option<SegmentRow>, SinkError> {
+            Ok(None)
+        }
+        fn abort(&mut self) {}
+    }
+
+    #[test]
+    fn a_failed_start_opens_nothing_so_its_fragments_count_as_nothing_written() {
+        let mut set = SinkSet::new(vec![Box::new(NoStart)]);
+        let r = set.apply(vec![start(1)]);
+        assert!(r.error.is_some());
+        assert!(!set.is_open());
+        let r = set.apply(vec![frag(1), frag(2)]);
+        assert!(r.error.is_none());
+        assert!(!r.wrote, "nothing reached a segment");
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let mut ok = SinkSet::new(vec![Box::new(Log(a, false))]);
+        assert!(!ok.apply(vec![start(1)]).wrote);
+        assert!(ok.apply(vec![frag(1)]).wrote);
     }
 
     #[test]

@@ -24,6 +24,23 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 /// `create_dir_all` that fsyncs the parent of every directory it creates: once it returns,
 /// a power cut cannot lose the new directories' entries (and everything under them).
 pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
+    for parent in make_dirs(dir)? {
+        File::open(&parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// `create_dir_all` without the fsyncs: returns the parents of the directories it created,
+/// top down, which the caller must fsync before relying on them (see [`create_dirs`]).
+/// Lets a caller create under a lock and fsync after releasing it, so that a stalled disk
+/// under one directory cannot hold the lock other streams need.
+pub(crate) fn make_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut made = Vec::new();
+    make_dirs_into(dir, &mut made)?;
+    Ok(made)
+}
+
+fn make_dirs_into(dir: &Path, made: &mut Vec<PathBuf>) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
@@ -31,9 +48,12 @@ pub(crate) fn create_dirs(dir: &Path) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    create_dirs(up)?;
+    make_dirs_into(up, made)?;
     match fs::create_dir(dir) {
-        Ok(()) => File::open(up)?.sync_all(),
+        Ok(()) => {
+            made.push(up.to_path_buf());
+            Ok(())
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

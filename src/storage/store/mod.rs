@@ -56,15 +56,25 @@
 //!    disk* (redb `Durability::None`): it reaches the disk with the next durable commit,
 //!    sparing one flash write per segment. If a crash loses it, recovery step 2 still finds
 //!    the working file by its name and takes identity and formats from the file itself;
-//! 2. create missing directories, fsyncing the parent of each one created;
-//! 3. create `base.mp4.part` (`O_EXCL`), write the init section, fdatasync;
+//! 2. create missing directories and `base.mp4.part` (`O_EXCL`), under the directory lock
+//!    (so a delete cannot remove a directory in between), then, outside it, fsync the
+//!    parent of each directory created (a stalled disk must not hold the lock);
+//! 3. write the init section, fdatasync;
 //! 4. fsync the directory holding it (once per segment): until then a power cut can lose
 //!    the file's name, and with it the whole open segment, however many fragments were
 //!    fdatasynced into it.
 //!
 //! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat,
 //! then fdatasync. A power cut loses at most the fragment being written; its torn bytes sit
-//! after the last complete fragment, where recovery cuts them off.
+//! after the last complete fragment, where recovery cuts them off. A failed write or
+//! fdatasync cuts the file back to the last good fragment and ends the segment there: no
+//! further append is accepted, and the failed fdatasync is never retried (Linux may have
+//! dropped the pages and report the next fsync clean).
+//!
+//! **Unfinished closes** ([`Store::close_unfinished`]): a segment whose close failed (a
+//! read-only disk refuses the rename) or whose writer was given up on after a stall stays
+//! `Writing` with its working file. Once its stream writes again, recovery's steps 2–3 are
+//! run for it alone; otherwise the next startup recovery does it.
 //!
 //! **Close** ([`SegmentWriter::finish`]):
 //! 1. fsync the working file (data and size);

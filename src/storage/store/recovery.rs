@@ -61,26 +61,7 @@ impl Store {
             {
                 continue;
             }
-            let fin = shared.root.join(row.final_path(Format::Fmp4));
-            if row.has(Format::Fmp4) && fsutil::file_len(&fin)?.is_some() {
-                // The close got past its rename: finish it.
-                match media::scan(&fin) {
-                    Ok(scan) => {
-                        // Its fMP4 was complete (renamed only after its fsync): the close
-                        // itself, or its volatile commit, was cut short. Not torn media.
-                        let mut row = recovered_row(row, &scan, now_ms);
-                        row.recovered = false;
-                        report.adopted.push(close_files(shared, row, false)?);
-                        continue;
-                    }
-                    Err(StoreError::Media { path, reason }) => {
-                        tracing::warn!(path = %path.display(), %reason, "unreadable segment file left alone");
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            shared.index.commit(vec![Op::Remove(row.id)])?;
-            report.dropped_rows += 1;
+            finish_or_drop(shared, row, now_ms, &mut report)?;
         }
 
         // 4. Closed rows whose files are gone or changed.
@@ -91,6 +72,70 @@ impl Store {
 
         // Everything above, volatile parts included, is on disk before recording starts.
         shared.index.flush()?;
+        Ok(report)
+    }
+}
+
+/// Step 3 for one `Writing` row whose working file is gone: if its fMP4 is at its final
+/// name, the close got past its rename (or its volatile `Closed` commit was lost): finish
+/// it. Otherwise drop the row.
+fn finish_or_drop(
+    shared: &Shared,
+    row: SegmentRow,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let fin = shared.root.join(row.final_path(Format::Fmp4));
+    if row.has(Format::Fmp4) && fsutil::file_len(&fin)?.is_some() {
+        match media::scan(&fin) {
+            Ok(scan) => {
+                // Its fMP4 was complete (renamed only after its fsync): the close
+                // itself, or its volatile commit, was cut short. Not torn media.
+                let mut row = recovered_row(row, &scan, now_ms);
+                row.recovered = false;
+                report.adopted.push(close_files(shared, row, false)?);
+                return Ok(());
+            }
+            Err(StoreError::Media { path, reason }) => {
+                tracing::warn!(path = %path.display(), %reason, "unreadable segment file left alone");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    shared.index.commit(vec![Op::Remove(row.id)])?;
+    report.dropped_rows += 1;
+    Ok(())
+}
+
+impl Store {
+    /// Close the segments of `stream` that a storage fault left unfinished while the
+    /// recorder runs: `Writing` rows that no live writer holds (a close that failed, a
+    /// writer given up on after a stall). Each is closed as recovery would close it at the
+    /// next start: cut back to its last complete fragment, closed with `recovered = true`
+    /// (or, when its close got past the rename, finished), or dropped when nothing of it is
+    /// left. Blocking. Call it once the stream's storage works again.
+    pub fn close_unfinished(
+        &self,
+        stream: &str,
+        now_ms: i64,
+    ) -> Result<RecoveryReport, StoreError> {
+        let shared = &*self.shared;
+        let mut report = RecoveryReport::default();
+        let live = shared.active_names().clone();
+        for row in shared.index.all()? {
+            if row.state != SegmentState::Writing
+                || row.stream != stream
+                || live.contains(&row.base)
+            {
+                continue;
+            }
+            let rel = row.working_path();
+            if fsutil::file_len(&shared.root.join(&rel))?.is_some() {
+                recover_part(shared, &rel, Some(row), now_ms, &mut report)?;
+            } else {
+                finish_or_drop(shared, row, now_ms, &mut report)?;
+            }
+        }
         Ok(report)
     }
 }
@@ -114,56 +159,70 @@ pub(super) fn recover_parts(
             }
             continue;
         }
-        let abs = shared.root.join(&rel);
-        let mut row = by_working.get(&rel).cloned();
-        if let Some(r) = &row {
-            if r.state == SegmentState::Closed && closed_files_present(shared, r)? {
-                // An mp4-only close committed but did not get to remove its working file.
-                remove(shared, &rel, report)?;
-                continue;
-            }
-        }
-        let scan = match media::scan(&abs) {
-            Ok(s) => Some(s),
-            Err(StoreError::Media { reason, .. }) => {
-                tracing::info!(path = %rel.display(), %reason, "working file unreadable");
-                None
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(scan) = scan.filter(|s| s.fragments > 0) else {
-            remove(shared, &rel, report)?;
-            continue;
-        };
-        if row.is_none() {
-            let Some(meta) = scan.meta.clone() else {
-                tracing::warn!(path = %rel.display(), "working file without our metadata; left alone");
-                continue;
-            };
-            row = match new_row_for_part(shared, &rel, meta)? {
-                Some(r) => Some(r),
-                None => {
-                    // Its final file is already there with the same identity.
-                    remove(shared, &rel, report)?;
-                    continue;
-                }
-            };
-        }
-        let Some(mut row) = row else { continue };
-        row.state = SegmentState::Writing;
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&abs)
-            .map_err(|e| StoreError::io("open", &abs, e))?;
-        file.set_len(scan.complete_end)
-            .map_err(|e| StoreError::io("truncate", &abs, e))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", &abs, e))?;
-        drop(file);
-        let row = recovered_row(row, &scan, now_ms);
-        tracing::info!(path = %rel.display(), kept = scan.complete_end, "recovered a torn segment");
-        report.recovered.push(close_files(shared, row, true)?);
+        recover_part(shared, &rel, by_working.get(&rel).cloned(), now_ms, report)?;
     }
+    Ok(())
+}
+
+/// Step 2 for one working file `rel`, with its row if the index has one.
+fn recover_part(
+    shared: &Shared,
+    rel: &Path,
+    mut row: Option<SegmentRow>,
+    now_ms: i64,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let abs = shared.root.join(rel);
+    if let Some(r) = &row {
+        if r.state == SegmentState::Closed && closed_files_present(shared, r)? {
+            // An mp4-only close committed but did not get to remove its working file.
+            return remove(shared, rel, report);
+        }
+    }
+    let scan = match media::scan(&abs) {
+        Ok(s) => Some(s),
+        Err(StoreError::Media { reason, .. }) => {
+            tracing::info!(path = %rel.display(), %reason, "working file unreadable");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(scan) = scan.filter(|s| s.fragments > 0) else {
+        remove(shared, rel, report)?;
+        if let Some(r) = row.filter(|r| r.state == SegmentState::Writing) {
+            // Nothing of it is left: its row goes too (at startup, step 3 would drop it).
+            shared.index.commit(vec![Op::Remove(r.id)])?;
+            report.dropped_rows += 1;
+        }
+        return Ok(());
+    };
+    if row.is_none() {
+        let Some(meta) = scan.meta.clone() else {
+            tracing::warn!(path = %rel.display(), "working file without our metadata; left alone");
+            return Ok(());
+        };
+        row = match new_row_for_part(shared, rel, meta)? {
+            Some(r) => Some(r),
+            None => {
+                // Its final file is already there with the same identity.
+                return remove(shared, rel, report);
+            }
+        };
+    }
+    let Some(mut row) = row else { return Ok(()) };
+    row.state = SegmentState::Writing;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&abs)
+        .map_err(|e| StoreError::io("open", &abs, e))?;
+    file.set_len(scan.complete_end)
+        .map_err(|e| StoreError::io("truncate", &abs, e))?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("fsync", &abs, e))?;
+    drop(file);
+    let row = recovered_row(row, &scan, now_ms);
+    tracing::info!(path = %rel.display(), kept = scan.complete_end, "recovered a torn segment");
+    report.recovered.push(close_files(shared, row, true)?);
     Ok(())
 }
 

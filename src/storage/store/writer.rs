@@ -32,6 +32,9 @@ pub struct SegmentWriter {
     fragments: u32,
     /// A write failed and could not be undone: the file's tail is unknown.
     broken: bool,
+    /// An append failed: the segment ends at its last good fragment, nothing more is
+    /// appended (a later fragment after a gap would make a file with a hole in time).
+    failed: bool,
     _name: NameGuard,
 }
 
@@ -99,6 +102,7 @@ impl Store {
                 bytes: init.len() as u64,
                 fragments: 0,
                 broken: false,
+                failed: false,
                 row,
                 _name: name,
             }),
@@ -167,17 +171,29 @@ fn check_rel_base(rel_base: &Path) -> Result<(), StoreError> {
 /// Create missing directories of `path`'s parent (each made durable in its own parent),
 /// then the working file itself; write `init`, fdatasync, and fsync the directory, so the
 /// file's name survives a power cut as well as its bytes (without it, the whole open
-/// segment could vanish). Once per segment. Holds the directory lock so a concurrent
-/// delete cannot remove a directory between the steps.
+/// segment could vanish). Once per segment.
+///
+/// The directory lock is held only while the directories and the file are created, so a
+/// concurrent delete cannot remove a directory between the steps (once the file is in it,
+/// it is not empty). The fsyncs come after it is released: a disk that stalls under one
+/// stream's directory must not hold the lock every other stream's `begin` needs. They all
+/// happen before `begin` returns, and nothing is durable-relied-upon until then.
 fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, StoreError> {
-    let _dirs = shared.dirs_lock();
     let dir = parent(path);
-    fsutil::create_dirs(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| StoreError::io("create", path, e))?;
+    let (made, mut file) = {
+        let _dirs = shared.dirs_lock();
+        let made =
+            fsutil::make_dirs(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| StoreError::io("create", path, e))?;
+        (made, file)
+    };
+    for d in &made {
+        fsync_dir(d)?;
+    }
     file.write_all(init)
         .map_err(|e| StoreError::io("write", path, e))?;
     file.sync_data()
@@ -189,9 +205,12 @@ fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, Sto
 impl SegmentWriter {
     /// Append one encoded fragment (moof+mdat) with one write, then fdatasync, so a power
     /// cut loses at most the fragment being written. On failure the file is cut back to
-    /// the previous fragment where possible, and the writer may still be finished.
+    /// the previous fragment where possible, every later append is refused, and the writer
+    /// may still be finished: the segment closes at its last good fragment. (A failed
+    /// fdatasync is never retried: after one, Linux may have dropped the dirty pages and
+    /// report the next fsync clean, so the fragment it covered is cut off instead.)
     pub fn append(&mut self, fragment: &[u8]) -> Result<(), StoreError> {
-        if self.broken {
+        if self.failed {
             return Err(self.error("an earlier write failed; finish or abandon this segment"));
         }
         let pad = page_padding(self.bytes, fragment.len());
@@ -205,6 +224,7 @@ impl SegmentWriter {
                 Ok(())
             }
             Err((op, e)) => {
+                self.failed = true;
                 if self.file.set_len(self.bytes).is_err() {
                     self.broken = true;
                 }
@@ -263,10 +283,12 @@ impl SegmentWriter {
     pub fn abandon(self) -> Result<(), StoreError> {
         let working = self.working_abs();
         drop(self.file);
+        // Removing a file needs no lock (a directory holding it is not empty); only
+        // removing emptied directories does. The fsync stays outside it (see create_working).
+        fsutil::remove_file(&working)?;
+        fsync_dir(parent(&working))?;
         {
             let _dirs = self.shared.dirs_lock();
-            fsutil::remove_file(&working)?;
-            fsync_dir(parent(&working))?;
             fsutil::remove_empty_dirs(&self.shared.root, parent(&working))?;
         }
         self.shared.index.commit(vec![Op::Remove(self.row.id)])

@@ -1,5 +1,6 @@
-//! What the MQTT task watches besides the connection: stream states (`source.state`), the
-//! disk (`storage.alarm`) and the live config (the retained config topic).
+//! What the MQTT task watches besides the connection: stream states (`source.state`) and
+//! the live config (the retained config topic). Storage alarms come from the storage
+//! watchdog (`storage::watchdog`), through the outbox.
 
 use tracing::warn;
 
@@ -52,49 +53,6 @@ impl Client {
             self.last_config = now;
             self.publish_config();
         }
-    }
-
-    /// Sample the disk every [`crate::sync::events::alarm::CHECK_EVERY`]; `storage.alarm` on changes.
-    pub(super) async fn watch_storage(&mut self) {
-        let now = self.ctx.clock.now();
-        if !self.ctx.events.enabled()
-            || self.last_disk_check.is_some_and(|t| {
-                now.saturating_duration_since(t) < crate::sync::events::alarm::CHECK_EVERY
-            })
-        {
-            return;
-        }
-        self.last_disk_check = Some(now);
-        let store = self.ctx.store.clone();
-        let min_free = self.last_config.storage.min_free;
-        let sample = tokio::task::spawn_blocking(move || {
-            let d = store.disk().ok()?;
-            Some(crate::sync::events::alarm::DiskSample {
-                free: d.free,
-                total: d.total,
-                min_free: min_free.bytes(d.total),
-                read_only: crate::sync::events::alarm::read_only(store.root()),
-            })
-        })
-        .await;
-        let Ok(Some(sample)) = sample else {
-            return;
-        };
-        let alarms = self.storage.sample(sample);
-        if alarms.is_empty() {
-            return;
-        }
-        let events = self.ctx.events.clone();
-        let at = self.ctx.clock.wall_ms();
-        let _ = tokio::task::spawn_blocking(move || {
-            for body in alarms {
-                warn!(alarm = %body, "storage alarm");
-                if let Err(e) = events.emit(EventKind::StorageAlarm, at, body) {
-                    warn!(error = %e, "cannot store a storage.alarm event");
-                }
-            }
-        })
-        .await;
     }
 }
 
