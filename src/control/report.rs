@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::media::health::{StatusBoard, StreamReport};
+use crate::util::clockwatch::{ClockReport, ClockWatch};
 
 /// Disk use as reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +50,10 @@ pub struct Report {
     pub disk: Option<DiskReport>,
     pub segments: Vec<SegmentCounts>,
     pub uploads: UploadReport,
+    /// The clock: synchronized or not, steps seen (a running recorder; older recorders
+    /// do not send it).
+    #[serde(default)]
+    pub clock: Option<ClockReport>,
 }
 
 /// What only a running recorder knows.
@@ -57,6 +62,8 @@ pub struct Live {
     pub board: Arc<StatusBoard>,
     pub pid: u32,
     pub started_ms: i64,
+    /// The watched clock (`None`: not reported).
+    pub clock: Option<Arc<ClockWatch>>,
 }
 
 /// Builds the report from the index (blocking: call it off the async runtime) and, when the
@@ -84,6 +91,7 @@ pub fn build_report(
         started_ms: live.map(|l| l.started_ms),
         streams: live.map(|l| l.board.reports(now)).unwrap_or_default(),
         uploads: UploadReport::from_index(store, &rows)?,
+        clock: live.and_then(|l| l.clock.as_ref()).map(|c| c.report()),
         disk,
         segments,
     })

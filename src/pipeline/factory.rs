@@ -19,6 +19,7 @@ use crate::storage::store::Store;
 use crate::sync::events::alarm::WriteAlarm;
 use crate::sync::events::Events;
 use crate::util::clock::SharedClock;
+use crate::util::clockwatch::ClockWatch;
 use crate::util::pace::Pacer;
 
 /// Builds [`StreamRecorder`]s. Cheap to clone.
@@ -35,6 +36,9 @@ pub struct RecorderFactory {
     pub events: Option<Events>,
     /// Where pipe sources list their commands (the daemon kills them on a fast exit).
     pub pipes: PipeGroups,
+    /// The watched clock: segments' time quality and boot time, and corrections of the
+    /// open segment (`None`: segments carry no clock fields and read as `synced`).
+    pub time: Option<Arc<ClockWatch>>,
 }
 
 impl RecorderFactory {
@@ -90,6 +94,7 @@ impl RecorderFactory {
                 self.clock.clone(),
             )),
             pipes,
+            time: self.time.clone(),
         }
     }
 }

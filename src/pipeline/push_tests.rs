@@ -48,6 +48,7 @@ fn fixture(extra: &str) -> Fixture {
         pacer: None,
         events: None,
         pipes: Default::default(),
+        time: None,
     };
     let ingest = Ingest::new(IngestContext {
         config,

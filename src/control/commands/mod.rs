@@ -204,6 +204,8 @@ pub struct Spawn {
     pub upload: Option<crate::sync::upload::Control>,
     /// The daemon's retention loop.
     pub retention: RetentionTrigger,
+    /// The watched clock, for `status` (`None`: not reported).
+    pub time: Option<Arc<crate::util::clockwatch::ClockWatch>>,
 }
 
 /// The daemon's command handler (reads the config file off the runtime).
@@ -216,6 +218,7 @@ pub async fn spawn(s: Spawn) -> Commands {
             board: s.board,
             pid: std::process::id(),
             started_ms: clock.wall_ms(),
+            clock: s.time.clone(),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,

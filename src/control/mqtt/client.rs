@@ -360,6 +360,7 @@ impl Client {
             board: self.ctx.board.clone(),
             pid: std::process::id(),
             started_ms: self.ctx.started_ms,
+            clock: self.ctx.time.clone(),
         };
         let device = self.ctx.config.device_id.clone();
         let quota = self.last_config.storage.max_bytes;

@@ -64,6 +64,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
             pacer: None,
             events: None,
             pipes: Default::default(),
+            time: None,
         },
         board: Arc::new(StatusBoard::default()),
         cancel: CancellationToken::new(),

@@ -31,7 +31,7 @@ const STACK: usize = 1024 * 1024;
 /// What the writer thread tells the stream task.
 #[derive(Debug)]
 pub enum Report {
-    Closed(SegmentRow),
+    Closed(Box<SegmentRow>),
     Failed(SinkError),
 }
 
@@ -57,7 +57,7 @@ impl SinkThread {
                 for batch in rx {
                     let applied = set.apply(batch);
                     for row in applied.closed {
-                        let _ = rtx.send(Report::Closed(row));
+                        let _ = rtx.send(Report::Closed(Box::new(row)));
                     }
                     if let Some(e) = applied.error {
                         let _ = rtx.send(Report::Failed(e));

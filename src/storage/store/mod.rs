@@ -170,6 +170,7 @@ mod media;
 mod queue;
 mod rebuild;
 mod recovery;
+mod restamp;
 mod row;
 mod tables;
 mod writer;
@@ -179,6 +180,7 @@ pub use error::StoreError;
 pub(crate) use fsutil::create_dirs;
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
+pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
 pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
@@ -276,11 +278,11 @@ impl Store {
         &self.shared.root
     }
 
-    /// All rows (any state), oldest first (by start time, then id).
+    /// All rows (any state), oldest first in recording order: by id, which segments get as
+    /// they begin (never by wall-clock time, which a clock step can reorder; after an
+    /// `index rebuild` ids follow stream and sequence number).
     pub fn segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
-        let mut rows = self.shared.index.all()?;
-        rows.sort_by_key(|r| (r.start_ms, r.id));
-        Ok(rows)
+        self.shared.index.all()
     }
 
     /// One row.

@@ -323,6 +323,8 @@ pub(super) fn adopt(
             seq,
             start_ms,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         };
         while !files.is_empty() {
             let mut row = adopted_row(shared, &meta, now_ms, &mut files);
