@@ -21,6 +21,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::util::clockwatch::detector::STEP_THRESHOLD_MS;
 use crate::util::clockwatch::TimeQuality;
 
 use super::error::StoreError;
@@ -161,7 +162,7 @@ impl Store {
         if targets.is_empty() {
             return Ok(Vec::new());
         }
-        self.restamp(&targets, 0, |_| Vec::new())
+        self.restamp(&targets, STEP_THRESHOLD_MS, |_| Vec::new())
     }
 
     /// The latest end of `stream`'s rows recorded in boot `boot`.
