@@ -69,6 +69,7 @@ fn fixture() -> &'static Fixture {
             pacer: None,
             events: None,
             pipes: Default::default(),
+            time: None,
         };
         let ingest = Ingest::new(IngestContext {
             config,

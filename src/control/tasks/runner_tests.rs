@@ -243,3 +243,36 @@ async fn removing_a_stream_from_the_config_fails_its_tasks() {
     assert!(t.error.unwrap().contains("removed"));
     assert_eq!(statuses(&f.events).last().unwrap().1, "error");
 }
+
+#[tokio::test]
+async fn a_task_whose_window_a_forward_clock_step_skips_ends_in_error_not_completed() {
+    let f = fixture();
+    let s = scheduler(&f);
+    let now = f.clock.wall_ms();
+    let t = s
+        .create(NewTask {
+            kind: TaskKind::Scheduled,
+            stream: "cam".into(),
+            template: None,
+            start_ms: now + 60_000,
+            end_ms: Some(now + 120_000),
+        })
+        .await
+        .unwrap();
+    s.tick().await.unwrap();
+    // NTP sets the clock an hour ahead; one second of boot clock passes.
+    f.clock.advance(Duration::from_secs(1));
+    f.clock.step_wall(3_600_000);
+    s.tick().await.unwrap();
+    let t = s.get(t.id).unwrap();
+    assert_eq!(t.status, TaskStatus::Error);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("skipped the task's window"),
+        "{:?}",
+        t.error
+    );
+    assert_eq!(statuses(&f.events).last().unwrap().1, "error");
+}
