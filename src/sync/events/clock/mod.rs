@@ -33,11 +33,12 @@ pub fn step_body(step: &Step) -> serde_json::Value {
     })
 }
 
-/// The body of `clock.corrected`.
-pub fn corrected_body(boot: &str, offset_ms: i64, moved: &[Restamped]) -> serde_json::Value {
+/// The body of `clock.corrected`: the boot and the offset its segments moved onto, when one
+/// correction made it (`None`: recorded corrections applied again at start).
+pub fn corrected_body(onto: Option<(&str, i64)>, moved: &[Restamped]) -> serde_json::Value {
     json!({
-        "boot_id": boot,
-        "offset_ms": offset_ms,
+        "boot_id": onto.map(|o| o.0),
+        "offset_ms": onto.map(|o| o.1),
         "count": moved.len(),
         "truncated": moved.len() > LISTED,
         "segments": moved.iter().take(LISTED).map(|m| json!({
@@ -77,7 +78,7 @@ fn correct(
             EventKind::ClockCorrected,
             id,
             now_ms,
-            corrected_body(boot, offset_ms, moved),
+            corrected_body(Some((boot, offset_ms)), moved),
         )
     })
 }
@@ -149,7 +150,7 @@ pub fn reconcile(
                 EventKind::ClockCorrected,
                 id,
                 watch.wall_ms(),
-                corrected_body("", 0, moved),
+                corrected_body(None, moved),
             )
         })?
     };
