@@ -52,6 +52,16 @@ pub struct Corrections {
     pub boots: Vec<BootCorrection>,
 }
 
+impl Corrections {
+    /// `(boot, offset)` pairs, as [`Store::restamp`] takes them.
+    pub fn targets(&self) -> Vec<(String, i64)> {
+        self.boots
+            .iter()
+            .map(|b| (b.boot.clone(), b.offset_ms))
+            .collect()
+    }
+}
+
 /// One re-stamped segment: its times before and after.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Restamped {
@@ -153,12 +163,7 @@ impl Store {
     /// Apply the record of corrections to the index (recovery's adoptions and an index
     /// rebuild start from the files, which hold the times as recorded). No events.
     pub fn apply_corrections(&self) -> Result<Vec<Restamped>, StoreError> {
-        let targets: Vec<(String, i64)> = self
-            .corrections()
-            .boots
-            .into_iter()
-            .map(|b| (b.boot, b.offset_ms))
-            .collect();
+        let targets = self.corrections().targets();
         if targets.is_empty() {
             return Ok(Vec::new());
         }

@@ -63,12 +63,7 @@ fn correct(
     now_ms: i64,
 ) -> Result<Vec<Restamped>, StoreError> {
     store.record_correction(boot, offset_ms, now_ms)?;
-    let mut targets: Vec<(String, i64)> = store
-        .corrections()
-        .boots
-        .into_iter()
-        .map(|b| (b.boot, b.offset_ms))
-        .collect();
+    let mut targets = store.corrections().targets();
     if !targets.iter().any(|(b, _)| b == boot) {
         targets.push((boot.to_string(), offset_ms));
     }
@@ -135,12 +130,7 @@ pub fn reconcile(
         );
         correct(store, events, boot, offset, watch.wall_ms())?
     } else {
-        let targets: Vec<(String, i64)> = store
-            .corrections()
-            .boots
-            .into_iter()
-            .map(|b| (b.boot, b.offset_ms))
-            .collect();
+        let targets = store.corrections().targets();
         if targets.is_empty() {
             return Ok(Vec::new());
         }
