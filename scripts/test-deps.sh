@@ -9,7 +9,8 @@
 # (make test-aarch64, test-deb): qemu-user and the ARM C libraries it runs binaries with,
 # python3-venv (zig comes from PyPI, scripts/cross-deps.sh), binutils' readelf, and
 # systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks; g++ builds libFuzzer
-# for `make fuzz-check`.
+# for `make fuzz-check`; faketime (libfaketime) steps the wall clock under a running
+# recorder in tests/e2e_clock.rs.
 set -euo pipefail
 
 packages=(
@@ -36,6 +37,7 @@ packages=(
   openssl
   python3-pyfuse3
   fuse3
+  faketime
 )
 
 installed() {

@@ -258,9 +258,15 @@ fn segments_json_has_the_documented_fields() {
             "end_ms",
             "duration_ms",
             "bytes",
+            "time_quality",
+            "boot",
         ] {
             assert!(r.get(key).is_some(), "row lacks {key}: {r}");
         }
+        assert!(
+            ["synced", "unsynced"].contains(&r["time_quality"].as_str().unwrap_or("")),
+            "{r}"
+        );
         assert_eq!(r["state"], "closed", "state is \"closed\"/\"writing\": {r}");
         assert_eq!(r["recovered"], false, "{r}");
         let files = r["files"].as_array().expect("files array");

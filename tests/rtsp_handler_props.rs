@@ -80,6 +80,7 @@ fn fixture(extra: &str) -> Fixture {
         pacer: None,
         health: edgerec::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
+        time: None,
     };
     let ingest = Ingest::new(IngestContext {
         config,

@@ -342,18 +342,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} path",
-                    "stream", "seq", "start_ms", "dur_ms", "bytes", "state"
+                    "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} {:<9} path",
+                    "stream", "seq", "start_ms", "dur_ms", "bytes", "state", "time"
                 );
                 for r in rows {
                     println!(
-                        "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} {}",
+                        "{:<16} {:>6} {:>14} {:>9} {:>11} {:<8} {:<9} {}",
                         r.stream,
                         r.seq,
                         r.start_ms,
                         r.duration_ms,
                         r.bytes,
                         format!("{:?}", r.state).to_lowercase(),
+                        r.time_quality.as_str(),
                         r.files
                             .first()
                             .map(|f| f.path.display().to_string())

@@ -37,6 +37,7 @@ use crate::storage::watchdog::{Verdict, Watchdog, DISK_EVERY};
 use crate::sync::events::Events;
 use crate::sync::upload::Control as UploadControl;
 use crate::util::clock::SharedClock;
+use crate::util::clockwatch::ClockWatch;
 use crate::util::notify::Notifier;
 use crate::util::pace::Pacer;
 
@@ -65,6 +66,7 @@ pub struct Handles {
 pub struct Running {
     cfg: Config,
     handles: Handles,
+    watch: Arc<ClockWatch>,
     notifier: Notifier,
     sigterm: Signal,
     sigint: Signal,
@@ -111,6 +113,14 @@ pub async fn start(
     if !guard(&cfg, &clock, &notifier).await? {
         return Ok(None);
     }
+    // The clock every part reads is watched: steps are seen on the reads made anyway.
+    let watch = ClockWatch::new(
+        clock,
+        Box::new(crate::util::clockwatch::system::sync_state),
+        crate::util::clockwatch::system::boot_id(),
+    );
+    let steps = watch.listen();
+    let clock: SharedClock = watch.clone();
     let root = cfg.storage.root.clone();
     let store = Arc::new(open_store(&root).await?);
     // The outbox, and the segment-event hook that must see recovery's closes too.
@@ -125,7 +135,8 @@ pub async fn start(
     let uploads = crate::sync::upload::Uploads::register(&cfg, &store, clock.clone());
     let upload_control = uploads.as_ref().map(|u| u.control());
     recover(&store, &clock).await?;
-    retention_pass(&store, &cfg, clock.wall_ms(), upload_control.as_ref()).await;
+    reconcile_clock(&store, &events, &watch).await?;
+    retention_pass(&store, &cfg, &watch, upload_control.as_ref()).await;
 
     // The storage watchdog runs with or without MQTT; with it, its alarms go to the outbox.
     let health = Arc::new(
@@ -162,7 +173,16 @@ pub async fn start(
         pacer: Some(h.pacer.clone()),
         health: h.health.clone(),
         pipes: h.pipes.clone(),
+        time: Some(watch.clone()),
     };
+    // Clock steps: `clock.step`, and re-stamping after a correction (wakes only on a step).
+    tokio::spawn(crate::sync::events::clock::serve(
+        steps,
+        h.store.clone(),
+        h.events.clone(),
+        watch.clone(),
+        h.cancel.child_token(),
+    ));
     // Streams a rule records, and those record tasks need (see crate::control::tasks).
     let (scheduler, scheduler_task) =
         crate::control::tasks::spawn(crate::control::tasks::TasksContext {
@@ -198,6 +218,7 @@ pub async fn start(
         upload: upload_control.clone(),
         retention: retention_tx,
         storage: Some(h.health.clone()),
+        time: Some(watch.clone()),
     })
     .await;
     let status_source = Arc::new(crate::control::socket::StatusSource {
@@ -207,6 +228,7 @@ pub async fn start(
             pid: std::process::id(),
             started_ms: h.clock.wall_ms(),
             storage: Some(h.health.clone()),
+            clock: Some(watch.clone()),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,
@@ -224,6 +246,7 @@ pub async fn start(
         clock: h.clock.clone(),
         started_ms: h.clock.wall_ms(),
         live_config: Some(live_config.clone()),
+        time: Some(watch.clone()),
     })?;
     let control = tokio::spawn(crate::control::socket::serve_with_status(
         h.store.clone(),
@@ -262,6 +285,7 @@ pub async fn start(
         sigint: signal(SignalKind::interrupt())?,
         cfg,
         handles: h,
+        watch,
         notifier,
         recording,
         scheduler,
@@ -287,8 +311,9 @@ impl Running {
     pub async fn serve(&mut self) {
         let h = self.handles.clone();
         let retention = |cfg: Arc<Config>| {
-            let (store, clock, uploads) = (h.store.clone(), h.clock.clone(), self.uploads.clone());
-            async move { retention_pass(&store, &cfg, clock.wall_ms(), uploads.as_ref()).await }
+            let (store, watch, uploads) =
+                (h.store.clone(), self.watch.clone(), self.uploads.clone());
+            async move { retention_pass(&store, &cfg, &watch, uploads.as_ref()).await }
         };
         // Fed only while every stream's pipeline is alive (see crate::media::health) and no
         // storage condition has lasted `storage.fault_restart` (crate::storage::watchdog).
@@ -464,6 +489,27 @@ async fn recover(store: &Arc<Store>, clock: &SharedClock) -> anyhow::Result<()> 
     }
     for p in &report.removed {
         info!(path = %p.display(), "removed an unrecoverable partial file");
+    }
+    Ok(())
+}
+
+/// Segments of this boot left on an old offset by a step made while edgerec was not
+/// running, and corrections a crash kept out of the index (blocking, off the runtime).
+async fn reconcile_clock(
+    store: &Arc<Store>,
+    events: &Events,
+    watch: &Arc<ClockWatch>,
+) -> anyhow::Result<()> {
+    let (s, e, w) = (store.clone(), events.clone(), watch.clone());
+    let moved =
+        tokio::task::spawn_blocking(move || crate::sync::events::clock::reconcile(&s, &e, &w))
+            .await?
+            .context("re-stamping after a clock correction failed")?;
+    if !moved.is_empty() {
+        info!(
+            segments = moved.len(),
+            "re-stamped segments onto the corrected clock"
+        );
     }
     Ok(())
 }

@@ -94,6 +94,29 @@ pub fn render(r: &Report) -> String {
             human(c.bytes)
         );
     }
+    if let Some(c) = &r.clock {
+        let _ = write!(
+            s,
+            "\nclock: {}{}, {} step(s) seen ({} correction(s))",
+            c.state,
+            c.maxerror_ms
+                .map_or(String::new(), |e| format!(" (max error {e} ms)")),
+            c.steps,
+            c.corrections
+        );
+        match &c.last_step {
+            Some(st) => {
+                let _ = writeln!(
+                    s,
+                    "; last: {} -> {} ({:+} s)",
+                    utc(st.from_ms),
+                    utc(st.to_ms),
+                    st.delta_ms / 1000
+                );
+            }
+            None => s.push('\n'),
+        }
+    }
     let _ = writeln!(s, "\n{}", r.uploads.render());
     s
 }

@@ -36,6 +36,22 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         }),
         segments: vec![],
         uploads: UploadReport::default(),
+        clock: Some(crate::util::clockwatch::ClockReport {
+            state: "unsynced".into(),
+            maxerror_ms: Some(16_000),
+            offset_ms: 5,
+            steps: 1,
+            corrections: 1,
+            last_step: Some(crate::util::clockwatch::Step {
+                from_ms: 3_000,
+                to_ms: 1_796_000_003_000,
+                delta_ms: 1_796_000_000_000,
+                old_offset_ms: 0,
+                new_offset_ms: 1_796_000_000_000,
+                was_synced: false,
+                correction: true,
+            }),
+        }),
     };
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.contains("\"state\":\"recording\""), "{json}");
@@ -60,4 +76,8 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         "{text}"
     );
     assert!(text.contains("Input/output error"), "{text}");
+    assert!(
+        text.contains("clock: unsynced (max error 16000 ms), 1 step(s) seen (1 correction(s)); last: 1970-01-01T00:00:03Z -> 2026-11-30"),
+        "{text}"
+    );
 }

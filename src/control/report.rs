@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::media::health::{StatusBoard, StreamReport};
 use crate::storage::watchdog::health::StorageHealth;
 use crate::storage::watchdog::Condition;
+use crate::util::clockwatch::{ClockReport, ClockWatch};
 
 /// Disk use as reported.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub struct Report {
     pub disk: Option<DiskReport>,
     pub segments: Vec<SegmentCounts>,
     pub uploads: UploadReport,
+    /// The clock: synchronized or not, steps seen (a running recorder; older recorders
+    /// do not send it).
+    #[serde(default)]
+    pub clock: Option<ClockReport>,
 }
 
 /// What only a running recorder knows.
@@ -63,6 +68,8 @@ pub struct Live {
     pub started_ms: i64,
     /// The storage watchdog.
     pub storage: Option<Arc<StorageHealth>>,
+    /// The watched clock (`None`: not reported).
+    pub clock: Option<Arc<ClockWatch>>,
 }
 
 /// Builds the report from the index (blocking: call it off the async runtime) and, when the
@@ -94,6 +101,7 @@ pub fn build_report(
             .map(|s| s.conditions())
             .unwrap_or_default(),
         uploads: UploadReport::from_index(store, &rows)?,
+        clock: live.and_then(|l| l.clock.as_ref()).map(|c| c.report()),
         disk,
         segments,
     })

@@ -18,6 +18,7 @@ use crate::pipeline::recorder::StreamRecorder;
 use crate::storage::store::Store;
 use crate::storage::watchdog::health::StorageHealth;
 use crate::util::clock::SharedClock;
+use crate::util::clockwatch::ClockWatch;
 use crate::util::pace::Pacer;
 
 /// Builds [`StreamRecorder`]s. Cheap to clone.
@@ -34,6 +35,9 @@ pub struct RecorderFactory {
     pub health: Arc<StorageHealth>,
     /// Where pipe sources list their commands (the daemon kills them on a fast exit).
     pub pipes: PipeGroups,
+    /// The watched clock: segments' time quality and boot time, and corrections of the
+    /// open segment (`None`: segments carry no clock fields and read as `synced`).
+    pub time: Option<Arc<ClockWatch>>,
 }
 
 impl RecorderFactory {
@@ -85,6 +89,7 @@ impl RecorderFactory {
             pacer,
             health: self.health.clone(),
             pipes,
+            time: self.time.clone(),
         }
     }
 }

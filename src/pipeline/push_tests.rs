@@ -48,6 +48,7 @@ fn fixture(extra: &str) -> Fixture {
         pacer: None,
         health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
+        time: None,
     };
     let ingest = Ingest::new(IngestContext {
         config,

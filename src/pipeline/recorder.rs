@@ -41,6 +41,7 @@ use crate::storage::store::{SegmentRow, Store};
 use crate::storage::watchdog::health::StorageHealth;
 use crate::util::backoff::Backoff;
 use crate::util::clock::SharedClock;
+use crate::util::clockwatch::ClockWatch;
 use crate::util::pace::Pacer;
 
 /// A healthy session at least this long resets the backoff.
@@ -67,6 +68,8 @@ pub struct StreamRecorder {
     pub health: Arc<StorageHealth>,
     /// Where a pipe source lists its commands.
     pub pipes: PipeGroups,
+    /// The watched clock (see [`crate::pipeline::factory::RecorderFactory::time`]).
+    pub time: Option<Arc<ClockWatch>>,
 }
 
 /// How a session ended.
@@ -196,21 +199,31 @@ impl StreamRecorder {
         status.set_state(StreamState::Stopped, self.clock.now(), self.clock.wall_ms());
     }
 
-    /// A segmenter continuing the stream's sequence numbers from the index.
+    /// A segmenter continuing the stream's sequence numbers from the index, and starting no
+    /// earlier than the end of the stream's last segment of this boot (a restart after a
+    /// backward clock step does not overlap it).
     async fn segmenter(&self) -> Segmenter {
-        let next_seq = {
+        let (next_seq, last_end) = {
             let store = self.store.clone();
             let name = self.name.clone();
-            match tokio::task::spawn_blocking(move || store.next_seq(&name)).await {
+            let boot = self.time.as_ref().map(|t| t.boot_id().to_string());
+            let read = move || -> Result<(u64, Option<i64>), crate::storage::store::StoreError> {
+                let last_end = match boot {
+                    Some(b) => store.last_end_in_boot(&name, &b)?,
+                    None => None,
+                };
+                Ok((store.next_seq(&name)?, last_end))
+            };
+            match tokio::task::spawn_blocking(read).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     warn!(error = %e, "cannot read the last sequence number; starting at 0");
-                    0
+                    (0, None)
                 }
-                Err(_) => 0,
+                Err(_) => (0, None),
             }
         };
-        Segmenter::new(
+        let mut seg = Segmenter::new(
             SegmenterConfig {
                 interval: self.template.interval,
                 fragment: self.template.fragment,
@@ -222,7 +235,11 @@ impl StreamRecorder {
                 stream: self.name.clone(),
             },
             next_seq,
-        )
+        );
+        if let Some(end) = last_end {
+            seg.not_before(end);
+        }
+        seg
     }
 
     async fn run_once(
@@ -271,6 +288,7 @@ impl StreamRecorder {
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pacer = self.pacer.clone();
         let mut gate = crate::sync::upload::DenyGate::default();
+        let mut corrections = self.time.as_ref().map_or((0, 0), |t| t.corrections());
         let result = loop {
             let next = tokio::select! {
                 biased;
@@ -364,10 +382,24 @@ impl StreamRecorder {
                         // frees.
                         seg.finish(CloseReason::SourceEnded, &mut events);
                     } else {
-                        seg.push(frame, self.clock.wall_ms(), &mut events);
+                        // This read is also where a clock step is seen (see
+                        // crate::util::clockwatch); a correction moves the open segment.
+                        let wall = self.clock.wall_ms();
+                        if let Some(t) = &self.time {
+                            let now = t.corrections();
+                            if now.0 != corrections.0 {
+                                seg.shift_time(now.1 - corrections.1);
+                                corrections = now;
+                            }
+                        }
+                        seg.push(frame, wall, &mut events);
                     }
-                    for e in &events {
+                    for e in &mut events {
                         if let SegmentEvent::Start(st) = e {
+                            if let Some(t) = &self.time {
+                                st.meta.time_quality = Some(t.quality_now());
+                                st.meta.boot = Some(t.boot_time_now());
+                            }
                             status.segment_started(st.meta.seq, st.meta.start_ms);
                         }
                     }

@@ -4,7 +4,9 @@
 //! - [`backoff`]: capped exponential backoff with jitter (hand-written: a dozen lines, with
 //!   the injected clock; the crates for it pull in a runtime of their own);
 //! - [`busy`]: a thread's mark of the blocking call it is in, for stall detection;
-//! - [`clock`]: injected wall and monotonic time;
+//! - [`clock`]: injected wall, monotonic and boot time;
+//! - [`clockwatch`]: the wall clock watched: synchronized or not (`adjtimex`), steps
+//!   detected on the reads the recorder makes anyway, segment time quality;
 //! - [`glob`]: the rules' shell-style globs (hand-written: `*`, `?`, `[...]` over stream
 //!   names, without the regex engine `globset` brings);
 //! - [`naming`]: file-name templates (`{stream}/{YYYY}/...`);
@@ -15,6 +17,7 @@
 pub mod backoff;
 pub mod busy;
 pub mod clock;
+pub mod clockwatch;
 pub mod glob;
 pub mod naming;
 pub mod notify;

@@ -290,6 +290,21 @@ pub struct SegmentRow {
     pub state: String,
     pub recovered: bool,
     pub files: Vec<FileRow>,
+    /// `synced`, `unsynced` or `corrected` (see docs/time.md).
+    #[serde(default)]
+    pub time_quality: String,
+    /// Boot id, boot-clock start and stamping offset; absent for older rows.
+    #[serde(default)]
+    pub boot: Option<BootTime>,
+}
+
+/// Where a segment started on the boot clock, as `edgerec segments --json` lists it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BootTime {
+    pub id: String,
+    /// `CLOCK_BOOTTIME` at the segment's first frame, ms.
+    pub ms: i64,
+    pub offset_ms: i64,
 }
 
 fn lowercase<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -206,6 +206,8 @@ pub struct Spawn {
     pub retention: RetentionTrigger,
     /// The storage watchdog, for the `status` command.
     pub storage: Option<Arc<crate::storage::watchdog::health::StorageHealth>>,
+    /// The watched clock, for `status` (`None`: not reported).
+    pub time: Option<Arc<crate::util::clockwatch::ClockWatch>>,
 }
 
 /// The daemon's command handler (reads the config file off the runtime).
@@ -219,6 +221,7 @@ pub async fn spawn(s: Spawn) -> Commands {
             pid: std::process::id(),
             started_ms: clock.wall_ms(),
             storage: s.storage.clone(),
+            clock: s.time.clone(),
         },
         device_id: cfg.device_id.clone(),
         quota_bytes: cfg.storage.max_bytes,

@@ -27,6 +27,7 @@ fn segment_json(r: &SegmentRow) -> serde_json::Value {
         "duration_ms": r.duration_ms,
         "bytes": r.bytes,
         "recovered": r.recovered,
+        "time_quality": r.time_quality.as_str(),
         "files": r.files.iter().map(|f| json!({
             "path": f.path.display().to_string(),
             "format": f.format,
@@ -97,7 +98,9 @@ impl Commands {
             .filter(|r| to.is_none_or(|t| r.start_ms <= t))
             .filter(|r| from.is_none_or(|f| r.end_ms >= f))
             .collect();
-        rows.sort_by_key(|r| (r.start_ms, r.id));
+        // Recording order (ids are handed out as segments begin), never wall-clock time,
+        // which a clock step can reorder (docs/time.md).
+        rows.sort_by_key(|r| r.id);
         let total = rows.len() as u64;
         let items: Vec<_> = rows
             .iter()

@@ -357,6 +357,7 @@ impl Client {
             pid: std::process::id(),
             started_ms: self.ctx.started_ms,
             storage: None,
+            clock: self.ctx.time.clone(),
         };
         let device = self.ctx.config.device_id.clone();
         let quota = self.last_config.storage.max_bytes;

@@ -83,6 +83,8 @@ pub struct Context {
     /// The config in force now (it changes with `config.set`); the retained config topic is
     /// republished when it returns a different config. `None`: `config` above, forever.
     pub live_config: Option<LiveConfig>,
+    /// The watched clock, for telemetry (`None`: not reported).
+    pub time: Option<Arc<crate::util::clockwatch::ClockWatch>>,
 }
 
 pub use crate::config::LiveConfig;

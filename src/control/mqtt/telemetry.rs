@@ -113,6 +113,7 @@ pub fn gather(
         "process": {"cpu_seconds": cpu, "rss_bytes": rss},
         "temperature": temperatures(Path::new("/sys/class/thermal")),
         "outbox": {"pending": outbox, "dropped": dropped},
+        "clock": report.as_ref().and_then(|r| r.clock.clone()),
     });
     (v, dropped)
 }

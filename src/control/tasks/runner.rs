@@ -25,6 +25,7 @@ use crate::pipeline::supervisor::{Applied, SourceFailure, Supervisor, Want, FAIL
 use crate::storage::store::{AuxOp, AuxTable, SegmentRow, SegmentState, Store};
 use crate::sync::events::{EventKind, Events};
 use crate::util::clock::SharedClock;
+use crate::util::clockwatch::detector::STEP_THRESHOLD_MS;
 
 /// The longest the loop sleeps without looking at the clock while a task waits for a start
 /// or end time (a wall clock that jumps, as at boot on a board without a battery-backed
@@ -52,6 +53,9 @@ struct State {
     config: Arc<Config>,
     /// Failed source attempts each in-progress task has seen in a row, by task id.
     streaks: HashMap<u64, schedule::Streak>,
+    /// Wall and boot clocks at the last tick: a wall clock that moved further than the boot
+    /// clock since was stepped forward (see [`schedule::skipped_by_step`]).
+    last_tick: Option<(i64, i64)>,
 }
 
 /// Tasks, config and the supervisor, shared by the commands and the scheduler loop.
@@ -99,6 +103,7 @@ impl Scheduler {
                 next_id,
                 config: Arc::new(config),
                 streaks: HashMap::new(),
+                last_tick: None,
             }),
             apply_lock: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
@@ -250,9 +255,23 @@ impl Scheduler {
     /// recorders change; tasks that ended after, once their recorder closed its last segment.
     async fn tick_with(&self, earlier: Vec<Transition>) -> Result<Applied, TaskError> {
         let now = self.clock.wall_ms();
+        let boot = self.clock.boot_ms();
         let trs = {
             let mut st = self.lock();
             let mut trs = earlier;
+            if let Some((wall0, boot0)) = st.last_tick.replace((now, boot)) {
+                let expected = wall0 + (boot - boot0);
+                if now - expected > STEP_THRESHOLD_MS {
+                    let skipped = schedule::skipped_by_step(&mut st.tasks, expected, now);
+                    if !skipped.is_empty() {
+                        warn!(
+                            tasks = skipped.len(),
+                            "a forward clock step skipped the windows of record tasks"
+                        );
+                    }
+                    trs.extend(skipped);
+                }
+            }
             trs.extend(schedule::advance(&mut st.tasks, now));
             // A stream removed from the config (config.set) fails the tasks that need it.
             let State { tasks, config, .. } = &mut *st;

@@ -64,6 +64,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
             pacer: None,
             health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
             pipes: Default::default(),
+            time: None,
         },
         board: Arc::new(StatusBoard::default()),
         cancel: CancellationToken::new(),
@@ -71,6 +72,20 @@ fn scheduler(f: &Fixture) -> Scheduler {
     });
     let cfg = Config::from_toml_str(CONFIG).unwrap();
     Scheduler::load(f.store.clone(), clock, Some(f.events.clone()), sup, cfg).unwrap()
+}
+
+/// A scheduled task on `cam` from `start` to `end` ms from now.
+async fn scheduled_cam(f: &Fixture, s: &Scheduler, start: i64, end: i64) -> Task {
+    let now = f.clock.wall_ms();
+    s.create(NewTask {
+        kind: TaskKind::Scheduled,
+        stream: "cam".into(),
+        template: None,
+        start_ms: now + start,
+        end_ms: Some(now + end),
+    })
+    .await
+    .unwrap()
 }
 
 fn statuses(ev: &Events) -> Vec<(u64, String)> {
@@ -93,16 +108,7 @@ async fn a_scheduled_task_runs_on_the_simulated_clock_and_reports_each_status() 
     let f = fixture();
     let s = scheduler(&f);
     let now = f.clock.wall_ms();
-    let t = s
-        .create(NewTask {
-            kind: TaskKind::Scheduled,
-            stream: "cam".into(),
-            template: None,
-            start_ms: now + 5_000,
-            end_ms: Some(now + 10_000),
-        })
-        .await
-        .unwrap();
+    let t = scheduled_cam(&f, &s, 5_000, 10_000).await;
     assert_eq!(t.status, TaskStatus::Pending);
     assert_eq!(s.recording().await.keys().collect::<Vec<_>>(), ["ruled"]);
 
@@ -240,5 +246,28 @@ async fn removing_a_stream_from_the_config_fails_its_tasks() {
     let t = s.get(t.id).unwrap();
     assert_eq!(t.status, TaskStatus::Error);
     assert!(t.error.unwrap().contains("removed"));
+    assert_eq!(statuses(&f.events).last().unwrap().1, "error");
+}
+
+#[tokio::test]
+async fn a_task_whose_window_a_forward_clock_step_skips_ends_in_error_not_completed() {
+    let f = fixture();
+    let s = scheduler(&f);
+    let t = scheduled_cam(&f, &s, 60_000, 120_000).await;
+    s.tick().await.unwrap();
+    // NTP sets the clock an hour ahead; one second of boot clock passes.
+    f.clock.advance(Duration::from_secs(1));
+    f.clock.step_wall(3_600_000);
+    s.tick().await.unwrap();
+    let t = s.get(t.id).unwrap();
+    assert_eq!(t.status, TaskStatus::Error);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("skipped the task's window"),
+        "{:?}",
+        t.error
+    );
     assert_eq!(statuses(&f.events).last().unwrap().1, "error");
 }

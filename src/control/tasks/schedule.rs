@@ -53,6 +53,40 @@ pub fn advance(tasks: &mut [Task], now_ms: i64) -> Vec<Transition> {
     out
 }
 
+/// A forward step of the wall clock jumped from `from_ms` to `to_ms` (see `docs/time.md`):
+/// a pending task whose whole window lies in that jump, and a task in progress whose end
+/// does, go to error with the reason, instead of completing as if their window had been
+/// recorded. A pending task whose start was jumped over but whose end was not starts as
+/// usual at the next [`advance`], and records the rest of its window.
+pub fn skipped_by_step(tasks: &mut [Task], from_ms: i64, to_ms: i64) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let utc = |ms: i64| {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        humantime::format_rfc3339_seconds(t).to_string()
+    };
+    let jump = || format!("a clock step from {} to {}", utc(from_ms), utc(to_ms));
+    for t in tasks.iter_mut() {
+        let Some(end) = t.end_ms.filter(|e| *e > from_ms && *e <= to_ms) else {
+            continue;
+        };
+        let reason = match t.status {
+            TaskStatus::Pending if t.start_ms >= from_ms => {
+                format!("{} skipped the task's window", jump())
+            }
+            TaskStatus::InProgress => format!(
+                "{} cut the task's window short: recorded until {}, not until {}",
+                jump(),
+                utc(from_ms),
+                utc(end)
+            ),
+            _ => continue,
+        };
+        t.error = Some(reason);
+        set(t, TaskStatus::Error, to_ms, &mut out);
+    }
+    out
+}
+
 /// Stop a task (`record.stop`): pending or in progress → completed. `None` when it had
 /// already ended.
 pub fn stop(t: &mut Task, now_ms: i64) -> Option<Transition> {
@@ -174,6 +208,42 @@ mod tests {
             error: None,
             created_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_forward_step_over_a_window_ends_the_task_as_error_with_the_reason() {
+        let clock = ManualClock::new(10_000);
+        let mut tasks = vec![
+            task(1, "cam", 20_000, Some(30_000), None),
+            task(2, "cam", 5_000, Some(40_000), None),
+            task(3, "door", 35_000, Some(90_000), None),
+        ];
+        advance(&mut tasks, clock.wall_ms());
+        assert_eq!(tasks[1].status, TaskStatus::InProgress);
+        // The clock jumps from 10 s to 60 s.
+        clock.step_wall(50_000);
+        let trs = skipped_by_step(&mut tasks, 10_000, clock.wall_ms());
+        assert_eq!(trs.len(), 2);
+        assert_eq!(tasks[0].status, TaskStatus::Error);
+        assert!(
+            tasks[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("skipped the task's window"),
+            "{:?}",
+            tasks[0].error
+        );
+        assert_eq!(tasks[1].status, TaskStatus::Error);
+        assert!(tasks[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("cut the task's window short"));
+        // Its start was jumped over, its end was not: it starts and records the rest.
+        assert_eq!(tasks[2].status, TaskStatus::Pending);
+        advance(&mut tasks, clock.wall_ms());
+        assert_eq!(tasks[2].status, TaskStatus::InProgress);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub fn meta() -> SegmentMeta {
         seq: 42,
         start_ms: 1_700_000_000_123,
         formats: vec![],
+        time_quality: None,
+        boot: None,
     }
 }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::media::frame::StreamParams;
+use crate::util::clockwatch::{BootTime, TimeQuality};
 
 /// Identity of a segment, written inside every file so the index can be rebuilt from the
 /// files alone (see `format::fmp4` for where it lives in the file).
@@ -28,6 +29,15 @@ pub struct SegmentMeta {
     /// recovery finish a torn segment as asked even when the index lost its row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formats: Vec<crate::media::format::Format>,
+    /// How far `start_ms` can be trusted when it was recorded (absent in files written
+    /// before edgerec knew: read as `synced`). The file keeps what was true at recording;
+    /// a later correction lives in the index and in `<root>/clock-corrections.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_quality: Option<TimeQuality>,
+    /// Where the segment started on the boot clock, and the wall − boot offset `start_ms`
+    /// was stamped with: what a re-stamp, and an index rebuild, start from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootTime>,
 }
 
 /// Begin a new segment. The first video sample of the first fragment is a key frame, except
@@ -104,6 +114,11 @@ pub enum CloseReason {
 #[derive(Clone, Debug)]
 pub struct SegmentClose {
     pub reason: CloseReason,
+    /// Wall-clock start as the segmenter holds it at the close: the `start_ms` the segment
+    /// began with, moved by any clock correction since ([`Segmenter::shift_time`]).
+    ///
+    /// [`Segmenter::shift_time`]: crate::media::segment::Segmenter::shift_time
+    pub start_ms: i64,
     /// Media duration of the segment in milliseconds (video track if present).
     pub duration_ms: u64,
     /// Wall-clock end, milliseconds since the Unix epoch (`start_ms + duration_ms`).

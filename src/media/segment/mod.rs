@@ -10,6 +10,8 @@ mod tail;
 #[cfg(test)]
 mod cap_tests;
 #[cfg(test)]
+mod clock_tests;
+#[cfg(test)]
 mod tests;
 
 pub use event::*;

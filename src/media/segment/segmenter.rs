@@ -170,6 +170,29 @@ impl Segmenter {
         self.open.is_some()
     }
 
+    /// Start times never go back before `end_ms` (the end of the stream's last segment
+    /// recorded earlier in this boot), so that a restart after a backward clock step does
+    /// not overlap what was recorded before it.
+    pub fn not_before(&mut self, end_ms: i64) {
+        self.last_end_ms = self.last_end_ms.max(end_ms);
+    }
+
+    /// The wall clock was corrected by `delta_ms` (a step of a clock that was not
+    /// synchronized, see `docs/time.md`): move the open segment, the session's anchor and
+    /// the end of the last segment with it, so that the open segment closes with its
+    /// corrected start ([`SegmentClose::start_ms`]) and the next ones follow on.
+    pub fn shift_time(&mut self, delta_ms: i64) {
+        if let Some((w, _, _)) = &mut self.anchor {
+            *w = w.saturating_add(delta_ms);
+        }
+        if self.last_end_ms != i64::MIN {
+            self.last_end_ms = self.last_end_ms.saturating_add(delta_ms);
+        }
+        if let Some(open) = &mut self.open {
+            open.start_ms = open.start_ms.saturating_add(delta_ms);
+        }
+    }
+
     /// Change interval/fragment; takes effect from the next segment/fragment.
     pub fn set_config(&mut self, cfg: SegmenterConfig) {
         self.cfg = cfg;
@@ -329,6 +352,8 @@ impl Segmenter {
             seq: self.next_seq,
             start_ms,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         };
         self.next_seq += 1;
         let base_dts = (0..n)
@@ -476,6 +501,7 @@ impl Segmenter {
         self.last_end_ms = end_ms;
         out.push(SegmentEvent::Close(SegmentClose {
             reason,
+            start_ms: open.start_ms,
             duration_ms,
             end_ms,
         }));

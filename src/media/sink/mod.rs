@@ -198,6 +198,8 @@ mod tests {
                 seq,
                 start_ms: 0,
                 formats: vec![],
+                time_quality: None,
+                boot: None,
             },
             params: Arc::new(StreamParams::default()),
             base_dts: vec![],
@@ -214,6 +216,7 @@ mod tests {
     fn close() -> SegmentEvent {
         SegmentEvent::Close(SegmentClose {
             reason: CloseReason::Interval,
+            start_ms: 0,
             duration_ms: 1,
             end_ms: 1,
         })

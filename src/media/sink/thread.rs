@@ -42,7 +42,7 @@ const STACK: usize = 1024 * 1024;
 /// What the writer thread tells the stream task.
 #[derive(Debug)]
 pub enum Report {
-    Closed(SegmentRow),
+    Closed(Box<SegmentRow>),
     Failed(SinkError),
     /// A batch went through after a failure (or, for a writer started `degraded`, the
     /// first batch did): the stream's storage works again. Sent once per failure streak.
@@ -104,7 +104,7 @@ impl SinkThread {
                     let applied = set.apply(batch);
                     b.done();
                     for row in applied.closed {
-                        let _ = rtx.send(Report::Closed(row));
+                        let _ = rtx.send(Report::Closed(Box::new(row)));
                     }
                     match applied.error {
                         Some(e) => {

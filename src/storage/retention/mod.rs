@@ -6,7 +6,12 @@
 //!
 //! Limits are enforced together, in this order, each on what the previous steps left:
 //!
-//! 1. `max_age`: every segment that ended more than `max_age` before `now` goes.
+//! 1. `max_age`: every segment that ended more than `max_age` before `now` goes. Age is
+//!    never read off a clock that may have been stepped: a segment of this boot is aged on
+//!    the boot clock (never stepped); one of an earlier boot by its wall-clock end, when
+//!    that can be trusted (recorded `synced`, or `corrected`); a segment whose real time
+//!    cannot be known (recorded `unsynced` in an earlier boot and never corrected) is never
+//!    evicted by age. See `docs/time.md`.
 //! 2. Per-stream quotas: a stream's segments go, first to last in eviction order, until its
 //!    closed segments plus the one it is writing fit its quota.
 //! 3. `max_bytes`: segments of any stream go, in eviction order, until closed + open bytes
@@ -15,9 +20,10 @@
 //!    everything planned for deletion reaches `min_free`.
 //!
 //! **Eviction order**: uploaded segments first (their footage exists elsewhere), oldest
-//! first among them; then the others, oldest first. "Oldest" means the lowest `end_ms`,
-//! then the lowest `id`. So a newer uploaded segment goes before an older one that still
-//! waits for upload. Segments being written are never candidates. An [`EvictionGuard`] may
+//! first among them; then the others, oldest first. "Oldest" is recording order: the
+//! lowest `id` (ids are handed out as segments begin, never reused; within a stream they
+//! follow `seq`), never wall-clock time, which a clock step can reorder. So a newer
+//! uploaded segment goes before an older one that still waits for upload. Segments being written are never candidates. An [`EvictionGuard`] may
 //! protect segments (one being uploaded; under `deny_new` one waiting for upload); a
 //! protected segment is skipped and the next in order is taken instead, and when a limit
 //! cannot be met, [`Plan::unmet`] says which.
@@ -46,6 +52,43 @@ pub struct Candidate {
     /// Whether the segment has been uploaded (its footage exists elsewhere): uploaded
     /// segments are evicted before all others.
     pub uploaded: bool,
+    /// Its end on the boot clock, ms, when it was recorded in the current boot: its age is
+    /// measured there.
+    pub boot_end_ms: Option<i64>,
+    /// Whether its wall-clock times can be compared with the wall clock now (recorded on a
+    /// synchronized clock, or corrected since). Otherwise, and not of this boot, its age
+    /// is unknown and `max_age` leaves it alone.
+    pub trusted: bool,
+}
+
+impl Candidate {
+    /// Its age at `now`, ms; `None` when it cannot be known.
+    pub fn age_ms(&self, now: Now) -> Option<i64> {
+        match self.boot_end_ms {
+            Some(end) => Some(now.boot_ms.saturating_sub(end)),
+            None if self.trusted => Some(now.wall_ms.saturating_sub(self.end_ms)),
+            None => None,
+        }
+    }
+}
+
+/// The time a plan is made at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Wall clock, ms since the Unix epoch.
+    pub wall_ms: i64,
+    /// Boot clock, ms (for segments of this boot).
+    pub boot_ms: i64,
+}
+
+impl From<i64> for Now {
+    /// Wall time only (segments of no boot).
+    fn from(wall_ms: i64) -> Now {
+        Now {
+            wall_ms,
+            boot_ms: 0,
+        }
+    }
 }
 
 /// The limits to enforce.
@@ -177,19 +220,20 @@ pub type OpenBytes = HashMap<String, u64>;
 ///
 /// `closed` must not contain segments being written; `open` are those segments' bytes by
 /// stream, which count toward their stream's quota and `max_bytes` but are never deleted.
-/// `now_ms` is wall time (ms since the Unix epoch) from the injected clock.
+/// `now` is the wall and boot clocks from the injected clock (an `i64` is wall time alone).
 pub fn plan(
     closed: &[Candidate],
     open: &OpenBytes,
     limits: &Limits,
     disk: Disk,
-    now_ms: i64,
+    now: impl Into<Now>,
     guard: &dyn EvictionGuard,
 ) -> Plan {
-    // Uploaded first, then oldest first: the ring buffer spends its space on footage that
-    // exists nowhere else.
+    let now = now.into();
+    // Uploaded first, then oldest first (recording order): the ring buffer spends its space
+    // on footage that exists nowhere else.
     let mut order: Vec<&Candidate> = closed.iter().collect();
-    order.sort_by_key(|c| (!c.uploaded, c.end_ms, c.id));
+    order.sort_by_key(|c| (!c.uploaded, c.id));
     let allowed: Vec<bool> = order.iter().map(|c| guard.may_evict(c)).collect();
     let mut evicted = vec![false; order.len()];
     let mut out = Plan::default();
@@ -205,10 +249,9 @@ pub fn plan(
 
     // 1. Age.
     if let Some(age) = limits.max_age {
-        let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = now_ms.saturating_sub(age_ms);
+        let max_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         for i in 0..order.len() {
-            if order[i].end_ms < cutoff {
+            if order[i].age_ms(now).is_some_and(|a| a > max_ms) {
                 if allowed[i] {
                     take(i, Reason::MaxAge, &mut evicted, &mut out);
                 } else {

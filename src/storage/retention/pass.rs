@@ -8,9 +8,59 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::{plan, Candidate, Limits, OpenBytes, Reason};
+use super::{plan, Candidate, Limits, Now, OpenBytes, Reason};
 use crate::config::Config;
 use crate::storage::store::{SegmentRow, SegmentState, Store, StoreError, UploadState};
+use crate::util::clock::Clock;
+use crate::util::clockwatch::{ClockWatch, TimeQuality};
+
+/// Where a pass stands in time: both clocks, and which boot this is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassTime {
+    pub now: Now,
+    /// This boot's id (empty: unknown, every segment is aged by its wall-clock end).
+    pub boot_id: String,
+}
+
+impl PassTime {
+    /// Now, on the watched clock.
+    pub fn of(watch: &ClockWatch) -> PassTime {
+        PassTime {
+            now: Now {
+                wall_ms: watch.wall_ms(),
+                boot_ms: watch.boot_ms(),
+            },
+            boot_id: watch.boot_id().to_string(),
+        }
+    }
+
+    /// The retention candidate for a closed row.
+    pub fn candidate(&self, r: &SegmentRow) -> Candidate {
+        let this_boot = r
+            .boot
+            .as_ref()
+            .filter(|b| !self.boot_id.is_empty() && b.id == self.boot_id);
+        Candidate {
+            id: r.id,
+            stream: r.stream.clone(),
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            bytes: r.bytes,
+            uploaded: matches!(r.upload, UploadState::Uploaded { .. }),
+            boot_end_ms: this_boot.map(|b| b.ms.saturating_add(r.duration_ms as i64)),
+            trusted: r.time_quality != TimeQuality::Unsynced,
+        }
+    }
+}
+
+impl From<i64> for PassTime {
+    fn from(wall_ms: i64) -> PassTime {
+        PassTime {
+            now: Now::from(wall_ms),
+            boot_id: String::new(),
+        }
+    }
+}
 
 /// A segment a retention pass deleted.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -53,13 +103,13 @@ pub struct PassReport {
 pub async fn run(
     store: &Arc<Store>,
     cfg: &Config,
-    now_ms: i64,
+    watch: &ClockWatch,
     uploads: Option<&crate::sync::upload::Control>,
 ) -> RetentionRun {
     let store = store.clone();
     let (cfg, uploads) = (cfg.clone(), uploads.cloned());
-    let res =
-        tokio::task::spawn_blocking(move || pass(&store, &cfg, now_ms, uploads.as_ref())).await;
+    let at = PassTime::of(watch);
+    let res = tokio::task::spawn_blocking(move || pass(&store, &cfg, at, uploads.as_ref())).await;
     let error = match res {
         Ok(Ok(r)) => {
             if !r.deleted.is_empty() {
@@ -96,23 +146,17 @@ pub async fn run(
 pub fn pass(
     store: &Store,
     cfg: &Config,
-    now_ms: i64,
+    at: impl Into<PassTime>,
     uploads: Option<&crate::sync::upload::Control>,
 ) -> Result<PassReport, StoreError> {
+    let at = at.into();
     let rows = store.segments()?;
     let mut closed = Vec::new();
     let mut open = OpenBytes::new();
     let pending = crate::sync::upload::pending_rows(&rows);
     for r in rows {
         match r.state {
-            SegmentState::Closed => closed.push(Candidate {
-                id: r.id,
-                stream: r.stream.clone(),
-                start_ms: r.start_ms,
-                end_ms: r.end_ms,
-                bytes: r.bytes,
-                uploaded: matches!(r.upload, UploadState::Uploaded { .. }),
-            }),
+            SegmentState::Closed => closed.push(at.candidate(&r)),
             SegmentState::Writing => {
                 *open.entry(r.stream.clone()).or_default() += open_size(store.root(), &r)
             }
@@ -126,7 +170,7 @@ pub fn pass(
         &open,
         &Limits::from_config(cfg),
         disk,
-        now_ms,
+        at.now,
         &guard,
     );
     crate::sync::upload::report_retention(cfg, store, &plan, &pending);

@@ -19,6 +19,8 @@ fn seg(id: u64, stream: &str, bytes: u64) -> Candidate {
         end_ms,
         bytes,
         uploaded: false,
+        boot_end_ms: None,
+        trusted: true,
     }
 }
 
@@ -49,12 +51,13 @@ fn nothing_is_evicted_when_every_limit_holds() {
 
 #[test]
 fn max_bytes_evicts_oldest_first_until_closed_and_open_fit() {
-    // Given out of order: oldest is decided by end_ms, not by position or id.
+    // Given out of order: oldest is recording order (id), not position nor wall-clock end,
+    // which a clock step can reorder.
     let mut closed = vec![seg(3, "a", 10), seg(1, "b", 10), seg(2, "a", 10)];
-    closed[0].end_ms = 0; // id 3 ended first.
+    closed[0].end_ms = 0; // id 3 says it ended first: a clock stepped back.
     let p = plan(&closed, &open(15), &limits(30), ROOMY, 0, &AllowAll);
     // 30 closed + 15 open = 45 > 30: two segments must go.
-    assert_eq!(ids(&p), vec![3, 1]);
+    assert_eq!(ids(&p), vec![1, 2]);
     assert!(p.evict.iter().all(|e| e.reason == Reason::MaxBytes));
     assert_eq!(p.freed_bytes(), 20);
     assert_eq!(p.unmet, None);
@@ -313,4 +316,55 @@ fn limits_come_from_the_config() {
     assert_eq!(l.per_stream.get("demo"), Some(&GIB));
     assert_eq!(l.min_free, MinFree::Percent(10.0));
     assert_eq!(l.max_age, Some(Duration::from_secs(7 * 86_400)));
+}
+
+#[test]
+fn max_age_measures_this_boots_segments_on_the_boot_clock() {
+    // Recorded at 1970 on this boot, an hour of boot clock ago; the wall clock now says
+    // 2026: by the wall clock it is 56 years old, by the boot clock an hour.
+    let now = Now {
+        wall_ms: 1_796_000_000_000,
+        boot_ms: 2 * 3_600_000,
+    };
+    let mut young = seg(1, "a", 1);
+    young.end_ms = 60_000;
+    young.trusted = false;
+    young.boot_end_ms = Some(3_600_000);
+    let mut old = seg(2, "a", 1);
+    old.boot_end_ms = Some(0);
+    old.end_ms = now.wall_ms; // a wall clock stepped backwards: ignored for this boot
+    let mut l = limits(100);
+    l.max_age = Some(Duration::from_secs(5_400));
+    let p = plan(&[young, old], &open(0), &l, ROOMY, now, &AllowAll);
+    assert_eq!(ids(&p), vec![2]);
+}
+
+#[test]
+fn max_age_never_evicts_a_segment_whose_time_cannot_be_known() {
+    let now = 1_796_000_000_000;
+    let mut unknown = seg(1, "a", 1);
+    unknown.end_ms = 0;
+    unknown.trusted = false;
+    let mut corrected = seg(2, "a", 1);
+    corrected.end_ms = now - 8 * DAY_MS;
+    let mut l = limits(100);
+    l.max_age = Some(Duration::from_secs(7 * 86_400));
+    let p = plan(&[unknown, corrected], &open(0), &l, ROOMY, now, &AllowAll);
+    assert_eq!(
+        ids(&p),
+        vec![2],
+        "an earlier boot's trusted segment ages by its wall end"
+    );
+}
+
+#[test]
+fn quotas_evict_in_recording_order_not_by_wall_clock_time() {
+    // Segment 1 was recorded first, on a clock that said 2026; segment 2 after a
+    // backward step, on a clock that said 1970.
+    let mut first = seg(1, "a", 10);
+    first.end_ms = 1_796_000_000_000;
+    let mut second = seg(2, "a", 10);
+    second.end_ms = 60_000;
+    let p = plan(&[second, first], &open(0), &limits(15), ROOMY, 0, &AllowAll);
+    assert_eq!(ids(&p), vec![1]);
 }

@@ -32,6 +32,7 @@ impl Clip {
         let duration_ms = self.fragment_ms * n as u64;
         SegmentClose {
             reason: CloseReason::Interval,
+            start_ms: self.start.meta.start_ms,
             duration_ms,
             end_ms: self.start.meta.start_ms + duration_ms as i64,
         }
@@ -62,6 +63,8 @@ pub(crate) fn meta(stream: &str, seq: u64) -> SegmentMeta {
         seq,
         start_ms: 1_700_000_000_000 + seq as i64 * 60_000,
         formats: vec![],
+        time_quality: None,
+        boot: None,
     }
 }
 

@@ -317,6 +317,52 @@ impl Index {
         Ok(())
     }
 
+    /// Change rows in place, in one durable transaction serialized with group commits:
+    /// `change` sees each row (decoded inside the transaction, so a concurrent close is
+    /// never undone) and returns `Some` for each row it changed; `extra` turns the list
+    /// into more ops for the same transaction. Returns the list.
+    pub(crate) fn update_rows<T>(
+        &self,
+        mut change: impl FnMut(&mut SegmentRow) -> Option<T>,
+        extra: impl FnOnce(&[T]) -> Vec<Op>,
+    ) -> Result<Vec<T>, StoreError> {
+        let _hold = self.hold();
+        let txn = self.db.begin_write().map_err(self.err("begin"))?;
+        let mut changed = Vec::new();
+        {
+            let mut segs = txn.open_table(SEGMENTS).map_err(self.err("open table"))?;
+            let mut rows = Vec::new();
+            for item in segs.iter().map_err(self.err("read"))? {
+                let (k, v) = item.map_err(self.err("read"))?;
+                let mut row = SegmentRow::decode(k.value(), v.value())?;
+                if let Some(t) = change(&mut row) {
+                    changed.push(t);
+                    rows.push(row);
+                }
+            }
+            for row in &rows {
+                segs.insert(row.id, row.encode().as_slice())
+                    .map_err(self.err("write row"))?;
+            }
+        }
+        if changed.is_empty() {
+            return Ok(changed);
+        }
+        for op in extra(&changed) {
+            match op {
+                Op::Aux(op) => self.write_aux(&txn, &op)?,
+                other => {
+                    return Err(StoreError::CommitFailed(format!(
+                        "update_rows takes auxiliary ops only, not {other:?}"
+                    )))
+                }
+            }
+        }
+        txn.commit().map_err(self.err("commit"))?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(changed)
+    }
+
     /// Drop every segment row (one durable commit); ids and sequence numbers stay reserved.
     /// Returns how many rows were dropped.
     pub(crate) fn clear_segments(&self) -> Result<u64, StoreError> {
@@ -381,6 +427,8 @@ mod tests {
             seq,
             start_ms: 1000 * seq as i64,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         };
         SegmentRow::writing(
             index.alloc_id(),
@@ -409,6 +457,27 @@ mod tests {
         assert_eq!(index.get(a.id).unwrap(), None);
         assert!(index.alloc_id() > b.id, "ids are never reused");
         assert_eq!(index.max_seq("s").unwrap(), Some(2));
+    }
+
+    #[test]
+    fn an_index_written_with_version_1_rows_opens_and_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let r = {
+            let index = Index::open(&path).unwrap();
+            let r = row(&index, "s", 4);
+            let txn = index.db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(SEGMENTS).unwrap();
+                let v1 = super::super::row::tests::encode_v1(&r);
+                t.insert(r.id, v1.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+            r
+        };
+        let index = Index::open(&path).unwrap();
+        assert_eq!(index.all().unwrap(), vec![r.clone()]);
+        assert_eq!(index.get(r.id).unwrap(), Some(r));
     }
 
     #[test]

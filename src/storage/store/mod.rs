@@ -20,6 +20,11 @@
 //! | `base.mp4` | the progressive MP4 when only `mp4` is asked |
 //! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
 //!
+//! Beside them, `clock-corrections.json` records, per boot, the wall − boot clock offset a
+//! correction put that boot's unsynchronized segments on (see `restamp.rs` and
+//! `docs/time.md`), so that recovery and an index rebuild can re-stamp again what the files
+//! hold as recorded.
+//!
 //! Every file carries the segment's identity
 //! ([`SegmentMeta`](crate::media::segment::event::SegmentMeta)) in its init section, so the index can
 //! be rebuilt from the files alone ([`Store::rebuild_index`]).
@@ -101,6 +106,17 @@
 //! index still calls it `Closed`: a `Closed` row whose file is missing is damage, never an
 //! interrupted delete.
 //!
+//! **Re-stamp** (a correction of the clock, see [`Store::restamp`]):
+//! 1. write `clock-corrections.json.tmp`, fsync it, rename it to `clock-corrections.json`,
+//!    fsync the root;
+//! 2. in one durable transaction, read each closed row and move those recorded
+//!    unsynchronized in that boot onto the new offset (`corrected`), with the
+//!    `clock.corrected` event. Rows being written are left to their writer, which closes
+//!    them with the corrected start.
+//!
+//! A crash between 1 and 2 leaves rows on the old offset, which the daemon's start
+//! re-stamps from the record (after recovery), as [`Store::rebuild_index`] does.
+//!
 //! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
 //! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (delete steps 2–5
 //!    again; the hooks already ran with the mark);
@@ -180,6 +196,7 @@ mod media;
 mod queue;
 mod rebuild;
 mod recovery;
+mod restamp;
 mod row;
 mod tables;
 mod writer;
@@ -189,6 +206,7 @@ pub use error::StoreError;
 pub(crate) use fsutil::create_dirs;
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
+pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
 pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
@@ -286,11 +304,11 @@ impl Store {
         &self.shared.root
     }
 
-    /// All rows (any state), oldest first (by start time, then id).
+    /// All rows (any state), oldest first in recording order: by id, which segments get as
+    /// they begin (never by wall-clock time, which a clock step can reorder; after an
+    /// `index rebuild` ids follow stream and sequence number).
     pub fn segments(&self) -> Result<Vec<SegmentRow>, StoreError> {
-        let mut rows = self.shared.index.all()?;
-        rows.sort_by_key(|r| (r.start_ms, r.id));
-        Ok(rows)
+        self.shared.index.all()
     }
 
     /// One row.

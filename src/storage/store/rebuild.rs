@@ -31,6 +31,9 @@ pub struct RebuildReport {
     /// Segments queued for upload again by the upload hook; `None` when none was
     /// registered (no `[upload]`, or the caller chose not to queue).
     pub queued: Option<u64>,
+    /// Segments given back the times a clock correction gave them
+    /// (`<root>/clock-corrections.json`, see `docs/time.md`).
+    pub restamped: u64,
 }
 
 impl fmt::Display for RebuildReport {
@@ -72,6 +75,13 @@ impl fmt::Display for RebuildReport {
         }
         for p in &self.removed {
             writeln!(f, "  removed {} (no complete fragment)", p.display())?;
+        }
+        if self.restamped > 0 {
+            writeln!(
+                f,
+                "  {} segment(s) re-stamped with the corrected clock (clock-corrections.json)",
+                self.restamped
+            )?;
         }
         write!(f, "the old index had {} row(s)", self.dropped_rows)?;
         match self.queued {
@@ -138,6 +148,8 @@ impl Store {
         let mut report = RecoveryReport::default();
         recover_parts(shared, now_ms, &mut report)?;
         adopt(shared, now_ms, &mut report.adopted)?;
+        // The files hold times as recorded: put back the corrections made since.
+        let restamped = self.apply_corrections()?;
         // Recovered closes are volatile commits (see the protocol): make all of it durable.
         shared.index.flush()?;
         let queued = self
@@ -152,6 +164,7 @@ impl Store {
             removed: report.removed,
             damaged_index: None,
             queued: Some(queued),
+            restamped: restamped.len() as u64,
         })
     }
 }

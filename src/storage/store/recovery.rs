@@ -375,6 +375,9 @@ pub(super) fn adopt(
     }
     let mut ops = Vec::new();
     for ((device, app, stream, seq, start_ms), mut files) in groups {
+        // The clock fields are not identity, but the row needs them (time quality, boot
+        // time: what re-stamping and retention's age go by).
+        let clock = files.iter().find_map(|f| f.2.meta.clone());
         let meta = SegmentMeta {
             device,
             app,
@@ -382,6 +385,8 @@ pub(super) fn adopt(
             seq,
             start_ms,
             formats: vec![],
+            time_quality: clock.as_ref().and_then(|m| m.time_quality),
+            boot: clock.and_then(|m| m.boot),
         };
         while !files.is_empty() {
             let mut row = adopted_row(shared, &meta, now_ms, &mut files);

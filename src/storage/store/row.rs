@@ -2,8 +2,12 @@
 //!
 //! A row is stored as one version byte followed by the row in postcard. postcard is not
 //! self-describing, so a change to these types bumps [`ROW_VERSION`] and adds a decoder for
-//! the old layout. New [`UploadState`] variants may be appended without a bump (postcard
-//! encodes an enum variant by its index).
+//! the old layout. New [`UploadState`] and [`TimeQuality`] variants may be appended without
+//! a bump (postcard encodes an enum variant by its index).
+//!
+//! Versions: 1 had no clock fields; 2 added `time_quality` and `boot` at the end. A version 1
+//! row reads as `synced` with no boot time (the trust it had when it was written), and is
+//! written back as version 2 the next time it changes.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::format::Format;
 use crate::media::segment::event::SegmentMeta;
+use crate::util::clockwatch::{BootTime, TimeQuality};
 
 use super::error::StoreError;
 
@@ -19,7 +24,9 @@ use super::error::StoreError;
 pub type SegmentId = u64;
 
 /// Layout version of an encoded [`SegmentRow`].
-pub(crate) const ROW_VERSION: u8 = 1;
+pub(crate) const ROW_VERSION: u8 = 2;
+/// The layout before the clock fields.
+const ROW_VERSION_1: u8 = 1;
 
 /// Suffix of the fMP4 working file while a segment is being written.
 pub(crate) const WORKING_SUFFIX: &str = ".mp4.part";
@@ -117,10 +124,62 @@ pub struct SegmentRow {
     pub base: PathBuf,
     /// The formats asked for.
     pub formats: Vec<Format>,
+    /// How far `start_ms` and `end_ms` can be trusted (see `docs/time.md`).
+    pub time_quality: TimeQuality,
+    /// Where it started on the boot clock, and the offset its times are stamped with;
+    /// `None` for segments recorded before edgerec kept it.
+    pub boot: Option<BootTime>,
+}
+
+/// A version 1 row: [`SegmentRow`] without its clock fields. Never reorder.
+#[derive(Deserialize)]
+struct SegmentRowV1 {
+    id: SegmentId,
+    device: String,
+    app: String,
+    stream: String,
+    seq: u64,
+    start_ms: i64,
+    end_ms: i64,
+    duration_ms: u64,
+    bytes: u64,
+    files: Vec<SegmentFile>,
+    state: SegmentState,
+    recovered: bool,
+    upload: UploadState,
+    closed_at_ms: i64,
+    base: PathBuf,
+    formats: Vec<Format>,
+}
+
+impl From<SegmentRowV1> for SegmentRow {
+    fn from(r: SegmentRowV1) -> SegmentRow {
+        SegmentRow {
+            id: r.id,
+            device: r.device,
+            app: r.app,
+            stream: r.stream,
+            seq: r.seq,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            duration_ms: r.duration_ms,
+            bytes: r.bytes,
+            files: r.files,
+            state: r.state,
+            recovered: r.recovered,
+            upload: r.upload,
+            closed_at_ms: r.closed_at_ms,
+            base: r.base,
+            formats: r.formats,
+            time_quality: TimeQuality::Synced,
+            boot: None,
+        }
+    }
 }
 
 impl SegmentRow {
-    /// The identity written inside the segment's files.
+    /// The identity written inside the segment's files (without its clock fields, which
+    /// are not identity).
     pub fn meta(&self) -> SegmentMeta {
         SegmentMeta {
             device: self.device.clone(),
@@ -129,6 +188,8 @@ impl SegmentRow {
             seq: self.seq,
             start_ms: self.start_ms,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         }
     }
 
@@ -156,7 +217,28 @@ impl SegmentRow {
             closed_at_ms: 0,
             base,
             formats,
+            time_quality: meta.time_quality.unwrap_or_default(),
+            boot: meta.boot.clone(),
         }
+    }
+
+    /// Move the row's times onto the wall − boot offset `offset_ms` (a re-stamp after a
+    /// clock correction): start and end move by the difference to the offset they were
+    /// stamped with, and the row becomes `corrected`. False (unchanged) when the row has
+    /// no boot time or already is on that offset.
+    pub fn restamp(&mut self, offset_ms: i64) -> bool {
+        let Some(boot) = &mut self.boot else {
+            return false;
+        };
+        let delta = offset_ms - boot.offset_ms;
+        if delta == 0 {
+            return false;
+        }
+        boot.offset_ms = offset_ms;
+        self.start_ms = self.start_ms.saturating_add(delta);
+        self.end_ms = self.end_ms.saturating_add(delta);
+        self.time_quality = TimeQuality::Corrected;
+        true
     }
 
     /// The fMP4 working file, relative to the root.
@@ -186,10 +268,12 @@ impl SegmentRow {
     }
 
     pub(crate) fn decode(id: SegmentId, bytes: &[u8]) -> Result<SegmentRow, StoreError> {
+        let bad = |source| StoreError::BadRow { id, source };
         match bytes.split_first() {
-            Some((&ROW_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|source| StoreError::BadRow { id, source })
-            }
+            Some((&ROW_VERSION, rest)) => postcard::from_bytes(rest).map_err(bad),
+            Some((&ROW_VERSION_1, rest)) => postcard::from_bytes::<SegmentRowV1>(rest)
+                .map(SegmentRow::from)
+                .map_err(bad),
             _ => Err(StoreError::BadRow {
                 id,
                 source: postcard::Error::DeserializeBadEncoding,
@@ -217,7 +301,7 @@ pub(crate) fn strip_suffix(path: &Path, suffix: &str) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn row() -> SegmentRow {
@@ -228,6 +312,8 @@ mod tests {
             seq: 7,
             start_ms: 1_700_000_000_000,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         };
         SegmentRow::writing(
             3,
@@ -288,6 +374,95 @@ mod tests {
         })
         .unwrap();
         assert!(postcard::from_bytes::<UploadState>(&failed).is_err());
+    }
+
+    /// The version 1 layout, as the builds before the clock fields wrote it.
+    #[derive(Serialize)]
+    struct V1<'a> {
+        id: SegmentId,
+        device: &'a str,
+        app: &'a str,
+        stream: &'a str,
+        seq: u64,
+        start_ms: i64,
+        end_ms: i64,
+        duration_ms: u64,
+        bytes: u64,
+        files: &'a [SegmentFile],
+        state: SegmentState,
+        recovered: bool,
+        upload: &'a UploadState,
+        closed_at_ms: i64,
+        base: &'a Path,
+        formats: &'a [Format],
+    }
+
+    /// `r` encoded as a version 1 build encoded it.
+    pub(crate) fn encode_v1(r: &SegmentRow) -> Vec<u8> {
+        let v1 = V1 {
+            id: r.id,
+            device: &r.device,
+            app: &r.app,
+            stream: &r.stream,
+            seq: r.seq,
+            start_ms: r.start_ms,
+            end_ms: r.end_ms,
+            duration_ms: r.duration_ms,
+            bytes: r.bytes,
+            files: &r.files,
+            state: r.state,
+            recovered: r.recovered,
+            upload: &r.upload,
+            closed_at_ms: r.closed_at_ms,
+            base: &r.base,
+            formats: &r.formats,
+        };
+        let mut out = vec![1u8];
+        out.extend(postcard::to_allocvec(&v1).unwrap());
+        out
+    }
+
+    #[test]
+    fn a_version_1_row_reads_as_synced_without_a_boot_time() {
+        let mut r = row();
+        r.state = SegmentState::Closed;
+        r.files = vec![SegmentFile {
+            format: Format::Fmp4,
+            path: "door/x.mp4".into(),
+            bytes: 9,
+        }];
+        r.upload = UploadState::Pending {
+            queued_at_ms: 4,
+            attempts: 1,
+        };
+        let back = SegmentRow::decode(3, &encode_v1(&r)).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.time_quality, TimeQuality::Synced);
+        assert_eq!(back.boot, None);
+        assert_eq!(
+            back.encode()[0],
+            ROW_VERSION,
+            "written back as the new version"
+        );
+    }
+
+    #[test]
+    fn a_restamp_moves_start_and_end_onto_the_new_offset_once() {
+        let mut r = row();
+        r.end_ms = r.start_ms + 4_000;
+        r.time_quality = TimeQuality::Unsynced;
+        r.boot = Some(BootTime {
+            id: "b".into(),
+            ms: 10_000,
+            offset_ms: r.start_ms - 10_000,
+        });
+        let truth = 1_796_000_000_000;
+        assert!(r.restamp(truth - 10_000));
+        assert_eq!((r.start_ms, r.end_ms), (truth, truth + 4_000));
+        assert_eq!(r.time_quality, TimeQuality::Corrected);
+        assert!(!r.restamp(truth - 10_000), "already on that offset");
+        let mut old = row();
+        assert!(!old.restamp(5), "no boot time: nothing to go by");
     }
 
     #[test]

@@ -418,6 +418,28 @@ fn our_files_without_rows_are_adopted_and_foreign_files_left_alone() {
 }
 
 #[test]
+fn an_adopted_file_keeps_its_time_quality_and_boot_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut meta = fixture::meta("cam", 3);
+    meta.time_quality = Some(crate::util::clockwatch::TimeQuality::Unsynced);
+    meta.boot = Some(crate::util::clockwatch::BootTime {
+        id: "b1".into(),
+        ms: 5_000,
+        offset_ms: meta.start_ms - 5_000,
+    });
+    let clip = fixture::clip(dir.path(), 1).with_meta(meta.clone());
+    let root = dir.path().join("root");
+    let store = open(&root);
+    let mut bytes = clip.init.clone();
+    bytes.extend(clip.fragments.concat());
+    fs::write(root.join("lost.mp4"), &bytes).unwrap();
+    let report = store.recover(NOW).unwrap();
+    let row = &report.adopted[0];
+    assert_eq!(Some(row.time_quality), meta.time_quality);
+    assert_eq!(row.boot, meta.boot);
+}
+
+#[test]
 fn next_seq_follows_the_highest_seq_even_after_deletion() {
     let dir = tempfile::tempdir().unwrap();
     let clip = fixture::clip(dir.path(), 1);
@@ -492,7 +514,8 @@ fn streams_closing_at_once_from_threads_all_land_in_the_index() {
         .into_iter()
         .flat_map(|t| t.join().unwrap())
         .collect();
-    rows.sort_by_key(|r| (r.start_ms, r.id));
+    // Listed in recording order: by id, as segments began.
+    rows.sort_by_key(|r| r.id);
     assert_eq!(store.segments().unwrap(), rows);
     assert_eq!(rows.len(), 12);
     // One begin and one close commit per segment at most; grouping may only lower it.

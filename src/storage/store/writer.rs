@@ -272,6 +272,15 @@ impl SegmentWriter {
             .sync_all()
             .map_err(|e| StoreError::io("fsync", &working, e))?;
         let mut row = self.row.clone();
+        // A clock correction while it was open moved its start (see `docs/time.md`).
+        let moved = close.start_ms - row.start_ms;
+        if moved != 0 {
+            row.start_ms = close.start_ms;
+            if let Some(b) = &mut row.boot {
+                b.offset_ms += moved;
+                row.time_quality = crate::util::clockwatch::TimeQuality::Corrected;
+            }
+        }
         row.end_ms = close.end_ms;
         row.duration_ms = close.duration_ms;
         row.closed_at_ms = self.shared.clock.wall_ms();

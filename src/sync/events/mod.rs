@@ -30,6 +30,7 @@
 //! restarts in 1970). Segment events' ids are derived from the segment ([`segment`]).
 
 pub mod alarm;
+pub mod clock;
 pub mod segment;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +51,9 @@ pub enum EventKind {
     SourceState,
     StorageAlarm,
     UploadAlarm,
+    // Appended: postcard stores the variant's position.
+    ClockStep,
+    ClockCorrected,
 }
 
 impl EventKind {
@@ -64,6 +68,8 @@ impl EventKind {
             EventKind::SourceState => "source.state",
             EventKind::StorageAlarm => "storage.alarm",
             EventKind::UploadAlarm => "upload.alarm",
+            EventKind::ClockStep => "clock.step",
+            EventKind::ClockCorrected => "clock.corrected",
         }
     }
 }

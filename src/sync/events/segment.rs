@@ -60,6 +60,7 @@ pub fn segment_body(row: &SegmentRow) -> serde_json::Value {
             "bytes": f.bytes,
         })).collect::<Vec<_>>(),
         "recovered": row.recovered,
+        "time_quality": row.time_quality.as_str(),
     })
 }
 
@@ -113,6 +114,8 @@ mod tests {
             seq: 3,
             start_ms: 10_000,
             formats: vec![],
+            time_quality: None,
+            boot: None,
         };
         let mut r = SegmentRow::writing(id, &meta, "cam/x".into(), vec![]);
         r.end_ms = 12_500;
@@ -148,6 +151,7 @@ mod tests {
         assert_eq!(ev[0].at_ms, 12_600);
         let body: serde_json::Value = serde_json::from_str(&ev[0].body).unwrap();
         assert_eq!(body["stream_id"], "cam");
+        assert_eq!(body["time_quality"], "synced");
         assert_eq!(
             (body["start_time"].clone(), body["end_ms"].clone()),
             (10.into(), 12_500.into())

@@ -213,6 +213,8 @@ mod tests {
             closed_at_ms: 0,
             base: PathBuf::from("x"),
             formats: vec![],
+            time_quality: Default::default(),
+            boot: None,
         };
         r.end_ms = r.start_ms;
         r

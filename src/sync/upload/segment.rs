@@ -156,5 +156,6 @@ fn uploaded_body(row: &SegmentRow, url: &str) -> serde_json::Value {
         "file_size": row.bytes,
         "file_id": row.id.to_string(),
         "video_url": url,
+        "time_quality": row.time_quality.as_str(),
     })
 }

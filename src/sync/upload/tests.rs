@@ -54,6 +54,8 @@ fn row(id: u64, stream: &str, upload: UploadState) -> SegmentRow {
         closed_at_ms: 1,
         base: std::path::PathBuf::from("b"),
         formats: vec![],
+        time_quality: Default::default(),
+        boot: None,
     }
 }
 
@@ -151,6 +153,8 @@ fn retention_spares_the_transfer_under_way_and_under_deny_new_the_unsynced() {
         end_ms: 0,
         bytes: 1,
         uploaded: false,
+        boot_end_ms: None,
+        trusted: true,
     };
     let deny = retention_guard(&cfg("deny_new"), Some(&control), &pending);
     assert!(!deny(&cand(7)) && !deny(&cand(8)) && deny(&cand(9)));
