@@ -9,17 +9,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-
-/// Wall clock in Unix milliseconds, comparable with the index's `start_ms`/`end_ms`.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The daemon's log lines (colours stripped) that belong to stream `name`: its span prints
 /// `name=NAME`.

@@ -19,7 +19,7 @@ mod common;
 mod mosquitto;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use mosquitto::{Broker, Sub};
@@ -70,13 +70,6 @@ impl FakeTime {
         let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Daemon::start_env(cfg, &refs)
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The real wall − boot clock offset (this process is not faked).

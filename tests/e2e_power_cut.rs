@@ -309,11 +309,7 @@ fn finish(rig: &mut Rig, ledger: &mut Ledger, sub: &Sub, root: &Path) -> Vec<Seg
         outbox_empty(sub),
         "no telemetry of the drain run reports an empty outbox without drops"
     );
-    let drops: Vec<serde_json::Value> = sub
-        .json_on("edgerec/e2e/telemetry")
-        .into_iter()
-        .filter(|v| v["outbox"]["dropped"] != 0)
-        .collect();
+    let drops = sub.outbox_drops("edgerec/e2e/telemetry");
     assert!(drops.is_empty(), "the outbox dropped events: {drops:?}");
     rig.stop().unwrap_or_else(|e| panic!("drain run: {e}"));
 

@@ -205,13 +205,6 @@ fn a_stream_quota_counts_its_open_segment_and_spares_other_streams() {
     }
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[test]
 fn max_age_deletes_what_ended_longer_ago_and_nothing_younger() {
     let clip = clip(&ClipSpec::h264(10, 1));
@@ -240,7 +233,7 @@ fn max_age_deletes_what_ended_longer_ago_and_nothing_younger() {
     let mut gone: HashMap<u64, i64> = HashMap::new();
     let done = wait_until(Duration::from_secs(40), || {
         let rows = segments(&cfg);
-        let now = wall_ms();
+        let now = now_ms();
         let closed = closed_of(&rows, "cam");
         for (seq, _) in known.iter() {
             if !gone.contains_key(seq) && !closed.iter().any(|r| r.seq == *seq) {

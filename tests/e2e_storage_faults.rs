@@ -246,7 +246,7 @@ impl Rig {
             let Some(start) = cam["segment"]["start_ms"].as_i64() else {
                 return false;
             };
-            let age = wall_ms() - start;
+            let age = now_ms() - start;
             seq = cam["segment"]["seq"].as_u64();
             (700..1500).contains(&age)
         });
@@ -442,13 +442,6 @@ impl Drop for Rig {
             let _ = c.wait();
         }
     }
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
@@ -38,13 +38,6 @@ fn error_code(root: &Path, name: &str, payload: &str) -> String {
         "an error carries a message: {r}"
     );
     r["code"].as_str().unwrap().to_string()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn ms(rfc3339: &Value) -> i64 {

@@ -253,11 +253,7 @@ fn a_week_of_media_in_compressed_time_keeps_resources_flat_and_loses_nothing() {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
-    let drops: Vec<serde_json::Value> = sub
-        .json_on("edgerec/e2e/telemetry")
-        .into_iter()
-        .filter(|v| v["outbox"]["dropped"] != 0)
-        .collect();
+    let drops = sub.outbox_drops("edgerec/e2e/telemetry");
     assert!(drops.is_empty(), "the outbox dropped events: {drops:?}");
     let newest: Vec<PathBuf> = STREAMS
         .iter()

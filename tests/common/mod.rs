@@ -43,6 +43,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The test's own wall clock, ms since the Unix epoch (to compare with the times edgerec
+/// reports).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// A fresh directory for one test, under cargo's target temp dir. Removed on drop unless
 /// `E2E_KEEP=1` (then its path is printed, for post-mortems).
 pub fn workdir(name: &str) -> tempfile::TempDir {

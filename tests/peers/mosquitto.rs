@@ -420,6 +420,14 @@ impl Sub {
             .collect()
     }
 
+    /// The telemetry messages on `topic` that report events dropped from the outbox.
+    pub fn outbox_drops(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.json_on(topic)
+            .into_iter()
+            .filter(|v| v["outbox"]["dropped"] != 0)
+            .collect()
+    }
+
     /// Waits until `f` holds for the messages so far.
     pub fn wait(&self, timeout: Duration, mut f: impl FnMut(&[(String, String)]) -> bool) -> bool {
         let t = Instant::now();
