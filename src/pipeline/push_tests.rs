@@ -72,6 +72,7 @@ fn req(app: &str, stream: &str, query: &str) -> PublishRequest {
         stream: stream.into(),
         query: query.into(),
         peer: "127.0.0.1:5000".parse().unwrap(),
+        codecs: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! One supervised task per stream: source → segmenter → sinks (fMP4 → store).
+//! One supervised task per stream: source → segmenter → sinks (one per container: fMP4,
+//! FLV, ADTS → store).
 //!
 //! [`StreamRecorder::run`] is the supervisor of a pulled stream: it calls `run_once` (one
 //! source session) in a loop with capped exponential backoff until cancelled. A pushed
@@ -22,7 +23,7 @@ use crate::media::health::{StreamState, StreamStatus};
 use crate::media::segment::{
     CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity,
 };
-use crate::media::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
+use crate::media::sink::{store_sinks, Report, SinkError, SinkSet, SinkThread};
 use crate::media::source::{PipeGroups, Source, SourceError, SourceSpec};
 use crate::storage::store::{SegmentRow, Store};
 use crate::util::backoff::Backoff;
@@ -110,7 +111,12 @@ impl StreamRecorder {
                     if self.clock.now().duration_since(began) >= HEALTHY_RUN {
                         backoff.reset();
                     }
-                    let permanent = matches!(&e, SessionError::Source(s) if s.is_permanent());
+                    let permanent = match &e {
+                        SessionError::Source(s) => s.is_permanent(),
+                        // A format that cannot hold the stream's codec.
+                        SessionError::Sink(SinkError::Refused { .. }) => true,
+                        _ => false,
+                    };
                     // Retrying soon will not fix a wrong password or an unsupported codec,
                     // and cameras lock accounts after repeated bad logins.
                     let delay = match backoff.next_delay() {
@@ -246,11 +252,7 @@ impl StreamRecorder {
         seg: &mut Segmenter,
         status: &StreamStatus,
     ) -> Result<SessionEnd, SessionError> {
-        let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
-            self.store.clone(),
-            self.template.formats.clone(),
-            self.template.naming.clone(),
-        ))]);
+        let sinks = SinkSet::new(store_sinks(&self.store, &self.template));
         let mut writer =
             SinkThread::spawn(&self.name, sinks).map_err(|e| SessionError::Task(e.to_string()))?;
         let mut events = Vec::new();

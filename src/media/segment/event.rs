@@ -27,7 +27,7 @@ pub struct SegmentMeta {
     /// Formats the template asked for (empty: not known, treated as fMP4 only). Lets
     /// recovery finish a torn segment as asked even when the index lost its row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub formats: Vec<crate::media::format::Format>,
+    pub formats: Vec<crate::config::format::Format>,
 }
 
 /// Begin a new segment. The first video sample of the first fragment is a key frame, except
