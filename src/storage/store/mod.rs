@@ -65,7 +65,9 @@
 //! 2. create missing directories, fsyncing the parent of each one created;
 //! 3. create the working file `base.mp4.part` (`.flv.part`, `.aac.part`; `O_EXCL`), write
 //!    its head (the fMP4 init section; the FLV header, its onMetaData at the size it keeps
-//!    and the sequence headers; the ADTS file's ID3 tag), fdatasync;
+//!    and the sequence headers; the ADTS file's ID3 tag), fdatasync (not FLV and ADTS:
+//!    their head shares its page with the first fragment, whose fdatasync writes it once; a
+//!    crash before that leaves a file without a complete tag or frame, removed by recovery);
 //! 4. fsync the directory holding it (once per segment): until then a power cut can lose
 //!    the file's name, and with it the whole open segment, however many fragments were
 //!    fdatasynced into it.

@@ -114,7 +114,8 @@ impl Store {
         // that loses it leaves a working file that recovery identifies from its contents.
         shared.index.commit_volatile(vec![Op::put(row.clone())])?;
         let working = shared.root.join(row.working_path());
-        match create_working(shared, &working, init) {
+        let sync_head = container == Container::Mp4;
+        match create_working(shared, &working, init, sync_head) {
             Ok(file) => Ok(SegmentWriter {
                 shared: shared.clone(),
                 file,
@@ -194,11 +195,21 @@ fn check_rel_base(rel_base: &Path) -> Result<(), StoreError> {
 }
 
 /// Create missing directories of `path`'s parent (each made durable in its own parent),
-/// then the working file itself; write `init`, fdatasync, and fsync the directory, so the
-/// file's name survives a power cut as well as its bytes (without it, the whole open
-/// segment could vanish). Once per segment. Holds the directory lock so a concurrent
-/// delete cannot remove a directory between the steps.
-fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, StoreError> {
+/// then the working file itself; write `init`, fdatasync (with `sync_head`), and fsync the
+/// directory, so the file's name survives a power cut as well as its bytes (without it,
+/// the whole open segment could vanish). Once per segment. Holds the directory lock so a
+/// concurrent delete cannot remove a directory between the steps.
+///
+/// FLV and ADTS files skip the fdatasync: their head shares its page with the first
+/// fragment, whose fdatasync writes it, so the page reaches the disk once instead of twice.
+/// A power cut before that leaves a file without a complete tag or frame, which recovery
+/// removes, as it removes a torn fMP4 init.
+fn create_working(
+    shared: &Shared,
+    path: &Path,
+    init: &[u8],
+    sync_head: bool,
+) -> Result<File, StoreError> {
     let _dirs = shared.dirs_lock();
     let dir = parent(path);
     fsutil::create_dirs(dir).map_err(|e| StoreError::io("create directory", dir, e))?;
@@ -209,8 +220,10 @@ fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, Sto
         .map_err(|e| StoreError::io("create", path, e))?;
     file.write_all(init)
         .map_err(|e| StoreError::io("write", path, e))?;
-    file.sync_data()
-        .map_err(|e| StoreError::io("fdatasync", path, e))?;
+    if sync_head {
+        file.sync_data()
+            .map_err(|e| StoreError::io("fdatasync", path, e))?;
+    }
     fsync_dir(parent(path))?;
     Ok(file)
 }
