@@ -373,9 +373,9 @@ def report_formats(args, lines):
     lines += [
         "## Formats: fmp4 + flv + aac, against ffmpeg's tee muxer",
         "",
-        "The same RTSP input. edgerec: one process, fMP4 alone, `formats = [\"fmp4\", \"flv\", \"aac\"]` (three files",
-        "per segment from one segmenter), and each of `flv` and `aac` alone; ffmpeg: one",
-        "process per stream, `-c copy -f tee` into three `segment` muxers (mp4, flv, and adts",
+        "The same RTSP input. edgerec: one process, fMP4 alone, `formats = [\"fmp4\", \"flv\",",
+        "\"aac\"]` (three files per segment from one segmenter), and each of `flv` and `aac` alone;",
+        "ffmpeg: one process per stream, `-c copy -f tee` into three `segment` muxers (mp4, flv, and adts",
         "with `select=a`), and `-bsf:v setts` to give the first video packet, which ffmpeg's",
         "RTSP demuxer passes on without a timestamp, the pts 0 its FLV muxer insists on.",
         "Media seconds count the video files (fMP4 and FLV; the ADTS files hold the same time",
