@@ -1,6 +1,3 @@
-// LEAD NOTE TO THE HELPER (remove this comment block before committing; it is not part of the code):
-// Your prompt missed its shared preamble. Read /tmp/common.md now: rules for this parallel session,
-// including the DEADLINE 17:35 UTC (commit + report by then) and: never run the whole `cargo test`/`make test`.
 //! Push-URL record parameters (`?record=mp4|flv&record_interval=600&record_type=audio`)
 //! and the names in a push URL's path: pure parsing, and how they change a template.
 //!

@@ -1,6 +1,3 @@
-// LEAD NOTE TO THE HELPER (remove this comment block before committing; it is not part of the code):
-// Your prompt missed its shared preamble. Read /tmp/common.md now: rules for this parallel session,
-// including the DEADLINE 17:35 UTC (commit + report by then) and: never run the whole `cargo test`/`make test`.
 //! Sinks: consumers of the segmenter's events.
 //!
 //! Every output format is a [`Sink`] fed the same [`SegmentEvent`]s in order: `start`, then
