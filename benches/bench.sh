@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Recording benchmark: edgerec vs ffmpeg (`-c copy -f segment`), both pulling the same
-# RTSP stream from the test peer, for 1, 8 and 32 streams. Writes docs/bench.md.
+# RTSP stream from the test peer, for 1, 8 and 32 streams; then fmp4 + flv + aac against
+# ffmpeg's tee muxer writing the same, for 1 and 8 streams. Writes docs/bench.md.
 #
 #   make bench                       # or benches/bench.sh
 #   BENCH_STREAMS="1 8" BENCH_SECONDS=20 benches/bench.sh
+#   BENCH_STREAMS= BENCH_FORMAT_STREAMS=1 benches/bench.sh   # the formats rows only
 #   EDGEREC_BIN=target/debug/edgerec BENCH_CLIP=small.mp4 BENCH_OUT=/tmp/b.md benches/bench.sh  # smoke
 #
 # The clip (1080p30 H.264 4 Mbit/s + AAC, 60 s) is generated once into target/bench/.
@@ -42,6 +44,7 @@ exec python3 benches/bench.py \
   --edgerec "$EDGEREC_BIN" \
   --clip "$clip" \
   --work "$out_dir/run" \
-  --streams ${BENCH_STREAMS:-1 8 32} \
+  --streams ${BENCH_STREAMS-1 8 32} \
+  --format-streams ${BENCH_FORMAT_STREAMS-1 8} \
   --seconds "${BENCH_SECONDS:-60}" \
   --out "${BENCH_OUT:-docs/bench.md}"

@@ -21,7 +21,7 @@
 //!   storage   store (files, fsync, index, recovery) -> retention; storage guard
 //!    |
 //!   media     source (rtsp pull | push | pipe | file) --Frame--> segment (pure)
-//!    |                 --SegmentEvent--> sink -> format (fMP4, MP4)
+//!    |                 --SegmentEvent--> sinks -> format (fMP4, MP4, FLV, ADTS)
 //!   config    the TOML config, templates and rules
 //!    |
 //!   util      clock, backoff, glob, naming, redact, sd_notify, pace

@@ -1,9 +1,12 @@
 //! RTMP push, end to end: `edgerec run` with `[ingest] rtmp = ...` and ffmpeg as the
 //! publisher (`-re -c copy -f flv rtmp://.../live/cam?record_interval=2`). Every recorded
 //! file is decoded by ffmpeg and probed by ffprobe. `unsupported_audio`: audio edgerec
-//! does not record is dropped and the video kept.
+//! does not record is dropped and the video kept. `formats`: `record=mp4|flv`,
+//! `record_type=audio&record=aac`, and formats that cannot hold the publisher's codecs.
 
 mod common;
+#[path = "e2e_push_rtmp/formats.rs"]
+mod formats;
 #[path = "e2e_push_rtmp/unsupported_audio.rs"]
 mod unsupported_audio;
 
@@ -318,8 +321,9 @@ fn ffprobe_json(args: &[&str], file: &Path) -> serde_json::Value {
 /// Publishes the H.265 track of `clip` as Enhanced RTMP (`hvc1` FourCC), the way OBS 29+
 /// and ffmpeg 6.1+ do. Debian 12's ffmpeg 5.1 cannot, so this test is its own minimal
 /// publisher; the samples and the hvcC come straight from ffprobe, and the result is
-/// checked by ffprobe and ffmpeg.
-fn publish_hevc(port: u16, path: &str, clip: &Path) {
+/// checked by ffprobe and ffmpeg. Returns what the server sent after `Publish.Start`
+/// until it closed the connection (or 10 s passed).
+fn publish_hevc(port: u16, path: &str, clip: &Path) -> String {
     use edgerec::media::ingest::rtmp::amf::{encode_all, Amf};
     use edgerec::media::ingest::rtmp::chunk::write_message;
 
@@ -404,7 +408,12 @@ fn publish_hevc(port: u16, path: &str, clip: &Path) {
         1,
         &[Amf::string("FCUnpublish"), Amf::Number(4.0), Amf::Null],
     );
-    sock.write_all(&out).unwrap();
+    // A refused publisher may find the connection closed before it is done.
+    let _ = sock.write_all(&out);
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let mut after = Vec::new();
+    let _ = sock.read_to_end(&mut after);
+    String::from_utf8_lossy(&after).into_owned()
 }
 
 #[test]

@@ -362,3 +362,44 @@ fn a_push_over_udp_is_recorded() {
     let log = stop_clean(&mut daemon);
     assert!(!log.contains("bad RTP"), "{log}");
 }
+
+/// An ANNOUNCE of `sdp` for `path_query`, and the server's answer.
+fn announce(port: u16, path_query: &str, sdp: &str) -> String {
+    let req = format!(
+        "ANNOUNCE rtsp://127.0.0.1:{port}/{path_query} RTSP/1.0\r\nCSeq: 1\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    answer_to(port, req.as_bytes())
+}
+
+#[test]
+fn formats_that_cannot_hold_the_announced_codecs_are_refused_with_the_reason() {
+    let (dir, cfg, port) = setup("push-rtsp-formats");
+    let mut daemon = Daemon::start(&cfg);
+    wait_ready(port);
+    let head = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n";
+    let h265 =
+        format!("{head}m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=control:trackID=0\r\n");
+    let a = announce(port, "live/cam2?record=flv", &h265);
+    assert!(a.starts_with("RTSP/1.0 415"), "{a}");
+    assert!(
+        a.contains("record= \"flv\"") && a.contains("Enhanced FLV"),
+        "{a}"
+    );
+    // The same stream asked for fMP4 is fine.
+    let a = announce(port, "live/cam2?record=fmp4", &h265);
+    assert!(a.starts_with("RTSP/1.0 200"), "{a}");
+
+    let opus = format!(
+        "{head}m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:trackID=0\r\n"
+    );
+    let a = announce(port, "live/mic?record_type=audio&record=aac", &opus);
+    assert!(a.starts_with("RTSP/1.0 415"), "{a}");
+    assert!(a.contains("\"aac\"") && a.contains("Opus"), "{a}");
+    let log = stop_clean(&mut daemon);
+    assert!(log.contains("publisher refused"), "{log}");
+    assert!(files_under(&dir.path().join("data"))
+        .iter()
+        .all(|f| !f.ends_with(".aac") && !f.ends_with(".flv")));
+}

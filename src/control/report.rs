@@ -107,10 +107,12 @@ pub fn build_report(
     })
 }
 
-/// Per-stream segment counts and total bytes from index rows.
+/// Per-stream segment counts and total bytes from index rows. A segment recorded in several
+/// formats has a row per file (MP4, FLV, AAC): it counts once.
 pub fn count_segments(rows: &[crate::storage::store::SegmentRow]) -> (Vec<SegmentCounts>, u64) {
     use crate::storage::store::SegmentState;
     let mut out: Vec<SegmentCounts> = Vec::new();
+    let mut counted = std::collections::HashSet::new();
     let mut total = 0;
     for r in rows {
         let c = match out.iter_mut().position(|c| c.stream == r.stream) {
@@ -123,13 +125,14 @@ pub fn count_segments(rows: &[crate::storage::store::SegmentRow]) -> (Vec<Segmen
                 out.last_mut().expect("just pushed")
             }
         };
+        let first = counted.insert((r.stream.as_str(), r.seq, r.state == SegmentState::Closed));
         match r.state {
             SegmentState::Closed => {
-                c.closed += 1;
+                c.closed += u64::from(first);
                 c.oldest_ms = Some(c.oldest_ms.map_or(r.start_ms, |o| o.min(r.start_ms)));
                 c.newest_ms = Some(c.newest_ms.map_or(r.end_ms, |n| n.max(r.end_ms)));
             }
-            SegmentState::Writing => c.writing += 1,
+            SegmentState::Writing => c.writing += u64::from(first),
             SegmentState::Deleting => {}
         }
         c.bytes += r.bytes;
@@ -137,4 +140,45 @@ pub fn count_segments(rows: &[crate::storage::store::SegmentRow]) -> (Vec<Segmen
     }
     out.sort_by(|a, b| a.stream.cmp(&b.stream));
     (out, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::format::Format;
+    use crate::media::segment::event::SegmentMeta;
+    use crate::storage::store::{SegmentRow, SegmentState};
+
+    #[test]
+    fn a_segment_with_a_row_per_format_counts_once_and_its_bytes_all() {
+        let meta = |seq| SegmentMeta {
+            device: "d".into(),
+            app: String::new(),
+            stream: "cam".into(),
+            seq,
+            start_ms: 1000 * seq as i64,
+            formats: vec![],
+            time_quality: None,
+            boot: None,
+        };
+        let mut rows = Vec::new();
+        for (id, (seq, format, state)) in [
+            (0, Format::Fmp4, SegmentState::Closed),
+            (0, Format::Flv, SegmentState::Closed),
+            (0, Format::Aac, SegmentState::Closed),
+            (1, Format::Fmp4, SegmentState::Writing),
+            (1, Format::Flv, SegmentState::Writing),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = SegmentRow::writing(id as u64, &meta(seq), "cam/x".into(), vec![format]);
+            r.state = state;
+            r.bytes = 10;
+            rows.push(r);
+        }
+        let (counts, total) = count_segments(&rows);
+        assert_eq!((counts[0].closed, counts[0].writing), (1, 1));
+        assert_eq!((counts[0].bytes, total), (50, 50));
+    }
 }

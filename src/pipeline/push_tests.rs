@@ -73,6 +73,7 @@ fn req(app: &str, stream: &str, query: &str) -> PublishRequest {
         stream: stream.into(),
         query: query.into(),
         peer: "127.0.0.1:5000".parse().unwrap(),
+        codecs: None,
     }
 }
 
@@ -377,4 +378,40 @@ async fn a_track_edgerec_does_not_record_is_set_up_and_its_rtp_dropped() {
         "{:?}",
         mixed.skipped
     );
+}
+
+#[tokio::test]
+async fn codecs_a_format_cannot_hold_are_refused_at_publish_or_at_the_first_frame() {
+    use crate::media::frame::VideoCodec;
+    let f = fixture("");
+    // Known before the media (RTSP's SDP): refused at publish, 415, naming `record=`.
+    let mut r = req("live", "cam9", "record=flv");
+    r.codecs = Some((Some(VideoCodec::H265), Some(AudioCodec::Aac)));
+    let e = f.ingest.publish(r).unwrap_err();
+    assert_eq!(e.rtsp_status(), 415, "{e}");
+    assert!(e.to_string().contains("record= \"flv\""), "{e}");
+    // With record_type=audio the video is not recorded: an FLV of the audio is fine.
+    let mut r = req("live", "cam8", "record=flv&record_type=audio");
+    r.codecs = Some((Some(VideoCodec::H265), Some(AudioCodec::Aac)));
+    drop(f.ingest.publish(r).unwrap());
+    // Known from the first frame only (RTMP): `send` refuses it, with the reason.
+    let mut p = f.ingest.publish(req("live", "mic", "record=aac")).unwrap();
+    let mut frame = audio_frames(1).remove(0);
+    let mut params = (*frame.params).clone();
+    if let TrackParams::Audio(a) = &mut params.tracks[0] {
+        a.codec = AudioCodec::Opus;
+    }
+    frame.params = Arc::new(params);
+    match p.send(frame) {
+        Err(IngestError::Refused { refusal, .. }) => {
+            assert!(refusal.to_string().contains("Opus"), "{refusal}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // AAC goes through.
+    let mut p = f.ingest.publish(req("live", "mic2", "record=aac")).unwrap();
+    for fr in audio_frames(3) {
+        p.send(fr).unwrap();
+    }
+    f.cancel.cancel();
 }

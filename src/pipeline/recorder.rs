@@ -1,4 +1,5 @@
-//! One supervised task per stream: source → segmenter → sinks (fMP4 → store).
+//! One supervised task per stream: source → segmenter → sinks (one per container: fMP4,
+//! FLV, ADTS → store).
 //!
 //! [`StreamRecorder::run`] is the supervisor of a pulled stream: it calls `run_once` (one
 //! source session) in a loop with capped exponential backoff until cancelled. A pushed
@@ -34,7 +35,7 @@ use crate::media::health::{StreamState, StreamStatus};
 use crate::media::segment::{
     CloseReason, SegmentEvent, Segmenter, SegmenterConfig, StreamIdentity,
 };
-use crate::media::sink::{Report, SinkError, SinkSet, SinkThread, StoreSink};
+use crate::media::sink::{store_sinks, Report, SinkError, SinkSet, SinkThread};
 use crate::media::source::{PipeGroups, Source, SourceError, SourceSpec};
 use crate::pipeline::fault::StorageFault;
 use crate::storage::store::{SegmentRow, Store};
@@ -128,7 +129,12 @@ impl StreamRecorder {
                     if self.clock.now().duration_since(began) >= HEALTHY_RUN {
                         backoff.reset();
                     }
-                    let permanent = matches!(&e, SessionError::Source(s) if s.is_permanent());
+                    let permanent = match &e {
+                        SessionError::Source(s) => s.is_permanent(),
+                        // A format that cannot hold the stream's codec.
+                        SessionError::Sink(SinkError::Refused { .. }) => true,
+                        _ => false,
+                    };
                     // Retrying soon will not fix a wrong password or an unsupported codec,
                     // and cameras lock accounts after repeated bad logins.
                     let delay = match backoff.next_delay() {
@@ -446,11 +452,7 @@ impl StreamRecorder {
 
     /// A writer thread for this stream (`degraded`: its storage failed before).
     fn writer(&self, degraded: bool) -> Result<SinkThread, SessionError> {
-        let sinks = SinkSet::new(vec![Box::new(StoreSink::new(
-            self.store.clone(),
-            self.template.formats.clone(),
-            self.template.naming.clone(),
-        ))]);
+        let sinks = SinkSet::new(store_sinks(&self.store, &self.template));
         SinkThread::spawn(&self.name, sinks, self.clock.clone(), degraded)
             .map_err(|e| SessionError::Task(e.to_string()))
     }

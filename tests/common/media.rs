@@ -31,11 +31,11 @@ pub fn files_under(root: &Path) -> Vec<String> {
     out
 }
 
-/// Finished segment files under `root` (`*.mp4`, not `*.part`).
+/// Finished segment files under `root` (`*.mp4`, `*.flv`, `*.aac`, not `*.part`).
 pub fn segment_files(root: &Path) -> Vec<String> {
     files_under(root)
         .into_iter()
-        .filter(|p| p.ends_with(".mp4"))
+        .filter(|p| p.ends_with(".mp4") || p.ends_with(".flv") || p.ends_with(".aac"))
         .collect()
 }
 

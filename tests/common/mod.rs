@@ -9,6 +9,8 @@
 //!   [`LaunchRtspPeer`]);
 //! - [`media`]: files on disk against the index, and checks by readers that are not ours
 //!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]);
+//! - [`flv`]: the tests' own FLV tag walk and AMF0 reader ([`read_flv`],
+//!   [`check_flv_metadata`]);
 //! - [`powerloss`]: the power-loss filesystem peer ([`powerloss::PowerlossFs`],
 //!   `tests/peers/powerloss_fs.py`): a FUSE mount that forgets what was not fsynced on a
 //!   power cut, and fails or stalls storage calls on command (not re-exported: tests that
@@ -17,11 +19,15 @@
 //! Each `tests/e2e_*.rs` uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod flv;
 pub mod media;
 pub mod powerloss;
 pub mod process;
 pub mod rtsp_peer;
 
+// Only the FLV tests read FLV files.
+#[allow(unused_imports)]
+pub use flv::*;
 pub use media::*;
 pub use process::*;
 // Not every test binary starts an RTSP peer.

@@ -26,6 +26,14 @@ pub enum PublishError {
     /// A recording format this build cannot write yet.
     #[error("{reason}")]
     UnsupportedFormat { format: String, reason: String },
+    /// A format asked for cannot hold the publisher's codecs (H.265 in FLV, Opus in
+    /// `.aac`, no audio for `.aac`). `asked` says where the format was asked for.
+    #[error("{asked} \"{format}\": {reason}")]
+    FormatRefused {
+        asked: String,
+        format: String,
+        reason: String,
+    },
     /// The publisher offers nothing edgerec can record (e.g. `record_type=audio` without
     /// an audio track, or only unsupported codecs).
     #[error("nothing to record: {reason}")]
@@ -45,7 +53,7 @@ impl PublishError {
             PublishError::BadName { .. } | PublishError::BadParams { .. } => 400,
             PublishError::NotRecorded { .. } | PublishError::NameTaken { .. } => 403,
             PublishError::UnsupportedFormat { .. } => 406,
-            PublishError::NoTracks { .. } => 415,
+            PublishError::NoTracks { .. } | PublishError::FormatRefused { .. } => 415,
             PublishError::AlreadyLive { .. } => 409,
             PublishError::TooMany { .. } | PublishError::ShuttingDown => 503,
         }
@@ -69,4 +77,11 @@ pub enum IngestError {
     /// The recorder stopped (shutdown, or its session ended).
     #[error("stream \"{stream}\": the recorder stopped")]
     Stopped { stream: String },
+    /// The publisher's codecs, known from its first frames, cannot be recorded in a format
+    /// asked for: the publish is refused (RTMP gets an onStatus error with the reason).
+    #[error("stream \"{stream}\": {refusal}")]
+    Refused {
+        stream: String,
+        refusal: PublishError,
+    },
 }

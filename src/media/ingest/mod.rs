@@ -45,7 +45,8 @@ pub use error::{IngestError, PublishError};
 pub use params::RecordParams;
 
 use crate::config::{Config, IngestConfig, IngestUser, Template};
-use crate::media::frame::Frame;
+use crate::media::format;
+use crate::media::frame::{AudioCodec, Frame, StreamParams, VideoCodec};
 use crate::media::health::{StatusBoard, StreamStatus};
 use crate::media::source::channel::{self, ChannelSendError, ChannelSender};
 use crate::media::source::Source;
@@ -80,6 +81,36 @@ pub struct PublishRequest {
     /// Raw query string of the push URL (record params), without '?'.
     pub query: String,
     pub peer: SocketAddr,
+    /// The codecs of the first video and audio track, when the protocol says them before
+    /// the media (RTSP's SDP); `None` when only the first frames tell (RTMP).
+    pub codecs: Option<(Option<VideoCodec>, Option<AudioCodec>)>,
+}
+
+/// Whether every format of `template` can hold a stream of these codecs (the video is not
+/// recorded with `record_type=audio`). `from_url`: the formats came from `record=`.
+fn check_codecs(
+    template: &Template,
+    from_url: bool,
+    audio_only: bool,
+    video: Option<VideoCodec>,
+    audio: Option<AudioCodec>,
+) -> Result<(), PublishError> {
+    let video = if audio_only { None } else { video };
+    for f in &template.formats {
+        if let Some(reason) = format::refusal(*f, video, audio) {
+            let asked = if from_url {
+                "push URL parameter record=".to_owned()
+            } else {
+                format!("template \"{}\" formats", template.name)
+            };
+            return Err(PublishError::FormatRefused {
+                asked,
+                format: f.name().to_owned(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Limits every push server enforces.
@@ -234,10 +265,13 @@ impl Ingest {
     }
 
     /// A publisher announces app/stream. Resolves the template (rules on app + stream) and
-    /// the push-URL record params (`record=fmp4|mp4`, `record_interval=SECONDS` ≤ 7200,
-    /// `record_type=audio`), refuses a second publisher of a live stream (unless
-    /// `takeover`), and starts the stream's recording session fed by the returned
-    /// [`Publisher`]. Must be called inside the tokio runtime.
+    /// the push-URL record params (`record=fmp4|mp4|flv|aac`, `record_interval=SECONDS` ≤
+    /// 7200, `record_type=audio`), refuses formats that cannot hold the codecs the request
+    /// names, refuses a second publisher of a live stream (unless `takeover`), and starts
+    /// the stream's recording session fed by the returned [`Publisher`]. The codecs are
+    /// checked again on the first frame (and at every change of parameters):
+    /// [`Publisher::send`] fails with [`IngestError::Refused`]. Must be called inside the
+    /// tokio runtime.
     pub fn publish(&self, req: PublishRequest) -> Result<Publisher, PublishError> {
         let (app, stream) = params::split_path(&format!("/{}/{}", req.app, req.stream))?;
         let params = RecordParams::parse(&req.query)?;
@@ -253,6 +287,15 @@ impl Ingest {
         if template.formats.is_empty() {
             return Err(PublishError::NotRecorded { app, stream });
         }
+        let from_url = params.formats.is_some();
+        if let Some((video, audio)) = req.codecs {
+            check_codecs(&template, from_url, params.audio_only, video, audio)?;
+        }
+        let check = CodecCheck {
+            template: template.clone(),
+            from_url,
+            last: None,
+        };
         let session_guard = self
             .inner
             .sessions
@@ -314,6 +357,7 @@ impl Ingest {
             stream,
             kick: claim.kick,
             audio_only: params.audio_only.then(AudioOnly::default),
+            check,
             ingest: self.clone(),
             generation,
             status: reporting,
@@ -341,6 +385,26 @@ impl Ingest {
     }
 }
 
+/// Checks the codecs of a push's frames against its formats, once per new
+/// [`StreamParams`].
+struct CodecCheck {
+    template: Template,
+    from_url: bool,
+    last: Option<Arc<StreamParams>>,
+}
+
+impl CodecCheck {
+    fn frame(&mut self, params: &Arc<StreamParams>) -> Result<(), PublishError> {
+        if self.last.as_ref().is_some_and(|l| Arc::ptr_eq(l, params)) {
+            return Ok(());
+        }
+        let (video, audio) = format::codecs(params);
+        check_codecs(&self.template, self.from_url, false, video, audio)?;
+        self.last = Some(params.clone());
+        Ok(())
+    }
+}
+
 /// The sending end of one push. Dropping it ends the push: the recorder closes the
 /// segment cleanly.
 pub struct Publisher {
@@ -348,6 +412,8 @@ pub struct Publisher {
     stream: String,
     kick: CancellationToken,
     audio_only: Option<AudioOnly>,
+    /// The formats' refusals, checked on each new set of stream parameters.
+    check: CodecCheck,
     ingest: Ingest,
     generation: u64,
     /// The push's `edgerec status` entry.
@@ -395,6 +461,12 @@ impl Publisher {
             },
             None => frame,
         };
+        if let Err(refusal) = self.check.frame(&frame.params) {
+            return Err(IngestError::Refused {
+                stream: self.stream.clone(),
+                refusal,
+            });
+        }
         self.tx.send(frame).map_err(|e| match e {
             ChannelSendError::Full { buffered, limit } => IngestError::Overrun {
                 stream: self.stream.clone(),

@@ -1,4 +1,4 @@
-//! Push-URL record parameters (`?record=fmp4|mp4&record_interval=600&record_type=audio`)
+//! Push-URL record parameters (`?record=mp4|flv&record_interval=600&record_type=audio`)
 //! and the names in a push URL's path: pure parsing, and how they change a template.
 //!
 //! Every key is ours: an unknown key or value is refused rather than ignored, so a typo
@@ -14,7 +14,7 @@ use super::PublishError;
 /// What a push URL asks for, on top of the matched rule's template.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordParams {
-    /// `record=fmp4|mp4`: the formats to write instead of the template's.
+    /// `record=fmp4|mp4|flv|aac`: the formats to write instead of the template's.
     pub formats: Option<Vec<Format>>,
     /// `record_interval=SECONDS`: the segment length instead of the template's.
     pub interval: Option<Duration>,
@@ -211,6 +211,15 @@ mod tests {
             p.apply(&template()).formats,
             vec![Format::Mp4, Format::Fmp4]
         );
+    }
+
+    #[test]
+    fn flv_and_aac_are_recording_formats_of_a_push() {
+        let p = RecordParams::parse("record=mp4|flv").unwrap();
+        assert_eq!(p.formats, Some(vec![Format::Mp4, Format::Flv]));
+        let p = RecordParams::parse("record_type=audio&record=aac").unwrap();
+        assert_eq!(p.formats, Some(vec![Format::Aac]));
+        assert!(p.audio_only);
     }
 
     #[test]

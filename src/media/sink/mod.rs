@@ -1,17 +1,29 @@
 //! Sinks: consumers of the segmenter's events.
 //!
 //! Every output format is a [`Sink`] fed the same [`SegmentEvent`]s in order: `start`, then
-//! `fragment`s, then `close`. The fMP4 store sink ([`StoreSink`]) is the durable one (it also
-//! produces the progressive MP4 at close); HLS, DASH, FLV and ADTS AAC are meant to be added
-//! as further sinks beside it, without touching the segmenter or the recorder.
+//! `fragment`s, then `close`. One segmenter feeds them all: the source is read once.
+//! [`store_sinks`] makes a template's: one [`StoreSink`] per container its formats need,
+//! each with its container's encoder, its own working file and its own index rows (so each
+//! file gets its own event, upload and retention):
+//!
+//! | container | formats | file |
+//! | --- | --- | --- |
+//! | MP4 | `fmp4`, `mp4` | the fMP4, and the progressive MP4 made from it at close |
+//! | FLV | `flv` | tags written while recording, onMetaData patched at close |
+//! | ADTS | `aac` | the audio only |
+//!
+//! HLS and DASH are meant to be added the same way: further sinks beside these, without
+//! touching the segmenter or the recorder.
 //!
 //! Sinks do blocking I/O; each stream's [`SinkSet`] lives on its own writer thread
 //! ([`SinkThread`]).
 
 use std::sync::Arc;
 
+use crate::config::Template;
+use crate::media::format::{self, Format};
 use crate::media::segment::{Fragment, SegmentClose, SegmentEvent, SegmentStart};
-use crate::storage::store::{SegmentRow, StoreError};
+use crate::storage::store::{SegmentRow, Store, StoreError};
 
 mod store_sink;
 mod thread;
@@ -28,10 +40,40 @@ pub enum SinkError {
     Encode { seq: u64, reason: String },
     #[error("naming template {template:?}: {reason}")]
     Naming { template: String, reason: String },
+    /// A format the template asks for cannot hold this stream (its codec). Retrying does
+    /// not help until the stream or the template changes.
+    #[error("template \"{template}\" formats: \"{format}\" cannot record this stream: {reason}")]
+    Refused {
+        template: String,
+        format: &'static str,
+        reason: String,
+    },
+}
+
+/// The sinks of a stream recorded with `template`: one [`StoreSink`] per container its
+/// formats need (MP4 first, then FLV, then ADTS).
+pub fn store_sinks(store: &Arc<Store>, template: &Template) -> Vec<Box<dyn Sink>> {
+    format::by_container(&template.formats)
+        .into_iter()
+        .map(|(container, formats): (_, Vec<Format>)| {
+            Box::new(StoreSink::new(
+                store.clone(),
+                formats,
+                template.naming.clone(),
+                template.name.clone(),
+                format::encoder(container, template.interval),
+            )) as Box<dyn Sink>
+        })
+        .collect()
 }
 
 /// One output of a stream.
 pub trait Sink: Send {
+    /// Whether this sink can write a segment of `start`'s stream (its codecs). Every sink
+    /// is asked before any starts, so a refused stream starts no file at all.
+    fn accepts(&self, _start: &SegmentStart) -> Result<(), SinkError> {
+        Ok(())
+    }
     /// Begin a segment. Called only when no segment is open in this sink.
     fn start(&mut self, start: &Arc<SegmentStart>) -> Result<(), SinkError>;
     /// Append a fragment of the open segment.
@@ -105,6 +147,9 @@ impl SinkSet {
         if self.current.is_some() {
             // The segmenter always closes first; be safe anyway.
             self.abort();
+        }
+        for s in &self.sinks {
+            s.accepts(&start)?;
         }
         let start = Arc::new(start);
         self.current = Some(start.clone());
@@ -267,6 +312,29 @@ mod tests {
         fn abort(&mut self) {}
     }
 
+    /// A sink that refuses every stream.
+    struct Refuses;
+
+    impl Sink for Refuses {
+        fn accepts(&self, _: &SegmentStart) -> Result<(), SinkError> {
+            Err(SinkError::Refused {
+                template: "t".into(),
+                format: "flv",
+                reason: "no".into(),
+            })
+        }
+        fn start(&mut self, _: &Arc<SegmentStart>) -> Result<(), SinkError> {
+            unreachable!("never started")
+        }
+        fn fragment(&mut self, _: &SegmentStart, _: &Fragment) -> Result<(), SinkError> {
+            unreachable!()
+        }
+        fn close(&mut self, _: &SegmentClose) -> Result<Option<SegmentRow>, SinkError> {
+            unreachable!()
+        }
+        fn abort(&mut self) {}
+    }
+
     #[test]
     fn a_failed_start_opens_nothing_so_its_fragments_count_as_nothing_written() {
         let mut set = SinkSet::new(vec![Box::new(NoStart)]);
@@ -280,6 +348,18 @@ mod tests {
         let mut ok = SinkSet::new(vec![Box::new(Log(a, false))]);
         assert!(!ok.apply(vec![start(1)]).wrote);
         assert!(ok.apply(vec![frag(1)]).wrote);
+    }
+
+    #[test]
+    fn a_sink_refusing_the_stream_keeps_every_sink_from_starting() {
+        let a = Arc::new(Mutex::new(Vec::new()));
+        let mut set = SinkSet::new(vec![Box::new(Log(a.clone(), false)), Box::new(Refuses)]);
+        let r = set.apply(vec![start(1), frag(1), close()]);
+        assert!(matches!(r.error, Some(SinkError::Refused { .. })));
+        // A later batch of the same segment finds nothing open either.
+        assert!(set.apply(vec![frag(2), close()]).error.is_none());
+        assert!(a.lock().unwrap().is_empty(), "{:?}", a.lock().unwrap());
+        assert!(!set.is_open());
     }
 
     #[test]

@@ -32,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use super::error::StoreError;
 use super::fsutil::{self, INDEX_FILE, LOCK_FILE};
 use super::index::Index;
-use super::row::{strip_suffix, SegmentState, PROGRESSIVE_TMP_SUFFIX, WORKING_SUFFIX};
+use super::row::SegmentState;
 use super::Store;
+use crate::media::format::Container;
 
 /// What [`Store::check`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +43,7 @@ pub struct CheckReport {
     pub rows: usize,
     /// `Closed` rows.
     pub closed: usize,
-    /// Segment files under the root (final `*.mp4` and working `*.part`).
+    /// Segment files under the root (final `*.mp4`, `*.flv`, `*.aac` and working `*.part`).
     pub files: usize,
     /// The index knows more than the disk (see the module docs): one line each.
     pub damage: Vec<String>,
@@ -94,8 +95,10 @@ impl Store {
         let segment_files: Vec<&PathBuf> = files
             .iter()
             .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "mp4" || (e == "part" && is_ours_part(p)))
+                p.extension().is_some_and(|e| {
+                    Container::ALL.iter().any(|c| e == c.extension())
+                        || (e == "part" && is_ours_part(p))
+                })
             })
             .collect();
         let mut report = CheckReport {
@@ -194,10 +197,11 @@ impl Store {
     }
 }
 
-/// `*.mp4.part` (a working file) or `*.progressive.mp4.part` (a progressive temporary);
-/// other `.part` files are not ours and recovery leaves them alone.
+/// A working file (`*.mp4.part`, `*.flv.part`, `*.aac.part`) or a progressive temporary
+/// (`*.progressive.mp4.part`); other `.part` files are not ours and recovery leaves them
+/// alone.
 fn is_ours_part(p: &Path) -> bool {
-    strip_suffix(p, WORKING_SUFFIX).is_some() || strip_suffix(p, PROGRESSIVE_TMP_SUFFIX).is_some()
+    p.to_str().and_then(Container::of_working).is_some()
 }
 
 /// The root's lock file opened read-only and locked shared (`None` if there is no lock

@@ -9,8 +9,11 @@
 //!
 //! Everything lives under the root: `index.redb` (the index), `edgerec.lock` (held with
 //! `flock` by the process using the root), and the segments, named by the naming template
-//! relative to the root. A segment named `base` (the expanded template, made unique with
-//! `-1`, `-2`, ... when taken) has:
+//! relative to the root. A segment is written through one working file per *container*
+//! ([`Container`](crate::media::format::Container)) its formats need, each with its own
+//! row: MP4 (`fmp4`, `mp4`), FLV (`flv`), ADTS (`aac`). The rows of one segment share its
+//! identity (stream, seq, start) and normally its `base` (the expanded template, made
+//! unique with `-1`, `-2`, ... per container when taken):
 //!
 //! | file | what |
 //! | --- | --- |
@@ -19,6 +22,8 @@
 //! | `base.progressive.mp4` | the progressive copy when both `fmp4` and `mp4` are asked |
 //! | `base.mp4` | the progressive MP4 when only `mp4` is asked |
 //! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
+//! | `base.flv.part`, `base.flv` | the FLV working file, and the closed FLV (`flv`) |
+//! | `base.aac.part`, `base.aac` | the ADTS working file, and the closed `.aac` (`aac`) |
 //!
 //! Beside them, `clock-corrections.json` records, per boot, the wall − boot clock offset a
 //! correction put that boot's unsynchronized segments on (see `restamp.rs` and
@@ -26,8 +31,9 @@
 //! hold as recorded.
 //!
 //! Every file carries the segment's identity
-//! ([`SegmentMeta`](crate::media::segment::event::SegmentMeta)) in its init section, so the index can
-//! be rebuilt from the files alone ([`Store::rebuild_index`]).
+//! ([`SegmentMeta`](crate::media::segment::event::SegmentMeta)) at its start (an MP4's
+//! `uuid` box, the FLV's onMetaData, the ADTS file's ID3 tag), so the index can be rebuilt
+//! from the files alone ([`Store::rebuild_index`]).
 //!
 //! # Durability protocol
 //!
@@ -61,20 +67,29 @@
 //!    disk* (redb `Durability::None`): it reaches the disk with the next durable commit,
 //!    sparing one flash write per segment. If a crash loses it, recovery step 2 still finds
 //!    the working file by its name and takes identity and formats from the file itself;
-//! 2. create missing directories and `base.mp4.part` (`O_EXCL`), under the directory lock
-//!    (so a delete cannot remove a directory in between), then, outside it, fsync the
-//!    parent of each directory created (a stalled disk must not hold the lock);
-//! 3. write the init section, fdatasync;
+//! 2. create missing directories and the working file `base.mp4.part` (`.flv.part`,
+//!    `.aac.part`; `O_EXCL`), under the directory lock (so a delete cannot remove a
+//!    directory in between), then, outside it, fsync the parent of each directory created
+//!    (a stalled disk must not hold the lock);
+//! 3. write its head (the fMP4 init section; the FLV header, its onMetaData at the size it
+//!    keeps and the sequence headers; the ADTS file's ID3 tag), fdatasync (not FLV and
+//!    ADTS: their head shares its page with the first fragment, whose fdatasync writes it
+//!    once; a crash before that leaves a file without a complete tag or frame, removed by
+//!    recovery);
 //! 4. fsync the directory holding it (once per segment): until then a power cut can lose
 //!    the file's name, and with it the whole open segment, however many fragments were
 //!    fdatasynced into it.
 //!
-//! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat,
-//! then fdatasync. A power cut loses at most the fragment being written; its torn bytes sit
-//! after the last complete fragment, where recovery cuts them off. A failed write or
-//! fdatasync cuts the file back to the last good fragment and ends the segment there: no
-//! further append is accepted, and the failed fdatasync is never retried (Linux may have
-//! dropped the pages and report the next fsync clean).
+//! **Append** ([`SegmentWriter::append`]), per fragment: one `write` of the whole moof+mdat
+//! (the FLV tags, the ADTS frames), then fdatasync. A power cut loses at most the fragment
+//! being written; its torn bytes sit after the last complete fragment, where recovery cuts
+//! them off. An FLV or ADTS writer writes only up to the last page boundary its bytes
+//! reach and holds the rest (less than a page) for the next fragment, so no page is
+//! written twice (an fMP4 pads with a `free` box instead); there a power cut also loses
+//! that held tail, and the file on disk may end inside a tag or frame, where recovery cuts.
+//! A failed write or fdatasync cuts the file back to the last good fragment and ends the
+//! segment there: no further append is accepted, and the failed fdatasync is never retried
+//! (Linux may have dropped the pages and report the next fsync clean).
 //!
 //! **Unfinished closes** ([`Store::close_unfinished`]): a segment whose close failed (a
 //! read-only disk refuses the rename) or whose writer was given up on after a stall stays
@@ -82,12 +97,18 @@
 //! run for it alone; otherwise the next startup recovery does it.
 //!
 //! **Close** ([`SegmentWriter::finish`]):
+//! 0. FLV and ADTS: write the held tail; FLV: write the final onMetaData (duration, size,
+//!    frame rate, key frame index) over the one written at create, in place and at the
+//!    same size ([`SegmentWriter::patch`]); nothing is durable yet, and a crash here
+//!    leaves a working file recovery repairs the same way;
 //! 1. fsync the working file (data and size);
-//! 2. if `fmp4` is asked: rename `base.mp4.part` → `base.mp4`, fsync the directory;
+//! 2. if `fmp4` is asked: rename `base.mp4.part` → `base.mp4`, fsync the directory (FLV:
+//!    `base.flv.part` → `base.flv`; ADTS: `base.aac.part` → `base.aac`);
 //! 3. if `mp4` is asked: write the progressive MP4 to `base.progressive.mp4.part`, fsync it,
 //!    rename it to its final name, fsync the directory;
-//! 4. commit the row as `Closed` with end, duration, files and sizes (volatile when `fmp4`
-//!    is asked, durable when only `mp4` is, because step 5 removes the only fMP4);
+//! 4. commit the row as `Closed` with end, duration, files and sizes (volatile when step 2
+//!    renamed the working file, durable when only `mp4` is asked, because step 5 removes
+//!    the only fMP4);
 //! 5. if only `mp4` was asked: remove `base.mp4.part`, fsync the directory. (After the
 //!    commit, so that a crash never leaves a `Writing` row with no fMP4 to recover from.)
 //!
@@ -120,24 +141,30 @@
 //! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
 //! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (delete steps 2–5
 //!    again; the hooks already ran with the mark);
-//! 2. every `*.mp4.part` under the root (the tree is walked; the index and lock files are
-//!    skipped):
+//! 2. every working file (`*.mp4.part`, `*.flv.part`, `*.aac.part`) under the root (the
+//!    tree is walked; the index and lock files are skipped):
 //!    - if its row is `Closed` and the row's files exist: a leftover of close step 5, remove;
-//!    - else scan it: with at least one complete fragment, truncate to the end of the last
-//!      one, fsync, and run close steps 2–5 with the duration from the file and
-//!      `recovered = true` (meta from the row, or from the file when the row is missing);
+//!    - else scan it: with at least one complete fragment (FLV: audio or video tag; ADTS:
+//!      frame), truncate to the end of the last one, write the repair (FLV: the onMetaData
+//!      of what is left, as close step 0 writes it), fsync, and run close steps 2–5 with
+//!      the duration from the file and `recovered = true` (meta from the row, or from the
+//!      file when the row is missing). An FLV's complete tags are found by following the
+//!      tags from the header, each checked against the PreviousTagSize after it; an ADTS
+//!      file's by following the frame lengths, a frame counting only when a header like
+//!      its own (or the end of the file) follows it;
 //!    - without a complete fragment (a torn init, a progressive temporary): remove it, fsync
 //!      the directory. Progressive MP4s are re-made from the fMP4 by close step 3;
-//! 3. rows in `Writing` whose working file is gone: if `base.mp4` exists the close got past
-//!    its rename, or its volatile `Closed` commit was lost — finish it (steps 3–4; reported
-//!    as adopted with `recovered = false`: its media was complete); otherwise drop the row (a
-//!    crash between create steps 1 and 3, or during an abandon);
+//! 3. rows in `Writing` whose working file is gone: if the renamed file (`base.mp4`,
+//!    `base.flv`, `base.aac`) exists the close got past its rename, or its volatile `Closed`
+//!    commit was lost — finish it (steps 3–4; reported as adopted with `recovered = false`:
+//!    its media was complete); otherwise drop the row (a crash between create steps 1 and
+//!    3, or during an abandon);
 //! 4. `Closed` rows: forget files that are gone (a warning: files removed by hand or lost to
 //!    damage, as no delete unlinks before its durable mark), drop rows left with none,
 //!    record sizes that changed;
-//! 5. `*.mp4` files under the root that no row names: scan; files carrying our metadata are
-//!    adopted as `Closed` rows (an fMP4 and its progressive copy share one row); others are
-//!    left alone ("not ours").
+//! 5. `*.mp4`, `*.flv` and `*.aac` files under the root that no row names: scan; files
+//!    carrying our metadata are adopted as `Closed` rows (an fMP4 and its progressive copy
+//!    share one row, an FLV or ADTS file has its own); others are left alone ("not ours").
 //!
 //! 6. a durable flush, so what recovery did is on disk before recording starts.
 //!
@@ -401,6 +428,8 @@ impl Store {
 
 #[cfg(all(test, feature = "process-tests"))]
 mod check_tests;
+#[cfg(all(test, feature = "process-tests"))]
+mod container_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod crash_tests;
 #[cfg(all(test, feature = "process-tests"))]

@@ -3,10 +3,9 @@
 //! step only moves things forward, so recovery interrupted by another crash is just run again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use crate::media::format::Format;
+use crate::media::format::{Container, Format};
 use crate::media::segment::event::SegmentMeta;
 
 use super::delete::delete_rows;
@@ -14,16 +13,16 @@ use super::error::StoreError;
 use super::fsutil::{self, fsync_dir, parent};
 use super::index::Op;
 use super::media::{self, Scanned};
+use super::row::UploadState;
 use super::row::{strip_suffix, with_suffix, SegmentFile, SegmentRow, SegmentState};
-use super::row::{UploadState, WORKING_SUFFIX};
 use super::writer::close_files;
 use super::{Shared, Store};
 
 /// What [`Store::recover`] did.
 #[derive(Clone, Debug, Default)]
 pub struct RecoveryReport {
-    /// Segments whose working file was cut back to its last complete fragment (or whose
-    /// interrupted close was completed) and closed.
+    /// Segments whose working file was cut back to its last complete fragment, tag or
+    /// frame (or whose interrupted close was completed) and closed.
     pub recovered: Vec<SegmentRow>,
     /// Files of ours that had no row and now have one.
     pub adopted: Vec<SegmentRow>,
@@ -76,7 +75,7 @@ impl Store {
     }
 }
 
-/// Step 3 for one `Writing` row whose working file is gone: if its fMP4 is at its final
+/// Step 3 for one `Writing` row whose working file is gone: if its file is at its final
 /// name, the close got past its rename (or its volatile `Closed` commit was lost): finish
 /// it. Otherwise drop the row.
 fn finish_or_drop(
@@ -85,11 +84,13 @@ fn finish_or_drop(
     now_ms: i64,
     report: &mut RecoveryReport,
 ) -> Result<(), StoreError> {
-    let fin = shared.root.join(row.final_path(Format::Fmp4));
-    if row.has(Format::Fmp4) && fsutil::file_len(&fin)?.is_some() {
-        match media::scan(&fin) {
+    let fin = row
+        .renamed_format()
+        .map(|f| shared.root.join(row.final_path(f)));
+    if let Some(fin) = fin.filter(|f| f.is_file()) {
+        match media::scan(row.container(), &fin) {
             Ok(scan) => {
-                // Its fMP4 was complete (renamed only after its fsync): the close
+                // Its file was complete (renamed only after its fsync): the close
                 // itself, or its volatile commit, was cut short. Not torn media.
                 let mut row = recovered_row(row, &scan, now_ms);
                 row.recovered = false;
@@ -131,7 +132,7 @@ impl Store {
             }
             let rel = row.working_path();
             if fsutil::file_len(&shared.root.join(&rel))?.is_some() {
-                recover_part(shared, &rel, Some(row), now_ms, &mut report)?;
+                recover_part(shared, &rel, row.container(), Some(row), now_ms, &mut report)?;
             } else {
                 finish_or_drop(shared, row, now_ms, &mut report)?;
             }
@@ -140,7 +141,7 @@ impl Store {
     }
 }
 
-/// Step 2: every `*.mp4.part` under the root.
+/// Step 2: every working file (`*.mp4.part`, `*.flv.part`, `*.aac.part`) under the root.
 pub(super) fn recover_parts(
     shared: &Shared,
     now_ms: i64,
@@ -153,13 +154,13 @@ pub(super) fn recover_parts(
         .map(|r| (r.working_path(), r))
         .collect();
     for rel in fsutil::walk(&shared.root)? {
-        if strip_suffix(&rel, WORKING_SUFFIX).is_none() {
+        let Some(container) = rel.to_str().and_then(Container::of_working).map(|c| c.0) else {
             if rel.extension().is_some_and(|e| e == "part") {
-                tracing::info!(path = %rel.display(), "not ours (not a .mp4.part); left alone");
+                tracing::info!(path = %rel.display(), "not ours (not a .mp4.part, .flv.part or .aac.part); left alone");
             }
             continue;
-        }
-        recover_part(shared, &rel, by_working.get(&rel).cloned(), now_ms, report)?;
+        };
+        recover_part(shared, &rel, container, by_working.get(&rel).cloned(), now_ms, report)?;
     }
     Ok(())
 }
@@ -168,6 +169,7 @@ pub(super) fn recover_parts(
 fn recover_part(
     shared: &Shared,
     rel: &Path,
+    container: Container,
     mut row: Option<SegmentRow>,
     now_ms: i64,
     report: &mut RecoveryReport,
@@ -179,7 +181,7 @@ fn recover_part(
             return remove(shared, rel, report);
         }
     }
-    let scan = match media::scan(&abs) {
+    let scan = match media::scan(container, &abs) {
         Ok(s) => Some(s),
         Err(StoreError::Media { reason, .. }) => {
             tracing::info!(path = %rel.display(), %reason, "working file unreadable");
@@ -201,7 +203,7 @@ fn recover_part(
             tracing::warn!(path = %rel.display(), "working file without our metadata; left alone");
             return Ok(());
         };
-        row = match new_row_for_part(shared, rel, meta)? {
+        row = match new_row_for_part(shared, rel, container, meta)? {
             Some(r) => Some(r),
             None => {
                 // Its final file is already there with the same identity.
@@ -211,15 +213,8 @@ fn recover_part(
     }
     let Some(mut row) = row else { return Ok(()) };
     row.state = SegmentState::Writing;
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&abs)
-        .map_err(|e| StoreError::io("open", &abs, e))?;
-    file.set_len(scan.complete_end)
-        .map_err(|e| StoreError::io("truncate", &abs, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", &abs, e))?;
-    drop(file);
+    // Truncate, patch the file's own metadata (FLV), fsync; then the close's steps.
+    media::cut_back(&abs, &scan)?;
     let row = recovered_row(row, &scan, now_ms);
     tracing::info!(path = %rel.display(), kept = scan.complete_end, "recovered a torn segment");
     report.recovered.push(close_files(shared, row, true)?);
@@ -231,17 +226,19 @@ fn recover_part(
 fn new_row_for_part(
     shared: &Shared,
     rel: &Path,
+    container: Container,
     meta: SegmentMeta,
 ) -> Result<Option<SegmentRow>, StoreError> {
-    let stem = strip_suffix(rel, WORKING_SUFFIX).unwrap_or_else(|| rel.to_path_buf());
+    let stem = strip_suffix(rel, container.working_suffix()).unwrap_or_else(|| rel.to_path_buf());
+    let ext = format!(".{}", container.extension());
     let mut base = stem.clone();
     for n in 1.. {
-        let fin = shared.root.join(with_suffix(&base, ".mp4"));
+        let fin = shared.root.join(with_suffix(&base, &ext));
         if fsutil::file_len(&fin)?.is_none() {
             break;
         }
         if n == 1 {
-            if let Ok(s) = media::scan(&fin) {
+            if let Ok(s) = media::scan(container, &fin) {
                 if s.meta.as_ref() == Some(&meta) {
                     return Ok(None);
                 }
@@ -249,12 +246,21 @@ fn new_row_for_part(
         }
         base = with_suffix(&stem, &format!("-{n}"));
     }
-    // The file says which formats its template asked for (older files: fMP4 only).
-    let formats = if meta.formats.is_empty() {
-        vec![Format::Fmp4]
-    } else {
-        meta.formats.clone()
-    };
+    // The file says which formats its template asked for (older files: fMP4 only); only
+    // this container's are made from this file.
+    let mut formats: Vec<Format> = meta
+        .formats
+        .iter()
+        .copied()
+        .filter(|f| f.container() == container)
+        .collect();
+    if formats.is_empty() {
+        formats.push(match container {
+            Container::Mp4 => Format::Fmp4,
+            Container::Flv => Format::Flv,
+            Container::Adts => Format::Aac,
+        });
+    }
     let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, formats);
     if row.working_path() != rel {
         // Its final name is taken by another file: move it to a free name first.
@@ -331,7 +337,8 @@ fn check_closed(shared: &Shared, report: &mut RecoveryReport) -> Result<(), Stor
 }
 
 /// Step 5: final files under the root that no row names. Files with our metadata become
-/// `Closed` rows (an fMP4 and a progressive copy of the same segment share one row).
+/// `Closed` rows (an fMP4 and a progressive copy of the same segment share one row; an FLV
+/// or ADTS file has a row of its own, as when it was written).
 pub(super) fn adopt(
     shared: &Shared,
     now_ms: i64,
@@ -342,39 +349,54 @@ pub(super) fn adopt(
         .iter()
         .flat_map(|r| r.files.iter().map(|f| f.path.clone()))
         .collect();
-    type Key = (String, String, String, u64, i64);
+    type Key = (String, String, String, u64, i64, u8);
     let mut groups: BTreeMap<Key, Vec<(PathBuf, Format, Scanned, u64)>> = BTreeMap::new();
     for rel in fsutil::walk(&shared.root)? {
-        if known.contains(&rel) || rel.extension().is_none_or(|e| e != "mp4") {
+        if known.contains(&rel) {
             continue;
         }
+        let Some((rank, container)) = Container::ALL
+            .into_iter()
+            .enumerate()
+            .find(|(_, c)| rel.extension().is_some_and(|e| e == c.extension()))
+        else {
+            continue;
+        };
         let abs = shared.root.join(&rel);
-        let scan = match media::scan(&abs) {
+        let scan = match media::scan(container, &abs) {
             Ok(s) => s,
             Err(StoreError::Media { reason, .. }) => {
-                tracing::info!(path = %rel.display(), %reason, "unreadable MP4; not ours, left alone");
+                tracing::info!(path = %rel.display(), %reason, "unreadable file; not ours, left alone");
                 continue;
             }
             Err(e) => return Err(e),
         };
         let Some(meta) = scan.meta.clone() else {
-            tracing::info!(path = %rel.display(), "MP4 without our metadata; not ours, left alone");
+            tracing::info!(path = %rel.display(), "a file without our metadata; not ours, left alone");
             continue;
         };
         let bytes = fsutil::file_len(&abs)?.unwrap_or(0);
-        let format = if scan.fragments > 0 {
-            Format::Fmp4
-        } else {
-            Format::Mp4
+        let format = match container {
+            Container::Mp4 if scan.fragments > 0 => Format::Fmp4,
+            Container::Mp4 => Format::Mp4,
+            Container::Flv => Format::Flv,
+            Container::Adts => Format::Aac,
         };
-        let key = (meta.device, meta.app, meta.stream, meta.seq, meta.start_ms);
+        let key = (
+            meta.device,
+            meta.app,
+            meta.stream,
+            meta.seq,
+            meta.start_ms,
+            rank as u8,
+        );
         groups
             .entry(key)
             .or_default()
             .push((rel, format, scan, bytes));
     }
     let mut ops = Vec::new();
-    for ((device, app, stream, seq, start_ms), mut files) in groups {
+    for ((device, app, stream, seq, start_ms, _), mut files) in groups {
         // The clock fields are not identity, but the row needs them (time quality, boot
         // time: what re-stamping and retention's age go by).
         let clock = files.iter().find_map(|f| f.2.meta.clone());
@@ -410,7 +432,7 @@ fn adopted_row(
     files: &mut Vec<(PathBuf, Format, Scanned, u64)>,
 ) -> SegmentRow {
     let mut taken: Vec<(PathBuf, Format, Scanned, u64)> = Vec::new();
-    for format in [Format::Fmp4, Format::Mp4] {
+    for format in [Format::Fmp4, Format::Mp4, Format::Flv, Format::Aac] {
         if let Some(i) = files.iter().position(|f| f.1 == format) {
             taken.push(files.remove(i));
         }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::media::format::Format;
+use crate::media::format::{Container, Format};
 use crate::media::segment::event::SegmentMeta;
 use crate::util::clockwatch::{BootTime, TimeQuality};
 
@@ -28,8 +28,6 @@ pub(crate) const ROW_VERSION: u8 = 2;
 /// The layout before the clock fields.
 const ROW_VERSION_1: u8 = 1;
 
-/// Suffix of the fMP4 working file while a segment is being written.
-pub(crate) const WORKING_SUFFIX: &str = ".mp4.part";
 /// Suffix of the progressive MP4 while it is being produced (distinct from the working file
 /// even when only `mp4` is asked, where the final names would collide).
 pub(crate) const PROGRESSIVE_TMP_SUFFIX: &str = ".progressive.mp4.part";
@@ -40,7 +38,7 @@ pub(crate) const PROGRESSIVE_TMP_SUFFIX: &str = ".progressive.mp4.part";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SegmentState {
-    /// A writer owns it; its fMP4 is `<base>.mp4.part`.
+    /// A writer owns it; its working file is `<base>.mp4.part` (`.flv.part`, `.aac.part`).
     Writing,
     /// Its files are complete, fsynced and renamed to their final names.
     Closed,
@@ -241,9 +239,21 @@ impl SegmentRow {
         true
     }
 
-    /// The fMP4 working file, relative to the root.
+    /// The working file, relative to the root.
     pub fn working_path(&self) -> PathBuf {
-        with_suffix(&self.base, WORKING_SUFFIX)
+        with_suffix(&self.base, self.container().working_suffix())
+    }
+
+    /// The container the row's formats are written through (all of them share one).
+    pub fn container(&self) -> Container {
+        self.formats
+            .first()
+            .map_or(Container::Mp4, |f| f.container())
+    }
+
+    /// The format whose final file is the working file renamed (`None` for `mp4` alone).
+    pub(crate) fn renamed_format(&self) -> Option<Format> {
+        self.container().renamed(&self.formats)
     }
 
     /// The final name of `format`'s file, relative to the root.
@@ -500,9 +510,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn flv_and_aac_rows_have_their_own_working_and_final_files() {
+        let mut r = row();
+        r.formats = vec![Format::Flv];
+        assert_eq!(r.working_path(), with_suffix(&r.base, ".flv.part"));
+        assert_eq!(r.final_path(Format::Flv), with_suffix(&r.base, ".flv"));
+        assert_eq!(r.renamed_format(), Some(Format::Flv));
+        r.formats = vec![Format::Aac];
+        assert_eq!(r.working_path(), with_suffix(&r.base, ".aac.part"));
+        assert_eq!(r.final_path(Format::Aac), with_suffix(&r.base, ".aac"));
+    }
+
+    #[test]
     fn strip_suffix_inverts_with_suffix() {
-        let p = with_suffix(Path::new("a/b"), WORKING_SUFFIX);
-        assert_eq!(strip_suffix(&p, WORKING_SUFFIX), Some(PathBuf::from("a/b")));
+        let p = with_suffix(Path::new("a/b"), ".mp4.part");
+        assert_eq!(strip_suffix(&p, ".mp4.part"), Some(PathBuf::from("a/b")));
         assert_eq!(strip_suffix(&p, ".txt"), None);
     }
 }

@@ -4,23 +4,25 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use crate::media::format::Format;
+use crate::media::format::{Container, Format, Patch};
 use crate::media::segment::event::{SegmentClose, SegmentMeta};
 
 use super::error::StoreError;
 use super::fsutil::{self, fsync_dir, parent};
 use super::index::Op;
+use super::row::PROGRESSIVE_TMP_SUFFIX;
 use super::row::{final_path, with_suffix, SegmentFile, SegmentId, SegmentRow, SegmentState};
-use super::row::{PROGRESSIVE_TMP_SUFFIX, WORKING_SUFFIX};
 use super::{media, Shared, Store};
 
 /// How many `-N` suffixes [`Store::begin`] tries before giving up on a name.
 const MAX_NAME_TRIES: u32 = 10_000;
 
-/// Writes one segment's fMP4 working file. Owned by one stream task; `Send`.
+/// Writes one segment's working file (the fMP4, FLV or ADTS one of its row's container).
+/// Owned by one stream's writer thread; `Send`.
 ///
 /// Dropping it without [`finish`](Self::finish) or [`abandon`](Self::abandon) leaves the
 /// working file and its `Writing` row for the next [`Store::recover`] to close.
@@ -28,7 +30,11 @@ pub struct SegmentWriter {
     shared: Arc<Shared>,
     file: File,
     row: SegmentRow,
+    /// Bytes in the file.
     bytes: u64,
+    /// FLV and ADTS: the bytes after the file's last whole page, held until the page fills
+    /// (see [`SegmentWriter::append`]).
+    held: Vec<u8>,
     fragments: u32,
     /// A write failed and could not be undone: the file's tail is unknown.
     broken: bool,
@@ -44,30 +50,37 @@ impl std::fmt::Debug for SegmentWriter {
             .field("id", &self.row.id)
             .field("base", &self.row.base)
             .field("bytes", &self.bytes)
+            .field("held", &self.held.len())
             .field("fragments", &self.fragments)
             .finish()
     }
 }
 
-/// Reserves a base name among live writers until dropped.
+/// Reserves a base name for one container among live writers until dropped (the writers of
+/// a segment's other containers use the same base: their files have other suffixes).
 struct NameGuard {
     shared: Arc<Shared>,
+    /// The working file's name, relative to the root.
+    working: PathBuf,
     base: PathBuf,
 }
 
 impl Drop for NameGuard {
     fn drop(&mut self) {
-        self.shared.active_names().remove(&self.base);
+        self.shared.active_names().remove(&self.working);
     }
 }
 
 impl Store {
     /// Start a segment: `rel_base` is the expanded naming template (relative, no extension);
-    /// `formats` e.g. `[Fmp4]`, `[Fmp4, Mp4]` or `[Mp4]`; `init` the fMP4 init section.
+    /// `formats` the formats of one container, e.g. `[Fmp4]`, `[Fmp4, Mp4]`, `[Mp4]`,
+    /// `[Flv]` or `[Aac]`; `init` the bytes that begin the working file (the fMP4 init
+    /// section, the FLV header and metadata, the ADTS file's ID3 tag).
     ///
-    /// Commits a `Writing` row, creates the parent directories and
-    /// `<root>/<rel_base>.mp4.part`, writes `init`, fdatasyncs it and fsyncs its directory.
-    /// If a file of that name exists, `-1`, `-2`, ... is appended to the last component.
+    /// Commits a `Writing` row, creates the parent directories and the working file
+    /// `<root>/<rel_base>.mp4.part` (`.flv.part`, `.aac.part`), writes `init`, fdatasyncs it
+    /// and fsyncs its directory. If a file of that name exists, `-1`, `-2`, ... is appended
+    /// to the last component.
     pub fn begin(
         &self,
         meta: &SegmentMeta,
@@ -89,17 +102,28 @@ impl Store {
                 reason: "no output format given".into(),
             });
         }
+        let container = wanted[0].container();
+        if wanted.iter().any(|f| f.container() != container) {
+            return Err(StoreError::BadName {
+                path: rel_base.to_path_buf(),
+                reason: format!(
+                    "formats {wanted:?} are written through different files; one writer each"
+                ),
+            });
+        }
         let name = self.reserve_name(rel_base, &wanted)?;
         let row = SegmentRow::writing(shared.index.alloc_id(), meta, name.base.clone(), wanted);
         // Not durable on its own: it reaches the disk with the next durable commit. A crash
         // that loses it leaves a working file that recovery identifies from its contents.
         shared.index.commit_volatile(vec![Op::put(row.clone())])?;
         let working = shared.root.join(row.working_path());
-        match create_working(shared, &working, init) {
+        let sync_head = container == Container::Mp4;
+        match create_working(shared, &working, init, sync_head) {
             Ok(file) => Ok(SegmentWriter {
                 shared: shared.clone(),
                 file,
                 bytes: init.len() as u64,
+                held: Vec::new(),
                 fragments: 0,
                 broken: false,
                 failed: false,
@@ -115,9 +139,13 @@ impl Store {
         }
     }
 
-    /// Pick the first free `base`, `base-1`, ... and reserve it among live writers.
+    /// Pick the first `base`, `base-1`, ... whose files of this container are all free, and
+    /// reserve it among live writers. Each container checks only its own names, so the
+    /// writers of one segment's containers normally share a base; one whose name is taken
+    /// (a file left from an earlier run) gets the next free one on its own.
     fn reserve_name(&self, rel_base: &Path, formats: &[Format]) -> Result<NameGuard, StoreError> {
         let root = &self.shared.root;
+        let container = formats[0].container();
         let mut active = self.shared.active_names();
         for n in 0..MAX_NAME_TRIES {
             let base = if n == 0 {
@@ -125,21 +153,23 @@ impl Store {
             } else {
                 with_suffix(rel_base, &format!("-{n}"))
             };
-            if active.contains(&base) {
+            let working = with_suffix(&base, container.working_suffix());
+            if active.contains(&working) {
                 continue;
             }
-            let mut names = vec![
-                with_suffix(&base, WORKING_SUFFIX),
-                with_suffix(&base, PROGRESSIVE_TMP_SUFFIX),
-            ];
+            let mut names = vec![working.clone()];
+            if container == Container::Mp4 {
+                names.push(with_suffix(&base, PROGRESSIVE_TMP_SUFFIX));
+            }
             names.extend(formats.iter().map(|f| final_path(&base, *f, formats)));
             let taken = names
                 .iter()
                 .any(|p| fs::symlink_metadata(root.join(p)).is_ok());
             if !taken {
-                active.insert(base.clone());
+                active.insert(working.clone());
                 return Ok(NameGuard {
                     shared: self.shared.clone(),
+                    working,
                     base,
                 });
             }
@@ -169,16 +199,26 @@ fn check_rel_base(rel_base: &Path) -> Result<(), StoreError> {
 }
 
 /// Create missing directories of `path`'s parent (each made durable in its own parent),
-/// then the working file itself; write `init`, fdatasync, and fsync the directory, so the
-/// file's name survives a power cut as well as its bytes (without it, the whole open
-/// segment could vanish). Once per segment.
+/// then the working file itself; write `init`, fdatasync (with `sync_head`), and fsync the
+/// directory, so the file's name survives a power cut as well as its bytes (without it,
+/// the whole open segment could vanish). Once per segment.
 ///
 /// The directory lock is held only while the directories and the file are created, so a
 /// concurrent delete cannot remove a directory between the steps (once the file is in it,
 /// it is not empty). The fsyncs come after it is released: a disk that stalls under one
 /// stream's directory must not hold the lock every other stream's `begin` needs. They all
 /// happen before `begin` returns, and nothing is durable-relied-upon until then.
-fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, StoreError> {
+///
+/// FLV and ADTS files skip the fdatasync: their head shares its page with the first
+/// fragment, whose fdatasync writes it, so the page reaches the disk once instead of twice.
+/// A power cut before that leaves a file without a complete tag or frame, which recovery
+/// removes, as it removes a torn fMP4 init.
+fn create_working(
+    shared: &Shared,
+    path: &Path,
+    init: &[u8],
+    sync_head: bool,
+) -> Result<File, StoreError> {
     let dir = parent(path);
     let (made, mut file) = {
         let _dirs = shared.dirs_lock();
@@ -196,22 +236,34 @@ fn create_working(shared: &Shared, path: &Path, init: &[u8]) -> Result<File, Sto
     }
     file.write_all(init)
         .map_err(|e| StoreError::io("write", path, e))?;
-    file.sync_data()
-        .map_err(|e| StoreError::io("fdatasync", path, e))?;
+    if sync_head {
+        file.sync_data()
+            .map_err(|e| StoreError::io("fdatasync", path, e))?;
+    }
     fsync_dir(parent(path))?;
     Ok(file)
 }
 
 impl SegmentWriter {
-    /// Append one encoded fragment (moof+mdat) with one write, then fdatasync, so a power
-    /// cut loses at most the fragment being written. On failure the file is cut back to
-    /// the previous fragment where possible, every later append is refused, and the writer
-    /// may still be finished: the segment closes at its last good fragment. (A failed
-    /// fdatasync is never retried: after one, Linux may have dropped the dirty pages and
-    /// report the next fsync clean, so the fragment it covered is cut off instead.)
+    /// Append one encoded fragment with one write, then fdatasync, so a power cut loses at
+    /// most the fragment being written. On failure the file is cut back to the previous
+    /// fragment where possible, every later append is refused, and the writer may still be
+    /// finished: the segment closes at its last good fragment. (A failed fdatasync is never
+    /// retried: after one, Linux may have dropped the dirty pages and report the next fsync
+    /// clean, so the fragment it covered is cut off instead.)
+    ///
+    /// An fMP4 fragment (moof+mdat) of at least [`ALIGN_FROM`] bytes is preceded by a `free`
+    /// box that ends it on a page boundary ([`page_padding`]). FLV and ADTS have no such
+    /// box, so their writer holds back the bytes past the last whole page instead and
+    /// writes them with the next fragment (or at close): each page reaches the disk once,
+    /// and a power cut loses at most the fragment being written and that tail of less than
+    /// a page (recovery cuts the file back to its last complete tag or frame).
     pub fn append(&mut self, fragment: &[u8]) -> Result<(), StoreError> {
         if self.failed {
             return Err(self.error("an earlier write failed; finish or abandon this segment"));
+        }
+        if self.row.container() != Container::Mp4 {
+            return self.append_whole_pages(fragment);
         }
         let pad = page_padding(self.bytes, fragment.len());
         let result = write_padded(&mut self.file, pad, fragment)
@@ -233,7 +285,58 @@ impl SegmentWriter {
         }
     }
 
-    /// Bytes in the working file (init section and fragments).
+    /// [`SegmentWriter::append`] for FLV and ADTS: write the held tail and `fragment` up to
+    /// the last page boundary they reach, hold the rest.
+    fn append_whole_pages(&mut self, fragment: &[u8]) -> Result<(), StoreError> {
+        let end = self.bytes + (self.held.len() + fragment.len()) as u64;
+        let cut = end - end % PAGE;
+        if cut <= self.bytes {
+            self.held.extend_from_slice(fragment);
+            self.fragments += 1;
+            return Ok(());
+        }
+        let from_fragment = (cut - self.bytes) as usize - self.held.len();
+        let result = write_all_vectored(&mut self.file, &[&self.held, &fragment[..from_fragment]])
+            .map_err(|e| ("write", e))
+            .and_then(|()| self.file.sync_data().map_err(|e| ("fdatasync", e)));
+        match result {
+            Ok(()) => {
+                self.bytes = cut;
+                self.held.clear();
+                self.held.extend_from_slice(&fragment[from_fragment..]);
+                self.fragments += 1;
+                Ok(())
+            }
+            Err((op, e)) => {
+                // The held tail belongs to fragments already counted: finish still writes it.
+                self.failed = true;
+                if self.file.set_len(self.bytes).is_err() {
+                    self.broken = true;
+                }
+                Err(StoreError::io(op, self.working_abs(), e))
+            }
+        }
+    }
+
+    /// Write `patch` over the working file's own bytes (FLV's onMetaData at close). Call
+    /// just before [`finish`](Self::finish), whose fsync makes it durable: if a crash comes
+    /// first, recovery makes the same patch from the file.
+    pub fn patch(&mut self, patch: &Patch) -> Result<(), StoreError> {
+        let end = patch.offset + patch.bytes.len() as u64;
+        if end > self.bytes {
+            return Err(self.error("a patch past the bytes written"));
+        }
+        let path = self.working_abs();
+        // The writer's own descriptor appends (O_APPEND moves every write to the end).
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))?;
+        file.write_all_at(&patch.bytes, patch.offset)
+            .map_err(|e| StoreError::io("write", &path, e))
+    }
+
+    /// Bytes in the working file (init section and fragments), not counting a held tail.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -257,7 +360,7 @@ impl SegmentWriter {
     /// returns `None`. Otherwise: fsync the file, rename `.part` to its final name, fsync the
     /// directory, make the progressive MP4 if asked, then commit the row as `Closed` (group
     /// commit). If this fails, the row stays `Writing` and the next recovery closes it.
-    pub fn finish(self, close: &SegmentClose) -> Result<Option<SegmentRow>, StoreError> {
+    pub fn finish(mut self, close: &SegmentClose) -> Result<Option<SegmentRow>, StoreError> {
         if self.fragments == 0 {
             self.abandon()?;
             return Ok(None);
@@ -267,6 +370,15 @@ impl SegmentWriter {
             self.file
                 .set_len(self.bytes)
                 .map_err(|e| StoreError::io("truncate", &working, e))?;
+        }
+        if !self.held.is_empty() {
+            // It completes the last tag or frame on disk. If it cannot be written, the row
+            // stays `Writing` and recovery cuts the file back to its last complete one.
+            self.file
+                .write_all(&self.held)
+                .map_err(|e| StoreError::io("write", &working, e))?;
+            self.bytes += self.held.len() as u64;
+            self.held = Vec::new();
         }
         self.file
             .sync_all()
@@ -349,13 +461,18 @@ fn write_padded(file: &mut File, pad: usize, fragment: &[u8]) -> std::io::Result
     let mut head = [0u8; 8];
     head[..4].copy_from_slice(&(pad as u32).to_be_bytes());
     head[4..].copy_from_slice(b"free");
-    let parts: [&[u8]; 3] = [&head, &ZEROS[..pad - 8], fragment];
+    write_all_vectored(file, &[&head, &ZEROS[..pad - 8], fragment])
+}
+
+/// Write `parts` one after the other, with as few write calls as the kernel allows
+/// (normally one).
+fn write_all_vectored(file: &mut File, parts: &[&[u8]]) -> std::io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut done = 0;
     while done < total {
         // Skip what is written, then hand the rest over in one vectored write.
         let mut skip = done;
-        let mut bufs = Vec::with_capacity(3);
+        let mut bufs = Vec::with_capacity(parts.len());
         for p in parts {
             if skip >= p.len() {
                 skip -= p.len();
@@ -374,14 +491,14 @@ fn write_padded(file: &mut File, pad: usize, fragment: &[u8]) -> std::io::Result
     Ok(())
 }
 
-/// The close of a segment whose fMP4 is complete and fsynced, shared by
+/// The close of a segment whose working file is complete and fsynced, shared by
 /// [`SegmentWriter::finish`] and recovery. `row` carries end, duration and close time.
 ///
-/// With `from_working`, the fMP4 is still `<base>.mp4.part` (renamed here when `Fmp4` is
-/// asked); otherwise it is already at its final name. Order: rename, fsync dir; progressive
-/// to its temporary name, fsync, rename, fsync dir; commit `Closed`; and only then, if only
-/// `Mp4` was asked, remove the working file (a crash before that leaves a `.part` whose row
-/// is `Closed`, which recovery just removes).
+/// With `from_working`, the file is still the working file (renamed here, unless only `mp4`
+/// is asked); otherwise it is already at its final name. Order: rename, fsync dir;
+/// progressive to its temporary name, fsync, rename, fsync dir; commit `Closed`; and only
+/// then, if only `mp4` was asked, remove the working file (a crash before that leaves a
+/// `.part` whose row is `Closed`, which recovery just removes).
 pub(crate) fn close_files(
     shared: &Shared,
     mut row: SegmentRow,
@@ -390,8 +507,9 @@ pub(crate) fn close_files(
     let root = &shared.root;
     let working = root.join(row.working_path());
     let mut files = Vec::new();
-    let source = if row.has(Format::Fmp4) {
-        let rel = row.final_path(Format::Fmp4);
+    let renamed = row.renamed_format();
+    let source = if let Some(format) = renamed {
+        let rel = row.final_path(format);
         let fin = root.join(&rel);
         if from_working {
             fsutil::rename(&working, &fin)?;
@@ -399,7 +517,7 @@ pub(crate) fn close_files(
         }
         let bytes = fsutil::file_len(&fin)?.unwrap_or(0);
         files.push(SegmentFile {
-            format: Format::Fmp4,
+            format,
             path: rel,
             bytes,
         });
@@ -427,15 +545,13 @@ pub(crate) fn close_files(
     let extra = shared.closing(&mut row);
     let mut ops = vec![Op::put(row.clone())];
     ops.extend(extra);
-    if row.has(Format::Fmp4) {
-        // Volatile: if a crash loses it, the fMP4 is already complete under its final name
+    if renamed.is_some() {
+        // Volatile: if a crash loses it, the file is already complete under its final name
         // and recovery finishes or adopts it. Saves a flash write per segment.
         shared.index.commit_volatile(ops)?;
     } else {
         // Durable, because the working file (the only fMP4) is removed next.
         shared.index.commit(ops)?;
-    }
-    if !row.has(Format::Fmp4) {
         let removed = fsutil::remove_file(&working).and_then(|_| fsync_dir(parent(&working)));
         if let Err(e) = removed {
             tracing::warn!(error = %e, "segment closed, but its working file stays until the next recovery");

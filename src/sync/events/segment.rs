@@ -1,8 +1,10 @@
 //! Segment events, added to the outbox inside the very index commit that closes or drops
 //! the segment (an [`IndexHook`]): a crash can never keep the segment's new state and lose
 //! its event, or the reverse. Recovery calls the hooks again for what it closes or adopts,
-//! and ids are derived from the segment and the fact (`{device}-seg-{stream}-{seq}-{fact}`),
-//! so a redelivery after a crash carries the same id. Not from the index row id: a crash can
+//! and ids are derived from the segment and the fact (`{device}-seg-{stream}-{seq}-{fact}`;
+//! `{device}-seg-{stream}-{seq}-flv-{fact}` and `...-aac-{fact}` for the FLV and ADTS files,
+//! which have rows, and so events, of their own), so a redelivery after a crash carries the
+//! same id. Not from the index row id: a crash can
 //! take back the volatile commits that numbered rows, and recovery then numbers the
 //! segments it finds again, in another order; a stream's sequence number is written into the
 //! segment's own file and never reused.
@@ -13,6 +15,7 @@
 
 use std::sync::Arc;
 
+use crate::media::format::Container;
 use crate::storage::store::{AuxOp, IndexHook, SegmentRow, Store, UploadState};
 use crate::sync::events::{EventKind, Events};
 use crate::util::clock::SharedClock;
@@ -36,7 +39,16 @@ pub struct SegmentEvents {
 
 /// The event id of `fact` about the segment of `row` (see the module docs).
 pub fn segment_event_id(device: &str, row: &SegmentRow, fact: &str) -> String {
-    format!("{device}-seg-{}-{}-{fact}", row.stream, row.seq)
+    match row.container() {
+        // The MP4 files' ids predate the other containers: unchanged.
+        Container::Mp4 => format!("{device}-seg-{}-{}-{fact}", row.stream, row.seq),
+        c => format!(
+            "{device}-seg-{}-{}-{}-{fact}",
+            row.stream,
+            row.seq,
+            c.file_format()
+        ),
+    }
 }
 
 /// The fields every segment event carries (the cloud recording callback's names, plus ours).
@@ -51,8 +63,9 @@ pub fn segment_body(row: &SegmentRow) -> serde_json::Value {
         "start_ms": row.start_ms,
         "end_ms": row.end_ms,
         "duration_ms": row.duration_ms,
-        // Both formats are MP4 files; `files` tells fragmented from progressive.
-        "file_format": "mp4",
+        // `mp4`, `flv` or `aac`: fmp4 and mp4 are both MP4 files, `files` tells fragmented
+        // from progressive.
+        "file_format": row.container().file_format(),
         "file_size": row.bytes,
         "files": row.files.iter().map(|f| serde_json::json!({
             "format": format_name(f.format),
@@ -101,6 +114,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::media::format::Format;
     use crate::media::segment::event::SegmentMeta;
     use crate::storage::store::{AuxTable, Store};
     use crate::sync::events::Event;
@@ -155,6 +169,35 @@ mod tests {
         assert_eq!(
             (body["start_time"].clone(), body["end_ms"].clone()),
             (10.into(), 12_500.into())
+        );
+    }
+
+    #[test]
+    fn flv_and_aac_files_get_events_of_their_own_with_their_file_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hook(dir.path());
+        let mut ids = Vec::new();
+        for (formats, file_format) in [
+            (vec![Format::Fmp4, Format::Mp4], "mp4"),
+            (vec![Format::Flv], "flv"),
+            (vec![Format::Aac], "aac"),
+        ] {
+            let mut r = row(7);
+            r.formats = formats;
+            let mut ops = Vec::new();
+            h.closing(&mut r, &mut ops);
+            let ev = events_of(&ops);
+            let body: serde_json::Value = serde_json::from_str(&ev[0].body).unwrap();
+            assert_eq!(body["file_format"], file_format);
+            ids.push(ev[0].id.clone());
+        }
+        assert_eq!(
+            ids,
+            [
+                "edge-1-seg-cam-3-closed",
+                "edge-1-seg-cam-3-flv-closed",
+                "edge-1-seg-cam-3-aac-closed"
+            ]
         );
     }
 

@@ -152,7 +152,7 @@ fn uploaded_body(row: &SegmentRow, url: &str) -> serde_json::Value {
         "end_time": row.end_ms.div_euclid(1000),
         "start_ms": row.start_ms,
         "end_ms": row.end_ms,
-        "file_format": "mp4",
+        "file_format": row.container().file_format(),
         "file_size": row.bytes,
         "file_id": row.id.to_string(),
         "video_url": url,

@@ -31,7 +31,7 @@ pub mod video;
 
 use bytes::Bytes;
 
-use crate::media::frame::TrackParams;
+use crate::media::frame::{AudioCodec, TrackParams, VideoCodec};
 
 /// Largest access unit accepted (a 4K I-frame is well below this).
 pub const MAX_UNIT_BYTES: usize = 8 << 20;
@@ -178,6 +178,23 @@ pub enum Depacketizer {
 impl Depacketizer {
     pub fn is_video(&self) -> bool {
         matches!(self, Depacketizer::Video(_))
+    }
+
+    /// The video codec, for a video track.
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        match self {
+            Depacketizer::Video(v) => Some(v.codec()),
+            _ => None,
+        }
+    }
+
+    /// The audio codec, for an audio track.
+    pub fn audio_codec(&self) -> Option<AudioCodec> {
+        match self {
+            Depacketizer::Video(_) => None,
+            Depacketizer::Aac(_) | Depacketizer::Latm(_) => Some(AudioCodec::Aac),
+            Depacketizer::Opus(_) => Some(AudioCodec::Opus),
+        }
     }
 
     /// Feed one packet. Errors are reported after recovery; feeding may continue.

@@ -81,6 +81,10 @@ impl Video {
         self.params.as_ref()
     }
 
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
+    }
+
     fn name(&self) -> &'static str {
         match self.codec {
             VideoCodec::H264 => "H.264",

@@ -33,7 +33,8 @@
 //! - [`server`]: the tokio listener and per-connection loop.
 //! - [`error`]: the error type, [`RtmpError`].
 
-pub mod amf;
+/// AMF0 is FLV's script-data encoding too; it lives with the FLV writer.
+pub use crate::media::format::amf;
 pub mod auth;
 pub mod chunk;
 pub mod codec;

@@ -17,7 +17,9 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::{auth, Connection, Item, RtmpError, RtmpLimits};
-use crate::media::ingest::{Ingest, Protocol, PublishError, PublishRequest, Publisher};
+use crate::media::ingest::{
+    Ingest, IngestError, Protocol, PublishError, PublishRequest, Publisher,
+};
 
 /// A bound RTMP server.
 pub struct Server {
@@ -123,6 +125,8 @@ async fn serve(
                                 stream: stream.clone(),
                                 query: creds.query,
                                 peer,
+                                // Known from the first frames: Publisher::send checks.
+                                codecs: None,
                             })
                             .map_err(|e| (refusal_code(&e), e.to_string())),
                     };
@@ -141,7 +145,21 @@ async fn serve(
                 }
                 Item::Frame(frame) => {
                     if let Some(p) = publisher.as_mut() {
-                        p.send(frame).map_err(RtmpError::Ingest)?;
+                        match p.send(frame) {
+                            Ok(()) => {}
+                            Err(IngestError::Refused { stream, refusal }) => {
+                                // The publish was accepted before its codecs were known:
+                                // refuse it now, and give the publisher time to read why.
+                                let reason = refusal.to_string();
+                                conn.refuse(refusal_code(&refusal), &reason);
+                                flush(&mut sock, &mut conn, timeout).await?;
+                                info!(stream = %stream, "publish refused: {reason}");
+                                drop(publisher.take());
+                                linger(&mut sock).await;
+                                return Ok(());
+                            }
+                            Err(e) => return Err(RtmpError::Ingest(e)),
+                        }
                     }
                 }
                 Item::Unpublish => {
@@ -193,6 +211,24 @@ async fn serve(
         conn.receive(&buf[..n])?;
     }
 }
+
+/// After a refusal: read and drop what the publisher still sends, for at most
+/// [`LINGER`], so that it reads the onStatus error before the connection closes (a
+/// publisher only looks for replies between its writes).
+async fn linger(sock: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = sock.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a refused publisher is given to read why.
+const LINGER: Duration = Duration::from_secs(2);
 
 async fn flush(
     sock: &mut TcpStream,

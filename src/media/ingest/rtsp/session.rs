@@ -212,12 +212,17 @@ impl Session {
                 return (refuse(cseq, 415, &reason), After::Close);
             }
         };
+        let tracks = &announced.tracks;
         let publish = PublishRequest {
             protocol: Protocol::Rtsp,
             app,
             stream,
             query: url.query().unwrap_or("").to_owned(),
             peer: self.peer,
+            codecs: Some((
+                tracks.iter().find_map(|t| t.depacketizer.video_codec()),
+                tracks.iter().find_map(|t| t.depacketizer.audio_codec()),
+            )),
         };
         // `record_type=audio` needs an audio track; check before publishing.
         if let Ok(p) = crate::media::ingest::RecordParams::parse(&publish.query) {

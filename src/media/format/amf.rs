@@ -1,6 +1,7 @@
-//! AMF0, the encoding of RTMP commands (Adobe AMF0 specification, 2006). Only what
-//! publishers send and what the replies need. Pure; decoding is bounded by the input
-//! (no count read from the wire is used to reserve memory) and by a nesting depth.
+//! AMF0 (Adobe AMF0 specification, 2006): the encoding of RTMP commands and of FLV script
+//! data (`onMetaData`). Only what publishers send, what the replies need and what our FLV
+//! files hold. Pure; decoding is bounded by the input (no count read from the wire is used
+//! to reserve memory) and by a nesting depth.
 
 /// Nesting deeper than this is refused (a stack-exhaustion guard).
 const MAX_DEPTH: usize = 16;
@@ -58,6 +59,16 @@ impl Amf {
 pub fn decode_all(mut data: &[u8]) -> Result<Vec<Amf>, String> {
     let mut out = Vec::new();
     while !data.is_empty() {
+        out.push(decode(&mut data, 0)?);
+    }
+    Ok(out)
+}
+
+/// Decodes the first `n` values of `data` (or fewer when it ends), ignoring what follows
+/// them: FLV script data may be padded after its values.
+pub fn decode_prefix(mut data: &[u8], n: usize) -> Result<Vec<Amf>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() && out.len() < n {
         out.push(decode(&mut data, 0)?);
     }
     Ok(out)
@@ -205,6 +216,21 @@ pub fn encode(v: &Amf, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends an ECMA array (marker 0x08) of `props`. Decoding reads it back as an
+/// [`Amf::Object`]; FLV's `onMetaData` must be written as one (ffmpeg only takes metadata
+/// out of an ECMA array).
+pub fn encode_ecma_array(props: &[(String, Amf)], out: &mut Vec<u8>) {
+    out.push(0x08);
+    out.extend_from_slice(&(props.len().min(u32::MAX as usize) as u32).to_be_bytes());
+    for (k, v) in props {
+        let k = &k.as_bytes()[..k.len().min(usize::from(u16::MAX))];
+        out.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        out.extend_from_slice(k);
+        encode(v, out);
+    }
+    out.extend_from_slice(&[0, 0, 0x09]);
+}
+
 /// Encodes a command or data message: every value in order.
 pub fn encode_all(values: &[Amf]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -247,6 +273,18 @@ mod tests {
         b.extend_from_slice(&[0, 0, 9]);
         let v = decode_all(&b).unwrap();
         assert_eq!(v[0].get("width"), Some(&Amf::Number(320.0)));
+    }
+
+    #[test]
+    fn an_ecma_array_round_trips_as_an_object() {
+        let props = vec![
+            ("duration".to_owned(), Amf::Number(2.5)),
+            ("stereo".to_owned(), Amf::Boolean(true)),
+        ];
+        let mut b = Vec::new();
+        encode_ecma_array(&props, &mut b);
+        assert_eq!(&b[..5], &[0x08, 0, 0, 0, 2]);
+        assert_eq!(decode_all(&b).unwrap(), vec![Amf::Object(props)]);
     }
 
     #[test]
