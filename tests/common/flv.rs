@@ -119,6 +119,24 @@ pub struct Flv {
     pub has_video: bool,
 }
 
+/// Where the chain of complete tags (each followed by its PreviousTagSize) in the FLV bytes
+/// `b` ends: what a torn file must be cut back to.
+pub fn complete_tags_end(b: &[u8]) -> u64 {
+    let header = u32::from_be_bytes(b[5..9].try_into().unwrap()) as usize;
+    let mut at = header + 4;
+    while at + 11 <= b.len() {
+        let size = u32::from_be_bytes([0, b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        let end = at + 11 + size + 4;
+        if end > b.len()
+            || u32::from_be_bytes(b[end - 4..end].try_into().unwrap()) as usize != 11 + size
+        {
+            break;
+        }
+        at = end;
+    }
+    at as u64
+}
+
 /// Reads a whole FLV file; panics on anything that does not chain (every tag followed by
 /// its PreviousTagSize, the file ending exactly after the last one).
 pub fn read_flv(path: &Path) -> Flv {
