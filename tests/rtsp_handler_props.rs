@@ -80,6 +80,7 @@ fn fixture(extra: &str) -> Fixture {
         pacer: None,
         health: edgerec::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
+        deny: edgerec::sync::upload::DenyFlag::load(&store),
         time: None,
     };
     let ingest = Ingest::new(IngestContext {

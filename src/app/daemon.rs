@@ -35,7 +35,7 @@ use crate::storage::store::{Store, StoreError};
 use crate::storage::watchdog::health::StorageHealth;
 use crate::storage::watchdog::{Verdict, Watchdog, DISK_EVERY};
 use crate::sync::events::Events;
-use crate::sync::upload::Control as UploadControl;
+use crate::sync::upload::{Control as UploadControl, DenyFlag, UploadRetention};
 use crate::util::clock::SharedClock;
 use crate::util::clockwatch::ClockWatch;
 use crate::util::notify::Notifier;
@@ -60,6 +60,8 @@ pub struct Handles {
     pub closed: Arc<Notify>,
     /// The storage watchdog: write errors, stalls, a full or read-only disk.
     pub health: Arc<StorageHealth>,
+    /// Set by retention while storage is full of segments not uploaded (`deny_new`).
+    pub deny: DenyFlag,
 }
 
 /// A started recorder: [`Running::serve`] it, then [`Running::shutdown`].
@@ -136,7 +138,9 @@ pub async fn start(
     let upload_control = uploads.as_ref().map(|u| u.control());
     recover(&store, &clock).await?;
     reconcile_clock(&store, &events, &watch).await?;
-    retention_pass(&store, &cfg, &watch, upload_control.as_ref()).await;
+    let deny = DenyFlag::load(&store);
+    let hooks = UploadRetention::new(&cfg, upload_control.clone(), deny.clone());
+    retention_pass(&store, &cfg, &watch, Box::new(hooks)).await;
 
     // The storage watchdog runs with or without MQTT; with it, its alarms go to the outbox.
     let health = Arc::new(
@@ -162,6 +166,7 @@ pub async fn start(
         pipes: PipeGroups::default(),
         cancel,
         closed: Arc::new(Notify::new()),
+        deny,
     };
     // Where every stream's recorder is assembled: pulled ones (through the scheduler and
     // its supervisor) and pushed ones (through push ingest).
@@ -172,6 +177,7 @@ pub async fn start(
         closed: h.closed.clone(),
         pacer: Some(h.pacer.clone()),
         health: h.health.clone(),
+        deny: h.deny.clone(),
         pipes: h.pipes.clone(),
         time: Some(watch.clone()),
     };
@@ -311,9 +317,9 @@ impl Running {
     pub async fn serve(&mut self) {
         let h = self.handles.clone();
         let retention = |cfg: Arc<Config>| {
-            let (store, watch, uploads) =
-                (h.store.clone(), self.watch.clone(), self.uploads.clone());
-            async move { retention_pass(&store, &cfg, &watch, uploads.as_ref()).await }
+            let (store, watch) = (h.store.clone(), self.watch.clone());
+            let hooks = UploadRetention::new(&cfg, self.uploads.clone(), h.deny.clone());
+            async move { retention_pass(&store, &cfg, &watch, Box::new(hooks)).await }
         };
         // Fed only while every stream's pipeline is alive (see crate::media::health) and no
         // storage condition has lasted `storage.fault_restart` (crate::storage::watchdog).

@@ -17,6 +17,7 @@ use crate::media::source::{PipeGroups, Source};
 use crate::pipeline::recorder::StreamRecorder;
 use crate::storage::store::Store;
 use crate::storage::watchdog::health::StorageHealth;
+use crate::sync::upload::DenyFlag;
 use crate::util::clock::SharedClock;
 use crate::util::clockwatch::ClockWatch;
 use crate::util::pace::Pacer;
@@ -33,6 +34,8 @@ pub struct RecorderFactory {
     pub pacer: Option<Pacer>,
     /// The storage watchdog every recorder reports write failures and stalls to.
     pub health: Arc<StorageHealth>,
+    /// The deny flag retention raises while storage is full of segments not uploaded.
+    pub deny: DenyFlag,
     /// Where pipe sources list their commands (the daemon kills them on a fast exit).
     pub pipes: PipeGroups,
     /// The watched clock: segments' time quality and boot time, and corrections of the
@@ -88,6 +91,7 @@ impl RecorderFactory {
             closed: self.closed.clone(),
             pacer,
             health: self.health.clone(),
+            deny: self.deny.clone(),
             pipes,
             time: self.time.clone(),
         }

@@ -48,6 +48,7 @@ fn fixture(extra: &str) -> Fixture {
         pacer: None,
         health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
         pipes: Default::default(),
+        deny: crate::sync::upload::DenyFlag::load(&store),
         time: None,
     };
     let ingest = Ingest::new(IngestContext {

@@ -67,6 +67,8 @@ pub struct StreamRecorder {
     /// The storage watchdog: write failures and stalls are reported to it, and it says
     /// when a busy writer counts as stalled.
     pub health: Arc<StorageHealth>,
+    /// `storage.policy = "deny_new"`: set while no new segment may start.
+    pub deny: crate::sync::upload::DenyFlag,
     /// Where a pipe source lists its commands.
     pub pipes: PipeGroups,
     /// The watched clock (see [`crate::pipeline::factory::RecorderFactory::time`]).
@@ -293,7 +295,7 @@ impl StreamRecorder {
         let mut watch = tokio::time::interval(Duration::from_secs(1));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pacer = self.pacer.clone();
-        let mut gate = crate::sync::upload::DenyGate::default();
+        let mut gate = self.deny.gate();
         let mut corrections = self.time.as_ref().map_or((0, 0), |t| t.corrections());
         let result = loop {
             let next = tokio::select! {
@@ -382,7 +384,7 @@ impl StreamRecorder {
                     status.frame(now);
                     if fault.as_mut().is_some_and(|f| !f.may_try(now)) {
                         // Storage fault: drop frames until the next try.
-                    } else if gate.denied(&self.store, now) {
+                    } else if gate.denied() {
                         // storage.policy = "deny_new" and the disk is full of segments not
                         // uploaded yet: close the open segment and start none until space
                         // frees.

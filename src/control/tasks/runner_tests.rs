@@ -64,6 +64,7 @@ fn scheduler(f: &Fixture) -> Scheduler {
             pacer: None,
             health: crate::storage::watchdog::health::StorageHealth::with_defaults(clock.clone()),
             pipes: Default::default(),
+            deny: crate::sync::upload::DenyFlag::load(&f.store),
             time: None,
         },
         board: Arc::new(StatusBoard::default()),

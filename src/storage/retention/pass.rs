@@ -2,13 +2,13 @@
 //! working files' sizes, plan, delete by the store's protocol, report. The daemon runs a
 //! pass at start, after every segment close and every `storage.retention_interval`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::{plan, Candidate, Limits, Now, OpenBytes, Reason};
+use super::{plan, Candidate, Limits, Now, OpenBytes, Plan, Reason};
 use crate::config::Config;
 use crate::storage::store::{SegmentRow, SegmentState, Store, StoreError, UploadState};
 use crate::util::clock::Clock;
@@ -104,12 +104,12 @@ pub async fn run(
     store: &Arc<Store>,
     cfg: &Config,
     watch: &ClockWatch,
-    uploads: Option<&crate::sync::upload::Control>,
+    mut hooks: Box<dyn PassHooks>,
 ) -> RetentionRun {
     let store = store.clone();
-    let (cfg, uploads) = (cfg.clone(), uploads.cloned());
+    let cfg = cfg.clone();
     let at = PassTime::of(watch);
-    let res = tokio::task::spawn_blocking(move || pass(&store, &cfg, at, uploads.as_ref())).await;
+    let res = tokio::task::spawn_blocking(move || pass(&store, &cfg, at, hooks.as_mut())).await;
     let error = match res {
         Ok(Ok(r)) => {
             if !r.deleted.is_empty() {
@@ -142,18 +142,36 @@ pub async fn run(
     }
 }
 
+/// What a pass asks of the layers above it (uploads, which this layer does not know):
+/// which closed segments it must keep, and what to report around its deletes. `()` keeps
+/// nothing back and reports nothing. Called on the pass's blocking thread.
+pub trait PassHooks: Send {
+    /// Before planning, with every row of the index: the ids that must not be deleted.
+    fn protected(&mut self, rows: &[SegmentRow]) -> HashSet<u64>;
+    /// The plan, before anything is deleted.
+    fn planned(&mut self, _store: &Store, _plan: &Plan) {}
+    /// After the deletes (some may have failed: check the index).
+    fn deleted(&mut self, _store: &Store, _plan: &Plan) {}
+}
+
+impl PassHooks for () {
+    fn protected(&mut self, _rows: &[SegmentRow]) -> HashSet<u64> {
+        HashSet::new()
+    }
+}
+
 /// The pass itself (blocking).
 pub fn pass(
     store: &Store,
     cfg: &Config,
     at: impl Into<PassTime>,
-    uploads: Option<&crate::sync::upload::Control>,
+    hooks: &mut dyn PassHooks,
 ) -> Result<PassReport, StoreError> {
     let at = at.into();
     let rows = store.segments()?;
     let mut closed = Vec::new();
     let mut open = OpenBytes::new();
-    let pending = crate::sync::upload::pending_rows(&rows);
+    let protected = hooks.protected(&rows);
     for r in rows {
         match r.state {
             SegmentState::Closed => closed.push(at.candidate(&r)),
@@ -164,7 +182,7 @@ pub fn pass(
         }
     }
     let disk = store.disk()?;
-    let guard = crate::sync::upload::retention_guard(cfg, uploads, &pending);
+    let guard = |c: &Candidate| !protected.contains(&c.id);
     let plan = plan(
         &closed,
         &open,
@@ -173,7 +191,7 @@ pub fn pass(
         at.now,
         &guard,
     );
-    crate::sync::upload::report_retention(cfg, store, &plan, &pending);
+    hooks.planned(store, &plan);
     let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
     let freed = if ids.is_empty() {
         Ok(0)
@@ -181,7 +199,7 @@ pub fn pass(
         store.delete(&ids)
     };
     // Only what really went (also after a delete that failed half-way).
-    crate::sync::upload::report_evicted_unsynced(store, &plan, &pending);
+    hooks.deleted(store, &plan);
     let stream_of: HashMap<u64, &str> = closed.iter().map(|c| (c.id, c.stream.as_str())).collect();
     Ok(PassReport {
         deleted: plan
@@ -302,7 +320,7 @@ source = "file:b.mp4"
         // The closed segments of "a" fit its quota; with the one being written they do not.
         let quota = a0.bytes + a1.bytes + open_bytes / 2;
         let cfg = config(&format!("max_bytes = {quota}"), 1 << 30);
-        let r = pass(&store, &cfg, 0, None).unwrap();
+        let r = pass(&store, &cfg, 0, &mut ()).unwrap();
         assert_eq!(r.deleted.len(), 1);
         assert_eq!(r.unmet, None);
         assert_eq!(ids(&store), [("a".into(), 1), ("b".into(), 0)]);
@@ -324,7 +342,7 @@ source = "file:b.mp4"
         };
         store.aux_commit(vec![], Some(a1.clone()), true).unwrap();
         let cfg = config("", a0.bytes + b0.bytes + a1.bytes - 1);
-        let r = pass(&store, &cfg, 0, None).unwrap();
+        let r = pass(&store, &cfg, 0, &mut ()).unwrap();
         assert_eq!(r.deleted.len(), 1);
         assert_eq!(ids(&store), [("a".into(), 0), ("b".into(), 0)]);
         assert_kept_decode(&store);

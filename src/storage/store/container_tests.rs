@@ -233,3 +233,34 @@ fn flv_and_aac_files_alone_rebuild_their_rows() {
     assert_consistent(&store);
     decodes(&root.join("cam/y.flv"));
 }
+
+#[test]
+fn closing_a_streams_unfinished_segments_leaves_its_live_writers_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (start, frags) = events(dir.path());
+    let store = open(&dir.path().join("root"));
+    // Given up on (a stalled writer is dropped, not finished): its row stays `Writing`.
+    drop(flv_writer(&store, &start, &frags[..2], "cam/old"));
+    // Still recording, in two containers under one base.
+    let (mut live, mut enc) = flv_writer(&store, &start, &frags[..2], "cam/new");
+    let aac = adts_writer(&store, &start, &frags[..2], "cam/new");
+
+    let report = store.close_unfinished("cam", NOW).unwrap();
+    let closed: Vec<&Path> = report.recovered.iter().map(|r| r.base.as_path()).collect();
+    assert_eq!(closed, [Path::new("cam/old")], "{report:?}");
+    let root = dir.path().join("root");
+    assert!(root.join("cam/old.flv").is_file());
+    assert!(root.join("cam/new.flv.part").is_file() && root.join("cam/new.aac.part").is_file());
+
+    // The live ones go on and close as usual.
+    for f in &frags[2..] {
+        live.append(&enc.fragment(f).unwrap()).unwrap();
+    }
+    live.patch(&enc.finish().unwrap()).unwrap();
+    live.finish(&close(&start, 4000)).unwrap().unwrap();
+    aac.finish(&close(&start, 4000)).unwrap().unwrap();
+    decodes(&root.join("cam/new.flv"));
+    decodes(&root.join("cam/new.aac"));
+    decodes(&root.join("cam/old.flv"));
+    assert_consistent(&store);
+}

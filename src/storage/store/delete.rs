@@ -60,6 +60,7 @@ pub(crate) fn delete_rows(shared: &Shared, rows: Vec<SegmentRow>) -> Result<u64,
         marks.extend(shared.deleted(&fresh));
         // Durable, before anything is unlinked (group commit: one fsync for the batch).
         shared.index.commit(marks)?;
+        shared.committed(&fresh.iter().map(|r| r.id).collect::<Vec<_>>());
     }
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     let mut freed = 0;

@@ -85,6 +85,51 @@ fn recovery_runs_the_closing_hook_on_torn_and_adopted_segments() {
     }
 }
 
+/// Records, when told a commit landed, how each of its rows then reads from the index.
+#[derive(Default)]
+struct Landed {
+    store: std::sync::OnceLock<std::sync::Weak<Store>>,
+    seen: Mutex<Vec<(SegmentId, Option<SegmentState>)>>,
+}
+
+impl IndexHook for Landed {
+    fn committed(&self, ids: &[SegmentId]) {
+        let store = self.store.get().and_then(std::sync::Weak::upgrade).unwrap();
+        for id in ids {
+            let state = store.segment(*id).unwrap().map(|r| r.state);
+            self.seen.lock().unwrap().push((*id, state));
+        }
+    }
+}
+
+#[test]
+fn hooks_hear_of_a_commit_once_readers_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = fixture::clip(dir.path(), 3);
+    let root = dir.path().join("root");
+    {
+        let store = open(&root);
+        drop(write(&store, &clip, "a/torn", &[Format::Fmp4], 2));
+    }
+    let store = Arc::new(open(&root));
+    let hook = Arc::new(Landed::default());
+    hook.store.set(Arc::downgrade(&store)).unwrap();
+    store.add_hook(hook.clone());
+    // Closed by recovery, by a writer (a volatile commit), then deleted.
+    store.recover(super::tests::NOW).unwrap();
+    let row = record(&store, &clip, "a/closed", &[Format::Fmp4], 2);
+    let torn = store.segments().unwrap()[0].id;
+    store.delete(&[torn]).unwrap();
+    assert_eq!(
+        *hook.seen.lock().unwrap(),
+        [
+            (torn, Some(SegmentState::Closed)),
+            (row.id, Some(SegmentState::Closed)),
+            (torn, Some(SegmentState::Deleting)),
+        ]
+    );
+}
+
 #[test]
 fn aux_scan_returns_entries_in_key_order_from_a_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -283,6 +283,13 @@ impl Shared {
         ops.into_iter().map(index::Op::Aux).collect()
     }
 
+    /// Tell the hooks that the commit carrying their changes for `ids` landed.
+    pub(crate) fn committed(&self, ids: &[SegmentId]) {
+        for h in self.hooks() {
+            h.committed(ids);
+        }
+    }
+
     /// Run the `deleted` hooks on `rows`; returns the ops to commit with their removal.
     pub(crate) fn deleted(&self, rows: &[SegmentRow]) -> Vec<index::Op> {
         let mut ops = Vec::new();

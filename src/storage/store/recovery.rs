@@ -122,15 +122,13 @@ impl Store {
     ) -> Result<RecoveryReport, StoreError> {
         let shared = &*self.shared;
         let mut report = RecoveryReport::default();
+        // Live writers, by working file (a segment's containers share its base).
         let live = shared.active_names().clone();
         for row in shared.index.all()? {
-            if row.state != SegmentState::Writing
-                || row.stream != stream
-                || live.contains(&row.base)
-            {
+            let rel = row.working_path();
+            if row.state != SegmentState::Writing || row.stream != stream || live.contains(&rel) {
                 continue;
             }
-            let rel = row.working_path();
             if fsutil::file_len(&shared.root.join(&rel))?.is_some() {
                 recover_part(
                     shared,
@@ -410,6 +408,7 @@ pub(super) fn adopt(
             .push((rel, format, scan, bytes));
     }
     let mut ops = Vec::new();
+    let mut ids = Vec::new();
     for ((device, app, stream, seq, start_ms, _), mut files) in groups {
         // The clock fields are not identity, but the row needs them (time quality, boot
         // time: what re-stamping and retention's age go by).
@@ -429,11 +428,13 @@ pub(super) fn adopt(
             let extra = shared.closing(&mut row);
             ops.push(Op::put(row.clone()));
             ops.extend(extra);
+            ids.push(row.id);
             adopted.push(row);
         }
     }
     if !ops.is_empty() {
         shared.index.commit(ops)?;
+        shared.committed(&ids);
     }
     Ok(())
 }

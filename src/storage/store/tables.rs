@@ -172,4 +172,12 @@ pub trait IndexHook: Send + Sync {
     fn deleted(&self, rows: &[SegmentRow], ops: &mut Vec<AuxOp>) {
         let _ = (rows, ops);
     }
+
+    /// The commit that carried the `closing` or `deleted` changes of the rows `ids` landed:
+    /// readers see it now. The moment to wake whoever consumes those changes (a consumer
+    /// woken in `closing` could look before the commit and find nothing). Not called for a
+    /// commit that failed.
+    fn committed(&self, ids: &[super::SegmentId]) {
+        let _ = ids;
+    }
 }

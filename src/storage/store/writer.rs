@@ -549,9 +549,11 @@ pub(crate) fn close_files(
         // Volatile: if a crash loses it, the file is already complete under its final name
         // and recovery finishes or adopts it. Saves a flash write per segment.
         shared.index.commit_volatile(ops)?;
+        shared.committed(&[row.id]);
     } else {
         // Durable, because the working file (the only fMP4) is removed next.
         shared.index.commit(ops)?;
+        shared.committed(&[row.id]);
         let removed = fsutil::remove_file(&working).and_then(|_| fsync_dir(parent(&working)));
         if let Err(e) = removed {
             tracing::warn!(error = %e, "segment closed, but its working file stays until the next recovery");

@@ -47,7 +47,9 @@
 //!
 //! Uploaded segments are evicted first. Segments being uploaded are never evicted. What
 //! happens to pending ones when only they are left over a limit is `storage.policy`
-//! ([`retention_guard`]).
+//! ([`UploadRetention`], the hooks the daemon hands each retention pass: the storage layer
+//! does not know uploads). Under `deny_new` the [`DenyFlag`] stops new segments; recorders
+//! see it through a watch handle, not by reading the index per frame.
 
 pub mod cli;
 mod control;
@@ -74,9 +76,7 @@ use tokio::sync::Notify;
 
 pub use control::{may_transfer, paused_in, set_paused_in, Control};
 pub use error::UploadError;
-pub use evict::{
-    pending_rows, report_evicted_unsynced, report_retention, retention_guard, DenyGate, DENY_KEY,
-};
+pub use evict::{pending_rows, DenyFlag, DenyGate, UploadRetention, DENY_KEY};
 pub use worker::spawn;
 
 use crate::config::Config;
@@ -123,11 +123,15 @@ pub fn target_name<'a>(cfg: &'a Config, app: &str, stream: &str) -> Option<&'a s
         .as_deref()
 }
 
-/// Puts closed segments into the upload queue inside the commit that closes them.
+/// Puts closed segments into the upload queue inside the commit that closes them, and
+/// hands them to the worker once that commit landed (so the worker always finds them
+/// `Closed` and pending, with no polling for commits still on their way).
 pub struct QueueHook {
     cfg: Arc<Config>,
     clock: SharedClock,
-    /// Segments queued since the worker last looked.
+    /// Segments marked pending in a commit that has not landed yet.
+    staged: Mutex<Vec<u64>>,
+    /// Segments whose commit landed since the worker last looked.
     fed: Mutex<Vec<u64>>,
     wake: Arc<Notify>,
 }
@@ -135,6 +139,14 @@ pub struct QueueHook {
 impl QueueHook {
     fn take_fed(&self) -> Vec<u64> {
         std::mem::take(&mut *self.fed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Hand back what [`take_fed`](Self::take_fed) returned but could not be looked up.
+    fn refeed(&self, ids: Vec<u64>) {
+        self.fed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
     }
 }
 
@@ -147,12 +159,34 @@ impl IndexHook for QueueHook {
                 queued_at_ms: self.clock.wall_ms(),
                 attempts: 0,
             };
-            self.fed
+            self.staged
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(row.id);
-            self.wake.notify_one();
         }
+    }
+
+    fn committed(&self, ids: &[u64]) {
+        let mut landed = Vec::new();
+        self.staged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id| {
+                let hit = ids.contains(id);
+                if hit {
+                    landed.push(*id);
+                }
+                !hit
+            });
+        if landed.is_empty() {
+            return;
+        }
+        landed.dedup();
+        self.fed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(landed);
+        self.wake.notify_one();
     }
 }
 
@@ -176,6 +210,7 @@ impl Uploads {
         let hook = Arc::new(QueueHook {
             cfg: cfg.clone(),
             clock: clock.clone(),
+            staged: Mutex::new(Vec::new()),
             fed: Mutex::new(Vec::new()),
             wake: wake.clone(),
         });

@@ -1,10 +1,7 @@
 //! Unit tests of the upload hook, backlog, retention guard, persisted pause, deny gate, and
 //! a transfer stopped by its window closing (injected clock, file target).
 
-use std::collections::HashMap;
-
 use super::*;
-use crate::storage::retention::Candidate;
 use crate::util::clock::ManualClock;
 
 fn cfg(policy: &str) -> Config {
@@ -91,6 +88,10 @@ fn the_hook_queues_closing_segments_whose_template_names_a_target() {
         again.upload, done,
         "recovery closing it again must not re-queue it"
     );
+    assert!(u.hook.take_fed().is_empty(), "not before its commit landed");
+    u.hook.committed(&[2, 3]);
+    assert!(u.hook.take_fed().is_empty(), "another commit's rows");
+    u.hook.committed(&[1]);
     assert_eq!(u.hook.take_fed(), vec![1]);
     assert!(ops.is_empty());
 }
@@ -129,43 +130,32 @@ fn the_backlog_counts_closed_pending_segments_only() {
 
 #[test]
 fn retention_spares_the_transfer_under_way_and_under_deny_new_the_unsynced() {
+    use crate::storage::retention::pass::PassHooks;
     let dir = tempfile::tempdir().unwrap();
     let st = store(dir.path());
     let u = Uploads::register(&cfg("deny_new"), &st, ManualClock::new(0)).unwrap();
     let control = u.control();
     let _done = control.started(7, 100);
-    let pending: HashMap<u64, SegmentRow> = [(
-        8,
-        row(
-            8,
-            "cam",
-            UploadState::Pending {
-                queued_at_ms: 0,
-                attempts: 0,
-            },
-        ),
-    )]
-    .into();
-    let cand = |id| Candidate {
-        id,
-        stream: "cam".into(),
-        start_ms: 0,
-        end_ms: 0,
-        bytes: 1,
-        uploaded: false,
-        boot_end_ms: None,
-        trusted: true,
+    let pending = UploadState::Pending {
+        queued_at_ms: 0,
+        attempts: 0,
     };
-    let deny = retention_guard(&cfg("deny_new"), Some(&control), &pending);
-    assert!(!deny(&cand(7)) && !deny(&cand(8)) && deny(&cand(9)));
-    let oldest = retention_guard(&cfg("delete_oldest"), Some(&control), &pending);
-    assert!(!oldest(&cand(7)) && oldest(&cand(8)));
+    let rows = [
+        row(7, "cam", pending.clone()),
+        row(8, "cam", pending),
+        row(9, "cam", UploadState::NotQueued),
+    ];
+    let flag = DenyFlag::load(&st);
+    let hooks = |policy| UploadRetention::new(&cfg(policy), Some(control.clone()), flag.clone());
+    let kept = |mut h: UploadRetention| {
+        let mut k: Vec<u64> = h.protected(&rows).into_iter().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(kept(hooks("deny_new")), [7, 8]);
+    assert_eq!(kept(hooks("delete_oldest")), [7]);
     control.finished(7);
-    assert!(retention_guard(
-        &cfg("delete_oldest"),
-        Some(&control),
-        &pending
-    )(&cand(7)));
+    assert!(kept(hooks("delete_oldest")).is_empty());
 }
 
 #[test]
@@ -187,38 +177,43 @@ fn pause_survives_a_restart() {
 
 #[test]
 fn the_deny_flag_follows_retention_and_gates_recorders() {
+    use crate::storage::retention::pass::PassHooks;
     let dir = tempfile::tempdir().unwrap();
     let st = store(dir.path());
-    let c = cfg("deny_new");
-    let pending: HashMap<u64, SegmentRow> = [(
+    let waiting = row(
         1,
-        row(
-            1,
-            "cam",
-            UploadState::Pending {
-                queued_at_ms: 0,
-                attempts: 0,
-            },
-        ),
-    )]
-    .into();
+        "cam",
+        UploadState::Pending {
+            queued_at_ms: 0,
+            attempts: 0,
+        },
+    );
     let unmet = crate::storage::retention::Plan {
         evict: vec![],
         unmet: Some(crate::storage::retention::Reason::MaxBytes),
     };
-    let t0 = std::time::Instant::now();
-    let mut gate = DenyGate::default();
-    assert!(!gate.denied(&st, t0));
-    report_retention(&c, &st, &unmet, &pending);
-    assert!(!gate.denied(&st, t0), "read at most once a second");
-    assert!(gate.denied(&st, t0 + std::time::Duration::from_secs(1)));
-    report_retention(
-        &c,
-        &st,
-        &crate::storage::retention::Plan::default(),
-        &pending,
+    let flag = DenyFlag::load(&st);
+    let mut gate = flag.gate();
+    assert!(!gate.denied());
+    let mut hooks = UploadRetention::new(&cfg("deny_new"), None, flag.clone());
+    assert!(
+        hooks.protected(std::slice::from_ref(&waiting)).contains(&1),
+        "deny_new keeps what waits for upload"
     );
-    assert!(!gate.denied(&st, t0 + std::time::Duration::from_secs(2)));
+    hooks.planned(&st, &unmet);
+    assert!(gate.denied(), "seen at once, without reading the index");
+    assert!(
+        DenyFlag::load(&st).is_set(),
+        "stored: a restart still refuses"
+    );
+    hooks.planned(&st, &crate::storage::retention::Plan::default());
+    assert!(!gate.denied());
+    assert!(!DenyFlag::load(&st).is_set());
+
+    let mut oldest = UploadRetention::new(&cfg("delete_oldest"), None, flag.clone());
+    assert!(oldest.protected(&[waiting]).is_empty());
+    oldest.planned(&st, &unmet);
+    assert!(!gate.denied(), "delete_oldest never refuses");
 }
 
 /// A file of `n` bytes of varied content.

@@ -63,7 +63,6 @@ pub fn spawn(
         failures: HashMap::new(),
         holds: Holds::default(),
         alarmed_targets: HashSet::new(),
-        unresolved: Vec::new(),
     };
     let span = tracing::info_span!("upload");
     let handle = tokio::spawn(tracing::Instrument::instrument(w.run(cancel), span));
@@ -89,8 +88,6 @@ pub(super) struct Worker {
     holds: Holds,
     /// Targets with an alarm raised since their last success.
     alarmed_targets: HashSet<String>,
-    /// Segments the hook queued whose closing commit was not visible yet.
-    unresolved: Vec<u64>,
 }
 
 type Tasks = JoinSet<Result<Outcome, UploadError>>;
@@ -126,11 +123,7 @@ impl Worker {
             if open {
                 self.start_jobs(&mut set, &mut tasks, now_ms).await;
             }
-            if s.control.is_draining()
-                && self.queue.is_empty()
-                && set.is_empty()
-                && self.unresolved.is_empty()
-            {
+            if s.control.is_draining() && self.queue.is_empty() && set.is_empty() {
                 s.control.drained();
                 info!("upload backlog drained");
             }
@@ -212,9 +205,6 @@ impl Worker {
 
     /// How long to sleep before looking again.
     fn wait(&self, open: bool, now_ms: i64) -> Duration {
-        if !self.unresolved.is_empty() {
-            return Duration::from_millis(200);
-        }
         let s = &self.shared;
         let mut ms = if open {
             let holds = &self.holds;
@@ -315,10 +305,9 @@ impl Worker {
         Job::new(r.id, r.start_ms, r.bytes, target)
     }
 
-    /// Queue the segments the hook saw close (once their commit is visible).
+    /// Queue the segments the hook saw close (their closing commit has landed).
     async fn feed(&mut self) {
-        let mut ids = std::mem::take(&mut self.unresolved);
-        ids.extend(self.hook.take_fed());
+        let ids = self.hook.take_fed();
         if ids.is_empty() {
             return;
         }
@@ -331,20 +320,20 @@ impl Worker {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await;
-        let Ok(rows) = rows else {
-            self.unresolved = ids;
-            return;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The index cannot be read: hand them back for the next look.
+                error!(error = %e, "cannot read newly closed segments from the index");
+                self.hook.refeed(ids);
+                return;
+            }
         };
-        for (id, row) in ids.into_iter().zip(rows) {
-            match row {
-                Some(r) if pending(&r) => {
-                    let job = self.job(&r);
-                    self.queue.push(job)
-                }
-                // The closing commit has not landed yet.
-                Some(r) if r.state == SegmentState::Writing => self.unresolved.push(id),
-                None if self.unresolved.len() < 10_000 => self.unresolved.push(id),
-                _ => {}
+        for r in rows.into_iter().flatten() {
+            // Gone or no longer pending by now (deleted, uploaded by hand): nothing to do.
+            if pending(&r) {
+                let job = self.job(&r);
+                self.queue.push(job)
             }
         }
     }
