@@ -31,6 +31,8 @@ pub struct RecoveryReport {
     pub removed: Vec<PathBuf>,
     /// Rows dropped (deletes finished, writes that never produced a file, files gone).
     pub dropped_rows: u64,
+    /// HLS playlists that were unfinished, rewritten from the index and finished.
+    pub playlists_repaired: u64,
 }
 
 impl Store {
@@ -68,6 +70,9 @@ impl Store {
 
         // 5. Our files without a row.
         adopt(shared, now_ms, &mut report.adopted)?;
+
+        // 6. HLS playlists left unfinished: rewritten from the rows above, and finished.
+        report.playlists_repaired = super::playlist::recover_playlists(shared)?;
 
         // Everything above, volatile parts included, is on disk before recording starts.
         shared.index.flush()?;
@@ -132,7 +137,14 @@ impl Store {
             }
             let rel = row.working_path();
             if fsutil::file_len(&shared.root.join(&rel))?.is_some() {
-                recover_part(shared, &rel, row.container(), Some(row), now_ms, &mut report)?;
+                recover_part(
+                    shared,
+                    &rel,
+                    row.container(),
+                    Some(row),
+                    now_ms,
+                    &mut report,
+                )?;
             } else {
                 finish_or_drop(shared, row, now_ms, &mut report)?;
             }
@@ -160,7 +172,14 @@ pub(super) fn recover_parts(
             }
             continue;
         };
-        recover_part(shared, &rel, container, by_working.get(&rel).cloned(), now_ms, report)?;
+        recover_part(
+            shared,
+            &rel,
+            container,
+            by_working.get(&rel).cloned(),
+            now_ms,
+            report,
+        )?;
     }
     Ok(())
 }
@@ -259,6 +278,7 @@ fn new_row_for_part(
             Container::Mp4 => Format::Fmp4,
             Container::Flv => Format::Flv,
             Container::Adts => Format::Aac,
+            Container::Hls => Format::Hls,
         });
     }
     let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, formats);
@@ -381,6 +401,7 @@ pub(super) fn adopt(
             Container::Mp4 => Format::Mp4,
             Container::Flv => Format::Flv,
             Container::Adts => Format::Aac,
+            Container::Hls => Format::Hls,
         };
         let key = (
             meta.device,
@@ -432,7 +453,13 @@ fn adopted_row(
     files: &mut Vec<(PathBuf, Format, Scanned, u64)>,
 ) -> SegmentRow {
     let mut taken: Vec<(PathBuf, Format, Scanned, u64)> = Vec::new();
-    for format in [Format::Fmp4, Format::Mp4, Format::Flv, Format::Aac] {
+    for format in [
+        Format::Fmp4,
+        Format::Mp4,
+        Format::Flv,
+        Format::Aac,
+        Format::Hls,
+    ] {
         if let Some(i) = files.iter().position(|f| f.1 == format) {
             taken.push(files.remove(i));
         }

@@ -181,6 +181,7 @@ mod tests {
             (vec![Format::Fmp4, Format::Mp4], "mp4"),
             (vec![Format::Flv], "flv"),
             (vec![Format::Aac], "aac"),
+            (vec![Format::Hls], "hls"),
         ] {
             let mut r = row(7);
             r.formats = formats;

@@ -1,0 +1,303 @@
+//! HLS playlists: an append-only text file per recording beside its media segments (see
+//! [`crate::media::format::hls`] for what is in it). The order of writes is in the store's
+//! durability protocol (module docs, **Playlist**).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use crate::media::format::hls::{self, Entry, Recording};
+use crate::media::format::{scan, Format};
+
+use super::error::StoreError;
+use super::fsutil::{self, fsync_dir, parent};
+use super::row::{with_suffix, SegmentRow, SegmentState};
+use super::{Shared, Store};
+
+/// Extension of playlists.
+pub const PLAYLIST_SUFFIX: &str = ".m3u8";
+/// Suffix of a recording's init section.
+pub const INIT_SUFFIX: &str = ".init.mp4";
+/// Suffix of a playlist's rewrite before its rename.
+const TMP_SUFFIX: &str = ".m3u8.tmp";
+
+/// An open playlist: entries are appended as segments close, ENDLIST when it finishes.
+#[derive(Debug)]
+pub struct PlaylistWriter {
+    file: File,
+    /// Absolute path.
+    path: PathBuf,
+    /// Relative to the root.
+    rel: PathBuf,
+    entries: u32,
+    duration_ms: u64,
+}
+
+impl Store {
+    /// Open a new recording's playlist at `<rel_base>.m3u8` (or `-1`, `-2`, ... when taken),
+    /// with its init section at `<same>.init.mp4`: init written and fsynced, then the
+    /// playlist created with its head and fdatasynced, then the directory fsynced (see the
+    /// protocol). `head` renders the head from the init file's name.
+    pub fn open_playlist(
+        &self,
+        rel_base: &Path,
+        init: &[u8],
+        head: impl Fn(&str) -> String,
+    ) -> Result<PlaylistWriter, StoreError> {
+        let shared = &self.shared;
+        for n in 0..1000u32 {
+            let base = if n == 0 {
+                rel_base.to_path_buf()
+            } else {
+                with_suffix(rel_base, &format!("-{n}"))
+            };
+            let rel = with_suffix(&base, PLAYLIST_SUFFIX);
+            let rel_init = with_suffix(&base, INIT_SUFFIX);
+            let (path, init_path) = (shared.root.join(&rel), shared.root.join(&rel_init));
+            if path.exists() || init_path.exists() {
+                continue;
+            }
+            fsutil::create_dirs(parent(&path))
+                .map_err(|e| StoreError::io("create directory", parent(&path), e))?;
+            let mut f = create_new(&init_path)?;
+            f.write_all(init)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| StoreError::io("write", &init_path, e))?;
+            let mut file = create_new(&path)?;
+            let name = file_name(&rel_init);
+            file.write_all(head(&name).as_bytes())
+                .and_then(|()| file.sync_data())
+                .map_err(|e| StoreError::io("write", &path, e))?;
+            fsync_dir(parent(&path))?;
+            return Ok(PlaylistWriter {
+                file,
+                path,
+                rel,
+                entries: 0,
+                duration_ms: 0,
+            });
+        }
+        Err(StoreError::BadName {
+            path: rel_base.to_path_buf(),
+            reason: "1000 playlists of that name already exist".into(),
+        })
+    }
+}
+
+impl PlaylistWriter {
+    /// The playlist, relative to the root.
+    pub fn rel(&self) -> &Path {
+        &self.rel
+    }
+
+    /// Entries so far.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// Media duration listed so far.
+    pub fn duration_ms(&self) -> u64 {
+        self.duration_ms
+    }
+
+    /// The entry of a closed segment (its file durable under its final name), from its row;
+    /// `head_len` is where its fragments begin.
+    pub fn entry_for(&self, row: &SegmentRow, head_len: u64) -> Option<Entry> {
+        entry_for(parent(&self.rel), row, head_len)
+    }
+
+    /// Append one entry and fdatasync. Call only once its segment is durable.
+    pub fn append(&mut self, e: &Entry) -> Result<(), StoreError> {
+        self.write(&hls::entry(e))?;
+        self.entries += 1;
+        self.duration_ms += e.duration_ms;
+        Ok(())
+    }
+
+    /// Append `EXT-X-ENDLIST` and fdatasync: the recording is finished.
+    pub fn finish(mut self) -> Result<(), StoreError> {
+        self.write(hls::ENDLIST)
+    }
+
+    fn write(&mut self, text: &str) -> Result<(), StoreError> {
+        self.file
+            .write_all(text.as_bytes())
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| StoreError::io("append", &self.path, e))
+    }
+}
+
+fn create_new(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| StoreError::io("create", path, e))
+}
+
+fn file_name(rel: &Path) -> String {
+    rel.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The entry of `row`'s `.m4s` file in a playlist in `dir` (relative to the root).
+fn entry_for(dir: &Path, row: &SegmentRow, head_len: u64) -> Option<Entry> {
+    let f = row.files.iter().find(|f| f.format == Format::Hls)?;
+    Some(Entry {
+        uri: relative(dir, &f.path),
+        start_ms: row.start_ms,
+        duration_ms: row.duration_ms,
+        offset: head_len,
+        len: f.bytes.saturating_sub(head_len),
+    })
+}
+
+/// `to` (relative to the root) as a URI relative to the directory `from` (also relative to
+/// the root), `/`-separated.
+pub(crate) fn relative(from: &Path, to: &Path) -> String {
+    let a: Vec<Component> = from.components().collect();
+    let b: Vec<Component> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); a.len() - common];
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+/// Recovery step 6: every playlist without `EXT-X-ENDLIST` is rewritten from the index
+/// (its recording's closed `.m4s` rows, each file scanned for where its fragments begin)
+/// and finished; leftover rewrites (`.m3u8.tmp`) and init sections without their playlist
+/// are removed. Returns the playlists repaired.
+pub(super) fn recover_playlists(shared: &Shared) -> Result<u64, StoreError> {
+    let files = fsutil::walk(&shared.root)?;
+    let mut playlists = Vec::new();
+    for rel in &files {
+        let name = rel.to_string_lossy();
+        if name.ends_with(TMP_SUFFIX) {
+            fsutil::remove_file(&shared.root.join(rel))?;
+            fsync_dir(parent(&shared.root.join(rel)))?;
+        } else if let Some(base) = name.strip_suffix(INIT_SUFFIX) {
+            let pl = shared.root.join(format!("{base}{PLAYLIST_SUFFIX}"));
+            if !pl.exists() {
+                // A crash between the init's write and the playlist's creation.
+                fsutil::remove_file(&shared.root.join(rel))?;
+                fsync_dir(parent(&pl))?;
+            }
+        } else if name.ends_with(PLAYLIST_SUFFIX) {
+            let path = shared.root.join(rel);
+            let text = fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))?;
+            playlists.push((rel.clone(), hls::parse(&text)));
+        }
+    }
+    // Each stream's recordings in order, so a recording ends where the next begins.
+    let mut firsts: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    for (_, p) in &playlists {
+        if let Some(r) = &p.recording {
+            firsts
+                .entry((r.app.clone(), r.stream.clone()))
+                .or_default()
+                .push(r.first_seq);
+        }
+    }
+    let rows: Vec<SegmentRow> = shared
+        .index
+        .all()?
+        .into_iter()
+        .filter(|r| r.state == SegmentState::Closed && r.formats.contains(&Format::Hls))
+        .collect();
+    let mut repaired = 0;
+    for (rel, p) in playlists.iter().filter(|(_, p)| !p.finished) {
+        let Some(rec) = &p.recording else {
+            tracing::warn!(path = %rel.display(), "playlist without edgerec's recording line; left alone");
+            continue;
+        };
+        let next = firsts[&(rec.app.clone(), rec.stream.clone())]
+            .iter()
+            .copied()
+            .filter(|s| *s > rec.first_seq)
+            .min()
+            .unwrap_or(u64::MAX);
+        rewrite(shared, rel, p, rec, next, &rows)?;
+        repaired += 1;
+    }
+    Ok(repaired)
+}
+
+/// Rewrite the playlist `rel` with the rows of its recording (seq in `first_seq..next`),
+/// finished: tmp, fsync, rename, fsync the directory.
+fn rewrite(
+    shared: &Shared,
+    rel: &Path,
+    p: &hls::Parsed,
+    rec: &Recording,
+    next: u64,
+    rows: &[SegmentRow],
+) -> Result<(), StoreError> {
+    let dir = parent(rel);
+    let mut mine: Vec<&SegmentRow> = rows
+        .iter()
+        .filter(|r| r.app == rec.app && r.stream == rec.stream)
+        .filter(|r| r.seq >= rec.first_seq && r.seq < next)
+        .collect();
+    mine.sort_by_key(|r| r.seq);
+    let map = p.map_uri.clone().unwrap_or_default();
+    let mut text = hls::head(p.target_s.unwrap_or(1), &map, rec);
+    for row in mine {
+        let Some(f) = row.files.iter().find(|f| f.format == Format::Hls) else {
+            continue;
+        };
+        let path = shared.root.join(&f.path);
+        let head_len = File::open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))
+            .and_then(|file| {
+                scan::scan(std::io::BufReader::new(file)).map_err(|e| StoreError::Media {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
+            })?
+            .init_end;
+        if let Some(e) = entry_for(dir, row, head_len) {
+            text += &hls::entry(&e);
+        }
+    }
+    text += hls::ENDLIST;
+    let path = shared.root.join(rel);
+    let tmp = with_suffix(&path, ".tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| StoreError::io("create", &tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StoreError::io("write", &tmp, e))?;
+    fsutil::rename(&tmp, &path)?;
+    fsync_dir(parent(&path))?;
+    tracing::info!(path = %rel.display(), "unfinished playlist rewritten from the index and finished");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use std::path::Path;
+
+    #[test]
+    fn uris_are_relative_to_the_playlist_directory() {
+        assert_eq!(
+            relative(Path::new("cam/d1"), Path::new("cam/d1/a.m4s")),
+            "a.m4s"
+        );
+        assert_eq!(
+            relative(Path::new("cam/d1"), Path::new("cam/d2/b.m4s")),
+            "../d2/b.m4s"
+        );
+        assert_eq!(relative(Path::new(""), Path::new("c.m4s")), "c.m4s");
+    }
+}
