@@ -372,7 +372,8 @@ pub(super) fn adopt(
     type Key = (String, String, String, u64, i64, u8);
     let mut groups: BTreeMap<Key, Vec<(PathBuf, Format, Scanned, u64)>> = BTreeMap::new();
     for rel in fsutil::walk(&shared.root)? {
-        if known.contains(&rel) {
+        // An HLS recording's init section belongs to its playlist, not to a row.
+        if known.contains(&rel) || rel.to_string_lossy().ends_with(super::INIT_SUFFIX) {
             continue;
         }
         let Some((rank, container)) = Container::ALL
