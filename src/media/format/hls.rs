@@ -19,8 +19,9 @@
 //! segmenter cuts on the first key frame after `interval` and forces a cut once `2 × interval`
 //! passed without one, so no segment is longer than `2 × interval` plus one frame.
 
+use std::path::{Component, Path};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +80,7 @@ pub fn entry(e: &Entry) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(e.start_ms.max(0) as u64);
     format!(
         "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{}.{:03},\n#EXT-X-BYTERANGE:{}@{}\n{}\n",
-        humantime::format_rfc3339_millis(SystemTime::from(t)),
+        humantime::format_rfc3339_millis(t),
         e.duration_ms / 1000,
         e.duration_ms % 1000,
         e.len,
@@ -117,6 +118,21 @@ pub fn parse(text: &str) -> Parsed {
     }
     p.finished = text.ends_with(ENDLIST);
     p
+}
+
+/// `to` (relative to the storage root) as a URI relative to the directory `from` (also
+/// relative to the root), `/`-separated.
+pub fn relative_uri(from: &Path, to: &Path) -> String {
+    let a: Vec<Component> = from.components().collect();
+    let b: Vec<Component> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); a.len() - common];
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
 }
 
 /// URIs are written inside quotes: a quote or line break in a name would break the line.
@@ -197,6 +213,14 @@ mod tests {
             stream: "cam1".into(),
             first_seq: 7,
         }
+    }
+
+    #[test]
+    fn uris_are_relative_to_the_playlist_directory() {
+        let uri = |a: &str, b: &str| relative_uri(Path::new(a), Path::new(b));
+        assert_eq!(uri("cam/d1", "cam/d1/a.m4s"), "a.m4s");
+        assert_eq!(uri("cam/d1", "cam/d2/b.m4s"), "../d2/b.m4s");
+        assert_eq!(uri("", "c.m4s"), "c.m4s");
     }
 
     #[test]

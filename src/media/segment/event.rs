@@ -28,7 +28,7 @@ pub struct SegmentMeta {
     /// Formats the template asked for (empty: not known, treated as fMP4 only). Lets
     /// recovery finish a torn segment as asked even when the index lost its row.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub formats: Vec<crate::media::format::Format>,
+    pub formats: Vec<crate::config::format::Format>,
     /// How far `start_ms` can be trusted when it was recorded (absent in files written
     /// before edgerec knew: read as `synced`). The file keeps what was true at recording;
     /// a later correction lives in the index and in `<root>/clock-corrections.json`.

@@ -1,6 +1,6 @@
 //! The HLS sink: the `.m4s` media segments through a [`StoreSink`] like every container's
-//! files, and the recording's playlist, which the store writes (`open_playlist`, `append`,
-//! `finish`; see the durability protocol's **Playlist** steps).
+//! files, and the recording's playlist, which the store writes through [`Playlists`] (see
+//! the durability protocol's **Playlist** steps in `storage::store`).
 //!
 //! A recording (one playlist) runs from a stream's first segment until its session ends
 //! (the source ended or was lost, shutdown, a timestamp discontinuity), its codec
@@ -9,27 +9,52 @@
 //! keeps its playlist unfinished: the next start's recovery closes the segment and rewrites
 //! the playlist from the index, finished.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::warn;
 
-use crate::media::format::hls::{self, Recording};
+use crate::config::format::Format;
+use crate::media::format::hls::{self, Entry, Recording};
 use crate::media::frame::StreamParams;
 use crate::media::segment::{CloseReason, Fragment, SegmentClose, SegmentStart};
-use crate::storage::store::{PlaylistWriter, SegmentRow, Store};
 
+// The sinks' row type, as the `Sink` trait names it.
+use super::SegmentRow;
 use super::{Sink, SinkError, StoreSink};
+
+/// Where playlists are written: the store implements it (the durability order is its).
+pub trait Playlists: Send + Sync {
+    /// Create a recording's playlist at `<rel_base>.m3u8` (or a free `-N` name) with its
+    /// init section beside it; `head` renders the playlist's head from the init's file name.
+    fn open_playlist(
+        &self,
+        rel_base: &Path,
+        init: &[u8],
+        head: &dyn Fn(&str) -> String,
+    ) -> Result<Box<dyn PlaylistFile>, SinkError>;
+}
+
+/// An open playlist.
+pub trait PlaylistFile: Send {
+    /// Its path, relative to the storage root.
+    fn rel(&self) -> &Path;
+    /// Append `text` and make it durable.
+    fn append(&mut self, text: &str) -> Result<(), SinkError>;
+}
 
 /// A recording being written.
 struct Open {
-    playlist: PlaylistWriter,
+    playlist: Box<dyn PlaylistFile>,
     params: Arc<StreamParams>,
+    /// Media listed so far.
+    duration_ms: u64,
 }
 
 /// Writes a stream's HLS recordings.
 pub struct HlsSink {
-    store: Arc<Store>,
+    store: Arc<dyn Playlists>,
     segments: StoreSink,
     target_s: u64,
     max_ms: u64,
@@ -39,7 +64,7 @@ pub struct HlsSink {
 impl HlsSink {
     /// `segments` writes the `.m4s` files (the HLS container's [`StoreSink`]).
     pub fn new(
-        store: Arc<Store>,
+        store: Arc<dyn Playlists>,
         segments: StoreSink,
         interval: Duration,
         max_length: Duration,
@@ -54,8 +79,8 @@ impl HlsSink {
     }
 
     fn finish_recording(&mut self) -> Result<(), SinkError> {
-        if let Some(o) = self.open.take() {
-            o.playlist.finish()?;
+        if let Some(mut o) = self.open.take() {
+            o.playlist.append(hls::ENDLIST)?;
         }
         Ok(())
     }
@@ -74,11 +99,12 @@ impl HlsSink {
         let target = self.target_s;
         let playlist = self
             .store
-            .open_playlist(&rel, &init, |map| hls::head(target, map, &rec))?;
+            .open_playlist(&rel, &init, &|map| hls::head(target, map, &rec))?;
         self.segments.new_recording();
         self.open = Some(Open {
             playlist,
             params: start.params.clone(),
+            duration_ms: 0,
         });
         Ok(())
     }
@@ -108,7 +134,7 @@ impl Sink for HlsSink {
         let row = self.segments.close(close)?;
         let head_len = self.segments.head_len();
         if let (Some(row), Some(o)) = (&row, &mut self.open) {
-            if let Some(e) = o.playlist.entry_for(row, head_len) {
+            if let Some(e) = playlist_entry(o.playlist.rel(), row, head_len) {
                 if e.duration_ms.div_ceil(1000) > self.target_s {
                     warn!(
                         duration_ms = e.duration_ms,
@@ -116,7 +142,8 @@ impl Sink for HlsSink {
                         "segment longer than the playlist's target duration"
                     );
                 }
-                o.playlist.append(&e)?;
+                o.playlist.append(&hls::entry(&e))?;
+                o.duration_ms += e.duration_ms;
             }
         }
         let ends = matches!(
@@ -126,7 +153,7 @@ impl Sink for HlsSink {
         let full = self
             .open
             .as_ref()
-            .is_some_and(|o| o.playlist.duration_ms() >= self.max_ms);
+            .is_some_and(|o| o.duration_ms >= self.max_ms);
         if ends || full {
             self.finish_recording()?;
         }
@@ -139,4 +166,18 @@ impl Sink for HlsSink {
         // start's recovery, which then rewrites this playlist with it and finishes it.
         self.open = None;
     }
+}
+
+/// The playlist entry of `row`'s `.m4s` in the playlist at `playlist` (both relative to the
+/// root); `head_len` is where its fragments begin.
+pub fn playlist_entry(playlist: &Path, row: &SegmentRow, head_len: u64) -> Option<Entry> {
+    let f = row.files.iter().find(|f| f.format == Format::Hls)?;
+    let dir = playlist.parent().unwrap_or(Path::new(""));
+    Some(Entry {
+        uri: hls::relative_uri(dir, &f.path),
+        start_ms: row.start_ms,
+        duration_ms: row.duration_ms,
+        offset: head_len,
+        len: f.bytes.saturating_sub(head_len),
+    })
 }

@@ -30,7 +30,7 @@ mod hls_sink;
 mod store_sink;
 mod thread;
 
-pub use hls_sink::HlsSink;
+pub use hls_sink::{playlist_entry, HlsSink, PlaylistFile, Playlists};
 pub use store_sink::StoreSink;
 pub use thread::{Detached, Report, SinkThread};
 
@@ -68,7 +68,7 @@ pub fn store_sinks(store: &Arc<Store>, template: &Template) -> Vec<Box<dyn Sink>
             );
             if container == Container::Hls {
                 Box::new(HlsSink::new(
-                    store.clone(),
+                    store.clone() as Arc<dyn Playlists>,
                     files,
                     template.interval,
                     template.playlist_max_length,

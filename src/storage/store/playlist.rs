@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use crate::media::format::hls::{self, Entry, Recording};
+use crate::media::format::hls::{self, Recording};
 use crate::media::format::{scan, Format};
+use crate::media::sink::{playlist_entry, PlaylistFile, Playlists, SinkError};
 
 use super::error::StoreError;
 use super::fsutil::{self, fsync_dir, parent};
@@ -22,7 +23,8 @@ pub const INIT_SUFFIX: &str = ".init.mp4";
 /// Suffix of a playlist's rewrite before its rename.
 const TMP_SUFFIX: &str = ".m3u8.tmp";
 
-/// An open playlist: entries are appended as segments close, ENDLIST when it finishes.
+/// An open playlist: entries are appended as segments close, ENDLIST when it finishes
+/// ([`PlaylistFile::append`]).
 #[derive(Debug)]
 pub struct PlaylistWriter {
     file: File,
@@ -30,8 +32,6 @@ pub struct PlaylistWriter {
     path: PathBuf,
     /// Relative to the root.
     rel: PathBuf,
-    entries: u32,
-    duration_ms: u64,
 }
 
 impl Store {
@@ -43,7 +43,7 @@ impl Store {
         &self,
         rel_base: &Path,
         init: &[u8],
-        head: impl Fn(&str) -> String,
+        head: &dyn Fn(&str) -> String,
     ) -> Result<PlaylistWriter, StoreError> {
         let shared = &self.shared;
         for n in 0..1000u32 {
@@ -70,13 +70,7 @@ impl Store {
                 .and_then(|()| file.sync_data())
                 .map_err(|e| StoreError::io("write", &path, e))?;
             fsync_dir(parent(&path))?;
-            return Ok(PlaylistWriter {
-                file,
-                path,
-                rel,
-                entries: 0,
-                duration_ms: 0,
-            });
+            return Ok(PlaylistWriter { file, path, rel });
         }
         Err(StoreError::BadName {
             path: rel_base.to_path_buf(),
@@ -85,46 +79,28 @@ impl Store {
     }
 }
 
-impl PlaylistWriter {
-    /// The playlist, relative to the root.
-    pub fn rel(&self) -> &Path {
+impl PlaylistFile for PlaylistWriter {
+    fn rel(&self) -> &Path {
         &self.rel
     }
 
-    /// Entries so far.
-    pub fn entries(&self) -> u32 {
-        self.entries
-    }
-
-    /// Media duration listed so far.
-    pub fn duration_ms(&self) -> u64 {
-        self.duration_ms
-    }
-
-    /// The entry of a closed segment (its file durable under its final name), from its row;
-    /// `head_len` is where its fragments begin.
-    pub fn entry_for(&self, row: &SegmentRow, head_len: u64) -> Option<Entry> {
-        entry_for(parent(&self.rel), row, head_len)
-    }
-
-    /// Append one entry and fdatasync. Call only once its segment is durable.
-    pub fn append(&mut self, e: &Entry) -> Result<(), StoreError> {
-        self.write(&hls::entry(e))?;
-        self.entries += 1;
-        self.duration_ms += e.duration_ms;
-        Ok(())
-    }
-
-    /// Append `EXT-X-ENDLIST` and fdatasync: the recording is finished.
-    pub fn finish(mut self) -> Result<(), StoreError> {
-        self.write(hls::ENDLIST)
-    }
-
-    fn write(&mut self, text: &str) -> Result<(), StoreError> {
+    /// One `write`, then fdatasync. Entries only once their segment is durable.
+    fn append(&mut self, text: &str) -> Result<(), SinkError> {
         self.file
             .write_all(text.as_bytes())
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| StoreError::io("append", &self.path, e))
+            .map_err(|e| StoreError::io("append", &self.path, e).into())
+    }
+}
+
+impl Playlists for Store {
+    fn open_playlist(
+        &self,
+        rel_base: &Path,
+        init: &[u8],
+        head: &dyn Fn(&str) -> String,
+    ) -> Result<Box<dyn PlaylistFile>, SinkError> {
+        Ok(Box::new(Store::open_playlist(self, rel_base, init, head)?))
     }
 }
 
@@ -140,33 +116,6 @@ fn file_name(rel: &Path) -> String {
     rel.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// The entry of `row`'s `.m4s` file in a playlist in `dir` (relative to the root).
-fn entry_for(dir: &Path, row: &SegmentRow, head_len: u64) -> Option<Entry> {
-    let f = row.files.iter().find(|f| f.format == Format::Hls)?;
-    Some(Entry {
-        uri: relative(dir, &f.path),
-        start_ms: row.start_ms,
-        duration_ms: row.duration_ms,
-        offset: head_len,
-        len: f.bytes.saturating_sub(head_len),
-    })
-}
-
-/// `to` (relative to the root) as a URI relative to the directory `from` (also relative to
-/// the root), `/`-separated.
-pub(crate) fn relative(from: &Path, to: &Path) -> String {
-    let a: Vec<Component> = from.components().collect();
-    let b: Vec<Component> = to.components().collect();
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut parts: Vec<String> = vec!["..".into(); a.len() - common];
-    parts.extend(
-        b[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    parts.join("/")
 }
 
 /// Recovery step 6: every playlist without `EXT-X-ENDLIST` is rewritten from the index
@@ -238,7 +187,6 @@ fn rewrite(
     next: u64,
     rows: &[SegmentRow],
 ) -> Result<(), StoreError> {
-    let dir = parent(rel);
     let mut mine: Vec<&SegmentRow> = rows
         .iter()
         .filter(|r| r.app == rec.app && r.stream == rec.stream)
@@ -261,7 +209,7 @@ fn rewrite(
                 })
             })?
             .init_end;
-        if let Some(e) = entry_for(dir, row, head_len) {
+        if let Some(e) = playlist_entry(rel, row, head_len) {
             text += &hls::entry(&e);
         }
     }
@@ -281,23 +229,4 @@ fn rewrite(
     fsync_dir(parent(&path))?;
     tracing::info!(path = %rel.display(), "unfinished playlist rewritten from the index and finished");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::relative;
-    use std::path::Path;
-
-    #[test]
-    fn uris_are_relative_to_the_playlist_directory() {
-        assert_eq!(
-            relative(Path::new("cam/d1"), Path::new("cam/d1/a.m4s")),
-            "a.m4s"
-        );
-        assert_eq!(
-            relative(Path::new("cam/d1"), Path::new("cam/d2/b.m4s")),
-            "../d2/b.m4s"
-        );
-        assert_eq!(relative(Path::new(""), Path::new("c.m4s")), "c.m4s");
-    }
 }
