@@ -175,3 +175,51 @@ fn kill_9_mid_recording_then_restart_leaves_playlists_with_every_file_and_no_oth
     all.sort();
     assert_eq!(sorted, all);
 }
+
+#[test]
+fn a_recording_rolls_over_to_a_new_playlist_at_playlist_max_length() {
+    let spec = ClipSpec::h264(10, 1);
+    let clip = clip(&spec);
+    let dir = workdir("hls-rollover");
+    let root = dir.path().join("data");
+    let toml = TestConfig {
+        formats: vec!["hls".into()],
+        interval: "1s".into(),
+        fragment: "500ms".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("cam", &format!("file:{}?loop=true", clip.display()))
+    .to_toml()
+    .replacen(
+        "\n[[rules]]",
+        "playlist_max_length = \"2s\"\n\n[[rules]]",
+        1,
+    );
+    let cfg = dir.path().join("edgerec.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut daemon = Daemon::start(&cfg);
+    let two = wait_until(Duration::from_secs(30), || {
+        playlists(&root).iter().filter(|p| p.ended).count() >= 2
+    });
+    let log = stop_clean(&mut daemon);
+    assert!(two, "{:#?}\nlog:\n{log}", playlists(&root));
+    let rows = segments(&cfg);
+    let pls = playlists(&root);
+    let mut listed = Vec::new();
+    for pl in &pls {
+        assert!(pl.ended, "{}", pl.text);
+        pl.check(&root);
+        assert_eq!(pl.target_s, 3, "{}", pl.text);
+        // Finished at the first close that reached 2 s (the last one by the stop).
+        let before_last = pl.duration_s() - pl.entries.last().map_or(0.0, |e| e.extinf_s);
+        assert!(before_last < 2.0, "{}", pl.text);
+        assert_playlist_plays(pl, spec.gop_ms() / 1000.0);
+        listed.extend(pl.entries.iter().map(|e| pl.file_of(e, &root)));
+    }
+    let full = pls.iter().filter(|p| p.duration_s() >= 2.0).count();
+    assert!(full >= 2, "{pls:#?}");
+    listed.sort();
+    let mut all = m4s_files(&rows, "cam");
+    all.sort();
+    assert_eq!(listed, all, "every .m4s in exactly one playlist");
+}
