@@ -189,7 +189,8 @@
 //!    rewritten (as **Playlist** says) from the index: the `Closed` `.m4s` rows of its stream
 //!    from its first sequence number up to the next recording's, each with its entry from
 //!    the row and its file (scanned for where its fragments begin), then `EXT-X-ENDLIST`. So
-//!    no entry is left without its file and no segment of the recording outside it. Leftover
+//!    no entry is left without its file and no segment of the recording outside it (a
+//!    recording left without any segment is removed with its init section). Leftover
 //!    `.m3u8.tmp` files, and init sections whose playlist was never created, are removed;
 //! 7. a durable flush, so what recovery did is on disk before recording starts.
 //!

@@ -178,7 +178,8 @@ pub(super) fn recover_playlists(shared: &Shared) -> Result<u64, StoreError> {
 }
 
 /// Rewrite the playlist `rel` with the rows of its recording (seq in `first_seq..next`),
-/// finished: tmp, fsync, rename, fsync the directory.
+/// finished: tmp, fsync, rename, fsync the directory. A recording without any segment is
+/// removed with its init section instead.
 fn rewrite(
     shared: &Shared,
     rel: &Path,
@@ -195,26 +196,43 @@ fn rewrite(
     mine.sort_by_key(|r| r.seq);
     let map = p.map_uri.clone().unwrap_or_default();
     let mut text = hls::head(p.target_s.unwrap_or(1), &map, rec);
+    let mut entries = 0;
     for row in mine {
         let Some(f) = row.files.iter().find(|f| f.format == Format::Hls) else {
             continue;
         };
         let path = shared.root.join(&f.path);
-        let head_len = File::open(&path)
-            .map_err(|e| StoreError::io("open", &path, e))
-            .and_then(|file| {
-                scan::scan(std::io::BufReader::new(file)).map_err(|e| StoreError::Media {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })
-            })?
-            .init_end;
+        let scanned = File::open(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| scan::scan(std::io::BufReader::new(file)).map_err(|e| e.to_string()));
+        let head_len = match scanned {
+            Ok(s) => s.init_end,
+            Err(reason) => {
+                // Left out rather than listed unreadable; the row and file stay.
+                tracing::warn!(path = %f.path.display(), %reason, "segment unreadable; left out of its playlist");
+                continue;
+            }
+        };
         if let Some(e) = playlist_entry(rel, row, head_len) {
             text += &hls::entry(&e);
+            entries += 1;
         }
     }
-    text += hls::ENDLIST;
     let path = shared.root.join(rel);
+    if entries == 0 {
+        // Nothing was recorded into it (a crash before its first segment had a complete
+        // fragment): an empty playlist plays nowhere, so it goes with its init section.
+        fsutil::remove_file(&path)?;
+        // Only an init section of ours beside it (the name is read from the file).
+        let ours = |m: &&String| !m.contains('/') && m.ends_with(INIT_SUFFIX);
+        if let Some(m) = p.map_uri.as_ref().filter(ours) {
+            fsutil::remove_file(&parent(&path).join(m))?;
+        }
+        fsync_dir(parent(&path))?;
+        tracing::info!(path = %rel.display(), "unfinished playlist without any segment removed");
+        return Ok(());
+    }
+    text += hls::ENDLIST;
     let tmp = with_suffix(&path, ".tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -229,4 +247,57 @@ fn rewrite(
     fsync_dir(parent(&path))?;
     tracing::info!(path = %rel.display(), "unfinished playlist rewritten from the index and finished");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec() -> Recording {
+        Recording {
+            app: String::new(),
+            stream: "cam".into(),
+            first_seq: 0,
+        }
+    }
+
+    #[test]
+    fn recovery_removes_an_unfinished_recording_without_segments_and_its_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let head = |map: &str| hls::head(5, map, &rec());
+        let w = store
+            .open_playlist(Path::new("cam/a"), b"init", &head)
+            .unwrap();
+        assert_eq!(w.rel(), Path::new("cam/a.m3u8"));
+        // The name is taken now: the next recording of that name gets `-1`.
+        let w2 = store
+            .open_playlist(Path::new("cam/a"), b"init", &head)
+            .unwrap();
+        assert_eq!(w2.rel(), Path::new("cam/a-1.m3u8"));
+        drop((w, w2));
+        // A leftover rewrite and an init whose playlist was never created go too.
+        fs::write(dir.path().join("cam/b.m3u8.tmp"), "x").unwrap();
+        fs::write(dir.path().join("cam/c.init.mp4"), "x").unwrap();
+        let report = store.recover(0).unwrap();
+        assert_eq!(report.playlists_repaired, 2);
+        let left: Vec<_> = fs::read_dir(dir.path().join("cam"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_finished_playlist_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let head = |map: &str| hls::head(5, map, &rec());
+        let mut w = store.open_playlist(Path::new("a"), b"init", &head).unwrap();
+        w.append(hls::ENDLIST).unwrap();
+        let before = fs::read(dir.path().join("a.m3u8")).unwrap();
+        assert_eq!(store.recover(0).unwrap().playlists_repaired, 0);
+        assert_eq!(fs::read(dir.path().join("a.m3u8")).unwrap(), before);
+        assert!(dir.path().join("a.init.mp4").exists());
+    }
 }

@@ -31,7 +31,8 @@ pub struct RecoveryReport {
     pub removed: Vec<PathBuf>,
     /// Rows dropped (deletes finished, writes that never produced a file, files gone).
     pub dropped_rows: u64,
-    /// HLS playlists that were unfinished, rewritten from the index and finished.
+    /// HLS playlists that were unfinished: rewritten from the index and finished, or removed
+    /// with their init section when no segment of theirs is left.
     pub playlists_repaired: u64,
 }
 
