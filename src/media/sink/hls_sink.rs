@@ -142,7 +142,13 @@ impl Sink for HlsSink {
                         "segment longer than the playlist's target duration"
                     );
                 }
-                o.playlist.append(&hls::entry(&e))?;
+                if let Err(err) = o.playlist.append(&hls::entry(&e)) {
+                    // Its tail is unknown now: nothing more is appended to it. It stays
+                    // unfinished, and the next start's recovery rewrites it from the index;
+                    // the next segment begins a new recording.
+                    self.open = None;
+                    return Err(err);
+                }
                 o.duration_ms += e.duration_ms;
             }
         }
