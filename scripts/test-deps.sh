@@ -10,7 +10,9 @@
 # python3-venv (zig comes from PyPI, scripts/cross-deps.sh), binutils' readelf, and
 # systemd's systemd-analyze/-sysusers/-tmpfiles for the unit checks; g++ builds libFuzzer
 # for `make fuzz-check`; faketime (libfaketime) steps the wall clock under a running
-# recorder in tests/e2e_clock.rs.
+# recorder in tests/e2e_clock.rs. chromium, nodejs and npm: real players in a headless
+# browser (tests/browser: hls.js driven by puppeteer-core, installed by `npm ci` from its
+# lock file; puppeteer downloads no browser, it drives Debian's /usr/bin/chromium).
 set -euo pipefail
 
 packages=(
@@ -38,6 +40,7 @@ packages=(
   python3-pyfuse3
   fuse3
   faketime
+  chromium
 )
 
 installed() {
@@ -92,6 +95,19 @@ if command -v rustup >/dev/null; then
 else
   cargo clippy --version >/dev/null 2>&1 || { echo "test-deps: cargo clippy missing (install rustup)" >&2; exit 1; }
   cargo fmt --version >/dev/null 2>&1 || { echo "test-deps: cargo fmt missing (install rustup)" >&2; exit 1; }
+fi
+# node and npm: Debian's, unless some node (e.g. NodeSource's, which bundles npm and
+# conflicts with Debian's npm package) is there already.
+if ! command -v npm >/dev/null; then
+  sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# The browser tests' npm packages, from the lock file; again only when the lock changed.
+browser="$(dirname "${BASH_SOURCE[0]}")/../tests/browser"
+if ! cmp -s "$browser/package-lock.json" "$browser/node_modules/.installed-lock.json"; then
+  (cd "$browser" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error &&
+    cp package-lock.json node_modules/.installed-lock.json)
 fi
 # moto's S3 server for the upload tests (tests/peers/s3_server.py), in a venv.
 "$(dirname "${BASH_SOURCE[0]}")/moto-venv.sh"

@@ -2,11 +2,14 @@
 //! publisher (`-re -c copy -f flv rtmp://.../live/cam?record_interval=2`). Every recorded
 //! file is decoded by ffmpeg and probed by ffprobe. `unsupported_audio`: audio edgerec
 //! does not record is dropped and the video kept. `formats`: `record=mp4|flv`,
-//! `record_type=audio&record=aac`, and formats that cannot hold the publisher's codecs.
+//! `record=mp4|hls` (with its events from a mosquitto broker), `record_type=audio&record=aac`,
+//! and formats that cannot hold the publisher's codecs.
 
 mod common;
 #[path = "e2e_push_rtmp/formats.rs"]
 mod formats;
+#[path = "peers/mosquitto.rs"]
+mod mosquitto;
 #[path = "e2e_push_rtmp/unsupported_audio.rs"]
 mod unsupported_audio;
 

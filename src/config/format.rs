@@ -19,6 +19,9 @@ pub enum Format {
     Flv,
     /// ADTS AAC (`.aac`): the audio only, one 7-byte header per frame.
     Aac,
+    /// HLS (RFC 8216, version 7): a playlist per recording naming fMP4/CMAF media segments
+    /// (`.m4s`, one per segment, decode times continuous across them) and one init section.
+    Hls,
 }
 
 /// The file a format is written through while its segment is open. The formats of one
@@ -32,11 +35,23 @@ pub enum Container {
     Flv,
     /// `aac`.
     Adts,
+    /// `hls`: the media segment (`.m4s`); the playlist naming it is written beside it.
+    Hls,
 }
 
 impl Container {
     /// Every container, in the order their sinks are started.
-    pub const ALL: [Container; 3] = [Container::Mp4, Container::Flv, Container::Adts];
+    pub const ALL: [Container; 4] = [
+        Container::Mp4,
+        Container::Flv,
+        Container::Adts,
+        Container::Hls,
+    ];
+
+    /// Whether its files are fMP4 (MP4 and HLS): fragments padded to pages, scanned alike.
+    pub fn is_fmp4(self) -> bool {
+        matches!(self, Container::Mp4 | Container::Hls)
+    }
 
     /// Suffix of the working file while a segment is being written.
     pub fn working_suffix(self) -> &'static str {
@@ -44,6 +59,7 @@ impl Container {
             Container::Mp4 => ".mp4.part",
             Container::Flv => ".flv.part",
             Container::Adts => ".aac.part",
+            Container::Hls => ".m4s.part",
         }
     }
 
@@ -53,6 +69,7 @@ impl Container {
             Container::Mp4 => "mp4",
             Container::Flv => "flv",
             Container::Adts => "aac",
+            Container::Hls => "m4s",
         }
     }
 
@@ -64,6 +81,7 @@ impl Container {
             Container::Mp4 => formats.contains(&Format::Fmp4).then_some(Format::Fmp4),
             Container::Flv => Some(Format::Flv),
             Container::Adts => Some(Format::Aac),
+            Container::Hls => Some(Format::Hls),
         }
     }
 
@@ -81,6 +99,7 @@ impl Container {
             Container::Mp4 => "mp4",
             Container::Flv => "flv",
             Container::Adts => "aac",
+            Container::Hls => "hls",
         }
     }
 }
@@ -96,6 +115,7 @@ impl Format {
             (Format::Mp4, true) => ".progressive.mp4",
             (Format::Flv, _) => ".flv",
             (Format::Aac, _) => ".aac",
+            (Format::Hls, _) => ".m4s",
         }
     }
 
@@ -105,6 +125,7 @@ impl Format {
             Format::Mp4 => "mp4",
             Format::Flv => "flv",
             Format::Aac => "aac",
+            Format::Hls => "hls",
         }
     }
 
@@ -114,18 +135,20 @@ impl Format {
             Format::Fmp4 | Format::Mp4 => Container::Mp4,
             Format::Flv => Container::Flv,
             Format::Aac => Container::Adts,
+            Format::Hls => Container::Hls,
         }
     }
 
-    /// Parse a template's format name. Formats that a later issue adds (hls, dash) are
-    /// refused with a message saying so.
+    /// Parse a template's format name. A format that a later issue adds (dash) is refused
+    /// with a message saying so.
     pub fn parse(s: &str) -> Result<Format, String> {
         match s {
             "fmp4" => Ok(Format::Fmp4),
             "mp4" => Ok(Format::Mp4),
             "flv" => Ok(Format::Flv),
             "aac" => Ok(Format::Aac),
-            "hls" | "dash" => Err(format!(
+            "hls" => Ok(Format::Hls),
+            "dash" => Err(format!(
                 "format \"{s}\" is not supported yet by this build (supported: {SUPPORTED})"
             )),
             other => Err(format!(
@@ -136,7 +159,7 @@ impl Format {
 }
 
 /// The format names [`Format::parse`] accepts, for messages.
-pub const SUPPORTED: &str = "fmp4, mp4, flv, aac";
+pub const SUPPORTED: &str = "fmp4, mp4, flv, aac, hls";
 
 /// `formats` split by container, in [`Container::ALL`] order, each with its formats in the
 /// order given; containers nothing asks for are left out.
@@ -159,14 +182,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_name_parses_back_and_hls_dash_wait_for_their_issue() {
-        for f in [Format::Fmp4, Format::Mp4, Format::Flv, Format::Aac] {
+    fn every_name_parses_back_and_dash_waits_for_its_issue() {
+        for f in [
+            Format::Fmp4,
+            Format::Mp4,
+            Format::Flv,
+            Format::Aac,
+            Format::Hls,
+        ] {
             assert_eq!(Format::parse(f.name()), Ok(f));
         }
-        for s in ["hls", "dash"] {
-            let e = Format::parse(s).unwrap_err();
-            assert!(e.contains("not supported yet"), "{e}");
-        }
+        let e = Format::parse("dash").unwrap_err();
+        assert!(e.contains("not supported yet"), "{e}");
         assert!(Format::parse("avi").unwrap_err().contains("unknown"));
     }
 
@@ -204,5 +231,6 @@ mod tests {
         assert_eq!(postcard::to_allocvec(&Format::Mp4).unwrap(), [1]);
         assert_eq!(postcard::to_allocvec(&Format::Flv).unwrap(), [2]);
         assert_eq!(postcard::to_allocvec(&Format::Aac).unwrap(), [3]);
+        assert_eq!(postcard::to_allocvec(&Format::Hls).unwrap(), [4]);
     }
 }

@@ -45,6 +45,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_FRAGMENT: Duration = Duration::from_secs(1);
 /// Smallest allowed `fragment`.
 pub const MIN_FRAGMENT: Duration = Duration::from_millis(100);
+/// Default [`Template::playlist_max_length`] (raised to `interval` when that is longer).
+pub const DEFAULT_PLAYLIST_MAX: Duration = Duration::from_secs(3600);
+/// Longest [`Template::playlist_max_length`].
+pub const MAX_PLAYLIST: Duration = Duration::from_secs(24 * 3600);
 /// Default `storage.retention_interval`.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Default `storage.stall_timeout`.
@@ -189,6 +193,9 @@ pub struct Template {
     pub naming: String,
     /// The upload target (`[[upload.targets]]` name) closed segments go to; `None` = none.
     pub upload: Option<String>,
+    /// `hls`: a recording's playlist is finished and a new one begun once it lists this much
+    /// media (`interval`..=24 h, default 1 h), so no playlist grows without bound.
+    pub playlist_max_length: Duration,
 }
 
 impl Template {

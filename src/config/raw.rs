@@ -130,6 +130,9 @@ pub(crate) struct RawTemplate {
     /// See [`super::Template::upload`].
     #[serde(default)]
     pub upload: Option<String>,
+    /// See [`super::Template::playlist_max_length`].
+    #[serde(default)]
+    pub playlist_max_length: Option<RawDuration>,
 }
 
 /// One `[[rules]]` entry.

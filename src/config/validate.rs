@@ -11,7 +11,8 @@ use super::size::{parse_min_free, parse_size, MinFree};
 use super::{
     Config, ConfigError, IngestConfig, IngestUser, LogConfig, Rule, StorageConfig, StreamConfig,
     Template, DEFAULT_FAULT_RESTART, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING,
-    DEFAULT_RETENTION_INTERVAL, DEFAULT_STALL_TIMEOUT, MAX_INTERVAL, MIN_FRAGMENT, MIN_INTERVAL,
+    DEFAULT_PLAYLIST_MAX, DEFAULT_RETENTION_INTERVAL, DEFAULT_STALL_TIMEOUT, MAX_INTERVAL,
+    MAX_PLAYLIST, MIN_FRAGMENT, MIN_INTERVAL,
 };
 use crate::config::format::Format;
 
@@ -415,6 +416,26 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
         .unwrap_or_else(|| DEFAULT_NAMING.to_owned());
     crate::util::naming::validate_template(&naming)
         .map_err(|m| ConfigError::invalid(format!("{path}.naming"), m))?;
+    let playlist_max_length = match &t.playlist_max_length {
+        None => DEFAULT_PLAYLIST_MAX.max(interval),
+        Some(v) => {
+            let field = format!("{path}.playlist_max_length");
+            let d = duration(&field, v)?;
+            if d > MAX_PLAYLIST {
+                return err(field, format!("{v} exceeds the maximum of 24h"));
+            }
+            if d < interval {
+                return err(
+                    field,
+                    format!(
+                        "{v} is below the template's interval of {}",
+                        humantime::format_duration(interval)
+                    ),
+                );
+            }
+            d
+        }
+    };
     Ok(Template {
         name: t.name.clone(),
         formats,
@@ -422,6 +443,7 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
         fragment,
         naming,
         upload: t.upload.clone(),
+        playlist_max_length,
     })
 }
 

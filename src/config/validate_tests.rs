@@ -140,13 +140,23 @@ fn wrong_types_are_refused_with_the_line() {
 
 #[test]
 fn unknown_and_future_formats_get_format_parse_messages() {
-    let e = error("[[templates]]\nname = \"t\"\nformats = [\"fmp4\", \"hls\"]\n");
+    let e = error("[[templates]]\nname = \"t\"\nformats = [\"fmp4\", \"dash\"]\n");
     assert!(e.starts_with("templates[0].formats[1]: "), "{e}");
     assert!(e.contains("not supported yet"), "{e}");
     let e = error("[[templates]]\nname = \"t\"\nformats = [\"avi\"]\n");
     assert!(e.contains("unknown format \"avi\""), "{e}");
     let e = error("[[templates]]\nname = \"t\"\nformats = [\"mp4\", \"mp4\"]\n");
     assert!(e.starts_with("templates[0].formats[1]: "), "{e}");
+}
+
+#[test]
+fn playlist_max_length_is_bounded_by_the_interval_and_a_day_and_names_its_field() {
+    let hls = "[[templates]]\nname = \"t\"\nformats = [\"hls\"]\ninterval = \"10s\"\n";
+    let e = error(&format!("{hls}playlist_max_length = \"5s\"\n"));
+    assert!(e.starts_with("templates[0].playlist_max_length: "), "{e}");
+    assert!(e.contains("below the template's interval"), "{e}");
+    let e = error(&format!("{hls}playlist_max_length = \"25h\"\n"));
+    assert!(e.starts_with("templates[0].playlist_max_length: "), "{e}");
 }
 
 #[test]

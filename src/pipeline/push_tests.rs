@@ -191,7 +191,7 @@ async fn pushes_nobody_records_or_with_bad_names_or_params_are_refused() {
         (req("", "cam1", ""), 403),
         (req("live", "..", ""), 400),
         (req("live", "x", "record=avi"), 400),
-        (req("live", "x", "record=hls"), 406),
+        (req("live", "x", "record=dash"), 406),
     ];
     for (r, status) in cases {
         let e = f.ingest.publish(r.clone()).unwrap_err();

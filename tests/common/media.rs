@@ -31,11 +31,17 @@ pub fn files_under(root: &Path) -> Vec<String> {
     out
 }
 
-/// Finished segment files under `root` (`*.mp4`, `*.flv`, `*.aac`, not `*.part`).
+/// Finished segment files under `root` (`*.mp4`, `*.flv`, `*.aac`, `*.m4s`, not `*.part`,
+/// not an HLS recording's `*.init.mp4`).
 pub fn segment_files(root: &Path) -> Vec<String> {
     files_under(root)
         .into_iter()
-        .filter(|p| p.ends_with(".mp4") || p.ends_with(".flv") || p.ends_with(".aac"))
+        .filter(|p| {
+            [".mp4", ".flv", ".aac", ".m4s"]
+                .iter()
+                .any(|e| p.ends_with(e))
+        })
+        .filter(|p| !p.ends_with(".init.mp4"))
         .collect()
 }
 

@@ -9,6 +9,9 @@
 //!   [`LaunchRtspPeer`]);
 //! - [`media`]: files on disk against the index, and checks by readers that are not ours
 //!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]);
+//! - [`browser`]: players in headless Chromium ([`browser::play`]) and a static server
+//!   with byte ranges ([`browser::StaticServer`]) (not re-exported);
+//! - [`hls`]: the tests' own playlist reader and the checks of every recorded playlist;
 //! - [`flv`]: the tests' own FLV tag walk and AMF0 reader ([`read_flv`],
 //!   [`check_flv_metadata`]);
 //! - [`powerloss`]: the power-loss filesystem peer ([`powerloss::PowerlossFs`],
@@ -19,7 +22,9 @@
 //! Each `tests/e2e_*.rs` uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod flv;
+pub mod hls;
 pub mod media;
 pub mod powerloss;
 pub mod process;
@@ -28,6 +33,9 @@ pub mod rtsp_peer;
 // Only the FLV tests read FLV files.
 #[allow(unused_imports)]
 pub use flv::*;
+// Only the HLS tests read playlists.
+#[allow(unused_imports)]
+pub use hls::*;
 pub use media::*;
 pub use process::*;
 // Not every test binary starts an RTSP peer.

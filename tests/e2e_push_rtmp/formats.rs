@@ -53,6 +53,79 @@ fn record_mp4_and_flv_gives_both_files_of_every_segment() {
 }
 
 #[test]
+fn record_mp4_and_hls_gives_both_a_finished_playlist_and_one_event_per_file() {
+    use crate::mosquitto::{Broker, Sub};
+    let dir = workdir("rtmp-mp4-hls-broker");
+    let broker = Broker::start(dir.path());
+    let events = Sub::start(&broker.client_args(), "edgerec/e2e/events/#", None);
+    let mut s = Setup::start_with(
+        "rtmp-mp4-hls",
+        &format!("\n[mqtt]\nurl = \"{}\"\n", broker.url()),
+    );
+    let spec = ClipSpec::h264(7, 1);
+    let clip = clip(&spec);
+    // The seed's own URL form: `|` unescaped.
+    let ffmpeg = s.push(&clip, "live/cam5?record=mp4|hls&record_interval=2");
+    let (ok, err) = finish(ffmpeg, Duration::from_secs(40));
+    assert!(ok, "ffmpeg push failed: {err}\nlog:\n{}", s.daemon.log());
+    // 7 s in 2 s segments: four segments, an .mp4 and an .m4s each.
+    assert!(
+        wait_closed(&s.cfg, &s.root, "cam5", 8, Duration::from_secs(20)),
+        "segments: {:?}\nlog:\n{}",
+        segments(&s.cfg),
+        s.daemon.log()
+    );
+    let rows = s.closed("cam5");
+    let segs = by_seq(&rows);
+    assert_eq!(segs.len(), 4, "{rows:#?}");
+    for (seq, rs) in &segs {
+        let mut formats: Vec<&str> = rs.iter().map(|r| r.files[0].format.as_str()).collect();
+        formats.sort();
+        assert_eq!(formats, ["hls", "mp4"], "segment {seq}: {rs:?}");
+    }
+    s.check_files(&rows);
+    // The publisher left: the recording is finished, and lists every .m4s.
+    let pls = playlists(&s.root);
+    assert_eq!(pls.len(), 1, "{pls:#?}");
+    assert!(pls[0].ended, "{}", pls[0].text);
+    pls[0].check(&s.root);
+    assert_eq!(pls[0].entries.len(), 4, "{}", pls[0].text);
+    assert_playlist_plays(&pls[0], spec.gop_ms() / 1000.0);
+    // One segment.closed event per file, each with its file_format.
+    let closed = "edgerec/e2e/events/segment.closed";
+    let got = events.wait(Duration::from_secs(20), |_| {
+        events.json_on(closed).len() >= rows.len()
+    });
+    let evs = events.json_on(closed);
+    assert!(got, "{evs:#?}\nlog:\n{}", s.daemon.log());
+    let mut per_file: Vec<(String, String)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e["files"][0]["path"].as_str().unwrap().to_owned(),
+                e["file_format"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    per_file.sort();
+    per_file.dedup();
+    let mut want: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let f = if r.files[0].format == "hls" {
+                "hls"
+            } else {
+                "mp4"
+            };
+            (r.files[0].path.clone(), f.to_owned())
+        })
+        .collect();
+    want.sort();
+    assert_eq!(per_file, want);
+    stop_clean(&mut s.daemon);
+}
+
+#[test]
 fn record_type_audio_and_record_aac_give_an_audio_only_adts_file() {
     let mut s = Setup::start("rtmp-aac");
     let clip = clip(&ClipSpec::h264(6, 1));

@@ -44,6 +44,14 @@ pub fn encode_init(start: &SegmentStart) -> Result<Vec<u8>, FormatError> {
     Ok(out)
 }
 
+/// The init section without our metadata (`ftyp` + `moov`): an HLS recording's EXT-X-MAP.
+pub fn encode_init_section(start: &SegmentStart) -> Result<Vec<u8>, FormatError> {
+    let mut out = Vec::with_capacity(1024);
+    encode_atom(&ftyp(), "ftyp", &mut out)?;
+    encode_atom(&init_moov(start)?, "moov", &mut out)?;
+    Ok(out)
+}
+
 /// The `ftyp` every edgerec MP4 starts with.
 pub(crate) fn ftyp() -> Ftyp {
     Ftyp {

@@ -7,6 +7,7 @@
 //! - [`flv`]: the FLV encoder (onMetaData patched in place at close, key frame index) and
 //!   its scanner; [`amf`]: AMF0, FLV's script data (and RTMP's commands).
 //! - [`adts`]: the ADTS AAC encoder and its scanner.
+//! - [`hls`]: HLS media segments (fMP4 with a continuous timeline) and the playlist's text.
 //!
 //! Every file a segment is written through has an [`Encoder`]: the bytes that begin the
 //! file, the bytes of each fragment, and what to write over its own earlier bytes when it
@@ -20,6 +21,7 @@ pub mod amf;
 mod boxes;
 pub mod flv;
 pub mod fmp4;
+pub mod hls;
 pub mod progressive;
 pub mod scan;
 #[cfg(all(test, feature = "process-tests"))]
@@ -78,6 +80,8 @@ pub trait Encoder: Send {
     fn fragment(&mut self, start: &SegmentStart, frag: &Fragment) -> Result<Vec<u8>, FormatError>;
     /// What to write over the file's earlier bytes before it is closed, if anything.
     fn finish(&mut self) -> Option<Patch>;
+    /// The next segment begins a new recording (HLS: its decode times restart at 0).
+    fn new_recording(&mut self) {}
 }
 
 struct Fmp4Encoder;
@@ -119,17 +123,33 @@ impl Encoder for adts::AdtsEncoder {
     }
 }
 
+impl Encoder for hls::HlsEncoder {
+    fn init(&mut self, start: &SegmentStart) -> Result<Vec<u8>, FormatError> {
+        hls::HlsEncoder::init(self, start)
+    }
+    fn fragment(&mut self, start: &SegmentStart, frag: &Fragment) -> Result<Vec<u8>, FormatError> {
+        Ok(hls::HlsEncoder::fragment(self, start, frag))
+    }
+    fn finish(&mut self) -> Option<Patch> {
+        None
+    }
+    fn new_recording(&mut self) {
+        hls::HlsEncoder::new_recording(self)
+    }
+}
+
 /// The encoder of `container`'s files for a stream cut every `interval`.
 pub fn encoder(container: Container, interval: Duration) -> Box<dyn Encoder> {
     match container {
         Container::Mp4 => Box::new(Fmp4Encoder),
         Container::Flv => Box::new(flv::FlvEncoder::new(interval)),
         Container::Adts => Box::new(adts::AdtsEncoder::new()),
+        Container::Hls => Box::new(hls::HlsEncoder::new()),
     }
 }
 
 /// Why `format` cannot hold a stream whose first video and audio tracks have these codecs,
-/// if it cannot (MP4 holds every codec edgerec records). The push servers ask before
+/// if it cannot (MP4, and so HLS's fMP4, holds every codec edgerec records). The push servers ask before
 /// accepting a publisher; the encoders refuse the same at a segment's start.
 pub fn refusal(
     format: Format,
@@ -137,7 +157,7 @@ pub fn refusal(
     audio: Option<AudioCodec>,
 ) -> Option<String> {
     match format {
-        Format::Fmp4 | Format::Mp4 => None,
+        Format::Fmp4 | Format::Mp4 | Format::Hls => None,
         Format::Flv => flv::refusal(video, audio),
         Format::Aac => adts::refusal(audio),
     }

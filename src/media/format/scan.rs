@@ -46,6 +46,9 @@ struct Timeline {
     timescale: u32,
     /// Decode-time end so far, in `timescale` ticks.
     end: u64,
+    /// Decode time of the first fragment (an HLS segment's starts where the previous one
+    /// of its recording ended; an fMP4's at 0).
+    start: Option<u64>,
 }
 
 /// Scans one of our MP4 files (fragmented or progressive).
@@ -110,7 +113,8 @@ pub fn scan<R: Read + Seek>(mut r: R) -> Result<FileScan, FormatError> {
     }
 
     if let Some(tl) = timeline.filter(|t| t.timescale > 0) {
-        out.duration_ms = (u128::from(tl.end) * 1000 / u128::from(tl.timescale)) as u64;
+        let len = tl.end.saturating_sub(tl.start.unwrap_or(0));
+        out.duration_ms = (u128::from(len) * 1000 / u128::from(tl.timescale)) as u64;
     }
     Ok(out)
 }
@@ -162,6 +166,7 @@ fn pick_timeline(moov: &Moov) -> Option<Timeline> {
         track_id: trak.tkhd.track_id,
         timescale: trak.mdia.mdhd.timescale,
         end: trak.mdia.mdhd.duration,
+        start: None,
     })
 }
 
@@ -179,6 +184,7 @@ fn complete_fragment<R: Read + Seek>(
     };
     for t in frag.tracks.iter().filter(|t| t.track_id == tl.track_id) {
         let start = t.base_decode_time.unwrap_or(tl.end);
+        tl.start.get_or_insert(start);
         tl.end = tl.end.max(start.saturating_add(t.duration()));
     }
     Ok(Some(frag.end))

@@ -191,6 +191,7 @@ mod tests {
             fragment: Duration::from_secs(1),
             naming: crate::config::DEFAULT_NAMING.into(),
             upload: None,
+            playlist_max_length: Duration::from_secs(3600),
         }
     }
 
@@ -224,8 +225,10 @@ mod tests {
 
     #[test]
     fn formats_not_built_yet_are_refused_as_unsupported() {
-        let e = RecordParams::parse("record=mp4|hls&record_interval=5400").unwrap_err();
-        assert!(matches!(&e, PublishError::UnsupportedFormat { format, .. } if format == "hls"));
+        let p = RecordParams::parse("record=mp4|hls&record_interval=5400").unwrap();
+        assert_eq!(p.formats, Some(vec![Format::Mp4, Format::Hls]));
+        let e = RecordParams::parse("record=mp4|dash").unwrap_err();
+        assert!(matches!(&e, PublishError::UnsupportedFormat { format, .. } if format == "dash"));
         assert_eq!(e.rtsp_status(), 406);
         assert!(e.to_string().contains("not supported yet"), "{e}");
     }

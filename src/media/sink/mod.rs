@@ -11,9 +11,10 @@
 //! | MP4 | `fmp4`, `mp4` | the fMP4, and the progressive MP4 made from it at close |
 //! | FLV | `flv` | tags written while recording, onMetaData patched at close |
 //! | ADTS | `aac` | the audio only |
+//! | HLS | `hls` | `.m4s` media segments, and the recording's playlist ([`HlsSink`]) |
 //!
-//! HLS and DASH are meant to be added the same way: further sinks beside these, without
-//! touching the segmenter or the recorder.
+//! DASH is meant to be added the same way: a further sink beside these, without touching
+//! the segmenter or the recorder.
 //!
 //! Sinks do blocking I/O; each stream's [`SinkSet`] lives on its own writer thread
 //! ([`SinkThread`]).
@@ -21,13 +22,15 @@
 use std::sync::Arc;
 
 use crate::config::Template;
-use crate::media::format::{self, Format};
+use crate::media::format::{self, Container, Format};
 use crate::media::segment::{Fragment, SegmentClose, SegmentEvent, SegmentStart};
 use crate::storage::store::{SegmentRow, Store, StoreError};
 
+mod hls_sink;
 mod store_sink;
 mod thread;
 
+pub use hls_sink::{playlist_entry, HlsSink, PlaylistFile, Playlists};
 pub use store_sink::StoreSink;
 pub use thread::{Detached, Report, SinkThread};
 
@@ -51,18 +54,28 @@ pub enum SinkError {
 }
 
 /// The sinks of a stream recorded with `template`: one [`StoreSink`] per container its
-/// formats need (MP4 first, then FLV, then ADTS).
+/// formats need (MP4 first, then FLV, then ADTS, then HLS's, inside its [`HlsSink`]).
 pub fn store_sinks(store: &Arc<Store>, template: &Template) -> Vec<Box<dyn Sink>> {
     format::by_container(&template.formats)
         .into_iter()
         .map(|(container, formats): (_, Vec<Format>)| {
-            Box::new(StoreSink::new(
+            let files = StoreSink::new(
                 store.clone(),
                 formats,
                 template.naming.clone(),
                 template.name.clone(),
                 format::encoder(container, template.interval),
-            )) as Box<dyn Sink>
+            );
+            if container == Container::Hls {
+                Box::new(HlsSink::new(
+                    store.clone() as Arc<dyn Playlists>,
+                    files,
+                    template.interval,
+                    template.playlist_max_length,
+                )) as Box<dyn Sink>
+            } else {
+                Box::new(files) as Box<dyn Sink>
+            }
         })
         .collect()
 }

@@ -24,6 +24,8 @@ pub struct StoreSink {
     template: String,
     encoder: Box<dyn Encoder>,
     writer: Option<SegmentWriter>,
+    /// Length of the open (or last) segment's head.
+    head_len: u64,
 }
 
 impl StoreSink {
@@ -42,10 +44,22 @@ impl StoreSink {
             template,
             encoder,
             writer: None,
+            head_len: 0,
         }
     }
 
-    fn name_for(&self, start: &SegmentStart) -> Result<PathBuf, SinkError> {
+    /// Length of the head (init section) of the segment open or last closed.
+    pub fn head_len(&self) -> u64 {
+        self.head_len
+    }
+
+    /// The next segment begins a new recording (see [`Encoder::new_recording`]).
+    pub fn new_recording(&mut self) {
+        self.encoder.new_recording();
+    }
+
+    /// The expanded naming template for `start`'s segment.
+    pub(super) fn name_for(&self, start: &SegmentStart) -> Result<PathBuf, SinkError> {
         let m = &start.meta;
         naming::expand(
             &self.naming,
@@ -102,6 +116,7 @@ impl Sink for StoreSink {
             .init(&start)
             .map_err(|e| self.encode_error(start.meta.seq, e))?;
         self.writer = Some(self.store.begin(&start.meta, &rel, &self.formats, &init)?);
+        self.head_len = init.len() as u64;
         debug!(
             seq = start.meta.seq,
             format = self.formats[0].name(),

@@ -100,6 +100,8 @@ impl Store {
                         || (e == "part" && is_ours_part(p))
                 })
             })
+            // An HLS recording's init section belongs to its playlist, not to a row.
+            .filter(|p| !p.to_string_lossy().ends_with(super::INIT_SUFFIX))
             .collect();
         let mut report = CheckReport {
             files: segment_files.len(),

@@ -39,7 +39,7 @@ pub(crate) fn scan(container: Container, path: &Path) -> Result<Scanned, StoreEr
     };
     let r = BufReader::new(file);
     Ok(match container {
-        Container::Mp4 => {
+        Container::Mp4 | Container::Hls => {
             let s = scan::scan(r).map_err(bad)?;
             Scanned {
                 meta: s.meta,

@@ -24,6 +24,8 @@
 //! | `base.progressive.mp4.part` | the progressive MP4 while it is produced |
 //! | `base.flv.part`, `base.flv` | the FLV working file, and the closed FLV (`flv`) |
 //! | `base.aac.part`, `base.aac` | the ADTS working file, and the closed `.aac` (`aac`) |
+//! | `base.m4s.part`, `base.m4s` | the HLS media segment's working file, and the closed one (`hls`) |
+//! | `first.m3u8`, `first.init.mp4` | an HLS recording's playlist and init section, named after its first segment's base (no row: see **Playlist**) |
 //!
 //! Beside them, `clock-corrections.json` records, per boot, the wall − boot clock offset a
 //! correction put that boot's unsynchronized segments on (see `restamp.rs` and
@@ -91,6 +93,23 @@
 //! segment there: no further append is accepted, and the failed fdatasync is never retried
 //! (Linux may have dropped the pages and report the next fsync clean).
 //!
+//! **Playlist** (HLS, [`Store::open_playlist`], [`PlaylistWriter`]). A recording's playlist is
+//! an append-only file; it never names a file that is not durable under its final name:
+//! 1. open, before the recording's first segment is created: write `first.init.mp4`
+//!    (`O_EXCL`) and fsync it; create `first.m3u8` (`O_EXCL`) with its head (the `EXT-X-MAP`
+//!    naming the init, and a `#EDGEREC:` comment line saying whose recording it is: app,
+//!    stream, first sequence number), fdatasync it; fsync the directory;
+//! 2. per segment, after its **Close** step 2 (the `.m4s` fsynced, renamed, directory fsynced):
+//!    append its entry (`EXT-X-PROGRAM-DATE-TIME`, `EXTINF`, `EXT-X-BYTERANGE`, URI) with one
+//!    `write`, then fdatasync. A crash before it leaves a durable segment the playlist does
+//!    not name yet; recovery adds it;
+//! 3. finish (the session ended, new codec parameters, `playlist_max_length` reached): append
+//!    `EXT-X-ENDLIST`, fdatasync.
+//!
+//! Only recovery rewrites a playlist, and always whole: write `first.m3u8.tmp`, fsync, rename
+//! over `first.m3u8`, fsync the directory. Bytes written per segment: its entry (about 150
+//! bytes, in a page the next append writes again: one page per segment) and nothing else.
+//!
 //! **Unfinished closes** ([`Store::close_unfinished`]): a segment whose close failed (a
 //! read-only disk refuses the rename) or whose writer was given up on after a stall stays
 //! `Writing` with its working file. Once its stream writes again, recovery's steps 2–3 are
@@ -141,7 +160,7 @@
 //! **Recovery** ([`Store::recover`], once at startup, before recording). In this order:
 //! 1. rows in `Deleting`: unlink leftover files, fsync dirs, drop the rows (delete steps 2–5
 //!    again; the hooks already ran with the mark);
-//! 2. every working file (`*.mp4.part`, `*.flv.part`, `*.aac.part`) under the root (the
+//! 2. every working file (`*.mp4.part`, `*.flv.part`, `*.aac.part`, `*.m4s.part`) under the root (the
 //!    tree is walked; the index and lock files are skipped):
 //!    - if its row is `Closed` and the row's files exist: a leftover of close step 5, remove;
 //!    - else scan it: with at least one complete fragment (FLV: audio or video tag; ADTS:
@@ -166,7 +185,14 @@
 //!    carrying our metadata are adopted as `Closed` rows (an fMP4 and its progressive copy
 //!    share one row, an FLV or ADTS file has its own); others are left alone ("not ours").
 //!
-//! 6. a durable flush, so what recovery did is on disk before recording starts.
+//! 6. HLS playlists without `EXT-X-ENDLIST` (a crash, or a segment left open by an error):
+//!    rewritten (as **Playlist** says) from the index: the `Closed` `.m4s` rows of its stream
+//!    from its first sequence number up to the next recording's, each with its entry from
+//!    the row and its file (scanned for where its fragments begin), then `EXT-X-ENDLIST`. So
+//!    no entry is left without its file and no segment of the recording outside it (a
+//!    recording left without any segment is removed with its init section). Leftover
+//!    `.m3u8.tmp` files, and init sections whose playlist was never created, are removed;
+//! 7. a durable flush, so what recovery did is on disk before recording starts.
 //!
 //! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
 //! interrupted is simply run again. Afterwards every `Closed` row's files exist with the
@@ -220,6 +246,7 @@ mod error;
 mod fsutil;
 mod index;
 mod media;
+mod playlist;
 mod queue;
 mod rebuild;
 mod recovery;
@@ -231,6 +258,7 @@ mod writer;
 pub use check::CheckReport;
 pub use error::StoreError;
 pub(crate) use fsutil::create_dirs;
+pub use playlist::{PlaylistWriter, INIT_SUFFIX, PLAYLIST_SUFFIX};
 pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
 pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};

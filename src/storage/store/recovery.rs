@@ -31,6 +31,9 @@ pub struct RecoveryReport {
     pub removed: Vec<PathBuf>,
     /// Rows dropped (deletes finished, writes that never produced a file, files gone).
     pub dropped_rows: u64,
+    /// HLS playlists that were unfinished: rewritten from the index and finished, or removed
+    /// with their init section when no segment of theirs is left.
+    pub playlists_repaired: u64,
 }
 
 impl Store {
@@ -68,6 +71,9 @@ impl Store {
 
         // 5. Our files without a row.
         adopt(shared, now_ms, &mut report.adopted)?;
+
+        // 6. HLS playlists left unfinished: rewritten from the rows above, and finished.
+        report.playlists_repaired = super::playlist::recover_playlists(shared)?;
 
         // Everything above, volatile parts included, is on disk before recording starts.
         shared.index.flush()?;
@@ -271,6 +277,7 @@ fn new_row_for_part(
             Container::Mp4 => Format::Fmp4,
             Container::Flv => Format::Flv,
             Container::Adts => Format::Aac,
+            Container::Hls => Format::Hls,
         });
     }
     let row = SegmentRow::writing(shared.index.alloc_id(), &meta, base, formats);
@@ -364,7 +371,8 @@ pub(super) fn adopt(
     type Key = (String, String, String, u64, i64, u8);
     let mut groups: BTreeMap<Key, Vec<(PathBuf, Format, Scanned, u64)>> = BTreeMap::new();
     for rel in fsutil::walk(&shared.root)? {
-        if known.contains(&rel) {
+        // An HLS recording's init section belongs to its playlist, not to a row.
+        if known.contains(&rel) || rel.to_string_lossy().ends_with(super::INIT_SUFFIX) {
             continue;
         }
         let Some((rank, container)) = Container::ALL
@@ -393,6 +401,7 @@ pub(super) fn adopt(
             Container::Mp4 => Format::Mp4,
             Container::Flv => Format::Flv,
             Container::Adts => Format::Aac,
+            Container::Hls => Format::Hls,
         };
         let key = (
             meta.device,
@@ -447,7 +456,13 @@ fn adopted_row(
     files: &mut Vec<(PathBuf, Format, Scanned, u64)>,
 ) -> SegmentRow {
     let mut taken: Vec<(PathBuf, Format, Scanned, u64)> = Vec::new();
-    for format in [Format::Fmp4, Format::Mp4, Format::Flv, Format::Aac] {
+    for format in [
+        Format::Fmp4,
+        Format::Mp4,
+        Format::Flv,
+        Format::Aac,
+        Format::Hls,
+    ] {
         if let Some(i) = files.iter().position(|f| f.1 == format) {
             taken.push(files.remove(i));
         }

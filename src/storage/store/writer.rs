@@ -117,7 +117,7 @@ impl Store {
         // that loses it leaves a working file that recovery identifies from its contents.
         shared.index.commit_volatile(vec![Op::put(row.clone())])?;
         let working = shared.root.join(row.working_path());
-        let sync_head = container == Container::Mp4;
+        let sync_head = container.is_fmp4();
         match create_working(shared, &working, init, sync_head) {
             Ok(file) => Ok(SegmentWriter {
                 shared: shared.clone(),
@@ -262,7 +262,7 @@ impl SegmentWriter {
         if self.failed {
             return Err(self.error("an earlier write failed; finish or abandon this segment"));
         }
-        if self.row.container() != Container::Mp4 {
+        if !self.row.container().is_fmp4() {
             return self.append_whole_pages(fragment);
         }
         let pad = page_padding(self.bytes, fragment.len());

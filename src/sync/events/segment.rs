@@ -173,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn flv_and_aac_files_get_events_of_their_own_with_their_file_format() {
+    fn flv_aac_and_hls_files_get_events_of_their_own_with_their_file_format() {
         let dir = tempfile::tempdir().unwrap();
         let h = hook(dir.path());
         let mut ids = Vec::new();
@@ -181,6 +181,7 @@ mod tests {
             (vec![Format::Fmp4, Format::Mp4], "mp4"),
             (vec![Format::Flv], "flv"),
             (vec![Format::Aac], "aac"),
+            (vec![Format::Hls], "hls"),
         ] {
             let mut r = row(7);
             r.formats = formats;
@@ -196,7 +197,8 @@ mod tests {
             [
                 "edge-1-seg-cam-3-closed",
                 "edge-1-seg-cam-3-flv-closed",
-                "edge-1-seg-cam-3-aac-closed"
+                "edge-1-seg-cam-3-aac-closed",
+                "edge-1-seg-cam-3-hls-closed"
             ]
         );
     }

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+// Plays a URL in headless Chromium (Debian's, /usr/bin/chromium, or $CHROMIUM) and prints
+// one JSON line: {"ok", "why", "currentTime", "duration", "errors": [...]}.
+//
+//   node play.js URL [--player hls|native] [--seconds 5] [--timeout 60]
+//
+// ok is true once the video's currentTime passed --seconds with no fatal player error.
+// `hls` plays with hls.js (from npm, the version in package-lock.json); `native` with the
+// <video> element alone. Exit status 0 when ok, 1 when not, 2 on a harness failure.
+'use strict';
+const puppeteer = require('puppeteer-core');
+
+function args(argv) {
+  const o = { url: null, player: 'hls', seconds: 5, timeout: 60 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--player') o.player = argv[++i];
+    else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--timeout') o.timeout = Number(argv[++i]);
+    else o.url = a;
+  }
+  if (!o.url) throw new Error('usage: play.js URL [--player hls|native] [--seconds S] [--timeout S]');
+  return o;
+}
+
+async function main() {
+  const o = args(process.argv.slice(2));
+  const browser = await puppeteer.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--mute-audio', '--autoplay-policy=no-user-gesture-required'],
+  });
+  try {
+    const page = await browser.newPage();
+    const console_lines = [];
+    page.on('console', (m) => console_lines.push(m.text()));
+    // The page takes the media's origin (same-origin fetches: no CORS, no private-network
+    // checks from an opaque about:blank origin), whatever that server answers for `/`.
+    await page.goto(new URL('/', o.url).href).catch(() => {});
+    await page.setContent('<video id="v" muted playsinline></video>');
+    if (o.player === 'hls') {
+      await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
+    }
+    const result = await page.evaluate(
+      (url, player, seconds, timeoutMs) =>
+        new Promise((resolve) => {
+          const v = document.getElementById('v');
+          const errors = [];
+          let settled = false;
+          const done = (ok, why) => {
+            if (settled) return;
+            settled = true;
+            resolve({ ok, why, currentTime: v.currentTime, duration: v.duration, errors });
+          };
+          v.addEventListener('timeupdate', () => {
+            if (v.currentTime >= seconds) done(errors.every((e) => !e.fatal), 'played');
+          });
+          v.addEventListener('error', () => {
+            errors.push({ fatal: true, media: v.error && v.error.message });
+            done(false, 'media element error');
+          });
+          v.addEventListener('ended', () => done(v.currentTime >= seconds, 'ended'));
+          setTimeout(() => done(false, 'timeout'), timeoutMs);
+          const play = () => v.play().catch((e) => errors.push({ fatal: false, play: String(e) }));
+          if (player === 'hls') {
+            if (!window.Hls || !Hls.isSupported()) return done(false, 'hls.js: no MediaSource');
+            const hls = new Hls();
+            hls.on(Hls.Events.ERROR, (_, d) => {
+              errors.push({ fatal: d.fatal, type: d.type, details: d.details, reason: String(d.reason || d.error || '') });
+              if (d.fatal) done(false, 'fatal hls.js error: ' + d.details);
+            });
+            hls.on(Hls.Events.MANIFEST_PARSED, play);
+            hls.loadSource(url);
+            hls.attachMedia(v);
+          } else {
+            v.src = url;
+            play();
+          }
+        }),
+      o.url,
+      o.player,
+      o.seconds,
+      o.timeout * 1000,
+    );
+    result.console = console_lines.slice(-20);
+    console.log(JSON.stringify(result));
+    return result.ok ? 0 : 1;
+  } finally {
+    await browser.close();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.log(JSON.stringify({ ok: false, why: 'harness: ' + String(e && e.stack || e) }));
+    process.exit(2);
+  },
+);
