@@ -215,6 +215,7 @@ use crate::storage::retention::Disk;
 use crate::util::clock::{SharedClock, SystemClock};
 
 mod check;
+mod consumers;
 mod delete;
 mod error;
 mod fsutil;
@@ -235,7 +236,7 @@ pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
 pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
-pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
+pub use tables::{AuxMode, AuxOp, AuxTable, ConsumerMeta, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
 
 /// How often the recorder makes volatile index changes durable ([`Store::flush`]).
@@ -400,6 +401,12 @@ impl Store {
     /// entries bounded appends dropped (see [`AuxOp::append`]).
     pub fn aux_queue(&self, table: AuxTable) -> Result<QueueMeta, StoreError> {
         self.shared.index.aux_queue(table)
+    }
+
+    /// The consumers of a queue table with their cursors and drop counts (see
+    /// [`AuxOp::consumers`]).
+    pub fn aux_consumers(&self, table: AuxTable) -> Result<Vec<ConsumerMeta>, StoreError> {
+        self.shared.index.aux_consumers(table)
     }
 
     /// Apply auxiliary-table changes in one transaction, with a segment row update if given

@@ -132,7 +132,14 @@ impl Store {
             }
             let rel = row.working_path();
             if fsutil::file_len(&shared.root.join(&rel))?.is_some() {
-                recover_part(shared, &rel, row.container(), Some(row), now_ms, &mut report)?;
+                recover_part(
+                    shared,
+                    &rel,
+                    row.container(),
+                    Some(row),
+                    now_ms,
+                    &mut report,
+                )?;
             } else {
                 finish_or_drop(shared, row, now_ms, &mut report)?;
             }
@@ -160,7 +167,14 @@ pub(super) fn recover_parts(
             }
             continue;
         };
-        recover_part(shared, &rel, container, by_working.get(&rel).cloned(), now_ms, report)?;
+        recover_part(
+            shared,
+            &rel,
+            container,
+            by_working.get(&rel).cloned(),
+            now_ms,
+            report,
+        )?;
     }
     Ok(())
 }
