@@ -17,8 +17,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::sync::events::Event;
-
 /// Events in flight at once (rumqttc allows more; commands' replies need room too).
 pub const WINDOW: usize = 32;
 
@@ -110,30 +108,13 @@ impl Window {
     }
 }
 
-/// The JSON published for `event`: `id`, `kind`, `device`, `at_ms`, `event_seq` (its outbox
-/// key: increasing in the order events were stored; absent for events sent outside the
-/// outbox), then its own fields.
-pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
-    let mut obj = serde_json::Map::new();
-    obj.insert("id".into(), event.id.clone().into());
-    obj.insert("kind".into(), event.kind.as_str().into());
-    obj.insert("device".into(), device.into());
-    obj.insert("at_ms".into(), event.at_ms.into());
-    if let Some(seq) = seq {
-        obj.insert("event_seq".into(), seq.into());
-    }
-    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
-        for (k, v) in body {
-            obj.entry(k).or_insert(v);
-        }
-    }
-    serde_json::to_vec(&obj).expect("a JSON object serializes")
-}
+/// The JSON published for `event` (see [`crate::sync::events::payload`]).
+pub use crate::sync::events::payload;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::events::EventKind;
+    use crate::sync::events::{Event, EventKind};
 
     #[test]
     fn an_event_is_released_only_by_the_puback_of_its_own_packet() {

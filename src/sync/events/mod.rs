@@ -131,6 +131,26 @@ pub struct Event {
     pub body: String,
 }
 
+/// The JSON of `event` for MQTT and webhooks: `id`, `kind`, `device`, `at_ms`, `event_seq`
+/// (its log key: increasing in the order events were stored; absent for events sent
+/// outside the log), then its own fields.
+pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), event.id.clone().into());
+    obj.insert("kind".into(), event.kind.as_str().into());
+    obj.insert("device".into(), device.into());
+    obj.insert("at_ms".into(), event.at_ms.into());
+    if let Some(seq) = seq {
+        obj.insert("event_seq".into(), seq.into());
+    }
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
+        for (k, v) in body {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    serde_json::to_vec(&obj).expect("a JSON object serializes")
+}
+
 impl Event {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("an event always encodes")

@@ -194,3 +194,13 @@ fn the_first_consumers_of_a_log_from_before_cursors_start_at_its_oldest_event() 
     let from = ev.cursor(MQTT).unwrap();
     assert_eq!(ev.pending(from, 10).unwrap().len(), 2);
 }
+
+#[test]
+fn the_configs_event_kinds_are_the_event_kinds() {
+    let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names, crate::config::callbacks::EVENT_KINDS);
+    assert_eq!(
+        EventKind::parse("callback.alarm"),
+        Some(EventKind::CallbackAlarm)
+    );
+}
