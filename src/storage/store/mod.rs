@@ -56,6 +56,10 @@
 //! a lost `Writing` row → recovery finds the `.part` (step 2); a lost `Closed` → the row is
 //! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
 //! a lost drop of deleted rows → rows still `Deleting` (step 1).
+//! The event log's consumer cursors ([`AuxOp::advance`]) move in volatile commits too: a lost
+//! move leaves the cursor *behind* what its peer acknowledged, so the events after it are
+//! delivered again (same ids), never skipped; the entries the move would have removed are
+//! still there, because removal is part of the same commit.
 //!
 //! **Open** ([`Store::open`]): create the root if missing, fsyncing the parent of each
 //! directory created; open or create `index.redb`, then fsync the root. A durable commit is
