@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::RawDuration;
 use super::ConfigError;
 
 /// Default `callbacks[].timeout`.
@@ -32,8 +31,9 @@ pub const EVENT_KINDS: [&str; 11] = [
     "clock.corrected",
     "callback.alarm",
 ];
-/// The kinds a `tencent` endpoint can be sent (finished files).
-pub const TENCENT_KINDS: [&str; 2] = ["segment.closed", "segment.uploaded"];
+/// The kinds a `tencent` endpoint can be sent (finished files: closed by its writer,
+/// finished by recovery after a crash, uploaded).
+pub const TENCENT_KINDS: [&str; 3] = ["segment.closed", "segment.recovered", "segment.uploaded"];
 
 /// One `[[callbacks]]` entry as serde reads it.
 #[derive(Debug, Deserialize)]
@@ -48,11 +48,11 @@ pub(crate) struct RawCallback {
     #[serde(default)]
     pub format: Option<String>,
     #[serde(default)]
-    pub timeout: Option<RawDuration>,
+    pub timeout: Option<String>,
     #[serde(default)]
-    pub retry_initial: Option<RawDuration>,
+    pub retry_initial: Option<String>,
     #[serde(default)]
-    pub retry_max: Option<RawDuration>,
+    pub retry_max: Option<String>,
 }
 
 /// How a callback's body is shaped and signed.
@@ -135,8 +135,10 @@ fn bad<T>(field: String, message: impl Into<String>) -> Result<T> {
     Err(ConfigError::invalid(field, message))
 }
 
-fn duration(field: String, v: &Option<RawDuration>, default: Duration) -> Result<Duration> {
-    let Some(RawDuration(s)) = v else {
+/// Durations are read as strings here (not `raw::RawDuration`), so this file and `raw.rs`
+/// do not import each other.
+fn duration(field: String, v: &Option<String>, default: Duration) -> Result<Duration> {
+    let Some(s) = v else {
         return Ok(default);
     };
     match humantime::parse_duration(s.trim()) {
@@ -351,6 +353,10 @@ mod tests {
         let c = parse("url = \"http://x/\"\nsecret = \"k\"\nformat = \"tencent\"").unwrap();
         let cb = &c.callbacks[0];
         assert!(cb.wants("segment.closed") && cb.wants("segment.uploaded"));
+        assert!(
+            cb.wants("segment.recovered"),
+            "a file recovery finished is a finished file"
+        );
         assert!(!cb.wants("source.state"));
     }
 

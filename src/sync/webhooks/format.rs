@@ -25,14 +25,15 @@ pub fn standard_signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> 
     )
 }
 
-/// The event-100 body for a finished-file event (`segment.closed`, `segment.uploaded`),
+/// The event-100 body for a finished-file event (`segment.closed`, `segment.recovered`,
+/// `segment.uploaded`),
 /// signed with `key` at wall time `now_s`; `None` for other kinds (not sent to a tencent
 /// endpoint). `video_url` is the uploaded object's URL (`segment.uploaded`), empty for a
 /// `segment.closed` (the file is only on the box).
 pub fn tencent_body(event: &Event, key: &str, now_s: i64) -> Option<Vec<u8>> {
     if !matches!(
         event.kind,
-        EventKind::SegmentClosed | EventKind::SegmentUploaded
+        EventKind::SegmentClosed | EventKind::SegmentRecovered | EventKind::SegmentUploaded
     ) {
         return None;
     }

@@ -177,3 +177,60 @@ pub fn status(store: &Store) -> Result<Vec<EndpointStatus>, StoreError> {
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn cfgs(secret: &str, names: &[&str]) -> Vec<CallbackConfig> {
+        let mut t =
+            String::from("device_id = \"d\"\n[storage]\nroot = \"/tmp/x\"\nmax_bytes = \"1GiB\"\n");
+        for n in names {
+            t += &format!(
+                "[[callbacks]]\nname = \"{n}\"\nurl = \"http://127.0.0.1:9/{n}\"\nsecret = \"{secret}\"\n"
+            );
+        }
+        Config::from_toml_str(&t).unwrap().callbacks
+    }
+
+    const A: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const B: &str = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    #[test]
+    fn a_disabled_endpoint_stays_disabled_until_its_config_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let recs = prepare(&store, &cfgs(A, &["x", "y"])).unwrap();
+        assert_eq!(consumers(true, &recs), ["mqtt", "callback:x", "callback:y"]);
+        let mut x = recs[0].clone();
+        x.disabled = Some((5, "HTTP 410 Gone".into()));
+        store.aux_commit(vec![x.op()], None, true).unwrap();
+
+        let recs = prepare(&store, &cfgs(A, &["x", "y"])).unwrap();
+        assert!(recs[0].disabled.is_some(), "a restart keeps it disabled");
+        assert_eq!(
+            consumers(false, &recs),
+            ["callback:y"],
+            "and gives it no cursor"
+        );
+
+        let recs = prepare(&store, &cfgs(B, &["x", "y"])).unwrap();
+        assert!(recs[0].disabled.is_none(), "a new secret enables it again");
+    }
+
+    #[test]
+    fn an_endpoint_removed_from_the_config_loses_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        prepare(&store, &cfgs(A, &["x", "y"])).unwrap();
+        prepare(&store, &cfgs(A, &["y"])).unwrap();
+        assert!(load(&store, "x").unwrap().is_none());
+        let names: Vec<String> = status(&store)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["y"]);
+    }
+}

@@ -89,12 +89,16 @@ impl Endpoint {
                 }
                 continue;
             }
+            // Events the filter passes over move the cursor with the next delivery, or at
+            // the end of the batch: one commit, not one per event.
+            let mut skipped = None;
             for (seq, event) in batch {
                 if !self.cfg.wants(event.kind.as_str()) {
-                    // Passed over without a request; the cursor moves with the next
-                    // delivery, or now when nothing else is wanted.
-                    self.advance(seq + 1).await;
+                    skipped = Some(seq + 1);
                     continue;
+                }
+                if let Some(next) = skipped.take() {
+                    self.advance(next).await;
                 }
                 match self
                     .deliver(&mut delivery, key.as_deref(), seq, &event)
@@ -108,6 +112,9 @@ impl Endpoint {
                     }
                     None => return,
                 }
+            }
+            if let Some(next) = skipped {
+                self.advance(next).await;
             }
         }
     }
