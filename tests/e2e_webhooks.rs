@@ -256,19 +256,9 @@ fn every_event_arrives_in_order_across_an_outage_and_a_kill_9_and_410_disables()
         hooks.len(),
         seen.len()
     );
-    // The segment events are in segment order too.
-    let seg_order: Vec<&str> = hooks
-        .iter()
-        .filter(|e| want.contains(&e.0))
-        .map(|e| e.0.as_str())
-        .fold(Vec::new(), |mut v, id| {
-            if !v.contains(&id) {
-                v.push(id);
-            }
-            v
-        });
-    let want_order: Vec<&str> = want.iter().map(String::as_str).collect();
-    assert_eq!(seg_order, want_order, "segment events in segment order");
+    // (Not segment order: recovery after the kill -9 stores the torn segment's
+    // `recovered` before the `closed` events of closes the crash took back; the log's
+    // order, `event_seq`, is what delivery keeps, checked above.)
 
     // The Tencent endpoint got event 100 for the closed segments, signed (checked by the
     // receiver with hashlib).
