@@ -214,6 +214,24 @@ mod tests {
     }
 
     #[test]
+    fn a_callbacks_patch_replaces_the_endpoints_and_names_a_bad_field() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (_, cfg) = apply(
+            &base(),
+            &obj(json!({"callbacks": [{"url": "https://h.example/x", "secret": secret}]})),
+        )
+        .unwrap();
+        assert_eq!(cfg.callbacks.len(), 1);
+        assert_eq!(cfg.callbacks[0].url, "https://h.example/x");
+        let e = apply(
+            &base(),
+            &obj(json!({"callbacks": [{"url": "file:///etc/passwd", "secret": secret}]})),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("callbacks[0].url"), "{e}");
+    }
+
+    #[test]
     fn a_retention_patch_merges_into_storage_and_null_removes() {
         let (_, cfg) = apply(
             &base(),
