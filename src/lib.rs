@@ -16,7 +16,7 @@
 //!    |
 //!   pipeline  one supervised recorder task per stream, the supervisor
 //!    |
-//!   sync      upload queue -> object store; event outbox (MQTT publishes from it)
+//!   sync      upload queue -> object store; event log (MQTT and webhooks, a cursor each)
 //!    |
 //!   storage   store (files, fsync, index, recovery) -> retention; storage guard
 //!    |
@@ -41,8 +41,9 @@
 //!   [`storage::store`]'s docs), retention (the pure eviction policy and the pass that
 //!   applies it) and the storage guard.
 //! - [`sync`]: offline-first upload of closed segments to S3-compatible or local targets
-//!   (durable queue in the index, resumable multipart, bandwidth cap, windows), and the
-//!   event outbox in the index (written with the state change it reports).
+//!   (durable queue in the index, resumable multipart, bandwidth cap, windows), the
+//!   event log in the index (written with the state change it reports), and webhooks
+//!   that deliver it to HTTP endpoints, each with its own cursor.
 //! - [`pipeline`]: one supervised task per stream gluing source, segmenter and sinks; the
 //!   supervisor starts and stops them at runtime.
 //! - [`control`]: what the fleet commands do (MQTT, `edgerec command` and the local socket

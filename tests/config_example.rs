@@ -160,3 +160,16 @@ fn readme_documents_every_key_of_the_default_config() {
         );
     }
 }
+
+#[test]
+fn readmes_callbacks_example_is_accepted_as_written() {
+    let readme = readme();
+    let at = readme
+        .find("```toml\n[[callbacks]]")
+        .expect("a callbacks example")
+        + 8;
+    let len = readme[at..].find("```").unwrap();
+    let c = Config::from_toml_str(&format!("{EXAMPLE}\n{}", &readme[at..at + len])).unwrap();
+    assert_eq!(c.callbacks.len(), 2);
+    assert_eq!(c.callbacks[1].name, "tencent-vod");
+}

@@ -456,6 +456,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
                 crate::sync::upload::paused_in(&store)?,
                 SystemClock.wall_ms(),
             );
+            r.callbacks = crate::sync::webhooks::aged(r.callbacks, SystemClock.wall_ms());
             r
         }
     };

@@ -81,6 +81,8 @@ pub struct Running {
     ingest: crate::media::ingest::Ingest,
     servers: JoinSet<()>,
     control: JoinHandle<()>,
+    /// One delivery task per webhook endpoint (`crate::sync::webhooks`).
+    webhooks: JoinSet<()>,
     mqtt: crate::control::mqtt::Handle,
 }
 
@@ -126,11 +128,17 @@ pub async fn start(
     let root = cfg.storage.root.clone();
     let store = Arc::new(open_store(&root).await?);
     // The outbox, and the segment-event hook that must see recovery's closes too.
-    let events = Events::new(
+    // Its consumers: MQTT and every webhook endpoint not disabled, each with its cursor.
+    let callbacks = crate::sync::webhooks::prepare(&store, &cfg.callbacks)?;
+    let events = Events::open(
         store.clone(),
         &cfg.device_id,
-        cfg.mqtt.is_some(),
-        cfg.mqtt.as_ref().map_or(1, |m| m.outbox_capacity),
+        &crate::sync::webhooks::consumers(cfg.mqtt.is_some(), &callbacks),
+        cfg.mqtt
+            .as_ref()
+            .map_or(crate::config::mqtt::DEFAULT_OUTBOX_CAPACITY, |m| {
+                m.outbox_capacity
+            }),
     )?;
     crate::sync::events::segment::register(&store, &events, &clock);
     // The upload queue's hook must see recovery's closes and adoptions too.
@@ -254,6 +262,9 @@ pub async fn start(
         live_config: Some(live_config.clone()),
         time: Some(watch.clone()),
     })?;
+    let webhooks =
+        crate::sync::webhooks::spawn(&cfg.callbacks, &callbacks, &h.events, &h.clock, &h.cancel)
+            .context("cannot start the callbacks' HTTP client")?;
     let control = tokio::spawn(crate::control::socket::serve_with_status(
         h.store.clone(),
         Some(status_source),
@@ -302,6 +313,7 @@ pub async fn start(
         ingest,
         servers,
         control,
+        webhooks,
         mqtt,
     }))
 }
@@ -392,7 +404,7 @@ impl Running {
     }
 
     /// Stops everything in order: stream recorders (sources, then writers), push sessions,
-    /// the local socket, uploads, then MQTT (so the events of the segments just closed go
+    /// the local socket, uploads, webhooks, then MQTT (so the events of the segments just closed go
     /// out before `offline`), and a last index flush. A second signal exits at once.
     pub async fn shutdown(self) {
         let Running {
@@ -405,6 +417,7 @@ impl Running {
             ingest,
             control,
             upload_task,
+            mut webhooks,
             mqtt,
             ..
         } = self;
@@ -425,6 +438,8 @@ impl Running {
             if let Some(t) = upload_task {
                 let _ = t.await;
             }
+            // Webhook deliveries stop (what is not delivered goes at the next start).
+            while webhooks.join_next().await.is_some() {}
             // Last: the events of the segments closed above go out before `offline`.
             mqtt.finish().await;
             flush(&h.store).await;

@@ -118,6 +118,20 @@ pub fn render(r: &Report) -> String {
         }
     }
     let _ = writeln!(s, "\n{}", r.uploads.render());
+    for c in &r.callbacks {
+        let state = if c.disabled { "DISABLED" } else { "enabled" };
+        let age = c
+            .oldest_age_s
+            .map_or(String::new(), |a| format!(", oldest {a}s old"));
+        let _ = writeln!(
+            s,
+            "callback {} ({}, {state}): {} event(s) behind{age}, {} dropped",
+            c.name, c.format, c.lag_events, c.dropped
+        );
+        if let Some(e) = c.disabled_reason.as_ref().or(c.last_error.as_ref()) {
+            let _ = writeln!(s, "  last error: {e}");
+        }
+    }
     s
 }
 

@@ -52,6 +52,16 @@ fn report_round_trips_through_json_and_renders_every_stream() {
                 correction: true,
             }),
         }),
+        callbacks: vec![crate::sync::webhooks::EndpointStatus {
+            name: "backend".into(),
+            url: "https://example.com/hook".into(),
+            format: "standard".into(),
+            lag_events: 3,
+            oldest_age_s: Some(42),
+            disabled: true,
+            disabled_reason: Some("HTTP 410 Gone".into()),
+            ..Default::default()
+        }],
     };
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.contains("\"state\":\"recording\""), "{json}");
@@ -71,6 +81,11 @@ fn report_round_trips_through_json_and_renders_every_stream() {
         "{text}"
     );
     assert!(text.contains("uploads: not configured"), "{text}");
+    assert!(
+        text.contains("callback backend (standard, DISABLED): 3 event(s) behind, oldest 42s old")
+            && text.contains("last error: HTTP 410 Gone"),
+        "{text}"
+    );
     assert!(
         text.contains("write_error cam1: fdatasync EIO since 1970-01-01T00:00:02Z"),
         "{text}"

@@ -9,6 +9,7 @@
 //! Paths are kept as written: a relative `storage.root` is resolved against the current
 //! directory when it is used.
 
+pub mod callbacks;
 pub mod format;
 pub mod mqtt;
 pub mod patch;
@@ -88,6 +89,8 @@ pub struct Config {
     pub mqtt: Option<MqttConfig>,
     /// Upload sync to object storage (`[upload]`, optional; off when absent).
     pub upload: Option<upload::UploadConfig>,
+    /// Webhook endpoints the event log is delivered to (`[[callbacks]]`, optional).
+    pub callbacks: Vec<callbacks::CallbackConfig>,
 }
 
 /// `[ingest]`: servers that accept pushed streams, and their limits.

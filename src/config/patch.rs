@@ -2,8 +2,8 @@
 //! written back atomically.
 //!
 //! A patch is an object with any of:
-//! - `streams`, `templates`, `rules`: arrays that **replace** the section (same keys as the
-//!   TOML file; `[]` empties it);
+//! - `streams`, `templates`, `rules`, `callbacks`: arrays that **replace** the section
+//!   (same keys as the TOML file; `[]` empties it);
 //! - `retention`: an object merged into `[storage]`; only `max_bytes`, `min_free`,
 //!   `max_age` and `retention_interval` (`null` removes an optional key);
 //! - `upload`: an object merged into `[upload]` (`null` removes a key; `"upload": null`
@@ -22,7 +22,14 @@ use super::{Config, ConfigError};
 /// Keys of `[storage]` a `retention` patch may set.
 pub const RETENTION_KEYS: [&str; 4] = ["max_bytes", "min_free", "max_age", "retention_interval"];
 /// The sections a patch may touch.
-pub const SECTIONS: [&str; 5] = ["streams", "templates", "rules", "retention", "upload"];
+pub const SECTIONS: [&str; 6] = [
+    "streams",
+    "templates",
+    "rules",
+    "retention",
+    "upload",
+    "callbacks",
+];
 
 /// Why a patch was refused.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +102,7 @@ pub fn apply(
     let mut t = table.clone();
     for (key, v) in patch {
         match key.as_str() {
-            "streams" | "templates" | "rules" => match v {
+            "streams" | "templates" | "rules" | "callbacks" => match v {
                 Value::Array(_) => {
                     t.insert(key.clone(), to_toml(key, v)?);
                 }
@@ -204,6 +211,24 @@ mod tests {
             cfg.template("continuous").is_some(),
             "other sections are kept"
         );
+    }
+
+    #[test]
+    fn a_callbacks_patch_replaces_the_endpoints_and_names_a_bad_field() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (_, cfg) = apply(
+            &base(),
+            &obj(json!({"callbacks": [{"url": "https://h.example/x", "secret": secret}]})),
+        )
+        .unwrap();
+        assert_eq!(cfg.callbacks.len(), 1);
+        assert_eq!(cfg.callbacks[0].url, "https://h.example/x");
+        let e = apply(
+            &base(),
+            &obj(json!({"callbacks": [{"url": "file:///etc/passwd", "secret": secret}]})),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("callbacks[0].url"), "{e}");
     }
 
     #[test]

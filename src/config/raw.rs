@@ -37,6 +37,9 @@ pub(crate) struct RawConfig {
     /// See [`super::Config::upload`].
     #[serde(default)]
     pub upload: Option<super::upload::RawUpload>,
+    /// See [`super::Config::callbacks`].
+    #[serde(default)]
+    pub callbacks: Vec<super::callbacks::RawCallback>,
 }
 
 /// `[ingest]`.

@@ -117,6 +117,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         .filter_map(|(i, t)| Some((format!("templates[{i}].upload"), t.upload.clone()?)))
         .collect();
     let upload = super::upload::validate(raw.upload.as_ref(), &uses)?;
+    let callbacks = super::callbacks::validate(&raw.callbacks)?;
 
     Ok(Config {
         device_id: raw.device_id,
@@ -128,6 +129,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         ingest,
         mqtt,
         upload,
+        callbacks,
     })
 }
 

@@ -59,6 +59,9 @@ pub struct Report {
     /// do not send it).
     #[serde(default)]
     pub clock: Option<ClockReport>,
+    /// Webhook endpoints: lag, drops, last error, disabled (see `crate::sync::webhooks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callbacks: Vec<crate::sync::webhooks::EndpointStatus>,
 }
 
 /// What only a running recorder knows.
@@ -102,6 +105,7 @@ pub fn build_report(
             .unwrap_or_default(),
         uploads: UploadReport::from_index(store, &rows)?,
         clock: live.and_then(|l| l.clock.as_ref()).map(|c| c.report()),
+        callbacks: crate::sync::webhooks::status(store)?,
         disk,
         segments,
     })

@@ -153,6 +153,7 @@ impl StatusSource {
             self.uploads.as_ref().is_some_and(|u| u.is_paused()),
             self.clock.wall_ms(),
         );
+        r.callbacks = crate::sync::webhooks::aged(r.callbacks, self.clock.wall_ms());
         Ok(r)
     }
 }

@@ -1,7 +1,8 @@
 //! What leaves the box: the offline-first [`upload`] queue to object storage, and the
-//! durable [`events`] outbox that MQTT (and later webhooks) publish from.
+//! durable [`events`] log that MQTT and [`webhooks`] deliver from, each with its own cursor.
 //!
 //! May import: [`crate::util`], [`crate::config`], [`crate::media`], [`crate::storage`].
 
 pub mod events;
 pub mod upload;
+pub mod webhooks;

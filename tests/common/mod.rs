@@ -57,6 +57,26 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The venv python of the Python test peers (moto's S3 server, the webhook receiver with
+/// `standardwebhooks`), made by scripts/moto-venv.sh, which `make test-deps` runs.
+pub fn peer_python() -> PathBuf {
+    let tools = std::env::var_os("EDGEREC_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+            cache.join("edgerec")
+        });
+    let py = tools.join("moto-venv/bin/python3");
+    assert!(
+        py.exists(),
+        "{} missing: run scripts/moto-venv.sh (make test-deps does)",
+        py.display()
+    );
+    py
+}
+
 /// The test's own wall clock, ms since the Unix epoch (to compare with the times edgerec
 /// reports).
 pub fn now_ms() -> i64 {

@@ -14,25 +14,6 @@ use edgerec::storage::store::{SegmentRow, SegmentState, UploadState};
 
 use crate::common::{self, free_port, TestConfig};
 
-/// The venv python with moto (made by scripts/moto-venv.sh, which `make test` runs).
-fn moto_python() -> PathBuf {
-    let tools = std::env::var_os("EDGEREC_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
-            cache.join("edgerec")
-        });
-    let py = tools.join("moto-venv/bin/python3");
-    assert!(
-        py.exists(),
-        "{} missing: run scripts/moto-venv.sh (make test-deps does)",
-        py.display()
-    );
-    py
-}
-
 /// moto's S3 server (or an HTML-answering impostor) on a loopback port; killed on drop.
 pub struct S3Peer {
     child: Option<Child>,
@@ -83,7 +64,7 @@ impl S3Peer {
 
     fn spawn(extra: &[String], port: Option<u16>) -> S3Peer {
         let port = port.unwrap_or_else(free_port);
-        let mut child = Command::new(moto_python())
+        let mut child = Command::new(common::peer_python())
             .arg(common::repo().join("tests/peers/s3_server.py"))
             .args(["--port", &port.to_string()])
             .args(extra)

@@ -6,7 +6,7 @@
 //! stop or restart), `templates` and `rules` (pulled streams restart with their new
 //! template; pushed streams use them from their next push, since a push under way keeps the
 //! template it started with), `retention` (the next retention pass uses it). After a
-//! restart: `upload`. The reply says which (`applied_live`, `next_push`, `after_restart`).
+//! restart: `upload`, `callbacks`. The reply says which (`applied_live`, `next_push`, `after_restart`).
 
 use serde_json::{json, Map, Value};
 

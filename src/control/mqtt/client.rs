@@ -210,12 +210,14 @@ impl Client {
             }
             Net::Sent(pkid) => self.window.numbered(pkid),
             Net::Acked(pkid) => {
-                if let Some(key) = self.window.acked(pkid) {
+                if self.window.acked(pkid).is_some() {
                     let events = self.ctx.events.clone();
-                    match tokio::task::spawn_blocking(move || events.acked(key)).await {
+                    let next = self.window.passed().unwrap_or(0);
+                    let mqtt = crate::sync::events::MQTT;
+                    match tokio::task::spawn_blocking(move || events.advance(mqtt, next)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
-                            warn!(error = %e, "mqtt: cannot remove a delivered event from the outbox; it will be sent again")
+                            warn!(error = %e, "mqtt: cannot move the cursor past delivered events; they will be sent again")
                         }
                         Err(e) => warn!(error = %e, "mqtt: outbox task failed"),
                     }
@@ -316,7 +318,16 @@ impl Client {
             return;
         }
         let (events, scan) = (self.ctx.events.clone(), self.window.scan_len());
-        let got = match tokio::task::spawn_blocking(move || events.pending(0, scan)).await {
+        let from = self.window.read_from();
+        let got = match tokio::task::spawn_blocking(move || {
+            let from = match from {
+                Some(f) => f,
+                None => events.cursor(crate::sync::events::MQTT)?,
+            };
+            events.pending(from, scan)
+        })
+        .await
+        {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 warn!(error = %e, "mqtt: cannot read the outbox");
@@ -390,9 +401,12 @@ impl Client {
             match tokio::time::timeout_at(deadline, lp.poll()).await {
                 Ok(Ok(Net::Sent(pkid))) => self.window.numbered(pkid),
                 Ok(Ok(Net::Acked(pkid))) => {
-                    if let Some(key) = self.window.acked(pkid) {
+                    if self.window.acked(pkid).is_some() {
                         let events = self.ctx.events.clone();
-                        let _ = tokio::task::spawn_blocking(move || events.acked(key)).await;
+                        let next = self.window.passed().unwrap_or(0);
+                        let mqtt = crate::sync::events::MQTT;
+                        let _ =
+                            tokio::task::spawn_blocking(move || events.advance(mqtt, next)).await;
                         self.fill().await;
                     }
                 }

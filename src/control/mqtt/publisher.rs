@@ -6,16 +6,16 @@
 //!    (keys are assigned inside the commit that stores an event, so key order is commit
 //!    order: no event can appear later below a key already read);
 //! 2. publish each at QoS 1 on `{prefix}/{device}/events/{kind}`;
-//! 3. on PUBACK, remove that event from the outbox (never earlier);
+//! 3. on PUBACK, move the MQTT consumer's cursor in the event log
+//!    ([`crate::sync::events::MQTT`]) past every event acknowledged with no older one still
+//!    in flight (never earlier); the log removes an event once every consumer passed it;
 //! 4. on a lost connection (or a restart, which loses everything in memory) forget what was
-//!    in flight and start again from the oldest event still in the outbox.
+//!    in flight and start again from the cursor.
 //!
 //! Events therefore arrive at least once and, by the first delivery of each id, in order:
 //! after a reconnect the unacknowledged tail is sent again before anything newer.
 
 use std::collections::{HashMap, VecDeque};
-
-use crate::sync::events::Event;
 
 /// Events in flight at once (rumqttc allows more; commands' replies need room too).
 pub const WINDOW: usize = 32;
@@ -29,6 +29,8 @@ pub struct Window {
     /// Our publishes not yet numbered by the client, in order: `Some(key)` for events.
     unnumbered: VecDeque<Option<u64>>,
     by_pkid: HashMap<u16, u64>,
+    /// The newest key published on this connection: reading resumes after it.
+    highest: Option<u64>,
 }
 
 impl Window {
@@ -38,6 +40,7 @@ impl Window {
             sent: VecDeque::new(),
             unnumbered: VecDeque::new(),
             by_pkid: HashMap::new(),
+            highest: None,
         }
     }
 
@@ -52,13 +55,27 @@ impl Window {
         self.max
     }
 
-    /// Whether event `key` was published on this connection and is not acknowledged yet.
+    /// Whether event `key` was published on this connection (in flight or acknowledged).
     pub fn in_flight(&self, key: u64) -> bool {
-        self.sent.contains(&key)
+        self.highest.is_some_and(|h| key <= h)
     }
 
-    /// Event `key` was handed to the client.
+    /// Where the next read of the log starts on this connection: after the newest event
+    /// published (`None`: from the consumer's cursor).
+    pub fn read_from(&self) -> Option<u64> {
+        self.highest.map(|h| h + 1)
+    }
+
+    /// The cursor the acknowledgements so far allow: every key below it that was published
+    /// is acknowledged (`None`: nothing published on this connection).
+    pub fn passed(&self) -> Option<u64> {
+        let h = self.highest?;
+        Some(self.sent.front().copied().unwrap_or(h + 1))
+    }
+
+    /// Event `key` was handed to the client (keys in increasing order).
     pub fn sending(&mut self, key: u64) {
+        self.highest = Some(self.highest.map_or(key, |h| h.max(key)));
         self.sent.push_back(key);
         self.unnumbered.push_back(Some(key));
     }
@@ -87,33 +104,17 @@ impl Window {
         self.sent.clear();
         self.unnumbered.clear();
         self.by_pkid.clear();
+        self.highest = None;
     }
 }
 
-/// The JSON published for `event`: `id`, `kind`, `device`, `at_ms`, `event_seq` (its outbox
-/// key: increasing in the order events were stored; absent for events sent outside the
-/// outbox), then its own fields.
-pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
-    let mut obj = serde_json::Map::new();
-    obj.insert("id".into(), event.id.clone().into());
-    obj.insert("kind".into(), event.kind.as_str().into());
-    obj.insert("device".into(), device.into());
-    obj.insert("at_ms".into(), event.at_ms.into());
-    if let Some(seq) = seq {
-        obj.insert("event_seq".into(), seq.into());
-    }
-    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
-        for (k, v) in body {
-            obj.entry(k).or_insert(v);
-        }
-    }
-    serde_json::to_vec(&obj).expect("a JSON object serializes")
-}
+/// The JSON published for `event` (see [`crate::sync::events::payload`]).
+pub use crate::sync::events::payload;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::events::EventKind;
+    use crate::sync::events::{Event, EventKind};
 
     #[test]
     fn an_event_is_released_only_by_the_puback_of_its_own_packet() {
@@ -129,6 +130,26 @@ mod tests {
         assert_eq!(w.acked(1), Some(10));
         assert_eq!(w.acked(1), None, "a second PUBACK releases nothing");
         assert_eq!(w.room(), 4);
+    }
+
+    #[test]
+    fn the_cursor_passes_only_events_with_no_older_one_in_flight() {
+        let mut w = Window::new(4);
+        assert_eq!(w.passed(), None);
+        w.sending(10);
+        w.sending(11);
+        w.sending(12);
+        w.numbered(1);
+        w.numbered(2);
+        w.numbered(3);
+        assert_eq!(w.acked(2), Some(11));
+        assert_eq!(w.passed(), Some(10), "10 is still in flight");
+        assert!(w.in_flight(11), "an acknowledged event is not read again");
+        assert_eq!(w.acked(1), Some(10));
+        assert_eq!(w.passed(), Some(12));
+        assert_eq!(w.acked(3), Some(12));
+        assert_eq!(w.passed(), Some(13));
+        assert_eq!(w.read_from(), Some(13));
     }
 
     #[test]

@@ -114,6 +114,10 @@ pub fn gather(
         "temperature": temperatures(Path::new("/sys/class/thermal")),
         "outbox": {"pending": outbox, "dropped": dropped},
         "clock": report.as_ref().and_then(|r| r.clock.clone()),
+        "callbacks": crate::sync::webhooks::aged(
+            report.map(|r| r.callbacks).unwrap_or_default(),
+            wall_ms,
+        ),
     });
     (v, dropped)
 }

@@ -58,6 +58,10 @@
 //! a lost `Writing` row → recovery finds the `.part` (step 2); a lost `Closed` → the row is
 //! still `Writing` with its fMP4 at the final name (step 3) or missing (step 5, adopted);
 //! a lost drop of deleted rows → rows still `Deleting` (step 1).
+//! The event log's consumer cursors ([`AuxOp::advance`]) move in volatile commits too: a lost
+//! move leaves the cursor *behind* what its peer acknowledged, so the events after it are
+//! delivered again (same ids), never skipped; the entries the move would have removed are
+//! still there, because removal is part of the same commit.
 //!
 //! **Open** ([`Store::open`]): create the root if missing, fsyncing the parent of each
 //! directory created; open or create `index.redb`, then fsync the root. A durable commit is
@@ -241,6 +245,7 @@ use crate::storage::retention::Disk;
 use crate::util::clock::{SharedClock, SystemClock};
 
 mod check;
+mod consumers;
 mod delete;
 mod error;
 mod fsutil;
@@ -263,7 +268,7 @@ pub use rebuild::RebuildReport;
 pub use recovery::RecoveryReport;
 pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
-pub use tables::{AuxMode, AuxOp, AuxTable, IndexHook, QueueMeta};
+pub use tables::{AuxMode, AuxOp, AuxTable, ConsumerMeta, IndexHook, QueueMeta};
 pub use writer::SegmentWriter;
 
 /// How often the recorder makes volatile index changes durable ([`Store::flush`]).
@@ -435,6 +440,12 @@ impl Store {
     /// entries bounded appends dropped (see [`AuxOp::append`]).
     pub fn aux_queue(&self, table: AuxTable) -> Result<QueueMeta, StoreError> {
         self.shared.index.aux_queue(table)
+    }
+
+    /// The consumers of a queue table with their cursors and drop counts (see
+    /// [`AuxOp::consumers`]).
+    pub fn aux_consumers(&self, table: AuxTable) -> Result<Vec<ConsumerMeta>, StoreError> {
+        self.shared.index.aux_consumers(table)
     }
 
     /// Apply auxiliary-table changes in one transaction, with a segment row update if given

@@ -1,6 +1,7 @@
 //! Auxiliary tables used as queues (the event outbox): appends whose key is chosen inside
 //! the write transaction, bounded appends that drop the oldest and count them, and new runs
-//! whose keys start above any key a crash may have taken back (see `tables.rs`).
+//! whose keys start above any key a crash may have taken back (see `tables.rs`), and
+//! consumers with a cursor each (`consumers.rs`).
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
@@ -75,10 +76,14 @@ impl Index {
                     .insert(next_name.as_str(), key + 1)
                     .map_err(self.err("write counter"))?;
                 let mut dropped = 0;
+                let mut gone = Vec::new();
                 while t.len().map_err(self.err("read"))? > keep {
-                    t.pop_first().map_err(self.err("write aux"))?;
+                    if let Some((k, _)) = t.pop_first().map_err(self.err("write aux"))? {
+                        gone.push(k.value());
+                    }
                     dropped += 1;
                 }
+                self.count_consumer_drops(&mut counters, op.table, &gone)?;
                 if dropped > 0 {
                     let before = counters
                         .get(dropped_name.as_str())
@@ -107,7 +112,41 @@ impl Index {
                     .map_err(self.err("write counter"))?;
                 Ok(())
             }
-            (AuxMode::ForgetDropped(n), _) => {
+            (AuxMode::ForgetDropped(n), Some(name)) => {
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let name = String::from_utf8_lossy(name);
+                self.forget_consumer_drops(&mut counters, op.table, &name, n)
+            }
+            (AuxMode::Consumers, value) => {
+                let names: Vec<String> = value
+                    .as_deref()
+                    .and_then(|v| postcard::from_bytes(v).ok())
+                    .unwrap_or_default();
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let (next_name, _) = queue_counter_names(op.table);
+                let stored = counters
+                    .get(next_name.as_str())
+                    .map_err(self.err("read"))?
+                    .map_or(0, |g| g.value());
+                let first = t.first().map_err(self.err("read"))?.map(|(k, _)| k.value());
+                let after_last = t
+                    .last()
+                    .map_err(self.err("read"))?
+                    .map_or(1, |(k, _)| k.value() + 1);
+                let head = stored.max(after_last);
+                self.set_consumers(&mut counters, op.table, &names, head, first)?;
+                self.trim_passed(&mut t, &counters, op.table)
+            }
+            (AuxMode::Advance, Some(name)) => {
+                let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
+                let name = String::from_utf8_lossy(name);
+                if self.advance_consumer(&mut counters, op.table, &name, op.key)? {
+                    self.trim_passed(&mut t, &counters, op.table)?;
+                }
+                Ok(())
+            }
+            (AuxMode::Advance, None) => Ok(()),
+            (AuxMode::ForgetDropped(n), None) => {
                 let mut counters = txn.open_table(COUNTERS).map_err(self.err("open table"))?;
                 let (_, dropped_name) = queue_counter_names(op.table);
                 let before = counters

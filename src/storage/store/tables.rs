@@ -39,15 +39,19 @@ pub enum AuxTable {
     Tasks,
     /// Small named values (counters, paused flags), by a key the owner defines.
     Settings,
+    /// Webhook endpoints' own state (disabled by a 410, last error), by a hash of the
+    /// endpoint's name (see `crate::sync::webhooks`).
+    Callbacks,
 }
 
 impl AuxTable {
     /// Every table, for opening them all at startup.
-    pub const ALL: [AuxTable; 4] = [
+    pub const ALL: [AuxTable; 5] = [
         AuxTable::UploadParts,
         AuxTable::Outbox,
         AuxTable::Tasks,
         AuxTable::Settings,
+        AuxTable::Callbacks,
     ];
 
     pub(crate) fn definition(self) -> TableDefinition<'static, u64, &'static [u8]> {
@@ -61,6 +65,7 @@ impl AuxTable {
             AuxTable::Outbox => "outbox",
             AuxTable::Tasks => "tasks",
             AuxTable::Settings => "settings",
+            AuxTable::Callbacks => "callbacks",
         }
     }
 }
@@ -74,7 +79,16 @@ pub enum AuxMode {
     /// the table holds more than `keep` entries, remove the oldest and count it as dropped.
     Append { keep: u64 },
     /// Lower the table's dropped count by this much (saturating): the drops were reported.
+    /// With `value` = a consumer's name, lower that consumer's count instead.
     ForgetDropped(u64),
+    /// Set the queue's consumers to the names in `value` (postcard `Vec<String>`): a name
+    /// not there before gets a cursor at the head (the next key an append gets), or at the
+    /// oldest entry when the queue had no consumers at all yet; a name no longer there loses
+    /// its cursor and drop count, so it pins nothing. Then entries every cursor passed go.
+    Consumers,
+    /// Move the cursor of the consumer named in `value` to `key` (never backwards; an
+    /// unknown name is ignored), then remove the entries every cursor passed.
+    Advance,
     /// A new run begins: later appends get keys above every key an earlier run may have
     /// used, even in volatile commits a crash took back (the next key jumps to the next
     /// multiple of [`RUN_KEY_STRIDE`]). Commit it durably, once per run.
@@ -143,6 +157,47 @@ impl AuxOp {
             mode: AuxMode::ForgetDropped(n),
         }
     }
+
+    /// Lower consumer `name`'s dropped count of the queue `table` by `n`.
+    pub fn forget_consumer_dropped(table: AuxTable, name: &str, n: u64) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: Some(name.as_bytes().to_vec()),
+            mode: AuxMode::ForgetDropped(n),
+        }
+    }
+
+    /// Make `names` the consumers of the queue `table` (see [`AuxMode::Consumers`]).
+    pub fn consumers(table: AuxTable, names: &[String]) -> AuxOp {
+        AuxOp {
+            table,
+            key: 0,
+            value: Some(postcard::to_allocvec(names).expect("names encode")),
+            mode: AuxMode::Consumers,
+        }
+    }
+
+    /// Consumer `name` of the queue `table` is done with every key below `next`.
+    pub fn advance(table: AuxTable, name: &str, next: u64) -> AuxOp {
+        AuxOp {
+            table,
+            key: next,
+            value: Some(name.as_bytes().to_vec()),
+            mode: AuxMode::Advance,
+        }
+    }
+}
+
+/// One consumer of a queue table (see [`AuxMode::Consumers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerMeta {
+    pub name: String,
+    /// The first key the consumer has not passed.
+    pub cursor: u64,
+    /// Entries the queue's bound dropped before this consumer passed them (durable), not
+    /// yet forgotten.
+    pub dropped: u64,
 }
 
 /// The bookkeeping of a table used as a queue.

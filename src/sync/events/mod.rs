@@ -1,28 +1,48 @@
-//! Events for the fleet manager, written to the index's outbox table before anything
-//! publishes them.
+//! Events for the fleet manager and webhooks, written to the index's event log (the
+//! outbox table) before anything delivers them.
 //!
 //! Producers turn an event into an [`AuxOp`] with [`Events::ops`] and commit it together
 //! with the state change it reports (inside an [`IndexHook`](crate::storage::store::IndexHook) for
 //! segment closes and deletions, or in the same [`Store::aux_commit`] that records an
-//! upload), or commit it alone with [`Events::emit`]. The MQTT publisher reads the outbox in
-//! key order and removes an event only after the broker acknowledged it, so events survive
-//! broker outages and reboots and arrive in order, at least once. Each event carries an `id`
-//! for deduplication; an event that reports a fact about a segment has an id derived from
-//! the segment and the fact, so a redelivery after a crash carries the same id.
+//! upload), or commit it alone with [`Events::emit`]. Each event carries an `id` for
+//! deduplication; an event that reports a fact about a segment has an id derived from the
+//! segment and the fact, so a redelivery after a crash carries the same id.
 //!
-//! The outbox is bounded ([`Events::capacity`]): when full, the oldest events are dropped in
-//! the commit that adds the new one, and counted durably ([`Events::dropped`]) until a
-//! telemetry report carrying the count was handed to the broker client
-//! ([`Events::forget_dropped`]).
+//! # Consumers and cursors
+//!
+//! The log has consumers, each with a durable **cursor** (the first `event_seq` it has not
+//! passed) kept in the index beside the log ([`AuxOp::consumers`], [`AuxOp::advance`]): the
+//! MQTT publisher ([`MQTT`], when `[mqtt]` is configured) and every webhook endpoint
+//! (`callback:{name}`, see [`crate::sync::webhooks`]). A consumer reads the log in key order
+//! from its cursor and moves the cursor only after its peer acknowledged the events below it
+//! (a PUBACK, a 2xx), so each consumer gets every event in order, at least once, across
+//! broker or endpoint outages, kill -9 and reboots. An event stays until **every** consumer
+//! passed it, and is removed in the commit that moves the last cursor past it: a slow
+//! endpoint never loses an event another consumer already took, and MQTT acks do not touch
+//! an endpoint's cursor.
+//!
+//! The consumers are set once per run from the config ([`Events::open`]): a consumer that
+//! is new starts at the **head** (the events stored from now on; it gets no history), and a
+//! consumer no longer configured loses its cursor at once, so an endpoint removed from the
+//! config never pins the log. (An index from before cursors existed, or one whose log had
+//! no consumer, starts its first consumers at the oldest stored event, so nothing stored
+//! is skipped.) Cursor moves are volatile commits: a crash can take one back, and the
+//! events after it are sent again (same ids).
+//!
+//! The log is bounded ([`Events::capacity`], `mqtt.outbox_capacity`): when full, the oldest
+//! event is dropped in the commit that adds the new one, and counted durably **per consumer
+//! that had not passed it** ([`Events::consumer_dropped`]). The MQTT consumer's count is
+//! reported in telemetry and lowered once a report carrying it was handed to the broker
+//! client ([`Events::forget_dropped`]); an endpoint's count only grows (its telemetry).
 //!
 //! # Order and ids
 //!
 //! An event's outbox key is chosen inside the write transaction that stores it
 //! ([`AuxOp::append`]); redb runs one write transaction at a time, so key order is commit
-//! order, and the publisher, which reads in key order, never sends an older event after a
-//! newer one. Keys only grow, across an emptied outbox and restarts (each run starts above
-//! any key a crash may have taken back), so the publisher sends the key as the event's
-//! `event_seq`: a consumer sees it increase in the order events were stored.
+//! order, and a consumer, which reads in key order, never gets an older event after a
+//! newer one. Keys only grow, across an emptied log and restarts (each run starts above
+//! any key a crash may have taken back), so consumers send the key as the event's
+//! `event_seq`: a receiver sees it increase in the order events were stored.
 //!
 //! Ids of events that are not about a segment ([`Events::fresh_id`]) are
 //! `{device}-{run}-{n}`: `run` is 64 random bits drawn at start, `n` counts this run's ids
@@ -38,7 +58,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::storage::store::{AuxOp, AuxTable, Store, StoreError};
+use crate::storage::store::{AuxOp, AuxTable, ConsumerMeta, Store, StoreError};
 
 /// What happened. The topic is `{prefix}/{device}/events/{kind}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,6 +74,7 @@ pub enum EventKind {
     // Appended: postcard stores the variant's position.
     ClockStep,
     ClockCorrected,
+    CallbackAlarm,
 }
 
 impl EventKind {
@@ -70,9 +91,33 @@ impl EventKind {
             EventKind::UploadAlarm => "upload.alarm",
             EventKind::ClockStep => "clock.step",
             EventKind::ClockCorrected => "clock.corrected",
+            EventKind::CallbackAlarm => "callback.alarm",
         }
     }
+
+    /// Every kind, in the order they were added.
+    pub const ALL: [EventKind; 11] = [
+        EventKind::SegmentClosed,
+        EventKind::SegmentUploaded,
+        EventKind::SegmentRecovered,
+        EventKind::SegmentEvicted,
+        EventKind::TaskStatus,
+        EventKind::SourceState,
+        EventKind::StorageAlarm,
+        EventKind::UploadAlarm,
+        EventKind::ClockStep,
+        EventKind::ClockCorrected,
+        EventKind::CallbackAlarm,
+    ];
+
+    /// The kind named `name` (as in topics), if any.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
 }
+
+/// The MQTT publisher's consumer name in the event log.
+pub const MQTT: &str = "mqtt";
 
 /// One stored event. `body` is the JSON payload's kind-specific fields.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +129,26 @@ pub struct Event {
     pub at_ms: i64,
     /// The kind-specific fields, a JSON object.
     pub body: String,
+}
+
+/// The JSON of `event` for MQTT and webhooks: `id`, `kind`, `device`, `at_ms`, `event_seq`
+/// (its log key: increasing in the order events were stored; absent for events sent
+/// outside the log), then its own fields.
+pub fn payload(device: &str, event: &Event, seq: Option<u64>) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    obj.insert("id".into(), event.id.clone().into());
+    obj.insert("kind".into(), event.kind.as_str().into());
+    obj.insert("device".into(), device.into());
+    obj.insert("at_ms".into(), event.at_ms.into());
+    if let Some(seq) = seq {
+        obj.insert("event_seq".into(), seq.into());
+    }
+    if let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&event.body) {
+        for (k, v) in body {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    serde_json::to_vec(&obj).expect("a JSON object serializes")
 }
 
 impl Event {
@@ -105,7 +170,7 @@ pub struct Events {
 struct Inner {
     store: Arc<Store>,
     device: String,
-    /// Events are only kept when something publishes them (MQTT configured).
+    /// Events are only kept when something consumes them (MQTT or a webhook configured).
     enabled: bool,
     capacity: u64,
     /// Random per run (hex): with `count`, makes fresh ids unique across runs.
@@ -114,21 +179,47 @@ struct Inner {
     count: AtomicU64,
     /// Wakes the publisher when an event is about to be stored or was stored.
     stored: tokio::sync::Notify,
+    /// Counts stores, for the other consumers (webhook tasks) to wait on.
+    count_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl Events {
-    /// The outbox of `store`, for one run of the recorder (blocking: with `enabled`, one
-    /// durable commit starts a new run of outbox keys, see [`AuxOp::new_run`]). With
-    /// `enabled` false, [`Events::ops`] produces no-ops and nothing is stored (no broker
-    /// configured: nobody would ever drain it).
+    /// The event log of `store` with only the MQTT consumer, when `enabled` (see
+    /// [`Events::open`]).
     pub fn new(
         store: Arc<Store>,
         device: &str,
         enabled: bool,
         capacity: u64,
     ) -> Result<Events, StoreError> {
+        let consumers = if enabled {
+            vec![MQTT.to_string()]
+        } else {
+            Vec::new()
+        };
+        Events::open(store, device, &consumers, capacity)
+    }
+
+    /// The event log of `store` for one run of the recorder, consumed by `consumers`
+    /// (blocking: one durable commit starts a new run of keys, see [`AuxOp::new_run`], and
+    /// sets the consumers, see the module docs). Without consumers, [`Events::ops`]
+    /// produces no-ops and nothing is stored: nobody would ever drain it.
+    pub fn open(
+        store: Arc<Store>,
+        device: &str,
+        consumers: &[String],
+        capacity: u64,
+    ) -> Result<Events, StoreError> {
+        let enabled = !consumers.is_empty();
         if enabled {
-            store.aux_commit(vec![AuxOp::new_run(AuxTable::Outbox)], None, true)?;
+            store.aux_commit(
+                vec![
+                    AuxOp::new_run(AuxTable::Outbox),
+                    AuxOp::consumers(AuxTable::Outbox, consumers),
+                ],
+                None,
+                true,
+            )?;
         }
         Ok(Events {
             inner: Arc::new(Inner {
@@ -139,6 +230,7 @@ impl Events {
                 run: crate::storage::guard::random_hex(8),
                 count: AtomicU64::new(1),
                 stored: tokio::sync::Notify::new(),
+                count_tx: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -159,19 +251,56 @@ impl Events {
         &self.inner.store
     }
 
-    /// Events dropped because the outbox was full and not yet reported (durable; blocking).
+    /// Events the MQTT consumer lost because the log was full, not yet reported (durable;
+    /// blocking).
     pub fn dropped(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.store.aux_queue(AuxTable::Outbox)?.dropped)
+        self.consumer_dropped(MQTT)
     }
 
-    /// `n` dropped events were reported: lower the count by that much (drops that happened
-    /// meanwhile stay counted). Blocking; volatile (a crash reports them again).
+    /// Events consumer `name` lost because the log was full before it passed them
+    /// (durable; blocking).
+    pub fn consumer_dropped(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.consumer(name)?.map_or(0, |c| c.dropped))
+    }
+
+    /// Consumer `name`'s cursor and drop count, if it is a consumer (blocking).
+    pub fn consumer(&self, name: &str) -> Result<Option<ConsumerMeta>, StoreError> {
+        Ok(self
+            .inner
+            .store
+            .aux_consumers(AuxTable::Outbox)?
+            .into_iter()
+            .find(|c| c.name == name))
+    }
+
+    /// The first key consumer `name` has not passed (blocking; 0 when it is not one).
+    pub fn cursor(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.consumer(name)?.map_or(0, |c| c.cursor))
+    }
+
+    /// `n` of the MQTT consumer's dropped events were reported: lower its count by that
+    /// much (drops that happened meanwhile stay counted). Blocking; volatile (a crash
+    /// reports them again).
     pub fn forget_dropped(&self, n: u64) -> Result<(), StoreError> {
         if n == 0 {
             return Ok(());
         }
-        let op = AuxOp::forget_dropped(AuxTable::Outbox, n);
+        let op = AuxOp::forget_consumer_dropped(AuxTable::Outbox, MQTT, n);
         self.inner.store.aux_commit(vec![op], None, false)
+    }
+
+    /// Consumer `name` is done with every event below key `next` (its peer acknowledged
+    /// them): move its cursor, and remove what every consumer passed. Volatile: a crash
+    /// that takes it back means a redelivery.
+    pub fn advance(&self, name: &str, next: u64) -> Result<(), StoreError> {
+        let op = AuxOp::advance(AuxTable::Outbox, name, next);
+        self.inner.store.aux_commit(vec![op], None, false)
+    }
+
+    /// The same, durable (blocking: an fsync), for a consumer whose peer is slow anyway.
+    pub fn advance_durably(&self, name: &str, next: u64) -> Result<(), StoreError> {
+        let op = AuxOp::advance(AuxTable::Outbox, name, next);
+        self.inner.store.aux_commit(vec![op], None, true)
     }
 
     /// A fresh unique id for an event that is not about a segment.
@@ -202,6 +331,7 @@ impl Events {
         // The commit follows; a publisher woken before it lands finds the event on its
         // next look (it also looks periodically).
         self.inner.stored.notify_one();
+        self.inner.count_tx.send_modify(|n| *n += 1);
         vec![AuxOp::append(
             AuxTable::Outbox,
             event.encode(),
@@ -223,7 +353,14 @@ impl Events {
         }
         self.inner.store.aux_commit(ops, None, true)?;
         self.inner.stored.notify_one();
+        self.inner.count_tx.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// A receiver that changes whenever an event is about to be stored or was stored (for
+    /// consumers other than the MQTT publisher; they also look periodically).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.count_tx.subscribe()
     }
 
     /// Resolves after an event was produced since the last call returned (for the publisher).
@@ -241,100 +378,7 @@ impl Events {
             .filter_map(|(k, v)| Event::decode(&v).map(|e| (k, e)))
             .collect())
     }
-
-    /// Forget an acknowledged event (volatile: a lost removal means a redelivery).
-    pub fn acked(&self, key: u64) -> Result<(), StoreError> {
-        self.inner
-            .store
-            .aux_commit(vec![AuxOp::remove(AuxTable::Outbox, key)], None, false)
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn events(dir: &std::path::Path, cap: u64) -> Events {
-        let store = Arc::new(Store::open(&dir.join("root")).unwrap());
-        Events::new(store, "edge-1", true, cap).unwrap()
-    }
-
-    #[test]
-    fn emitted_events_come_back_in_order_and_go_when_acked() {
-        let dir = tempfile::tempdir().unwrap();
-        let ev = events(dir.path(), 10);
-        for i in 0..3 {
-            ev.emit(EventKind::SourceState, i, serde_json::json!({ "n": i }))
-                .unwrap();
-        }
-        let got = ev.pending(0, 10).unwrap();
-        let bodies: Vec<&str> = got.iter().map(|(_, e)| e.body.as_str()).collect();
-        assert_eq!(bodies, [r#"{"n":0}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
-        let ids: std::collections::HashSet<&str> = got.iter().map(|(_, e)| e.id.as_str()).collect();
-        assert_eq!(ids.len(), 3, "ids are unique: {got:?}");
-        ev.acked(got[0].0).unwrap();
-        assert_eq!(ev.pending(0, 10).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn a_full_outbox_drops_the_oldest_and_counts_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let ev = events(dir.path(), 2);
-        for i in 0..5 {
-            ev.emit(EventKind::StorageAlarm, i, serde_json::json!({ "n": i }))
-                .unwrap();
-        }
-        let got = ev.pending(0, 10).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[1].1.body, r#"{"n":4}"#);
-        assert_eq!(ev.dropped().unwrap(), 3);
-        ev.forget_dropped(2).unwrap();
-        assert_eq!(
-            ev.dropped().unwrap(),
-            1,
-            "only what was reported is forgotten"
-        );
-    }
-
-    #[test]
-    fn disabled_events_store_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
-        let ev = Events::new(store, "edge-1", false, 10).unwrap();
-        ev.emit(EventKind::UploadAlarm, 0, serde_json::json!({}))
-            .unwrap();
-        assert!(ev.pending(0, 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn fresh_ids_are_unique_across_threads_and_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&dir.path().join("root")).unwrap());
-        let a = Events::new(store.clone(), "edge-1", true, 10).unwrap();
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let a = a.clone();
-                std::thread::spawn(move || (0..100).map(|_| a.fresh_id()).collect::<Vec<_>>())
-            })
-            .collect();
-        let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for t in threads {
-            for id in t.join().unwrap() {
-                assert!(ids.insert(id.clone()), "{id} handed out twice");
-            }
-        }
-        // A restart (a new `Events` on the same store) draws a new run id.
-        let b = Events::new(store, "edge-1", true, 10).unwrap();
-        assert!(!ids.contains(&b.fresh_id()));
-    }
-
-    #[test]
-    fn events_stored_alone_are_durable_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let ev = events(dir.path(), 10);
-        let before = ev.store().index_commits();
-        ev.emit(EventKind::StorageAlarm, 1, serde_json::json!({}))
-            .unwrap();
-        assert_eq!(ev.store().index_commits(), before + 1, "a durable commit");
-    }
-}
+mod tests;
