@@ -6,6 +6,8 @@
 //! talks to a broker; a sink that needs the store is given one from above.
 //!
 //! - [`frame`]: the one frame type every source produces;
+//! - [`codec`]: the codec toolkit: `avcC`/`hvcC` records, RFC 6381 codec strings and the
+//!   SPS reader, for every source;
 //! - [`source`]: RTSP pull (retina), the looping file "camera", board-camera pipes, and the
 //!   channel push servers feed;
 //! - [`ingest`]: the RTSP and RTMP push servers, their depacketizers, and who may publish;
@@ -14,6 +16,7 @@
 //! - [`sink`]: consumers of segment events;
 //! - [`health`]: what each stream is doing, for status and the systemd watchdog.
 
+pub mod codec;
 pub mod format;
 pub mod frame;
 pub mod health;

@@ -257,6 +257,10 @@ pub struct ProbeStream {
     pub duration: f64,
     pub width: Option<u64>,
     pub sample_rate: Option<u64>,
+    /// Video: pixel format (`yuv420p`, `yuv420p10le`…); empty for audio.
+    pub pix_fmt: String,
+    /// Codec profile as ffprobe names it (`High`, `Main 10`…).
+    pub profile: String,
 }
 
 /// What ffprobe says about a file.
@@ -308,6 +312,8 @@ pub fn probe(path: &Path) -> Probe {
             duration: num(&s["duration"]).unwrap_or(fmt_duration),
             width: s["width"].as_u64(),
             sample_rate: num(&s["sample_rate"]).map(|r| r as u64),
+            pix_fmt: s["pix_fmt"].as_str().unwrap_or("").into(),
+            profile: s["profile"].as_str().unwrap_or("").into(),
         })
         .collect();
     Probe {

@@ -116,6 +116,10 @@ pub struct ClipSpec {
     pub audio: bool,
     /// Number of B-frames (0 = none).
     pub bframes: u32,
+    /// Encoder preset: `ultrafast` gives H.264 Constrained Baseline; `veryfast` gives High.
+    pub preset: &'static str,
+    /// Pixel format: `yuv420p`, or `yuv420p10le` for H.265 Main 10.
+    pub pix_fmt: &'static str,
 }
 
 impl ClipSpec {
@@ -130,6 +134,8 @@ impl ClipSpec {
             seconds,
             audio: true,
             bframes: 0,
+            preset: "ultrafast",
+            pix_fmt: "yuv420p",
         }
     }
 
@@ -144,8 +150,15 @@ impl ClipSpec {
     }
 
     fn file_name(&self) -> String {
+        let mut encoding = String::new();
+        if self.preset != "ultrafast" {
+            encoding += &format!("-{}", self.preset);
+        }
+        if self.pix_fmt != "yuv420p" {
+            encoding += &format!("-{}", self.pix_fmt);
+        }
         format!(
-            "{}-{}x{}-{}fps-g{}-b{}-{}s{}.mp4",
+            "{}-{}x{}-{}fps-g{}-b{}-{}s{}{encoding}.mp4",
             self.codec,
             self.width,
             self.height,
@@ -203,7 +216,7 @@ pub fn clip(spec: &ClipSpec) -> PathBuf {
         other => panic!("clip codec {other} not supported"),
     };
     args.extend(encoder);
-    args.extend(["-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", &gop]);
+    args.extend(["-preset", spec.preset, "-pix_fmt", spec.pix_fmt, "-g", &gop]);
     args.extend(["-keyint_min", &gop, "-sc_threshold", "0", "-bf", &bf]);
     if spec.audio {
         args.extend(["-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1"]);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::h26x::{self, NalKind, SpsInfo};
-use super::mp4_entry::hevc_rfc6381;
+use crate::media::codec::{avc, hevc};
 use crate::media::frame::{VideoCodec, VideoParams};
 
 /// Timescale of video from a pipe (as RTP: 90 kHz).
@@ -246,25 +246,17 @@ impl AuAssembler {
         }
     }
 
+    /// The track's parameters from the latest parameter sets; `None` until all are seen
+    /// or while they cannot be read (the pipe source waits for usable ones).
     fn build_params(&self) -> Option<VideoParams> {
-        let (sps, info) = self.sps.as_ref()?;
+        let (sps, _) = self.sps.as_ref()?;
         let pps = self.pps.as_ref()?;
-        let (config, rfc6381) = match self.codec {
-            VideoCodec::H264 => h26x::avcc(sps, pps, info)?,
+        match self.codec {
+            VideoCodec::H264 => avc::params_from(sps, pps, VIDEO_TIMESCALE).ok(),
             VideoCodec::H265 => {
-                let c = h26x::hvcc(self.vps.as_ref()?, sps, pps, info)?;
-                let s = hevc_rfc6381(&c).ok()?;
-                (c, s)
+                hevc::params_from(self.vps.as_ref()?, sps, pps, VIDEO_TIMESCALE).ok()
             }
-        };
-        Some(VideoParams {
-            codec: self.codec,
-            width: info.width,
-            height: info.height,
-            config: Bytes::from(config),
-            rfc6381,
-            timescale: VIDEO_TIMESCALE,
-        })
+        }
     }
 }
 

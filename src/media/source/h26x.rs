@@ -1,15 +1,12 @@
-//! Just enough of H.264 and H.265 to record an Annex-B elementary stream: NAL unit types,
-//! the sequence parameter set fields that give the picture size, the slice-header fields
-//! that give the picture order count, and the `avcC` / `hvcC` decoder configuration records
-//! built from in-band parameter sets.
+//! Just enough of H.264 and H.265 to record an Annex-B elementary stream: NAL unit types
+//! and the slice-header fields that give the picture order count. The parameter set reader
+//! and the `avcC` / `hvcC` records are the codec toolkit's ([`crate::media::codec`]).
 //!
-//! Pure and panic-free on any input: every reader returns `None` (or an error) on truncated
-//! or malformed data (the pipe source then skips the unit). The parameter set readers live
-//! in [`sps`], the one SPS parser every H.264/H.265 source uses.
+//! Pure and panic-free on any input: every reader returns `None` on truncated or malformed
+//! data (the pipe source then skips the unit).
 
-pub mod sps;
-
-pub use sps::{
+pub use crate::media::codec::sps;
+pub use crate::media::codec::sps::{
     parse_h264_sps, parse_h265_pps, parse_h265_sps, parse_sps, rbsp, Bits, H265Pps, SpsError,
     SpsInfo,
 };
@@ -129,49 +126,6 @@ pub fn poc_lsb(codec: VideoCodec, nal: &[u8], sps: &SpsInfo, pps: Option<&H265Pp
             r.bits(sps.log2_max_poc_lsb).ok()
         }
     }
-}
-
-/// Builds the `avcC` record from one SPS and one PPS (headers included); returns it with
-/// the RFC 6381 codec string.
-pub fn avcc(sps: &[u8], pps: &[u8], info: &SpsInfo) -> Option<(Vec<u8>, String)> {
-    let (profile, compat, level) = (*sps.get(1)?, *sps.get(2)?, *sps.get(3)?);
-    let mut c = vec![1, profile, compat, level, 0xff, 0xe1];
-    c.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
-    c.extend_from_slice(sps);
-    c.push(1);
-    c.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
-    c.extend_from_slice(pps);
-    if matches!(profile, 100 | 110 | 122 | 144) {
-        c.push(0xfc | (info.chroma_format_idc as u8 & 3));
-        c.push(0xf8 | (info.bit_depth_luma.saturating_sub(8) as u8 & 7));
-        c.push(0xf8 | (info.bit_depth_chroma.saturating_sub(8) as u8 & 7));
-        c.push(0);
-    }
-    Some((c, format!("avc1.{profile:02x}{compat:02x}{level:02x}")))
-}
-
-/// Builds the `hvcC` record from a VPS, SPS and PPS (headers included).
-pub fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8], info: &SpsInfo) -> Option<Vec<u8>> {
-    // general_profile_space..general_level_idc: 12 bytes after the SPS's first RBSP byte.
-    let ptl = rbsp(sps.get(2..sps.len().min(40))?);
-    let ptl = ptl.get(1..13)?;
-    let mut c = vec![1];
-    c.extend_from_slice(ptl);
-    c.extend_from_slice(&[0xf0, 0x00, 0xfc]); // min_spatial_segmentation 0, parallelism 0
-    c.push(0xfc | (info.chroma_format_idc as u8 & 3));
-    c.push(0xf8 | (info.bit_depth_luma.saturating_sub(8) as u8 & 7));
-    c.push(0xf8 | (info.bit_depth_chroma.saturating_sub(8) as u8 & 7));
-    c.extend_from_slice(&[0, 0]); // avgFrameRate unknown
-    let layers = (info.max_sub_layers_minus1 as u8 + 1) & 7;
-    c.push((layers << 3) | (u8::from(info.temporal_id_nesting) << 2) | 3);
-    c.push(3);
-    for (t, nal) in [(32u8, vps), (33, sps), (34, pps)] {
-        c.push(0x80 | t); // array_completeness: all parameter sets are here
-        c.extend_from_slice(&1u16.to_be_bytes());
-        c.extend_from_slice(&u16::try_from(nal.len()).ok()?.to_be_bytes());
-        c.extend_from_slice(nal);
-    }
-    Some(c)
 }
 
 #[cfg(test)]

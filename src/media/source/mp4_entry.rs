@@ -11,7 +11,8 @@ use mp4_atom::{Atom, Avcc, Codec, Dops, Encode, FourCC, Hvcc, Mp4a, Trak, Visual
 
 use super::aac_config::parse_asc;
 use super::mp4_error::Mp4Error;
-use crate::media::frame::{AudioCodec, AudioParams, TrackParams, VideoCodec, VideoParams};
+use crate::media::codec::{avc, hevc};
+use crate::media::frame::{AudioCodec, AudioParams, TrackParams, VideoParams};
 
 /// What one `trak` holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,38 +98,30 @@ fn body<T: Atom>(atom: &T) -> Result<Vec<u8>, Mp4Error> {
 }
 
 fn avc(v: &Visual, avcc: &Avcc, timescale: u32) -> Result<TrackKind, Mp4Error> {
-    let (width, height) = visual_size(v)?;
-    let rfc6381 = format!(
-        "avc1.{:02X}{:02X}{:02X}",
-        avcc.avc_profile_indication, avcc.profile_compatibility, avcc.avc_level_indication
-    );
-    Ok(TrackKind::Usable {
-        params: TrackParams::Video(VideoParams {
-            codec: VideoCodec::H264,
-            width,
-            height,
-            config: Bytes::from(body(avcc)?),
-            rfc6381,
-            timescale,
-        }),
-        nal_length: Some(avcc.length_size),
-    })
+    visual_size(v)?;
+    let sets = avc::parse_record(&body(avcc)?)?;
+    let params = avc::params(&sets, timescale)?;
+    video(v, params, sets.nal_length_size)
 }
 
 fn hevc(v: &Visual, hvcc: &Hvcc, timescale: u32) -> Result<TrackKind, Mp4Error> {
+    visual_size(v)?;
+    let sets = hevc::parse_record(&body(hvcc)?)?;
+    let params = hevc::params(&sets, timescale)?;
+    video(v, params, sets.nal_length_size)
+}
+
+/// A video track: the record and codec string rebuilt by the codec toolkit from the
+/// entry's parameter sets, the picture size the sample entry gives.
+fn video(v: &Visual, params: VideoParams, nal_length: u8) -> Result<TrackKind, Mp4Error> {
     let (width, height) = visual_size(v)?;
-    let config = body(hvcc)?;
-    let rfc6381 = hevc_rfc6381(&config)?;
     Ok(TrackKind::Usable {
         params: TrackParams::Video(VideoParams {
-            codec: VideoCodec::H265,
             width,
             height,
-            config: Bytes::from(config),
-            rfc6381,
-            timescale,
+            ..params
         }),
-        nal_length: Some(hvcc.length_size_minus_one + 1),
+        nal_length: Some(nal_length),
     })
 }
 
@@ -199,31 +192,6 @@ fn fourcc(k: &[u8; 4]) -> String {
     k.iter()
         .map(|&c| if c.is_ascii_graphic() { c as char } else { '?' })
         .collect()
-}
-
-/// RFC 6381 codec string from an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §E.3),
-/// spelled like retina spells it for RTSP cameras, so both sources agree.
-pub fn hevc_rfc6381(hvcc: &[u8]) -> Result<String, Mp4Error> {
-    if hvcc.len() < 23 || hvcc[0] != 1 {
-        return Err(Mp4Error::MalformedHvcc);
-    }
-    let space = ["", "A", "B", "C"][usize::from(hvcc[1] >> 6)];
-    let tier = if hvcc[1] & 0x20 != 0 { 'H' } else { 'L' };
-    let profile = hvcc[1] & 0x1f;
-    let compat = u32::from_be_bytes([hvcc[2], hvcc[3], hvcc[4], hvcc[5]]).reverse_bits();
-    let level = hvcc[12];
-    let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{level}");
-    let mut constraints = &hvcc[6..12];
-    while let [head @ .., 0] = constraints {
-        if head.is_empty() {
-            break;
-        }
-        constraints = head;
-    }
-    for b in constraints {
-        s.push_str(&format!(".{b:02X}"));
-    }
-    Ok(s)
 }
 
 #[cfg(test)]

@@ -61,8 +61,9 @@ pub enum Mp4Error {
     NoSampleEntry { track_id: u32 },
     #[error("video sample entry has size {width}x{height}")]
     VideoSize { width: u16, height: u16 },
-    #[error("hvcC record is malformed")]
-    MalformedHvcc,
+    /// The sample entry's `avcC`/`hvcC` cannot be read or its SPS parsed.
+    #[error(transparent)]
+    Codec(#[from] crate::media::codec::CodecError),
     #[error("the video uses {0}-byte NAL lengths; only 4-byte is supported (remux with ffmpeg)")]
     NalLengthSize(u8),
     #[error("AAC track has no AudioSpecificConfig")]

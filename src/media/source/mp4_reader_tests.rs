@@ -10,6 +10,7 @@ use mp4_atom::{
 };
 
 use super::*;
+use crate::media::codec::testdata::{PPS_BASELINE, SPS_BASELINE};
 
 const GIB: u64 = 1 << 30;
 
@@ -24,10 +25,11 @@ fn avc1(length_size: u8) -> Codec {
             configuration_version: 1,
             avc_profile_indication: 0x42,
             profile_compatibility: 0xc0,
-            avc_level_indication: 0x1e,
+            avc_level_indication: 0x0d,
             length_size,
-            sequence_parameter_sets: vec![vec![0x67, 0x42, 0xc0, 0x1e]],
-            picture_parameter_sets: vec![vec![0x68, 0xce, 0x3c, 0x80]],
+            // Real parameter sets: the codec toolkit reads the SPS to rebuild the record.
+            sequence_parameter_sets: vec![SPS_BASELINE.to_vec()],
+            picture_parameter_sets: vec![PPS_BASELINE.to_vec()],
             ext: None,
         },
         ..Default::default()

@@ -405,12 +405,14 @@ impl RtspSource {
         for (track, &stream) in self.stream_of.iter().enumerate() {
             let s = &self.demuxed.streams()[stream];
             let new = match s.parameters() {
-                Some(p) => Some(track_params(p, s.clock_rate_hz()).map_err(|reason| {
-                    SourceError::Rtsp {
-                        url: self.shown.clone(),
-                        reason,
-                    }
-                })?),
+                Some(p) => {
+                    Some(
+                        track_params(p, s.clock_rate_hz()).map_err(|e| SourceError::Rtsp {
+                            url: self.shown.clone(),
+                            reason: e.to_string(),
+                        })?,
+                    )
+                }
                 None => None,
             };
             if new != self.tracks[track] {

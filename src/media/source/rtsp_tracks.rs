@@ -1,6 +1,11 @@
 //! Which of a camera's streams an RTSP pull records, and why the others are not; retina's
 //! parameters in our types. Pure (no network), so the choices are unit-tested.
 //!
+//! Video parameters are not taken from retina as they are: the parameter sets are read out
+//! of retina's `avcC`/`hvcC` and the record, size and codec string rebuilt by the codec
+//! toolkit ([`crate::media::codec`]), so a pulled stream's sample entry is the one every
+//! other path writes (retina's `avcC` lacks the High-profile trailer).
+//!
 //! Recorded: the first H.264/H.265 video stream and the first `mpeg4-generic` AAC stream.
 //! Everything else is skipped with a reason that `edgerec status` shows and the recorder
 //! logs once per stream. In particular retina (0.4) has no MP4A-LATM depacketizer: a
@@ -9,8 +14,21 @@
 
 use bytes::Bytes;
 use retina::codec::{ParametersRef, VideoParametersCodec};
+use thiserror::Error;
 
-use crate::media::frame::{AudioCodec, AudioParams, TrackParams, VideoCodec, VideoParams};
+use crate::media::codec::{avc, hevc, CodecError};
+use crate::media::frame::{AudioCodec, AudioParams, TrackParams};
+
+/// Why retina's parameters of a set-up stream cannot be recorded.
+#[derive(Debug, Error)]
+pub enum TrackParamsError {
+    #[error("unexpected video parameters {0}")]
+    UnexpectedVideo(String),
+    #[error("video parameters: {0}")]
+    Codec(#[from] CodecError),
+    #[error("a metadata stream was set up as media")]
+    Metadata,
+}
 
 /// One stream a camera's DESCRIBE offers, as retina sees it.
 #[derive(Clone, Copy, Debug)]
@@ -76,24 +94,23 @@ pub fn choose(streams: &[Offered<'_>]) -> Choice {
 }
 
 /// Our description of a retina stream's parameters.
-pub fn track_params(p: ParametersRef<'_>, clock_rate: u32) -> Result<TrackParams, String> {
+pub fn track_params(
+    p: ParametersRef<'_>,
+    clock_rate: u32,
+) -> Result<TrackParams, TrackParamsError> {
     match p {
         ParametersRef::Video(v) => {
-            let codec = match v.codec_params() {
-                VideoParametersCodec::H264 { .. } => VideoCodec::H264,
-                VideoParametersCodec::H265 { .. } => VideoCodec::H265,
-                other => return Err(format!("unexpected video parameters {other:?}")),
+            let record = v.extra_data();
+            let params = match v.codec_params() {
+                VideoParametersCodec::H264 { .. } => {
+                    avc::params(&avc::parse_record(record)?, clock_rate)?
+                }
+                VideoParametersCodec::H265 { .. } => {
+                    hevc::params(&hevc::parse_record(record)?, clock_rate)?
+                }
+                other => return Err(TrackParamsError::UnexpectedVideo(format!("{other:?}"))),
             };
-            let (w, h) = v.pixel_dimensions();
-            let too_big = || format!("video size {w}x{h} is too large");
-            Ok(TrackParams::Video(VideoParams {
-                codec,
-                width: u16::try_from(w).map_err(|_| too_big())?,
-                height: u16::try_from(h).map_err(|_| too_big())?,
-                config: Bytes::copy_from_slice(v.extra_data()),
-                rfc6381: v.rfc6381_codec().to_string(),
-                timescale: clock_rate,
-            }))
+            Ok(TrackParams::Video(params))
         }
         ParametersRef::Audio(a) => Ok(TrackParams::Audio(AudioParams {
             codec: AudioCodec::Aac,
@@ -103,7 +120,7 @@ pub fn track_params(p: ParametersRef<'_>, clock_rate: u32) -> Result<TrackParams
             timescale: a.clock_rate(),
             frame_samples: a.frame_length().map_or(1024, |n| n.get()),
         })),
-        ParametersRef::Message(_) => Err("a metadata stream was set up as media".into()),
+        ParametersRef::Message(_) => Err(TrackParamsError::Metadata),
     }
 }
 

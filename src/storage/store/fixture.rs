@@ -6,12 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use mp4_atom::Codec;
 
+use crate::media::codec::avc;
 use crate::media::format::fmp4::{encode_fragment, encode_init};
 use crate::media::format::testutil::{find_moov, track_samples};
-use crate::media::frame::{StreamParams, TrackParams, VideoCodec, VideoParams};
+use crate::media::frame::{StreamParams, TrackParams, VideoParams};
 use crate::media::segment::event::{
     CloseReason, Fragment, Sample, SegmentClose, SegmentMeta, SegmentStart, TrackRun,
 };
@@ -90,20 +90,12 @@ pub(crate) fn clip(dir: &Path, secs: u32) -> Clip {
     let pps = entry.avcc.picture_parameter_sets[0].clone();
     let (width, height) = (entry.visual.width, entry.visual.height);
     let timescale = trak.mdia.mdhd.timescale;
-    let mut avcc = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-    avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(&sps);
-    avcc.push(1);
-    avcc.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(&pps);
+    let video = avc::params_from(&sps, &pps, timescale).expect("the fixture's SPS reads");
     let params = Arc::new(StreamParams {
         tracks: vec![TrackParams::Video(VideoParams {
-            codec: VideoCodec::H264,
             width,
             height,
-            config: Bytes::from(avcc),
-            rfc6381: format!("avc1.{:02x}{:02x}{:02x}", sps[1], sps[2], sps[3]),
-            timescale,
+            ..video
         })],
     });
     let start = SegmentStart {

@@ -1,11 +1,8 @@
 //! H.264 over RTP (RFC 6184), packetization mode 0 and 1: single NAL unit packets, STAP-A
 //! and FU-A. STAP-B, MTAP and FU-B (interleaved mode) are refused.
 
-use bytes::Bytes;
-
-use super::video::{ParamSets, Video};
+use super::nal_sink::NalSink;
 use super::DepackError;
-use crate::media::frame::{VideoCodec, VideoParams};
 
 fn unsupported(reason: String) -> DepackError {
     DepackError::Unsupported {
@@ -15,7 +12,7 @@ fn unsupported(reason: String) -> DepackError {
 }
 
 /// Splits one RTP payload into NAL units for the assembler.
-pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
+pub(super) fn depacketize(v: &mut impl NalSink, p: &[u8]) -> Result<(), DepackError> {
     let Some(&first) = p.first() else {
         return Err(DepackError::Payload {
             codec: "H.264",
@@ -62,35 +59,13 @@ pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
     }
 }
 
-/// The `avcC` record and track params from an SPS and a PPS, or `None` when either is
-/// missing or the SPS cannot be read.
-pub(super) fn params(sets: &ParamSets) -> Option<VideoParams> {
-    let (sps, pps) = (sets.sps.as_ref()?, sets.pps.as_ref()?);
-    if sps.len() < 4 || sps.len() > 0xffff || pps.len() > 0xffff {
-        return None;
-    }
-    let info = crate::media::source::h26x::parse_h264_sps(sps).ok()?;
-    let (width, height) = (info.width, info.height);
-    let mut c = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
-    c.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-    c.extend_from_slice(sps);
-    c.push(1);
-    c.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-    c.extend_from_slice(pps);
-    Some(VideoParams {
-        codec: VideoCodec::H264,
-        width,
-        height,
-        rfc6381: format!("avc1.{:02x}{:02x}{:02x}", sps[1], sps[2], sps[3]),
-        config: Bytes::from(c),
-        timescale: 90_000,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::{Rtp, Unit};
+    use bytes::Bytes;
+
+    use super::super::{Rtp, Unit, Video};
     use super::*;
+    use crate::media::frame::VideoCodec;
 
     /// 320x240 baseline SPS and a PPS, as x264 writes them.
     pub const SPS: &[u8] = &[
@@ -129,7 +104,7 @@ mod tests {
         let p = v.params().unwrap();
         assert_eq!((p.width, p.height), (320, 240));
         assert_eq!(&p.config[..6], &[1, 0x42, 0xc0, 0x0d, 0xff, 0xe1]);
-        assert_eq!(p.rfc6381, "avc1.42c00d");
+        assert_eq!(p.rfc6381, "avc1.42C00D");
     }
 
     #[test]

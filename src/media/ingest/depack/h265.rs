@@ -1,15 +1,11 @@
 //! H.265 over RTP (RFC 7798) without DONL: single NAL unit packets, aggregation packets
 //! (AP, type 48) and fragmentation units (FU, type 49). PACI (type 50) is refused.
 
-use bytes::Bytes;
-
-use super::video::{ParamSets, Video};
+use super::nal_sink::NalSink;
 use super::DepackError;
-use crate::media::frame::{VideoCodec, VideoParams};
-use crate::media::source::h26x;
 
 /// Splits one RTP payload into NAL units for the assembler.
-pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
+pub(super) fn depacketize(v: &mut impl NalSink, p: &[u8]) -> Result<(), DepackError> {
     if p.len() < 3 {
         return v.nal(&[]);
     }
@@ -52,64 +48,13 @@ pub(super) fn depacketize(v: &mut Video, p: &[u8]) -> Result<(), DepackError> {
     }
 }
 
-/// The `hvcC` record and track params from a VPS, SPS and PPS. Chroma format and bit depth
-/// are recorded as 4:2:0 8-bit (decoders read the real ones from the parameter sets the
-/// record carries).
-pub(super) fn params(sets: &ParamSets) -> Option<VideoParams> {
-    let (vps, sps, pps) = (sets.vps.as_ref()?, sets.sps.as_ref()?, sets.pps.as_ref()?);
-    if [vps, sps, pps].iter().any(|n| n.len() > 0xffff) {
-        return None;
-    }
-    let info = h26x::parse_h265_sps(sps).ok()?;
-    let (width, height) = (info.width, info.height);
-    let r = h26x::rbsp(sps.get(2..sps.len().min(40))?);
-    let first = *r.first()?;
-    let ptl = r.get(1..13)?;
-    let sub_layers = ((first >> 1) & 7) + 1;
-    let nesting = first & 1;
-    let mut c = vec![1];
-    c.extend_from_slice(ptl);
-    c.extend_from_slice(&[0xf0, 0x00, 0xfc, 0xfd, 0xf8, 0xf8, 0, 0]);
-    c.push((sub_layers << 3) | (nesting << 2) | 3);
-    c.push(3);
-    for (t, nal) in [(32u8, vps), (33, sps), (34, pps)] {
-        c.push(0x80 | t);
-        c.extend_from_slice(&1u16.to_be_bytes());
-        c.extend_from_slice(&(nal.len() as u16).to_be_bytes());
-        c.extend_from_slice(nal);
-    }
-    Some(VideoParams {
-        codec: VideoCodec::H265,
-        width,
-        height,
-        rfc6381: rfc6381(ptl),
-        config: Bytes::from(c),
-        timescale: 90_000,
-    })
-}
-
-/// `hvc1.P.C.TL.B` from the general profile_tier_level bytes (ISO/IEC 14496-15 Annex E).
-fn rfc6381(ptl: &[u8]) -> String {
-    let space = ["", "A", "B", "C"][usize::from(ptl[0] >> 6)];
-    let tier = if ptl[0] & 0x20 != 0 { 'H' } else { 'L' };
-    let profile = ptl[0] & 0x1f;
-    let compat = u32::from_be_bytes([ptl[1], ptl[2], ptl[3], ptl[4]]).reverse_bits();
-    let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{}", ptl[11]);
-    let constraints = &ptl[5..11];
-    let used = constraints
-        .iter()
-        .rposition(|b| *b != 0)
-        .map_or(0, |i| i + 1);
-    for b in &constraints[..used] {
-        s.push_str(&format!(".{b:X}"));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::Rtp;
+    use bytes::Bytes;
+
+    use super::super::{Rtp, Video};
     use super::*;
+    use crate::media::frame::VideoCodec;
 
     const VPS: &[u8] = &[
         0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00,

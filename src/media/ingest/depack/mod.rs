@@ -16,8 +16,9 @@
 //!
 //! - here: RTP header parsing ([`Rtp`]), loss detection and timestamp extension, and the
 //!   [`Depacketizer`] over all codecs.
-//! - [`video`]: the H.264/H.265 access-unit assembler; [`h264`], [`h265`]: their packet
-//!   formats and parameter sets.
+//! - [`video`]: the H.264/H.265 access-unit assembler, which builds the track parameters
+//!   with the codec toolkit ([`crate::media::codec`]); [`h264`], [`h265`]: their packet
+//!   formats, handing NAL units to the assembler through [`nal_sink`]'s trait.
 //! - [`aac`]: RFC 3640 `mpeg4-generic` AAC-hbr; [`latm`]: RFC 6416 `MP4A-LATM` AAC, with
 //!   [`latm_config`] reading its StreamMuxConfig; [`opus`]: RFC 7587.
 
@@ -26,8 +27,11 @@ pub mod h264;
 pub mod h265;
 pub mod latm;
 pub mod latm_config;
+mod nal_sink;
 pub mod opus;
 pub mod video;
+
+pub use video::Video;
 
 use bytes::Bytes;
 

@@ -10,9 +10,14 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::nal_sink::NalSink;
 use super::{h264, h265, DepackError, Rtp, SeqCheck, Sequence, Timeline, Unit};
 use super::{MAX_QUEUED_UNITS, MAX_UNIT_BYTES};
+use crate::media::codec::{avc, hevc};
 use crate::media::frame::{VideoCodec, VideoParams};
+
+/// RTP clock rate of H.264 and H.265 (RFC 6184 §8.2.1, RFC 7798 §7.1).
+const RTP_VIDEO_CLOCK: u32 = 90_000;
 
 /// Parameter sets seen so far, and the params built from them.
 #[derive(Debug, Default)]
@@ -128,65 +133,11 @@ impl Video {
         self.out.pop_front()
     }
 
-    /// A complete NAL unit (header included) of the current access unit.
-    pub(super) fn nal(&mut self, nal: &[u8]) -> Result<(), DepackError> {
-        if nal.len() < self.header_len() {
-            return Err(self.bad("empty NAL unit"));
-        }
-        self.au_bytes += nal.len() + 4;
-        if self.au_bytes > MAX_UNIT_BYTES {
-            self.broken = true;
-            self.nals.clear();
-            return Err(DepackError::TooLarge);
-        }
-        if !self.broken {
-            self.nals.push(Bytes::copy_from_slice(nal));
-        }
-        Ok(())
-    }
-
     fn header_len(&self) -> usize {
         match self.codec {
             VideoCodec::H264 => 1,
             VideoCodec::H265 => 2,
         }
-    }
-
-    /// Start of a fragmented NAL unit with its reconstructed header.
-    pub(super) fn fu_start(&mut self, header: &[u8], data: &[u8]) -> Result<(), DepackError> {
-        if self.fu.is_some() {
-            return Err(self.bad("fragment start before the previous fragmented unit ended"));
-        }
-        let mut b = BytesMut::with_capacity(header.len() + data.len());
-        b.put_slice(header);
-        b.put_slice(data);
-        self.fu = Some(b);
-        Ok(())
-    }
-
-    /// A middle or end fragment.
-    pub(super) fn fu_more(&mut self, data: &[u8], end: bool) -> Result<(), DepackError> {
-        let Some(fu) = self.fu.as_mut() else {
-            // Its start was lost (already known from the sequence gap) or never sent (a
-            // truncated unit: an error).
-            let known = std::mem::replace(&mut self.broken, true);
-            return if known {
-                Ok(())
-            } else {
-                Err(self.bad("fragment without a start (truncated fragmented unit)"))
-            };
-        };
-        if fu.len() + data.len() > MAX_UNIT_BYTES {
-            self.fu = None;
-            self.broken = true;
-            return Err(DepackError::TooLarge);
-        }
-        fu.put_slice(data);
-        if end {
-            let nal = self.fu.take().expect("checked above").freeze();
-            self.nal(&nal)?;
-        }
-        Ok(())
     }
 
     fn param_set(&mut self, nal: &[u8]) -> bool {
@@ -208,9 +159,15 @@ impl Video {
         if !self.sets.dirty {
             return;
         }
-        let built = match self.codec {
-            VideoCodec::H264 => h264::params(&self.sets),
-            VideoCodec::H265 => h265::params(&self.sets),
+        let s = &self.sets;
+        let built = match (self.codec, &s.vps, &s.sps, &s.pps) {
+            (VideoCodec::H264, _, Some(sps), Some(pps)) => {
+                avc::params_from(sps, pps, RTP_VIDEO_CLOCK).ok()
+            }
+            (VideoCodec::H265, Some(vps), Some(sps), Some(pps)) => {
+                hevc::params_from(vps, sps, pps, RTP_VIDEO_CLOCK).ok()
+            }
+            _ => None,
         };
         if let Some(p) = built {
             self.params = Some(p);
@@ -267,6 +224,62 @@ impl Video {
             keyframe: key,
             data: data.freeze(),
         });
+    }
+}
+
+impl NalSink for Video {
+    /// A complete NAL unit (header included) of the current access unit.
+    fn nal(&mut self, nal: &[u8]) -> Result<(), DepackError> {
+        if nal.len() < self.header_len() {
+            return Err(self.bad("empty NAL unit"));
+        }
+        self.au_bytes += nal.len() + 4;
+        if self.au_bytes > MAX_UNIT_BYTES {
+            self.broken = true;
+            self.nals.clear();
+            return Err(DepackError::TooLarge);
+        }
+        if !self.broken {
+            self.nals.push(Bytes::copy_from_slice(nal));
+        }
+        Ok(())
+    }
+
+    /// Start of a fragmented NAL unit with its reconstructed header.
+    fn fu_start(&mut self, header: &[u8], data: &[u8]) -> Result<(), DepackError> {
+        if self.fu.is_some() {
+            return Err(self.bad("fragment start before the previous fragmented unit ended"));
+        }
+        let mut b = BytesMut::with_capacity(header.len() + data.len());
+        b.put_slice(header);
+        b.put_slice(data);
+        self.fu = Some(b);
+        Ok(())
+    }
+
+    /// A middle or end fragment.
+    fn fu_more(&mut self, data: &[u8], end: bool) -> Result<(), DepackError> {
+        let Some(fu) = self.fu.as_mut() else {
+            // Its start was lost (already known from the sequence gap) or never sent (a
+            // truncated unit: an error).
+            let known = std::mem::replace(&mut self.broken, true);
+            return if known {
+                Ok(())
+            } else {
+                Err(self.bad("fragment without a start (truncated fragmented unit)"))
+            };
+        };
+        if fu.len() + data.len() > MAX_UNIT_BYTES {
+            self.fu = None;
+            self.broken = true;
+            return Err(DepackError::TooLarge);
+        }
+        fu.put_slice(data);
+        if end {
+            let nal = self.fu.take().expect("checked above").freeze();
+            self.nal(&nal)?;
+        }
+        Ok(())
     }
 }
 

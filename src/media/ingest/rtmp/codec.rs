@@ -1,11 +1,11 @@
 //! Track parameters from the decoder configurations FLV sequence headers carry: `avcC`
-//! (ISO/IEC 14496-15 §5.3.3.1), `hvcC` (§8.3.3.1) and the AAC AudioSpecificConfig
-//! (ISO/IEC 14496-3 §1.6.2.1). Pure.
+//! and `hvcC` (read and rebuilt by the codec toolkit, [`crate::media::codec`]) and the AAC
+//! AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1). Pure.
 
 use bytes::Bytes;
 
+use crate::media::codec::{avc, hevc, CodecError};
 use crate::media::frame::{AudioCodec, AudioParams, VideoCodec, VideoParams};
-use crate::media::source::h26x;
 
 /// RTMP timestamps are milliseconds; video keeps them as they are.
 pub const VIDEO_TIMESCALE: u32 = 1000;
@@ -17,107 +17,25 @@ pub struct VideoConfig {
     pub nal_length_size: u8,
 }
 
-/// Parses a sequence header's decoder configuration record. The stored record always says
-/// 4-byte NAL lengths: frames with shorter ones are rewritten (see [`crate::media::frame`]).
-pub fn video_config(codec: VideoCodec, record: &[u8]) -> Result<VideoConfig, String> {
-    match codec {
-        VideoCodec::H264 => avc(record),
-        VideoCodec::H265 => hevc(record),
-    }
-}
-
-fn u16_at(d: &[u8], at: usize) -> Result<usize, String> {
-    d.get(at..at + 2)
-        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-        .ok_or_else(|| "decoder configuration record is truncated".to_string())
-}
-
-fn avc(record: &[u8]) -> Result<VideoConfig, String> {
-    if record.len() < 7 || record[0] != 1 {
-        return Err("avcC record is malformed (version or length)".into());
-    }
-    let nal_length_size = (record[4] & 0x03) + 1;
-    if nal_length_size == 3 {
-        return Err("avcC says 3-byte NAL lengths, which H.264 does not allow".into());
-    }
-    if record[5] & 0x1f == 0 {
-        return Err("avcC has no sequence parameter set".into());
-    }
-    let len = u16_at(record, 6)?;
-    let sps = record
-        .get(8..8 + len)
-        .ok_or("avcC sequence parameter set is truncated")?;
-    let sps = h26x::parse_h264_sps(sps).map_err(|e| format!("avcC: {e}"))?;
-    let (width, height) = (sps.width, sps.height);
-    let mut config = record.to_vec();
-    config[4] |= 0x03;
-    Ok(VideoConfig {
-        params: VideoParams {
-            codec: VideoCodec::H264,
-            width,
-            height,
-            rfc6381: format!("avc1.{:02X}{:02X}{:02X}", record[1], record[2], record[3]),
-            config: Bytes::from(config),
-            timescale: VIDEO_TIMESCALE,
-        },
-        nal_length_size,
-    })
-}
-
-fn hevc(record: &[u8]) -> Result<VideoConfig, String> {
-    if record.len() < 23 || record[0] != 1 {
-        return Err("hvcC record is malformed (version or length)".into());
-    }
-    let nal_length_size = (record[21] & 0x03) + 1;
-    if nal_length_size == 3 {
-        return Err("hvcC says 3-byte NAL lengths, which are not allowed".into());
-    }
-    let mut at = 23;
-    let mut size = None;
-    for _ in 0..record[22] {
-        let nal_type = record.get(at).ok_or("hvcC array is truncated")? & 0x3f;
-        let count = u16_at(record, at + 1)?;
-        at += 3;
-        for _ in 0..count {
-            let len = u16_at(record, at)?;
-            let nal = record
-                .get(at + 2..at + 2 + len)
-                .ok_or("hvcC NAL unit is truncated")?;
-            if nal_type == 33 && size.is_none() {
-                let sps = h26x::parse_h265_sps(nal).map_err(|e| format!("hvcC: {e}"))?;
-                size = Some((sps.width, sps.height));
-            }
-            at += 2 + len;
+/// Reads a sequence header's decoder configuration record and rebuilds it with the codec
+/// toolkit, so a publisher's record is normalized like every other path's (4-byte NAL
+/// lengths, the High-profile trailer, the hvcC fields from the SPS): frames with shorter
+/// NAL lengths are rewritten (see [`to_four_byte_lengths`]).
+pub fn video_config(codec: VideoCodec, record: &[u8]) -> Result<VideoConfig, CodecError> {
+    let (params, nal_length_size) = match codec {
+        VideoCodec::H264 => {
+            let sets = avc::parse_record(record)?;
+            (avc::params(&sets, VIDEO_TIMESCALE)?, sets.nal_length_size)
         }
-    }
-    let (width, height) = size.ok_or("hvcC has no sequence parameter set")?;
-    let mut config = record.to_vec();
-    config[21] |= 0x03;
+        VideoCodec::H265 => {
+            let sets = hevc::parse_record(record)?;
+            (hevc::params(&sets, VIDEO_TIMESCALE)?, sets.nal_length_size)
+        }
+    };
     Ok(VideoConfig {
-        params: VideoParams {
-            codec: VideoCodec::H265,
-            width,
-            height,
-            rfc6381: hevc_rfc6381(record),
-            config: Bytes::from(config),
-            timescale: VIDEO_TIMESCALE,
-        },
+        params,
         nal_length_size,
     })
-}
-
-/// RFC 6381 codec string of an hvcC (ISO/IEC 14496-15 annex E), spelled like the file
-/// source spells it. `record` is at least 23 bytes.
-fn hevc_rfc6381(r: &[u8]) -> String {
-    let space = ["", "A", "B", "C"][usize::from(r[1] >> 6)];
-    let tier = if r[1] & 0x20 != 0 { 'H' } else { 'L' };
-    let compat = u32::from_be_bytes([r[2], r[3], r[4], r[5]]).reverse_bits();
-    let mut s = format!("hvc1.{space}{}.{compat:X}.{tier}{}", r[1] & 0x1f, r[12]);
-    let last = r[6..12].iter().rposition(|&b| b != 0).unwrap_or(0);
-    for b in &r[6..=6 + last] {
-        s.push_str(&format!(".{b:02X}"));
-    }
-    s
 }
 
 /// Rewrites length-prefixed NAL units to 4-byte lengths, checking that the lengths tile
@@ -247,6 +165,11 @@ mod tests {
         let c = video_config(VideoCodec::H264, &avcc(3)).unwrap();
         assert_eq!((c.params.width, c.params.height), (320, 240));
         assert_eq!(c.params.rfc6381, "avc1.64000C");
+        // The High-profile trailer (4:2:0, 8-bit) is added to a record sent without it.
+        assert_eq!(
+            &c.params.config[c.params.config.len() - 4..],
+            &[0xfd, 0xf8, 0xf8, 0]
+        );
         assert_eq!(c.nal_length_size, 4);
         assert_eq!(c.params.timescale, 1000);
     }

@@ -43,6 +43,9 @@ pub enum RtmpError {
     /// An FLV audio or video tag is malformed.
     #[error("bad {track} data: {reason}")]
     Media { track: &'static str, reason: String },
+    /// A video sequence header whose decoder configuration record cannot be used.
+    #[error("bad video data: {0}")]
+    VideoConfig(#[from] crate::media::codec::CodecError),
 
     /// The recorder stopped taking this push's frames (too far behind, taken over,
     /// stopped).

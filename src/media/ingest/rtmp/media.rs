@@ -93,7 +93,7 @@ impl Media {
             VideoTag::Ignored => Ok(None),
             VideoTag::SequenceHeader { config, .. } if config.is_empty() => Ok(None),
             VideoTag::SequenceHeader { codec, config } => {
-                let c = codec::video_config(codec, &config).map_err(RtmpError::video)?;
+                let c = codec::video_config(codec, &config)?;
                 if self.video.as_ref() != Some(&c) {
                     if self.video.is_none() {
                         self.waiting_for_key = true;

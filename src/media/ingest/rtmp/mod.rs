@@ -29,7 +29,8 @@
 //! - [`amf`], [`session`]: AMF0 and the publisher's commands and replies.
 //! - [`auth`]: publish credentials from the publish URL's query.
 //! - [`flv`], [`media`], [`codec`]: FLV tags to [`crate::media::frame::Frame`]s, decoder
-//!   configurations to track parameters (picture size from [`crate::media::source::h26x::sps`]).
+//!   configurations to track parameters (records rebuilt and picture size read by the codec
+//!   toolkit, [`crate::media::codec`]).
 //! - [`server`]: the tokio listener and per-connection loop.
 //! - [`error`]: the error type, [`RtmpError`].
 

@@ -1,6 +1,6 @@
-//! The one sequence parameter set reader, for every source that sees H.264 or H.265: the
-//! pipe source's Annex-B splitter, the RTSP push depacketizers and the RTMP publish server
-//! (its `avcC`/`hvcC` sequence headers).
+//! The one sequence parameter set reader, for every source that sees H.264 or H.265 (through
+//! the codec toolkit's records: RTSP pull, file, pipe, RTSP push, RTMP push) and for the pipe
+//! source's slice headers.
 //!
 //! It reads the fields up to the picture size and cropping window (plus what the slice
 //! header parser needs: POC type and sizes, bit depths, chroma format), never the VUI, so an
