@@ -287,3 +287,33 @@ fn h265_in_flv_and_opus_in_aac_are_refused_naming_the_template_field_and_the_rea
         "{log}"
     );
 }
+
+#[test]
+fn a_recorded_flv_plays_in_mpegts_js_in_chromium() {
+    let spec = ClipSpec::h264(10, 1);
+    let clip = clip(&spec);
+    let dir = workdir("formats-flv-browser");
+    let root = dir.path().join("data");
+    let cfg = TestConfig {
+        formats: vec!["flv".into()],
+        interval: "6s".into(),
+        fragment: "500ms".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("cam", &format!("file:{}?loop=true", clip.display()))
+    .write(&dir.path().join("edgerec.toml"));
+    let mut daemon = Daemon::start(&cfg);
+    let closed = wait_closed(&cfg, &root, "cam", 1, Duration::from_secs(40));
+    let log = stop_clean(&mut daemon);
+    assert!(closed, "log:\n{log}");
+    let row = segments(&cfg)
+        .into_iter()
+        .find(|r| r.state == "closed" && format(r) == "flv")
+        .unwrap();
+    let path = root.join(&row.files[0].path);
+    assert_decodes(&path);
+    // mpegts.js (flv.js's maintained successor) demuxes the FLV into MSE in Chromium.
+    let server = common::browser::StaticServer::start(&root);
+    let r = common::browser::play(&server.url(&row.files[0].path), "mpegts", 4.0);
+    assert_eq!(r["ok"], true, "mpegts.js: {r:#}");
+}

@@ -2,11 +2,11 @@
 // Plays a URL in headless Chromium (Debian's, /usr/bin/chromium, or $CHROMIUM) and prints
 // one JSON line: {"ok", "why", "currentTime", "duration", "errors": [...]}.
 //
-//   node play.js URL [--player hls|native] [--seconds 5] [--timeout 60]
+//   node play.js URL [--player hls|mpegts|native] [--seconds 5] [--timeout 60]
 //
 // ok is true once the video's currentTime passed --seconds with no fatal player error.
-// `hls` plays with hls.js (from npm, the version in package-lock.json); `native` with the
-// <video> element alone. Exit status 0 when ok, 1 when not, 2 on a harness failure.
+// `hls` plays with hls.js, `mpegts` an FLV with mpegts.js (flv.js's maintained successor;
+// both from npm, the versions in package-lock.json); `native` with the <video> element alone. Exit status 0 when ok, 1 when not, 2 on a harness failure.
 'use strict';
 const puppeteer = require('puppeteer-core');
 
@@ -19,7 +19,7 @@ function args(argv) {
     else if (a === '--timeout') o.timeout = Number(argv[++i]);
     else o.url = a;
   }
-  if (!o.url) throw new Error('usage: play.js URL [--player hls|native] [--seconds S] [--timeout S]');
+  if (!o.url) throw new Error('usage: play.js URL [--player hls|mpegts|native] [--seconds S] [--timeout S]');
   return o;
 }
 
@@ -40,6 +40,8 @@ async function main() {
     await page.setContent('<video id="v" muted playsinline></video>');
     if (o.player === 'hls') {
       await page.addScriptTag({ path: require.resolve('hls.js/dist/hls.min.js') });
+    } else if (o.player === 'mpegts') {
+      await page.addScriptTag({ path: require.resolve('mpegts.js/dist/mpegts.js') });
     }
     const result = await page.evaluate(
       (url, player, seconds, timeoutMs) =>
@@ -72,6 +74,16 @@ async function main() {
             hls.on(Hls.Events.MANIFEST_PARSED, play);
             hls.loadSource(url);
             hls.attachMedia(v);
+          } else if (player === 'mpegts') {
+            if (!window.mpegts || !mpegts.isSupported()) return done(false, 'mpegts.js: no MediaSource');
+            const p = mpegts.createPlayer({ type: 'flv', url, isLive: false });
+            p.on(mpegts.Events.ERROR, (type, details, info) => {
+              errors.push({ fatal: true, type, details, reason: JSON.stringify(info || '') });
+              done(false, 'mpegts.js error: ' + type + ' ' + details);
+            });
+            p.attachMediaElement(v);
+            p.load();
+            play();
           } else {
             v.src = url;
             play();

@@ -53,7 +53,7 @@ fn record_mp4_and_flv_gives_both_files_of_every_segment() {
 }
 
 #[test]
-fn record_mp4_and_hls_gives_both_a_finished_playlist_and_one_event_per_file() {
+fn record_mp4_hls_and_flv_gives_all_three_a_finished_playlist_and_one_event_per_file() {
     use crate::mosquitto::{Broker, Sub};
     let dir = workdir("rtmp-mp4-hls-broker");
     let broker = Broker::start(dir.path());
@@ -65,12 +65,12 @@ fn record_mp4_and_hls_gives_both_a_finished_playlist_and_one_event_per_file() {
     let spec = ClipSpec::h264(7, 1);
     let clip = clip(&spec);
     // The seed's own URL form: `|` unescaped.
-    let ffmpeg = s.push(&clip, "live/cam5?record=mp4|hls&record_interval=2");
+    let ffmpeg = s.push(&clip, "live/cam5?record=mp4|hls|flv&record_interval=2");
     let (ok, err) = finish(ffmpeg, Duration::from_secs(40));
     assert!(ok, "ffmpeg push failed: {err}\nlog:\n{}", s.daemon.log());
-    // 7 s in 2 s segments: four segments, an .mp4 and an .m4s each.
+    // 7 s in 2 s segments: four segments, an .mp4, an .m4s and an .flv each.
     assert!(
-        wait_closed(&s.cfg, &s.root, "cam5", 8, Duration::from_secs(20)),
+        wait_closed(&s.cfg, &s.root, "cam5", 12, Duration::from_secs(20)),
         "segments: {:?}\nlog:\n{}",
         segments(&s.cfg),
         s.daemon.log()
@@ -81,7 +81,7 @@ fn record_mp4_and_hls_gives_both_a_finished_playlist_and_one_event_per_file() {
     for (seq, rs) in &segs {
         let mut formats: Vec<&str> = rs.iter().map(|r| r.files[0].format.as_str()).collect();
         formats.sort();
-        assert_eq!(formats, ["hls", "mp4"], "segment {seq}: {rs:?}");
+        assert_eq!(formats, ["flv", "hls", "mp4"], "segment {seq}: {rs:?}");
     }
     s.check_files(&rows);
     // The publisher left: the recording is finished, and lists every .m4s.
@@ -112,10 +112,10 @@ fn record_mp4_and_hls_gives_both_a_finished_playlist_and_one_event_per_file() {
     let mut want: Vec<(String, String)> = rows
         .iter()
         .map(|r| {
-            let f = if r.files[0].format == "hls" {
-                "hls"
-            } else {
-                "mp4"
+            let f = match r.files[0].format.as_str() {
+                "hls" => "hls",
+                "flv" => "flv",
+                _ => "mp4",
             };
             (r.files[0].path.clone(), f.to_owned())
         })
