@@ -63,6 +63,7 @@ fn fixture() -> &'static Fixture {
         let clock: edgerec::util::clock::SharedClock = Arc::new(edgerec::util::clock::SystemClock);
         let recorders = edgerec::pipeline::factory::RecorderFactory {
             device: config.device_id.clone(),
+            deny: edgerec::sync::upload::DenyFlag::load(&store),
             store,
             clock: clock.clone(),
             closed: Arc::new(tokio::sync::Notify::new()),
