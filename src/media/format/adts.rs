@@ -20,6 +20,7 @@ use std::io::{Read, Seek, SeekFrom};
 use super::{read_up_to, FormatError};
 use crate::media::frame::{AudioCodec, AudioParams, TrackParams};
 use crate::media::segment::event::{Fragment, SegmentMeta, SegmentStart};
+use crate::media::source::aac_config::Bits;
 
 /// The ADTS header's length without CRC.
 pub const HEADER_LEN: usize = 7;
@@ -62,13 +63,13 @@ impl AdtsHeader {
     /// ADTS HE-AAC stream is. Refuses what ADTS cannot carry: object types past AAC LTP, a
     /// sampling rate outside its table, channels given by a program config element.
     pub fn from_asc(asc: &[u8]) -> Result<AdtsHeader, String> {
-        let mut b = Bits { data: asc, pos: 0 };
+        let mut b = Bits::new(asc);
         let mut aot = object_type(&mut b)?;
         let core_rate = freq_index(&mut b)?;
         let channels = b.read(4)? as u8;
         if matches!(aot, 5 | 29) {
             // The first rate read is the core's; skip the extension rate.
-            let _ = freq_index_or_rate(&mut b)?;
+            let _ = freq_index(&mut b)?;
             aot = object_type(&mut b)?;
         }
         if !(1..=4).contains(&aot) {
@@ -120,10 +121,6 @@ fn object_type(b: &mut Bits<'_>) -> Result<u32, String> {
 
 /// The sampling frequency index, `None` for an explicit rate outside the table.
 fn freq_index(b: &mut Bits<'_>) -> Result<Option<u8>, String> {
-    freq_index_or_rate(b)
-}
-
-fn freq_index_or_rate(b: &mut Bits<'_>) -> Result<Option<u8>, String> {
     match b.read(4)? {
         15 => {
             let rate = b.read(24)?;
@@ -131,26 +128,6 @@ fn freq_index_or_rate(b: &mut Bits<'_>) -> Result<Option<u8>, String> {
         }
         i if (i as usize) < RATES.len() => Ok(Some(i as u8)),
         i => Err(format!("AAC sampling frequency index {i} is reserved")),
-    }
-}
-
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Result<u32, String> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self
-                .data
-                .get(self.pos / 8)
-                .ok_or("AudioSpecificConfig truncated")?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Ok(v)
     }
 }
 

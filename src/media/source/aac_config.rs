@@ -17,7 +17,7 @@ const AAC_RATES: [u32; 13] = [
 
 /// Parses the start of an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1).
 pub fn parse_asc(asc: &[u8]) -> Result<AscInfo, String> {
-    let mut bits = Bits { data: asc, pos: 0 };
+    let mut bits = Bits::new(asc);
     let mut object_type = bits.read(5)?;
     if object_type == 31 {
         object_type = 32 + bits.read(6)?;
@@ -53,13 +53,18 @@ fn read_rate(bits: &mut Bits<'_>) -> Result<u32, String> {
     }
 }
 
-struct Bits<'a> {
+/// An MSB-first bit reader over an AudioSpecificConfig (also the ADTS encoder's).
+pub(crate) struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Result<u32, String> {
+impl<'a> Bits<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Bits { data, pos: 0 }
+    }
+
+    pub(crate) fn read(&mut self, n: usize) -> Result<u32, String> {
         let mut v = 0u32;
         for _ in 0..n {
             let byte = *self
