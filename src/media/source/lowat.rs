@@ -23,6 +23,12 @@ use std::time::{Duration, Instant};
 pub const TARGET: Duration = Duration::from_millis(100);
 /// How often the rate is measured and the mark adjusted.
 pub const RETUNE: Duration = Duration::from_secs(5);
+/// The first measurement, after a session opens or a mark was dropped, is shorter: until a
+/// mark is set every TCP segment wakes the runtime (~20 wake-ups a second for a 4 Mbit/s
+/// stream), so a whole [`RETUNE`] of that is most of a stream's wake-ups in its first
+/// minute. A burst at the start (a camera sending its first GOP at once) can make this
+/// first mark too high; [`MAX_MARK`] bounds it and the next [`RETUNE`] corrects it.
+pub const FIRST_WINDOW: Duration = Duration::from_secs(1);
 /// Below this many bytes per [`TARGET`], a mark is not worth it (low-rate streams wake
 /// rarely anyway, and their latency would grow).
 const MIN_MARK: usize = 4096;
@@ -71,6 +77,8 @@ pub struct Tuner {
     window_start: Instant,
     bytes: u64,
     mark: usize,
+    /// The first window since a start or reset: [`FIRST_WINDOW`] long.
+    first: bool,
 }
 
 impl Tuner {
@@ -79,6 +87,7 @@ impl Tuner {
             window_start: now,
             bytes: 0,
             mark: 0,
+            first: true,
         }
     }
 
@@ -96,9 +105,11 @@ impl Tuner {
     pub fn received(&mut self, n: usize, now: Instant) -> Option<usize> {
         self.bytes += n as u64;
         let elapsed = now.saturating_duration_since(self.window_start);
-        if elapsed < RETUNE {
+        let window = if self.first { FIRST_WINDOW } else { RETUNE };
+        if elapsed < window {
             return None;
         }
+        self.first = false;
         let per_target = self.bytes as f64 * TARGET.as_secs_f64() / elapsed.as_secs_f64();
         let want = if (per_target as usize) < MIN_MARK {
             0
@@ -243,6 +254,23 @@ mod tests {
             Some(0),
             "back to the default"
         );
+    }
+
+    #[test]
+    fn the_first_mark_comes_after_one_second_and_later_ones_every_retune() {
+        let t0 = Instant::now();
+        let mut t = Tuner::new(t0);
+        assert_eq!(t.received(400_000, t0 + FIRST_WINDOW / 2), None);
+        let first = t.received(100_000, t0 + FIRST_WINDOW).expect("a mark after 1 s");
+        assert!((49_000..=51_000).contains(&first), "{first}");
+        // Half the rate: a real difference, but not due before a whole RETUNE.
+        let t1 = t0 + FIRST_WINDOW;
+        assert_eq!(t.received(250_000, t1 + RETUNE / 2), None);
+        let second = t.received(1_000_000, t1 + RETUNE).expect("retuned");
+        assert!((24_000..=26_000).contains(&second), "{second}");
+        // After a reset (the mark was dropped), the short window again.
+        t.reset(t1 + RETUNE);
+        assert!(t.received(500_000, t1 + RETUNE + FIRST_WINDOW).is_some());
     }
 
     #[test]
