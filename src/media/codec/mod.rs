@@ -13,13 +13,16 @@
 //!   Annex E), one spelling for every path: upper-case hex as retina and RFC 6381's examples
 //!   write it, constraint bytes as two hex digits with trailing zero bytes left out but the
 //!   first kept;
-//! - [`sps`]: the one H.264/H.265 sequence parameter set reader.
+//! - [`sps`]: the one H.264/H.265 sequence parameter set reader;
+//! - [`aac`]: the AAC AudioSpecificConfig reader (rate, channels, frame length), for MP4
+//!   `esds`, RTSP push, LATM, RTMP and the ADTS writer.
 //!
 //! Pure and panic-free on any input; every failure is a [`CodecError`].
 //!
 //! May import: [`crate::media::frame`] (the track parameter types). Sources, push ingest and
 //! formats import this module, never the other way round.
 
+pub mod aac;
 pub mod avc;
 pub mod hevc;
 pub mod sps;
@@ -61,6 +64,17 @@ pub enum CodecError {
         #[source]
         source: SpsError,
     },
+}
+
+/// A NAL unit's type (H.264: the low 5 bits of its first byte; H.265: bits 1..=6); 0 for
+/// an empty unit.
+pub fn nal_type(codec: crate::media::frame::VideoCodec, nal: &[u8]) -> u8 {
+    use crate::media::frame::VideoCodec;
+    match (codec, nal.first()) {
+        (_, None) => 0,
+        (VideoCodec::H264, Some(b)) => b & 0x1f,
+        (VideoCodec::H265, Some(b)) => (b >> 1) & 0x3f,
+    }
 }
 
 /// Appends a 16-bit length and the NAL unit.

@@ -18,9 +18,9 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::{read_up_to, FormatError};
+use crate::media::codec::aac::{object_type, rate, AacError, Bits, RATES};
 use crate::media::frame::{AudioCodec, AudioParams, TrackParams};
 use crate::media::segment::event::{Fragment, SegmentMeta, SegmentStart};
-use crate::media::source::aac_config::Bits;
 
 /// The ADTS header's length without CRC.
 pub const HEADER_LEN: usize = 7;
@@ -30,10 +30,6 @@ const MAX_FRAME: usize = 0x1fff;
 const META_KEY: &[u8] = b"edgerec";
 /// Largest ID3v2 tag the scanner reads.
 const MAX_ID3: u32 = 64 * 1024;
-
-const RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
 
 /// Why an ADTS file cannot hold a stream with this audio, if it cannot.
 pub fn refusal(audio: Option<AudioCodec>) -> Option<String> {
@@ -63,15 +59,7 @@ impl AdtsHeader {
     /// ADTS HE-AAC stream is. Refuses what ADTS cannot carry: object types past AAC LTP, a
     /// sampling rate outside its table, channels given by a program config element.
     pub fn from_asc(asc: &[u8]) -> Result<AdtsHeader, String> {
-        let mut b = Bits::new(asc);
-        let mut aot = object_type(&mut b)?;
-        let core_rate = freq_index(&mut b)?;
-        let channels = b.read(4)? as u8;
-        if matches!(aot, 5 | 29) {
-            // The first rate read is the core's; skip the extension rate.
-            let _ = freq_index(&mut b)?;
-            aot = object_type(&mut b)?;
-        }
+        let (aot, core_rate, channels) = Self::read_asc(asc).map_err(|e| e.to_string())?;
         if !(1..=4).contains(&aot) {
             return Err(format!(
                 "AAC object type {aot} cannot be written as ADTS (it carries types 1 to 4: \
@@ -84,12 +72,29 @@ impl AdtsHeader {
                  (a program config element is not supported)"
             ));
         }
-        let freq_index = core_rate.ok_or("an AAC sampling rate outside ADTS's table")?;
+        let freq_index = core_rate
+            .index()
+            .ok_or("an AAC sampling rate outside ADTS's table")?;
         Ok(AdtsHeader {
             profile: aot as u8 - 1,
             freq_index,
             channels,
         })
+    }
+
+    /// The object type (the core's for explicit HE-AAC), the core's rate and the
+    /// channel configuration.
+    fn read_asc(asc: &[u8]) -> Result<(u32, crate::media::codec::aac::Rate, u8), AacError> {
+        let mut b = Bits::new(asc);
+        let mut aot = object_type(&mut b)?;
+        let core_rate = rate(&mut b)?;
+        let channels = b.read(4)? as u8;
+        if matches!(aot, 5 | 29) {
+            // The first rate read is the core's; skip the extension rate.
+            rate(&mut b)?;
+            aot = object_type(&mut b)?;
+        }
+        Ok((aot, core_rate, channels))
     }
 
     /// The core sampling rate.
@@ -109,25 +114,6 @@ impl AdtsHeader {
             (((len & 7) as u8) << 5) | 0x1f,
             0xfc,
         ]);
-    }
-}
-
-fn object_type(b: &mut Bits<'_>) -> Result<u32, String> {
-    match b.read(5)? {
-        31 => Ok(32 + b.read(6)?),
-        t => Ok(t),
-    }
-}
-
-/// The sampling frequency index, `None` for an explicit rate outside the table.
-fn freq_index(b: &mut Bits<'_>) -> Result<Option<u8>, String> {
-    match b.read(4)? {
-        15 => {
-            let rate = b.read(24)?;
-            Ok(RATES.iter().position(|r| *r == rate).map(|i| i as u8))
-        }
-        i if (i as usize) < RATES.len() => Ok(Some(i as u8)),
-        i => Err(format!("AAC sampling frequency index {i} is reserved")),
     }
 }
 

@@ -5,6 +5,7 @@
 //! Pure and panic-free on any input: every reader returns `None` on truncated or malformed
 //! data (the pipe source then skips the unit).
 
+pub use crate::media::codec::nal_type;
 pub use crate::media::codec::sps;
 pub use crate::media::codec::sps::{
     parse_h264_sps, parse_h265_pps, parse_h265_sps, parse_sps, rbsp, Bits, H265Pps, SpsError,
@@ -12,15 +13,6 @@ pub use crate::media::codec::sps::{
 };
 
 use crate::media::frame::VideoCodec;
-
-/// NAL unit type.
-pub fn nal_type(codec: VideoCodec, nal: &[u8]) -> u8 {
-    match (codec, nal.first()) {
-        (_, None) => 0,
-        (VideoCodec::H264, Some(b)) => b & 0x1f,
-        (VideoCodec::H265, Some(b)) => (b >> 1) & 0x3f,
-    }
-}
 
 /// What a NAL unit is, for access-unit splitting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

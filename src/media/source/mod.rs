@@ -29,7 +29,6 @@
 //!   `h26x` reads SPS/slice headers and builds `avcC`/`hvcC`, `adts` splits AAC,
 //!   `pipe_time` stamps arrival times.
 
-pub(crate) mod aac_config;
 mod adts;
 mod annexb;
 pub mod channel;

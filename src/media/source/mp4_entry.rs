@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use mp4_atom::{Atom, Avcc, Codec, Dops, Encode, FourCC, Hvcc, Mp4a, Trak, Visual};
 
-use super::aac_config::parse_asc;
 use super::mp4_error::Mp4Error;
+use crate::media::codec::aac::parse_asc;
 use crate::media::codec::{avc, hevc};
 use crate::media::frame::{AudioCodec, AudioParams, TrackParams, VideoParams};
 

@@ -68,9 +68,9 @@ pub enum Mp4Error {
     NalLengthSize(u8),
     #[error("AAC track has no AudioSpecificConfig")]
     NoAudioSpecificConfig,
-    /// The AudioSpecificConfig does not parse ([`super::aac_config::parse_asc`]'s reason).
+    /// The AudioSpecificConfig does not parse.
     #[error("AudioSpecificConfig: {0}")]
-    AudioSpecificConfig(String),
+    AudioSpecificConfig(crate::media::codec::aac::AacError),
 
     // Sample tables.
     #[error("stsz has no size for sample {0}")]

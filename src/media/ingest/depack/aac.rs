@@ -58,7 +58,7 @@ impl Aac {
         }
         let hex = get("config").ok_or("no config= (AudioSpecificConfig) in the fmtp")?;
         let config = decode_hex(hex).ok_or_else(|| format!("config={hex} is not hex"))?;
-        let info = crate::media::source::aac_config::parse_asc(&config)?;
+        let info = crate::media::codec::aac::parse_asc(&config).map_err(|e| e.to_string())?;
         if clock_rate == 0 {
             return Err("RTP clock rate 0".into());
         }

@@ -21,7 +21,7 @@
 
 use bytes::Bytes;
 
-use crate::media::source::aac_config::{parse_asc, AscInfo};
+use crate::media::codec::aac::{parse_asc, AscInfo};
 
 /// Why a StreamMuxConfig or AudioMuxElement cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -304,7 +304,7 @@ fn audio_specific_config(r: &mut Bits<'_>) -> Result<(Bytes, AscInfo), LatmError
         sync_extension(r)?;
     }
     let asc = r.since(start);
-    let info = parse_asc(&asc).map_err(LatmError::Malformed)?;
+    let info = parse_asc(&asc).map_err(|e| LatmError::Malformed(e.to_string()))?;
     Ok((Bytes::from(asc), info))
 }
 

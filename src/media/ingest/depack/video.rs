@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::nal_sink::NalSink;
 use super::{h264, h265, DepackError, Rtp, SeqCheck, Sequence, Timeline, Unit};
 use super::{MAX_QUEUED_UNITS, MAX_UNIT_BYTES};
-use crate::media::codec::{avc, hevc};
+use crate::media::codec::{avc, hevc, nal_type};
 use crate::media::frame::{VideoCodec, VideoParams};
 
 /// RTP clock rate of H.264 and H.265 (RFC 6184 §8.2.1, RFC 7798 §7.1).
@@ -280,14 +280,5 @@ impl NalSink for Video {
             self.nal(&nal)?;
         }
         Ok(())
-    }
-}
-
-/// The NAL unit type (0 for an empty unit).
-pub fn nal_type(codec: VideoCodec, nal: &[u8]) -> u8 {
-    match (codec, nal.first()) {
-        (_, None) => 0,
-        (VideoCodec::H264, Some(b)) => b & 0x1f,
-        (VideoCodec::H265, Some(b)) => (b >> 1) & 0x3f,
     }
 }

@@ -4,8 +4,9 @@
 
 use bytes::Bytes;
 
+use crate::media::codec::aac::{self, AacError};
 use crate::media::codec::{avc, hevc, CodecError};
-use crate::media::frame::{AudioCodec, AudioParams, VideoCodec, VideoParams};
+use crate::media::frame::{AudioParams, VideoCodec, VideoParams};
 
 /// RTMP timestamps are milliseconds; video keeps them as they are.
 pub const VIDEO_TIMESCALE: u32 = 1000;
@@ -82,65 +83,10 @@ pub fn to_four_byte_lengths(data: &Bytes, size: u8) -> Result<Option<Bytes>, Str
     Ok(Some(Bytes::from(out)))
 }
 
-const AAC_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
-
-/// Parses an AAC AudioSpecificConfig. The track's timescale is its sample rate.
-pub fn aac_config(asc: &[u8]) -> Result<AudioParams, String> {
-    let bits = |from: usize, n: usize| -> Result<u32, String> {
-        let mut v = 0;
-        for i in from..from + n {
-            let byte = asc.get(i / 8).ok_or("AudioSpecificConfig is truncated")?;
-            v = (v << 1) | u32::from((byte >> (7 - i % 8)) & 1);
-        }
-        Ok(v)
-    };
-    let mut pos = 5;
-    let mut object_type = bits(0, 5)?;
-    if object_type == 31 {
-        object_type = 32 + bits(5, 6)?;
-        pos += 6;
-    }
-    let rate = |pos: &mut usize| -> Result<u32, String> {
-        let index = bits(*pos, 4)?;
-        *pos += 4;
-        if index == 15 {
-            *pos += 24;
-            return bits(*pos - 24, 24);
-        }
-        AAC_RATES
-            .get(index as usize)
-            .copied()
-            .ok_or_else(|| format!("AAC sampling frequency index {index} is reserved"))
-    };
-    let mut sample_rate = rate(&mut pos)?;
-    let channel_config = bits(pos, 4)?;
-    pos += 4;
-    let sbr = matches!(object_type, 5 | 29);
-    if sbr {
-        sample_rate = rate(&mut pos)?;
-        object_type = bits(pos, 5)?;
-        pos += 5;
-    }
-    let short = matches!(object_type, 1..=4 | 6 | 7 | 17 | 19..=23) && bits(pos, 1)? == 1;
-    let base = if short { 960 } else { 1024 };
-    if sample_rate == 0 {
-        return Err("AudioSpecificConfig gives a sample rate of 0".into());
-    }
-    let channels = match channel_config {
-        0 => return Err("AAC with a program config element is not supported".into()),
-        7 => 8,
-        c => c as u16,
-    };
-    Ok(AudioParams {
-        codec: AudioCodec::Aac,
-        sample_rate,
-        channels,
-        config: Bytes::copy_from_slice(asc),
-        timescale: sample_rate,
-        frame_samples: if sbr { base * 2 } else { base },
-    })
+/// Parses an AAC AudioSpecificConfig ([`aac::audio_params`]). The track's timescale is its
+/// sample rate.
+pub fn aac_config(asc: &[u8]) -> Result<AudioParams, AacError> {
+    aac::audio_params(asc)
 }
 
 #[cfg(test)]

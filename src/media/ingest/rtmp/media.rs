@@ -155,7 +155,7 @@ impl Media {
             None => Ok(None),
             Some(AudioTag::SequenceHeader(asc)) if asc.is_empty() => Ok(None),
             Some(AudioTag::SequenceHeader(asc)) => {
-                let a = codec::aac_config(&asc).map_err(RtmpError::audio)?;
+                let a = codec::aac_config(&asc).map_err(|e| RtmpError::audio(e.to_string()))?;
                 if self.audio.as_ref() != Some(&a) {
                     self.audio = Some(a);
                     self.params = None;
