@@ -256,6 +256,14 @@ fn every_event_arrives_in_order_across_an_outage_and_a_kill_9_and_410_disables()
         hooks.len(),
         seen.len()
     );
+    // Stream states reach an endpoint without MQTT configured: the file camera connected at
+    // the first start and again after the kill -9.
+    let connected = hooks.iter().filter(|e| e.2 == "source.state").count();
+    assert!(
+        connected >= 2,
+        "{connected} source.state event(s) without [mqtt]; kinds: {:?}",
+        hooks.iter().map(|e| e.2.as_str()).collect::<HashSet<_>>()
+    );
     // (Not segment order: recovery after the kill -9 stores the torn segment's
     // `recovered` before the `closed` events of closes the crash took back; the log's
     // order, `event_seq`, is what delivery keeps, checked above.)

@@ -189,6 +189,13 @@ pub async fn start(
         pipes: h.pipes.clone(),
         time: Some(watch.clone()),
     };
+    // `source.state` events, for MQTT and webhooks alike (wakes only on a state change).
+    tokio::spawn(crate::sync::events::streams::serve(
+        h.board.clone(),
+        h.events.clone(),
+        h.clock.clone(),
+        h.cancel.child_token(),
+    ));
     // Clock steps: `clock.step`, and re-stamping after a correction (wakes only on a step).
     tokio::spawn(crate::sync::events::clock::serve(
         steps,

@@ -14,9 +14,15 @@
 //! [`STALL`]; the daemon feeds the systemd watchdog only while that list is empty, so a
 //! hung pipeline (a source stuck without a timeout, a writer stuck in the kernel, a dead
 //! task) gets the service restarted, while a camera that is merely offline does not.
+//!
+//! **Changes.** A state change, and a stream added or removed, bumps the board's change
+//! counter ([`StatusBoard::changes`]), so whoever reports state changes
+//! (`sync::events::streams`, the `source.state` events) wakes on them instead of polling.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +84,8 @@ pub struct OpenSegment {
 #[derive(Debug)]
 pub struct StreamStatus {
     inner: Mutex<Inner>,
+    /// The board's change counter, once added to a board.
+    changes: OnceLock<Arc<watch::Sender<u64>>>,
 }
 
 #[derive(Debug)]
@@ -105,6 +113,7 @@ impl StreamStatus {
                 },
                 beat: now,
             }),
+            changes: OnceLock::new(),
         }
     }
 
@@ -115,7 +124,8 @@ impl StreamStatus {
     /// A state change (also a heartbeat).
     pub fn set_state(&self, state: StreamState, now: Instant, wall_ms: i64) {
         let mut i = self.lock();
-        if i.report.state != state {
+        let changed = i.report.state != state;
+        if changed {
             i.report.state = state;
             i.report.since_ms = wall_ms;
         }
@@ -123,6 +133,16 @@ impl StreamStatus {
             i.report.segment = None;
         }
         i.beat = now;
+        drop(i);
+        if changed {
+            self.changed();
+        }
+    }
+
+    fn changed(&self) {
+        if let Some(tx) = self.changes.get() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// The source failed with `error`; the stream now waits (`failed`: a long wait).
@@ -189,19 +209,31 @@ impl StreamStatus {
 }
 
 /// All streams of the running recorder.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StatusBoard {
     streams: Mutex<Vec<Arc<StreamStatus>>>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> StatusBoard {
+        StatusBoard {
+            streams: Mutex::default(),
+            changes: Arc::new(watch::Sender::new(0)),
+        }
+    }
 }
 
 impl StatusBoard {
     /// Adds a stream and returns its handle for the stream task.
     pub fn add(&self, status: StreamStatus) -> Arc<StreamStatus> {
+        let _ = status.changes.set(self.changes.clone());
         let s = Arc::new(status);
         self.streams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(s.clone());
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
         s
     }
 
@@ -212,6 +244,13 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|s| !Arc::ptr_eq(s, status));
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Wakes on every state change and every stream added or removed (the value is a
+    /// counter; look at [`StatusBoard::reports`] for what changed).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn all(&self) -> Vec<Arc<StreamStatus>> {

@@ -1,7 +1,6 @@
 //! The MQTT task: one loop owning the connection. Everything it does is driven from here so
 //! the order of publishes on the wire is the order they were decided in.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -10,7 +9,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::MqttConfig;
 use crate::control::commands::{code, Commands, Reply};
-use crate::media::health::StreamState;
 use crate::util::backoff::Backoff;
 
 use super::conn::{Link, Loop, Net, RECONNECT_MAX, RECONNECT_MIN};
@@ -27,7 +25,7 @@ pub enum Control {
     Config(serde_json::Value),
 }
 
-/// How often the outbox is looked at even without a wake-up, and stream states compared.
+/// How often the outbox and the live config are looked at even without a wake-up.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 /// How long a clean disconnect may take at shutdown.
 const GOODBYE: Duration = Duration::from_secs(3);
@@ -89,7 +87,6 @@ pub async fn run(
         link,
         window: Window::new(WINDOW),
         connected: false,
-        states: HashMap::new(),
     }
     .run(lp, control, stop)
     .await
@@ -104,8 +101,6 @@ struct Client {
     connected: bool,
     commands: Option<Commands>,
     config_json: serde_json::Value,
-    /// Last seen state per stream, for `source.state` events.
-    states: HashMap<String, StreamState>,
     /// The config last published on the config topic.
     last_config: std::sync::Arc<crate::config::Config>,
 }
@@ -182,10 +177,9 @@ impl Client {
         self.goodbye(&mut lp).await;
     }
 
-    /// The periodic look: stream states, the live config, the outbox. (The disk is the
+    /// The periodic look: the live config, the outbox. (The disk is the
     /// storage watchdog's, which runs without MQTT too.)
     async fn look(&mut self) {
-        self.watch_streams().await;
         self.watch_config();
         self.fill().await;
     }

@@ -52,6 +52,7 @@
 pub mod alarm;
 pub mod clock;
 pub mod segment;
+pub mod streams;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
