@@ -16,7 +16,13 @@ use edgerec::storage::playback::{self, read, resolve_range, RangeReply};
 use edgerec::storage::store::Store;
 
 fn export(cfg: &Path, args: &[&str]) -> CliOutput {
-    let mut all = vec!["export", "--config", cfg.to_str().unwrap(), "--stream", "cam"];
+    let mut all = vec![
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--stream",
+        "cam",
+    ];
     all.extend_from_slice(args);
     let out = cli(&all, cfg.parent().unwrap());
     assert_eq!(out.code, 0, "edgerec {all:?}: {}", out.stderr);
@@ -97,7 +103,11 @@ fn recorded_segments_export_as_one_mp4_and_as_a_vod_playlist_that_plays() {
     assert_eq!(cut.len(), whole.len() as u64);
     assert!(said.stdout.contains(cut.etag()), "{}", said.stdout);
     let len = cut.len();
-    for header in ["bytes=1000-50000", "bytes=-4096", &format!("bytes={}-", len / 2)] {
+    for header in [
+        "bytes=1000-50000",
+        "bytes=-4096",
+        &format!("bytes={}-", len / 2),
+    ] {
         let RangeReply::Partial(r) = resolve_range(Some(header), len) else {
             panic!("{header}: not a partial answer");
         };

@@ -98,8 +98,8 @@ pub fn read_layout<R: Read + Seek>(mut r: R) -> Result<FileLayout, FormatError> 
                     .ok_or_else(|| malformed(h.start, "the moov box does not decode"))?;
                 let trex = moov.mvex.as_ref().map(|m| m.trex.clone());
                 let trex = trex.ok_or_else(|| malformed(h.start, "not fragmented (no mvex)"))?;
-                let (track, timescale) = timeline(&moov)
-                    .ok_or_else(|| malformed(h.start, "the moov has no track"))?;
+                let (track, timescale) =
+                    timeline(&moov).ok_or_else(|| malformed(h.start, "the moov has no track"))?;
                 init = Some((trex, track, timescale, init_key(&moov)?));
                 init_len = h.end();
             }

@@ -13,7 +13,11 @@ use crate::media::format::layout::FragmentInfo;
 /// A piece of a [`VirtualFile`]: a byte range of a recorded file, or bytes made for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
     Owned(Bytes),
 }
 

@@ -32,10 +32,7 @@ impl RangeReply {
 /// `bytes=a-b`, `bytes=a-` and `bytes=-n` (the last n bytes); an end past the file is
 /// clamped to it.
 pub fn resolve_range(header: Option<&str>, len: u64) -> RangeReply {
-    let Some(spec) = header
-        .map(str::trim)
-        .and_then(|h| h.strip_prefix("bytes="))
-    else {
+    let Some(spec) = header.map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else {
         return RangeReply::Whole;
     };
     if spec.contains(',') {

@@ -35,7 +35,10 @@ fn moof(seq: u32, dts: u64) -> Bytes {
 fn moof_times(m: &[u8]) -> (u32, u64) {
     let at = tfdt_offsets(m, 8)[0].1;
     let seq = u32::from_be_bytes(m[20..24].try_into().unwrap());
-    (seq, u64::from_be_bytes(m[at + 4..at + 12].try_into().unwrap()))
+    (
+        seq,
+        u64::from_be_bytes(m[at + 4..at + 12].try_into().unwrap()),
+    )
 }
 
 /// A recorded file of one-second fragments (decode times from `first_dts`), a key frame
@@ -172,7 +175,11 @@ fn a_range_inside_files_starts_at_the_key_frame_before_it_and_ends_with_its_last
     assert_eq!(
         lines(&text, "#EXT-X-BYTERANGE"),
         vec![
-            format!("#EXT-X-BYTERANGE:{}@{}", f[3].end - f[2].offset, f[2].offset),
+            format!(
+                "#EXT-X-BYTERANGE:{}@{}",
+                f[3].end - f[2].offset,
+                f[2].offset
+            ),
             format!("#EXT-X-BYTERANGE:{}@{}", g[1].end - INIT, INIT),
         ]
     );
@@ -294,7 +301,10 @@ fn a_range_of_the_virtual_file_is_the_same_slice_of_its_pieces() {
     );
     // Inside one owned moof: its own bytes.
     let r = v.read_range(INIT + 20..INIT + 24);
-    assert_eq!(r, vec![Piece::Owned(Bytes::copy_from_slice(&1u32.to_be_bytes()))]);
+    assert_eq!(
+        r,
+        vec![Piece::Owned(Bytes::copy_from_slice(&1u32.to_be_bytes()))]
+    );
     // Past the end: clamped.
     let r = v.read_range(v.len() - 3..v.len() + 100);
     assert_eq!(r.iter().map(Piece::len).sum::<u64>(), 3);
