@@ -123,6 +123,30 @@ fn recorded_segments_export_as_one_mp4_and_as_a_vod_playlist_that_plays() {
         RangeReply::Unsatisfiable
     );
 
+    // Bad input: a clear error naming what is wrong, and no output file.
+    let cfg_s = cfg.to_str().unwrap();
+    let nothing = dir.path().join("nothing.mp4");
+    let future = (closed[0].start_ms + 3_600_000).to_string();
+    for (args, needle) in [
+        (
+            vec!["--start", future.as_str(), "--duration", "5s"],
+            "nothing recorded",
+        ),
+        (vec!["--start", "yesterday", "--duration", "5s"], "--start"),
+        (
+            vec!["--start", future.as_str(), "--duration", "5 parsecs"],
+            "--duration",
+        ),
+    ] {
+        let mut all = vec!["export", "--config", cfg_s, "--stream", "cam", "-o"];
+        all.push(nothing.to_str().unwrap());
+        all.extend(args);
+        let out = cli(&all, dir.path());
+        assert_ne!(out.code, 0, "{all:?}: {}", out.stdout);
+        assert!(out.stderr.contains(needle), "{all:?}: {}", out.stderr);
+        assert!(!nothing.exists() && !dir.path().join("nothing.mp4.tmp").exists());
+    }
+
     // A VOD playlist of 20 s, beside the recordings (URIs relative to it).
     let from = closed[0].start_ms + 500;
     let pl_path = root.join("cam-vod.m3u8");

@@ -105,8 +105,7 @@ pub enum Command {
     /// (`ctl DEVICE COMMAND [JSON]`), or list devices and whether they are online
     /// (`ctl devices`). Needs no config file.
     Ctl(crate::control::mqtt::ctl::CtlArgs),
-    /// Export a stream's recording: one MP4 cut on key frames (`-o clip.mp4`), or an HLS VOD
-    /// playlist of byte ranges into the recorded files (`--m3u8 out.m3u8`).
+    /// Export a recording: one MP4 cut on key frames, or an HLS VOD playlist of byte ranges.
     Export(crate::app::export::ExportArgs),
     /// Run a fleet command (docs/commands.md) on the running recorder through its control
     /// socket and print the JSON reply; exit 1 if the reply is an error.
@@ -368,8 +367,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Every row: a running recorder holds the index, so it is asked; otherwise the index is
-/// read directly.
+/// Every row, from the running recorder (it holds the index) or else from the index.
 fn segment_rows(cfg: &Config) -> anyhow::Result<Vec<SegmentRow>> {
     Ok(match ask_or_open(cfg, "segments")? {
         Local::Answer(answer) => serde_json::from_str(&answer)

@@ -54,15 +54,10 @@ pub fn run(args: &ExportArgs, root: &Path, rows: &[SegmentRow]) -> anyhow::Resul
         "--end (or --duration) must be after --start"
     );
     let files = read::load(root, rows, &args.stream, start_ms, end_ms)?;
-    let nothing = || {
-        format!(
-            "stream {:?}: `edgerec segments --stream {}` lists what is recorded",
-            args.stream, args.stream
-        )
-    };
+    let which = || format!("stream {:?}", args.stream);
     if let Some(out) = &args.output {
-        let cut = playback::mp4_cut(&files, start_ms, (end_ms - start_ms) as u64)
-            .with_context(nothing)?;
+        let cut =
+            playback::mp4_cut(&files, start_ms, (end_ms - start_ms) as u64).with_context(which)?;
         write_atomically(out, |f| {
             read::write_pieces(cut.pieces(), f)?;
             Ok(())
@@ -78,9 +73,9 @@ pub fn run(args: &ExportArgs, root: &Path, rows: &[SegmentRow]) -> anyhow::Resul
     } else if let Some(out) = &args.m3u8 {
         let dir = absolute(out.parent().unwrap_or(Path::new(".")))?;
         let text = playback::vod_m3u8(&files, start_ms, end_ms, |r| {
-            relative(&dir, &r.path).display().to_string()
+            uri_path(&relative(&dir, &r.path))
         })
-        .with_context(nothing)?;
+        .with_context(which)?;
         write_atomically(out, |f| Ok(f.write_all(text.as_bytes())?))?;
         println!(
             "{}: {} segments",
@@ -89,6 +84,27 @@ pub fn run(args: &ExportArgs, root: &Path, rows: &[SegmentRow]) -> anyhow::Resul
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Characters a relative URI path cannot hold as they are (a playlist line, and a quoted
+/// `EXT-X-MAP` attribute): controls, space, `"`, `#`, `%`, `?` and the like.
+const URI_ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// A relative path as a URI reference (`/` separated, percent-encoded).
+fn uri_path(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    percent_encoding::utf8_percent_encode(&s, URI_ESCAPE).to_string()
 }
 
 /// Ms since the Unix epoch, or an RFC 3339 time.
@@ -167,6 +183,14 @@ mod tests {
         assert_eq!(
             relative(Path::new("/a/x/y"), Path::new("/a/b/d.mp4")),
             Path::new("../../b/d.mp4")
+        );
+    }
+
+    #[test]
+    fn uris_of_names_with_spaces_or_quotes_are_percent_encoded() {
+        assert_eq!(
+            uri_path(Path::new("../front door/a\"b#1.mp4")),
+            "../front%20door/a%22b%231.mp4"
         );
     }
 

@@ -54,7 +54,7 @@ pub struct Recorded {
 #[derive(Debug, thiserror::Error)]
 pub enum PlaybackError {
     /// No fragment of any recorded file lies in the range.
-    #[error("nothing recorded between {start_ms} and {end_ms} (ms since the Unix epoch); `edgerec segments` lists what is")]
+    #[error("nothing recorded between {start_ms} and {end_ms} (ms since the Unix epoch); `edgerec segments` lists what is recorded")]
     Empty { start_ms: i64, end_ms: i64 },
     /// The range is empty or reversed.
     #[error("the end ({end_ms}) must be after the start ({start_ms})")]

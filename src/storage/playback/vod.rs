@@ -19,7 +19,8 @@ use super::{discontinuous, spans, PlaybackError, Recorded};
 /// other and need none. `EXT-X-TARGETDURATION` is the longest `EXTINF` rounded up.
 ///
 /// `uri_of` gives each file's URI as the playlist should name it (relative to the
-/// playlist, or an absolute URL path).
+/// playlist, or an absolute URL path), already percent-encoded: it is written as it is,
+/// on its own line and inside the quoted `EXT-X-MAP` attribute.
 pub fn vod_m3u8(
     files: &[Recorded],
     start_ms: i64,
