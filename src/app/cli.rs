@@ -281,7 +281,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Uploads { config, json } => {
             let cfg = load(&config)?;
-            crate::sync::upload::cli::uploads(
+            crate::app::upload_cmd::uploads(
                 &cfg.storage.root,
                 cfg.upload.is_some(),
                 || open_existing(&cfg),
@@ -299,7 +299,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let cfg = load(&config)?;
             if pause || resume {
-                crate::sync::upload::cli::set_paused(
+                crate::app::upload_cmd::set_paused(
                     &cfg.storage.root,
                     cfg.upload.is_some(),
                     || open_existing(&cfg),
@@ -315,7 +315,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|t| humantime::parse_duration(&t))
                 .transpose()
                 .context("--timeout")?;
-            crate::sync::upload::cli::upload_now(&cfg.storage.root, timeout)?;
+            crate::app::upload_cmd::upload_now(&cfg.storage.root, timeout)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ctl(args) => crate::control::mqtt::ctl::main(args),
@@ -326,7 +326,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cmd { config, name, json } => {
             let cfg = load(&config)?;
-            crate::control::commands::local::run(&cfg.storage.root, &name, json.as_deref())
+            crate::app::command_cmd::run(&cfg.storage.root, &name, json.as_deref())
         }
         Command::Segments {
             config,

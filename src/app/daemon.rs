@@ -235,8 +235,7 @@ pub async fn start(
         time: Some(watch.clone()),
     })
     .await;
-    let status_source = Arc::new(crate::control::socket::StatusSource {
-        commands: Some(commands.clone()),
+    let status_source = Arc::new(crate::control::report::StatusSource {
         live: crate::control::report::Live {
             board: h.board.clone(),
             pid: std::process::id(),
@@ -268,6 +267,7 @@ pub async fn start(
     let control = tokio::spawn(crate::control::socket::serve_with_status(
         h.store.clone(),
         Some(status_source),
+        Some(commands.clone()),
         h.cancel.child_token(),
     ));
     let ingest = crate::media::ingest::Ingest::new_live(

@@ -17,6 +17,7 @@ mod raw;
 pub mod rules;
 mod size;
 pub mod source;
+mod units;
 pub mod upload;
 mod validate;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{RawDuration, RawSize};
 use super::size::parse_size;
+use super::units::{RawDuration, RawSize};
 use super::ConfigError;
 
 /// Default `mqtt.prefix`.

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::raw::RawSize;
 use super::size::parse_size;
+use super::units::RawSize;
 use super::ConfigError;
-use crate::sync::upload::keys::KeyTemplate;
-use crate::sync::upload::windows::Window;
+use crate::util::object_key::KeyTemplate;
+use crate::util::windows::Window;
 
 /// Default `upload.part_size`: files above it go as multipart uploads.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
@@ -22,7 +22,7 @@ pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// Largest `upload.part_size` (S3's maximum part size).
 pub const MAX_PART_SIZE: u64 = 5 << 30;
 /// Default object key template of a target.
-pub const DEFAULT_KEY: &str = "{device}/{stream}/{YYYY}/{MM}/{DD}/{file}";
+pub use crate::util::object_key::DEFAULT_KEY;
 
 /// `[upload]` as serde reads it.
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,40 @@ pub struct SegmentCounts {
 
 pub use crate::sync::upload::report::UploadReport;
 
+/// What a running recorder's `status` reports besides the index: its live parts.
+pub struct StatusSource {
+    pub live: Live,
+    pub device_id: String,
+    pub quota_bytes: u64,
+    pub clock: crate::util::clock::SharedClock,
+    /// The uploader, when `[upload]` is configured (`uploads`, `upload-now`).
+    pub uploads: Option<crate::sync::upload::Control>,
+}
+
+impl StatusSource {
+    /// The running recorder's status report, with the uploader's state (blocking: call it
+    /// off the async runtime).
+    pub fn report(
+        &self,
+        store: &crate::storage::store::Store,
+    ) -> Result<crate::control::report::Report, crate::storage::store::StoreError> {
+        let mut r = crate::control::report::build_report(
+            store,
+            Some(&self.live),
+            &self.device_id,
+            self.quota_bytes,
+            self.clock.now(),
+        )?;
+        r.uploads = r.uploads.with_state(
+            self.uploads.is_some(),
+            self.uploads.as_ref().is_some_and(|u| u.is_paused()),
+            self.clock.wall_ms(),
+        );
+        r.callbacks = crate::sync::webhooks::aged(r.callbacks, self.clock.wall_ms());
+        Ok(r)
+    }
+}
+
 /// The answer to `status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {

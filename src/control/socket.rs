@@ -9,7 +9,7 @@
 //! | `segments`   | JSON array of index rows (`SegmentRow`)  |
 //! | `ping`       | `{"ok":true}`                            |
 //! | `status`     | [`crate::control::report::Report`] as JSON        |
-//! | `uploads`    | [`crate::sync::upload::cli::UploadsReport`]    |
+//! | `uploads`    | [`crate::sync::upload::uploads::UploadsReport`]    |
 //! | `upload-now` | `{"ok":true}`: drain the upload backlog |
 //! | `upload-pause`, `upload-resume` | `{"ok":true,"paused":B}`: pause or resume uploads |
 //! | `command NAME [JSON]` | the [`crate::control::commands::Reply`] of fleet command `NAME` |
@@ -27,6 +27,8 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::control::commands::Commands;
+pub use crate::control::report::StatusSource;
 use crate::storage::store::Store;
 
 /// Where the socket lives for a storage root.
@@ -34,27 +36,17 @@ pub fn socket_path(root: &Path) -> PathBuf {
     root.join("control.sock")
 }
 
-/// What the `status` request reports besides the index.
-pub struct StatusSource {
-    pub live: crate::control::report::Live,
-    pub device_id: String,
-    pub quota_bytes: u64,
-    pub clock: crate::util::clock::SharedClock,
-    /// The uploader, when `[upload]` is configured (`uploads`, `upload-now`).
-    pub uploads: Option<crate::sync::upload::Control>,
-    /// The fleet commands (`command NAME JSON`), as MQTT runs them.
-    pub commands: Option<crate::control::commands::Commands>,
-}
-
 /// Serve the socket until cancelled. The socket file is removed on the way out.
 pub async fn serve(store: Arc<Store>, cancel: CancellationToken) {
-    serve_with_status(store, None, cancel).await
+    serve_with_status(store, None, None, cancel).await
 }
 
-/// [`serve`], also answering `status` when `status` is given.
+/// [`serve`], also answering `status` (and the upload requests) when `status` is given,
+/// and `command NAME JSON` when `commands` is.
 pub async fn serve_with_status(
     store: Arc<Store>,
     status: Option<Arc<StatusSource>>,
+    commands: Option<Commands>,
     cancel: CancellationToken,
 ) {
     let path = socket_path(store.root());
@@ -74,6 +66,7 @@ pub async fn serve_with_status(
         let Ok((stream, _)) = conn else { continue };
         let store = store.clone();
         let status = status.clone();
+        let commands = commands.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
@@ -84,21 +77,20 @@ pub async fn serve_with_status(
             }
             let answer = match (line.trim(), status) {
                 ("status", Some(st)) => status_answer(&store, st).await,
-                (req, Some(st)) if req.starts_with("command ") && st.commands.is_some() => {
+                (req, Some(_)) if req.starts_with("command ") && commands.is_some() => {
                     let (name, payload) = req["command ".len()..]
                         .trim()
                         .split_once(' ')
                         .unwrap_or((req["command ".len()..].trim(), ""));
-                    let reply = st
-                        .commands
+                    let reply = commands
                         .as_ref()
                         .expect("checked")
                         .handle(name, payload.as_bytes())
                         .await;
                     String::from_utf8_lossy(&reply.to_bytes()).into_owned()
                 }
-                (req, st) if crate::sync::upload::cli::REQUESTS.contains(&req) => {
-                    crate::sync::upload::cli::answer(
+                (req, st) if crate::sync::upload::uploads::REQUESTS.contains(&req) => {
+                    crate::sync::upload::uploads::answer(
                         &store,
                         st.and_then(|s| s.uploads.clone()),
                         req,
@@ -131,30 +123,6 @@ async fn answer(store: &Arc<Store>, req: &str) -> String {
         other => err(&format!(
             "unknown request {other:?} (try: segments, status, ping, uploads)"
         )),
-    }
-}
-
-impl StatusSource {
-    /// The running recorder's status report, with the uploader's state (blocking: call it
-    /// off the async runtime).
-    pub fn report(
-        &self,
-        store: &Store,
-    ) -> Result<crate::control::report::Report, crate::storage::store::StoreError> {
-        let mut r = crate::control::report::build_report(
-            store,
-            Some(&self.live),
-            &self.device_id,
-            self.quota_bytes,
-            self.clock.now(),
-        )?;
-        r.uploads = r.uploads.with_state(
-            self.uploads.is_some(),
-            self.uploads.as_ref().is_some_and(|u| u.is_paused()),
-            self.clock.wall_ms(),
-        );
-        r.callbacks = crate::sync::webhooks::aged(r.callbacks, self.clock.wall_ms());
-        Ok(r)
     }
 }
 

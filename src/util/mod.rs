@@ -10,9 +10,11 @@
 //! - [`glob`]: the rules' shell-style globs (hand-written: `*`, `?`, `[...]` over stream
 //!   names, without the regex engine `globset` brings);
 //! - [`naming`]: file-name templates (`{stream}/{YYYY}/...`);
+//! - [`object_key`]: upload object-key templates (`{device}/{stream}/.../{file}`);
 //! - [`notify`]: systemd's sd_notify (one datagram; hand-written rather than `libsystemd`);
 //! - [`pace`]: the shared tick streams poll their sources on;
-//! - [`redact`]: credentials out of URLs and messages before they reach a log.
+//! - [`redact`]: credentials out of URLs and messages before they reach a log;
+//! - [`windows`]: daily time windows (`"22:00-06:00"`), for uploads.
 
 pub mod backoff;
 pub mod busy;
@@ -21,5 +23,7 @@ pub mod clockwatch;
 pub mod glob;
 pub mod naming;
 pub mod notify;
+pub mod object_key;
 pub mod pace;
 pub mod redact;
+pub mod windows;

@@ -317,7 +317,7 @@ pub fn upload_now(config: &Path, timeout: &str) -> common::CliOutput {
 
 /// A local-time window that excludes the present (it opens in two hours).
 pub fn window_not_now() -> String {
-    let m = edgerec::sync::upload::windows::local_minute(edgerec::util::clock::Clock::wall_ms(
+    let m = edgerec::util::windows::local_minute(edgerec::util::clock::Clock::wall_ms(
         &edgerec::util::clock::SystemClock,
     ));
     let start = (m + 120) % 1440;

@@ -12,7 +12,6 @@
 //! - [`settings`]: `config.get`, `config.set`.
 
 pub mod args;
-pub mod local;
 mod query;
 mod record;
 mod reply;
@@ -59,7 +58,7 @@ pub use crate::storage::retention::pass::{RetentionDeleted, RetentionRun, Retent
 pub struct CommandsContext {
     pub scheduler: Arc<Scheduler>,
     /// Live stream states, for `status`.
-    pub status: Option<Arc<crate::control::socket::StatusSource>>,
+    pub status: Option<Arc<crate::control::report::StatusSource>>,
     /// The config file `config.set` persists to (`None`: `config.get`/`set` unavailable).
     pub config_path: Option<PathBuf>,
     /// The uploader (`None`: `upload.*` reply `unavailable`).
@@ -77,7 +76,7 @@ pub struct Commands {
 struct Inner {
     /// `None`: a detached handler (every command but `ping` is `unavailable`).
     scheduler: Option<Arc<Scheduler>>,
-    status: Option<Arc<crate::control::socket::StatusSource>>,
+    status: Option<Arc<crate::control::report::StatusSource>>,
     upload: Option<Arc<dyn UploadControl>>,
     retention: Option<RetentionTrigger>,
     /// The config file and its TOML as last written.
@@ -214,8 +213,7 @@ pub struct Spawn {
 pub async fn spawn(s: Spawn) -> Commands {
     let cfg = s.scheduler.config();
     let clock = s.scheduler.clock().clone();
-    let status = Arc::new(crate::control::socket::StatusSource {
-        commands: None,
+    let status = Arc::new(crate::control::report::StatusSource {
         live: crate::control::report::Live {
             board: s.board,
             pid: std::process::id(),

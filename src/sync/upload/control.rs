@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::windows::{is_open, local_minute, Window};
 use super::{Transfer, PAUSED_KEY};
 use crate::storage::store::{AuxOp, AuxTable, Store, StoreError};
 use crate::util::clock::SharedClock;
+use crate::util::windows::{is_open, local_minute, Window};
 
 /// Whether transfers may run, pure: an `upload --now` drain runs regardless; otherwise not
 /// while paused, and only inside the windows (none = any time). `minute` is the local

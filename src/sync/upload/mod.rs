@@ -51,13 +51,11 @@
 //! does not know uploads). Under `deny_new` the [`DenyFlag`] stops new segments; recorders
 //! see it through a watch handle, not by reading the index per frame.
 
-pub mod cli;
 mod control;
 mod error;
 mod evict;
 pub mod failure;
 mod http;
-pub mod keys;
 pub mod limiter;
 mod orphans;
 pub mod queue;
@@ -66,7 +64,7 @@ mod segment;
 mod shared;
 pub mod target;
 pub mod transfer;
-pub mod windows;
+pub mod uploads;
 mod worker;
 
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cli::human_bytes;
+use super::uploads::human_bytes;
 
 /// The upload backlog, from the index (segments waiting, failures) and the uploader.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,7 @@ impl UploadReport {
             backlog_segments: b.count,
             backlog_bytes: b.bytes,
             oldest_ms: b.oldest_ms,
-            failing: super::cli::failing(store, rows)?.len() as u64,
+            failing: super::uploads::failing(store, rows)?.len() as u64,
             ..UploadReport::default()
         })
     }
@@ -72,7 +72,7 @@ impl UploadReport {
         if let Some(age) = u.oldest_age_s {
             line.push_str(&format!(
                 ", oldest recorded {} ago",
-                super::cli::human_age(age as i64 * 1000)
+                super::uploads::human_age(age as i64 * 1000)
             ));
         }
         if u.failing > 0 {

@@ -13,6 +13,19 @@ use super::transfer::{self, FileJob, Progress};
 use super::UploadError;
 use crate::storage::store::{AuxOp, AuxTable, SegmentRow, UploadState};
 use crate::sync::events::EventKind;
+use crate::util::object_key::KeyFields;
+
+/// The parts of `row` an object key is made of.
+fn key_fields(row: &SegmentRow) -> KeyFields<'_> {
+    KeyFields {
+        device: &row.device,
+        app: &row.app,
+        stream: &row.stream,
+        seq: row.seq,
+        id: row.id,
+        start_ms: row.start_ms,
+    }
+}
 
 /// What a finished job reports.
 pub(super) enum Outcome {
@@ -53,7 +66,7 @@ pub(super) async fn upload_segment(
         let key = target
             .cfg
             .key
-            .expand(target.prefix(), &row, &f.path)
+            .expand(target.prefix(), &key_fields(&row), &f.path)
             .map_err(|m| UploadError::Target {
                 target: target.cfg.name.clone(),
                 message: m,

@@ -235,7 +235,7 @@ async fn a_transfer_stops_at_a_part_boundary_when_its_window_closes_and_resumes_
     use crate::config::upload::MIN_PART_SIZE;
     use crate::sync::upload::target::Target;
     use crate::sync::upload::transfer::{FileJob, Progress};
-    use crate::sync::upload::windows::{local_minute, Window};
+    use crate::util::windows::{local_minute, Window};
 
     let dir = tempfile::tempdir().unwrap();
     let st = store(dir.path());

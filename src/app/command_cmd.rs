@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Reply;
+use crate::control::commands::Reply;
 
 /// Send `command NAME JSON` to the recorder on `root`; print the reply as JSON. Exit 1 when
 /// the reply is an error, 3 when no recorder runs.

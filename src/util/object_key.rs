@@ -5,8 +5,23 @@
 
 use std::path::Path;
 
-use crate::storage::store::SegmentRow;
 use crate::util::naming::civil_from_days;
+
+/// What a key is made of: the segment's identity and start. The uploader fills it from the
+/// segment's index row.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyFields<'a> {
+    pub device: &'a str,
+    pub app: &'a str,
+    pub stream: &'a str,
+    pub seq: u64,
+    pub id: u64,
+    /// The segment's start, unix milliseconds.
+    pub start_ms: i64,
+}
+
+/// The key template of a target that names none.
+pub const DEFAULT_KEY: &str = "{device}/{stream}/{YYYY}/{MM}/{DD}/{file}";
 
 /// The variables a key template may use.
 const VARIABLES: &str =
@@ -104,9 +119,9 @@ impl KeyTemplate {
         &self.text
     }
 
-    /// The key of `file` (a path relative to the store root) of segment `row`, below
-    /// `prefix` (no leading or trailing `/`; may be empty).
-    pub fn expand(&self, prefix: &str, row: &SegmentRow, file: &Path) -> Result<String, String> {
+    /// The key of `file` (a path relative to the store root) of the segment described by
+    /// `row`, below `prefix` (no leading or trailing `/`; may be empty).
+    pub fn expand(&self, prefix: &str, row: &KeyFields<'_>, file: &Path) -> Result<String, String> {
         let file_name = file
             .file_name()
             .and_then(|f| f.to_str())
@@ -120,9 +135,9 @@ impl KeyTemplate {
                 Token::Lit(l) => s.push_str(l),
                 Token::Var(v) => {
                     let value = match v.as_str() {
-                        "device" => row.device.clone(),
-                        "stream" => row.stream.clone(),
-                        "app" => row.app.clone(),
+                        "device" => row.device.to_string(),
+                        "stream" => row.stream.to_string(),
+                        "app" => row.app.to_string(),
                         "YYYY" => format!("{y:04}"),
                         "MM" => format!("{m:02}"),
                         "DD" => format!("{d:02}"),
@@ -193,36 +208,21 @@ impl KeyTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    fn row(stream: &str, app: &str) -> SegmentRow {
-        let mut r = crate::storage::store::SegmentRow {
-            id: 42,
-            device: "edge-1".into(),
-            app: app.into(),
-            stream: stream.into(),
+    fn row<'a>(stream: &'a str, app: &'a str) -> KeyFields<'a> {
+        KeyFields {
+            device: "edge-1",
+            app,
+            stream,
             seq: 7,
+            id: 42,
             start_ms: 1_700_000_000_500,
-            end_ms: 0,
-            duration_ms: 0,
-            bytes: 0,
-            files: vec![],
-            state: crate::storage::store::SegmentState::Closed,
-            recovered: false,
-            upload: Default::default(),
-            closed_at_ms: 0,
-            base: PathBuf::from("x"),
-            formats: vec![],
-            time_quality: Default::default(),
-            boot: None,
-        };
-        r.end_ms = r.start_ms;
-        r
+        }
     }
 
     #[test]
     fn the_default_template_puts_device_stream_and_date_before_the_file() {
-        let t = KeyTemplate::parse(crate::config::upload::DEFAULT_KEY).unwrap();
+        let t = KeyTemplate::parse(DEFAULT_KEY).unwrap();
         let k = t
             .expand(
                 "rec",
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_fixed_prefix_names_the_device_only_when_the_template_starts_with_it() {
-        let t = KeyTemplate::parse(crate::config::upload::DEFAULT_KEY).unwrap();
+        let t = KeyTemplate::parse(DEFAULT_KEY).unwrap();
         assert_eq!(
             t.fixed_prefix("rec", "edge-1"),
             ("rec/edge-1/".into(), true)
