@@ -105,6 +105,8 @@ pub enum Command {
     /// (`ctl DEVICE COMMAND [JSON]`), or list devices and whether they are online
     /// (`ctl devices`). Needs no config file.
     Ctl(crate::control::mqtt::ctl::CtlArgs),
+    /// Export a recording: one MP4 cut on key frames, or an HLS VOD playlist of byte ranges.
+    Export(crate::app::export::ExportArgs),
     /// Run a fleet command (docs/commands.md) on the running recorder through its control
     /// socket and print the JSON reply; exit 1 if the reply is an error.
     #[command(name = "command")]
@@ -317,6 +319,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ctl(args) => crate::control::mqtt::ctl::main(args),
+        Command::Export(args) => {
+            let cfg = load(&args.config)?;
+            let rows = segment_rows(&cfg)?;
+            crate::app::export::run(&args, &cfg.storage.root, &rows)
+        }
         Command::Cmd { config, name, json } => {
             let cfg = load(&config)?;
             crate::app::command_cmd::run(&cfg.storage.root, &name, json.as_deref())
@@ -327,14 +334,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let cfg = load(&config)?;
-            // A running recorder holds the index: ask it; otherwise read the index directly.
-            let rows: Vec<SegmentRow> = match ask_or_open(&cfg, "segments")? {
-                Local::Answer(answer) => serde_json::from_str(&answer).with_context(|| {
-                    format!("unexpected answer from the running recorder: {answer}")
-                })?,
-                Local::Index(store) => store.segments()?,
-            };
-            let rows: Vec<_> = rows
+            let rows: Vec<_> = segment_rows(&cfg)?
                 .into_iter()
                 .filter(|r| stream.as_deref().is_none_or(|s| r.stream == s))
                 .collect();
@@ -365,6 +365,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every row, from the running recorder (it holds the index) or else from the index.
+fn segment_rows(cfg: &Config) -> anyhow::Result<Vec<SegmentRow>> {
+    Ok(match ask_or_open(cfg, "segments")? {
+        Local::Answer(answer) => serde_json::from_str(&answer)
+            .with_context(|| format!("unexpected answer from the running recorder: {answer}"))?,
+        Local::Index(store) => store.segments()?,
+    })
 }
 
 /// Opens the store of a stopped recorder for reading or maintenance, without creating the

@@ -3,6 +3,7 @@
 //! - [`fmp4`]: the fragmented MP4 encoder (init section + one moof/mdat per fragment).
 //! - [`scan`]: walks one of our MP4 files and finds its metadata and where its last complete
 //!   fragment ends (crash recovery, index rebuild).
+//! - [`layout`]: where an fMP4's init and fragments are, for playback's byte ranges.
 //! - [`progressive`]: rewrites a finished fMP4 into a moov-first progressive MP4.
 //! - [`flv`]: the FLV encoder (onMetaData patched in place at close, key frame index) and
 //!   its scanner; [`amf`]: AMF0, FLV's script data (and RTMP's commands).
@@ -22,6 +23,7 @@ mod boxes;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+pub mod layout;
 pub mod progressive;
 pub mod scan;
 #[cfg(all(test, feature = "process-tests"))]
