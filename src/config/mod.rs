@@ -10,6 +10,7 @@
 //! directory when it is used.
 
 pub mod callbacks;
+pub mod http;
 pub mod format;
 pub mod mqtt;
 pub mod patch;
@@ -92,6 +93,8 @@ pub struct Config {
     pub upload: Option<upload::UploadConfig>,
     /// Webhook endpoints the event log is delivered to (`[[callbacks]]`, optional).
     pub callbacks: Vec<callbacks::CallbackConfig>,
+    /// The local HTTP API (`[http]`, optional; off when absent).
+    pub http: Option<http::HttpConfig>,
 }
 
 /// `[ingest]`: servers that accept pushed streams, and their limits.
