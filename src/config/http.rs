@@ -106,7 +106,9 @@ pub(crate) fn validate(raw: &RawHttp) -> Result<HttpConfig, ConfigError> {
         if t.token.len() < MIN_TOKEN_LEN || !t.token.bytes().all(|b| b.is_ascii_graphic()) {
             return bad(
                 format!("http.tokens[{i}].token"),
-                format!("must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"),
+                format!(
+                    "must be at least {MIN_TOKEN_LEN} printable ASCII characters without spaces"
+                ),
             );
         }
         if tokens.iter().any(|o: &Token| o.token == t.token) {
@@ -187,7 +189,10 @@ mod tests {
 
     #[test]
     fn bad_token_fields_are_named() {
-        let e = parse(&format!("[[http.tokens]]\ntoken = \"{T}\"\nscope = \"admin\"\n")).unwrap_err();
+        let e = parse(&format!(
+            "[[http.tokens]]\ntoken = \"{T}\"\nscope = \"admin\"\n"
+        ))
+        .unwrap_err();
         assert!(e.starts_with("http.tokens[0].scope:"), "{e}");
         let e = parse("[[http.tokens]]\ntoken = \"short\"\nscope = \"view\"\n").unwrap_err();
         assert!(e.starts_with("http.tokens[0].token:"), "{e}");
@@ -197,7 +202,10 @@ mod tests {
 
     #[test]
     fn tokens_are_hidden_from_debug_output() {
-        let c = parse(&format!("[[http.tokens]]\ntoken = \"{T}\"\nscope = \"control\"\n")).unwrap();
+        let c = parse(&format!(
+            "[[http.tokens]]\ntoken = \"{T}\"\nscope = \"control\"\n"
+        ))
+        .unwrap();
         assert!(!format!("{c:?}").contains(T));
     }
 }

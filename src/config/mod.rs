@@ -10,8 +10,8 @@
 //! directory when it is used.
 
 pub mod callbacks;
-pub mod http;
 pub mod format;
+pub mod http;
 pub mod mqtt;
 pub mod patch;
 mod raw;

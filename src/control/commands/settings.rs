@@ -34,7 +34,11 @@ fn redact(v: &mut Value, key: &str) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| redact(x, key)),
-        Value::String(s) if key.contains("password") || key.contains("secret") || key == "token" => *s = "***".into(),
+        Value::String(s)
+            if key.contains("password") || key.contains("secret") || key == "token" =>
+        {
+            *s = "***".into()
+        }
         Value::String(s) if matches!(key, "source" | "url" | "endpoint") => {
             *s = crate::util::redact::redact_url(s)
         }

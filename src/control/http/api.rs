@@ -38,9 +38,7 @@ pub fn status_of(code: &str) -> StatusCode {
         code::BAD_JSON | code::BAD_FIELD | code::BAD_NAME | code::BAD_TIME_RANGE => {
             StatusCode::BAD_REQUEST
         }
-        code::NO_SUCH_STREAM | code::NO_SUCH_TASK | code::NO_SUCH_TEMPLATE => {
-            StatusCode::NOT_FOUND
-        }
+        code::NO_SUCH_STREAM | code::NO_SUCH_TASK | code::NO_SUCH_TEMPLATE => StatusCode::NOT_FOUND,
         code::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
         code::UNAVAILABLE => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,14 +103,18 @@ impl Api {
                 return unauthorized()
             }
             Err(RouteError::NotFound) => {
-                return error(StatusCode::NOT_FOUND, format!("no endpoint at {}", uri.path()))
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no endpoint at {}", uri.path()),
+                )
             }
             Err(RouteError::MethodNotAllowed(allow)) => {
                 let mut r = error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     format!("{method} is not allowed here; use {allow}"),
                 );
-                r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+                r.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
                 return r;
             }
             Err(RouteError::BadName(m)) => return error(StatusCode::BAD_REQUEST, m),
@@ -183,15 +185,30 @@ impl Api {
         Ok(Value::Object(v))
     }
 
-    async fn record_start(&self, stream: &str, q: Option<&str>, body: &[u8]) -> Result<Response<Bytes>> {
+    async fn record_start(
+        &self,
+        stream: &str,
+        q: Option<&str>,
+        body: &[u8],
+    ) -> Result<Response<Bytes>> {
         let q = query::record(q).map_err(bad_param)?;
         let mut payload = if body.iter().all(u8::is_ascii_whitespace) {
             Map::new()
         } else {
             match serde_json::from_slice::<Value>(body) {
                 Ok(Value::Object(m)) => m,
-                Ok(_) => return Err(error(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
-                Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"))),
+                Ok(_) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "the body must be a JSON object",
+                    ))
+                }
+                Err(e) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("the body is not JSON: {e}"),
+                    ))
+                }
             }
         };
         if payload.contains_key("stream") {
@@ -227,7 +244,9 @@ impl Api {
                 format!("no stream named {stream:?} is configured"),
             )));
         }
-        let data = self.command("task.list", json!({ "stream": stream })).await?;
+        let data = self
+            .command("task.list", json!({ "stream": stream }))
+            .await?;
         let tasks = data["tasks"].as_array().cloned().unwrap_or_default();
         // The task that records now, else the newest one.
         let active = |t: &&Value| matches!(t["status"].as_str(), Some("in_progress" | "pending"));
@@ -246,7 +265,9 @@ impl Api {
 
     async fn record_stop(&self, stream: &str, q: Option<&str>) -> Result<Response<Bytes>> {
         query::none(q).map_err(bad_param)?;
-        let data = self.command("record.stop", json!({ "stream": stream })).await?;
+        let data = self
+            .command("record.stop", json!({ "stream": stream }))
+            .await?;
         let tasks = data["tasks"].clone();
         let mut v = Map::new();
         v.insert("task".into(), tasks.get(0).cloned().unwrap_or(Value::Null));
@@ -325,7 +346,9 @@ impl Api {
                 let report = st.report(&store)?;
                 let mut consumers = Vec::new();
                 for c in store.aux_consumers(AuxTable::Outbox)? {
-                    let lag = store.aux_scan(AuxTable::Outbox, c.cursor, usize::MAX)?.len();
+                    let lag = store
+                        .aux_scan(AuxTable::Outbox, c.cursor, usize::MAX)?
+                        .len();
                     consumers.push(Consumer {
                         name: c.name,
                         lag: lag as u64,
@@ -364,7 +387,10 @@ mod tests {
         assert_eq!(status_of(code::BAD_FIELD), StatusCode::BAD_REQUEST);
         assert_eq!(status_of(code::BAD_NAME), StatusCode::BAD_REQUEST);
         assert_eq!(status_of(code::NO_SUCH_STREAM), StatusCode::NOT_FOUND);
-        assert_eq!(status_of(code::UNAVAILABLE), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status_of(code::UNAVAILABLE),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(status_of(code::INTERNAL), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -132,7 +132,11 @@ pub fn render(s: &Snapshot) -> String {
     for st in &r.streams {
         for (state, name) in STATES {
             let v = u8::from(st.state == state);
-            o.sample("edgerec_stream_state", &[("stream", &st.name), ("state", name)], v);
+            o.sample(
+                "edgerec_stream_state",
+                &[("stream", &st.name), ("state", name)],
+                v,
+            );
         }
     }
     o.family(
@@ -141,7 +145,11 @@ pub fn render(s: &Snapshot) -> String {
         "Segments closed since the recorder started (by a writer or by crash recovery).",
     );
     for (stream, w) in &s.written {
-        o.sample("edgerec_segments_written_total", &[("stream", stream)], w.segments);
+        o.sample(
+            "edgerec_segments_written_total",
+            &[("stream", stream)],
+            w.segments,
+        );
     }
     o.family(
         "edgerec_written_bytes_total",
@@ -149,7 +157,11 @@ pub fn render(s: &Snapshot) -> String {
         "Bytes of the segments closed since the recorder started.",
     );
     for (stream, w) in &s.written {
-        o.sample("edgerec_written_bytes_total", &[("stream", stream)], w.bytes);
+        o.sample(
+            "edgerec_written_bytes_total",
+            &[("stream", stream)],
+            w.bytes,
+        );
     }
     o.family(
         "edgerec_segments_stored",
@@ -157,7 +169,11 @@ pub fn render(s: &Snapshot) -> String {
         "Closed segments in the index (on disk) per stream.",
     );
     for c in &r.segments {
-        o.sample("edgerec_segments_stored", &[("stream", &c.stream)], c.closed);
+        o.sample(
+            "edgerec_segments_stored",
+            &[("stream", &c.stream)],
+            c.closed,
+        );
     }
     o.family(
         "edgerec_stored_bytes",
@@ -172,19 +188,31 @@ pub fn render(s: &Snapshot) -> String {
         "counter",
         "Segments retention deleted since the recorder started.",
     );
-    o.sample("edgerec_retention_evicted_segments_total", &[], s.evicted_segments);
+    o.sample(
+        "edgerec_retention_evicted_segments_total",
+        &[],
+        s.evicted_segments,
+    );
     o.family(
         "edgerec_retention_evicted_bytes_total",
         "counter",
         "Bytes retention freed since the recorder started.",
     );
-    o.sample("edgerec_retention_evicted_bytes_total", &[], s.evicted_bytes);
+    o.sample(
+        "edgerec_retention_evicted_bytes_total",
+        &[],
+        s.evicted_bytes,
+    );
     o.family(
         "edgerec_upload_backlog_segments",
         "gauge",
         "Segments waiting to be uploaded.",
     );
-    o.sample("edgerec_upload_backlog_segments", &[], r.uploads.backlog_segments);
+    o.sample(
+        "edgerec_upload_backlog_segments",
+        &[],
+        r.uploads.backlog_segments,
+    );
     o.family(
         "edgerec_upload_backlog_bytes",
         "gauge",
@@ -197,7 +225,11 @@ pub fn render(s: &Snapshot) -> String {
         "Events in the durable event log that a consumer (mqtt, callback:<name>) has not passed yet.",
     );
     for c in &s.consumers {
-        o.sample("edgerec_event_log_lag_events", &[("consumer", &c.name)], c.lag);
+        o.sample(
+            "edgerec_event_log_lag_events",
+            &[("consumer", &c.name)],
+            c.lag,
+        );
     }
     o.family(
         "edgerec_event_log_dropped_events",
@@ -205,7 +237,11 @@ pub fn render(s: &Snapshot) -> String {
         "Events the event log's capacity dropped before a consumer passed them (not yet reported).",
     );
     for c in &s.consumers {
-        o.sample("edgerec_event_log_dropped_events", &[("consumer", &c.name)], c.dropped);
+        o.sample(
+            "edgerec_event_log_dropped_events",
+            &[("consumer", &c.name)],
+            c.dropped,
+        );
     }
     o.family(
         "edgerec_callback_disabled",
@@ -213,14 +249,34 @@ pub fn render(s: &Snapshot) -> String {
         "1 when a webhook endpoint is disabled (it answered 410).",
     );
     for c in &r.callbacks {
-        o.sample("edgerec_callback_disabled", &[("endpoint", &c.name)], u8::from(c.disabled));
+        o.sample(
+            "edgerec_callback_disabled",
+            &[("endpoint", &c.name)],
+            u8::from(c.disabled),
+        );
     }
     if let Some(d) = &r.disk {
         for (name, help, v) in [
-            ("edgerec_disk_free_bytes", "Free bytes of the filesystem holding the storage root.", d.free_bytes),
-            ("edgerec_disk_total_bytes", "Size of the filesystem holding the storage root.", d.total_bytes),
-            ("edgerec_disk_used_bytes", "Bytes of all segments in the index.", d.used_bytes),
-            ("edgerec_disk_quota_bytes", "storage.max_bytes.", d.quota_bytes),
+            (
+                "edgerec_disk_free_bytes",
+                "Free bytes of the filesystem holding the storage root.",
+                d.free_bytes,
+            ),
+            (
+                "edgerec_disk_total_bytes",
+                "Size of the filesystem holding the storage root.",
+                d.total_bytes,
+            ),
+            (
+                "edgerec_disk_used_bytes",
+                "Bytes of all segments in the index.",
+                d.used_bytes,
+            ),
+            (
+                "edgerec_disk_quota_bytes",
+                "storage.max_bytes.",
+                d.quota_bytes,
+            ),
         ] {
             o.family(name, "gauge", help);
             o.sample(name, &[], v);
@@ -279,7 +335,10 @@ mod tests {
                 assert!(typed.contains(name), "{name} sampled before its TYPE");
             }
         }
-        assert!(text.contains("edgerec_segments_stored{stream=\"cam\\\"1\"} 5\n"), "{text}");
+        assert!(
+            text.contains("edgerec_segments_stored{stream=\"cam\\\"1\"} 5\n"),
+            "{text}"
+        );
         assert!(text.contains("edgerec_event_log_lag_events{consumer=\"mqtt\"} 7\n"));
         assert!(text.contains("edgerec_retention_evicted_bytes_total 2048\n"));
         assert!(text.contains("edgerec_upload_backlog_segments 3\n"));

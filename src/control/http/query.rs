@@ -135,7 +135,10 @@ pub fn segments(query: Option<&str>) -> Result<SegmentsQuery, BadParam> {
 pub fn events(query: Option<&str>) -> Result<EventsQuery, BadParam> {
     let p = params(query, &["after_seq", "limit"])?;
     Ok(EventsQuery {
-        after_seq: p.get("after_seq").map(|v| whole("after_seq", v)).transpose()?,
+        after_seq: p
+            .get("after_seq")
+            .map(|v| whole("after_seq", v))
+            .transpose()?,
         limit: limit(p.get("limit"))?,
     })
 }
@@ -188,10 +191,7 @@ mod tests {
         let e = events(Some("after=3")).unwrap_err();
         assert_eq!(e.param, "after");
         assert!(e.message.contains("after_seq"), "{e}");
-        assert_eq!(
-            events(Some("limit=1&limit=2")).unwrap_err().param,
-            "limit"
-        );
+        assert_eq!(events(Some("limit=1&limit=2")).unwrap_err().param, "limit");
         assert_eq!(none(Some("x=1")).unwrap_err().param, "x");
     }
 

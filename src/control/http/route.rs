@@ -120,9 +120,8 @@ fn stream_name(raw: &str) -> Result<String, RouteError> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| RouteError::BadName("the stream name is not UTF-8".into()))?;
-    check_name("stream", &decoded).map_err(|r| {
-        RouteError::BadName(r.message.unwrap_or_else(|| "bad stream name".into()))
-    })?;
+    check_name("stream", &decoded)
+        .map_err(|r| RouteError::BadName(r.message.unwrap_or_else(|| "bad stream name".into())))?;
     Ok(decoded.into_owned())
 }
 
@@ -198,7 +197,10 @@ mod tests {
             route(&Method::GET, "/api/playback/cam1.mp4"),
             Ok(Endpoint::NotBuilt("playback"))
         );
-        assert_eq!(route(&Method::GET, "/"), Ok(Endpoint::NotBuilt("the web page")));
+        assert_eq!(
+            route(&Method::GET, "/"),
+            Ok(Endpoint::NotBuilt("the web page"))
+        );
     }
 
     #[test]

@@ -122,7 +122,10 @@ async fn answer(api: &Api, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     .await
             }
             Err(e) if e.is::<http_body_util::LengthLimitError>() => too_large(),
-            Err(e) => error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+            Err(e) => error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            ),
         }
     };
     resp.map(Full::new)
