@@ -494,7 +494,11 @@ fn tokens_scopes_bad_input_and_a_slowloris_client() {
         closed_before + 1,
         Duration::from_secs(20)
     ));
+    // A shutdown does not wait for a client that never finishes its headers.
+    let mut hanging = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    hanging.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
     let log = stop_clean(&mut daemon);
+    drop(hanging);
     let rows = segments(&cfg);
     let files: Vec<PathBuf> = closed_of(&rows, "rec")
         .iter()
