@@ -16,7 +16,7 @@ use super::query::{self, BadParam};
 use super::route::{route, Endpoint, RouteError};
 use crate::config::http::{Scope, Token};
 use crate::control::commands::{code, Commands, Reply};
-use crate::control::socket::StatusSource;
+use crate::control::report::StatusSource;
 use crate::control::tasks::Scheduler;
 use crate::storage::store::{AuxTable, Store};
 use crate::sync::events::Events;
