@@ -12,7 +12,8 @@
 # for `make fuzz-check`; faketime (libfaketime) steps the wall clock under a running
 # recorder in tests/e2e_clock.rs. chromium, nodejs and npm: real players in a headless
 # browser (tests/browser: hls.js driven by puppeteer-core, installed by `npm ci` from its
-# lock file; puppeteer downloads no browser, it drives Debian's /usr/bin/chromium).
+# lock file; puppeteer downloads no browser, it drives Debian's /usr/bin/chromium). curl is
+# the HTTP API's client in tests/e2e_http.rs, and prometheus's promtool checks /metrics.
 set -euo pipefail
 
 packages=(
@@ -41,6 +42,8 @@ packages=(
   fuse3
   faketime
   chromium
+  curl
+  prometheus
 )
 
 installed() {

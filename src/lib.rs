@@ -12,7 +12,7 @@
 //! ```text
 //!   app       daemon wiring, CLI, status rendering
 //!    |
-//!   control   commands, record tasks, MQTT, local socket, status report
+//!   control   commands, record tasks, MQTT, local socket, HTTP API, status report
 //!    |
 //!   pipeline  one supervised recorder task per stream, the supervisor
 //!    |
@@ -48,7 +48,8 @@
 //!   supervisor starts and stops them at runtime.
 //! - [`control`]: what the fleet commands do (MQTT, `edgerec command` and the local socket
 //!   call the same code), record tasks and their scheduler, the MQTT connection, topic
-//!   contract and telemetry (see `docs/mqtt.md`), and the status report.
+//!   contract and telemetry (see `docs/mqtt.md`), the local HTTP API (`docs/http.md`), and
+//!   the status report.
 //! - [`app`]: starts everything, handles signals, shuts down in order; the command line.
 //!
 //! Who deletes: retention deletes segments to keep the ring buffer in bounds, and the

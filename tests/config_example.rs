@@ -173,3 +173,14 @@ fn readmes_callbacks_example_is_accepted_as_written() {
     assert_eq!(c.callbacks.len(), 2);
     assert_eq!(c.callbacks[1].name, "tencent-vod");
 }
+
+#[test]
+fn readmes_http_example_is_accepted_as_written() {
+    let readme = readme();
+    let at = readme.find("```toml\n[http]").expect("an [http] example") + 8;
+    let len = readme[at..].find("```").unwrap();
+    let c = Config::from_toml_str(&format!("{EXAMPLE}\n{}", &readme[at..at + len])).unwrap();
+    let http = c.http.expect("[http]");
+    assert_eq!(http.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(http.tokens.len(), 2);
+}

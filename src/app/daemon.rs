@@ -6,8 +6,8 @@
 //! pass → the recorder factory ([`crate::pipeline::factory`], where every stream's
 //! recorder is assembled) → the record-task scheduler ([`crate::control::tasks`]), which
 //! starts one task per recorded stream through the [`crate::pipeline::supervisor`], and push
-//! ingest, which starts one per publisher → commands, uploads, MQTT, the local socket, the
-//! push servers (then the recorder is "ready").
+//! ingest, which starts one per publisher → commands, uploads, MQTT, the HTTP API
+//! (`[http]`), the local socket, the push servers (then the recorder is "ready").
 //!
 //! Shutdown has one path: the first SIGTERM/SIGINT cancels the token every task holds; each
 //! stream stops its source (a pipe's commands are reaped) and closes its open segment
@@ -83,6 +83,10 @@ pub struct Running {
     control: JoinHandle<()>,
     /// One delivery task per webhook endpoint (`crate::sync::webhooks`).
     webhooks: JoinSet<()>,
+    /// The HTTP API (`[http]`), when configured.
+    http: Option<JoinHandle<()>>,
+    /// Counters of this run, for `/metrics` (retention adds its evictions).
+    counters: Arc<crate::control::http::Counters>,
     mqtt: crate::control::mqtt::Handle,
 }
 
@@ -145,10 +149,14 @@ pub async fn start(
     let uploads = crate::sync::upload::Uploads::register(&cfg, &store, clock.clone());
     let upload_control = uploads.as_ref().map(|u| u.control());
     recover(&store, &clock).await?;
+    // This run's segment counters for `/metrics` (after recovery: what this run wrote).
+    let counters = Arc::new(crate::control::http::Counters::default());
+    store.add_hook(counters.clone());
     reconcile_clock(&store, &events, &watch).await?;
     let deny = DenyFlag::load(&store);
     let hooks = UploadRetention::new(&cfg, upload_control.clone(), deny.clone());
-    retention_pass(&store, &cfg, &watch, Box::new(hooks)).await;
+    let first = retention_pass(&store, &cfg, &watch, Box::new(hooks)).await;
+    counters.evicted(first.deleted.len() as u64, first.freed_bytes);
 
     // The storage watchdog runs with or without MQTT; with it, its alarms go to the outbox.
     let health = Arc::new(
@@ -271,6 +279,28 @@ pub async fn start(
     let webhooks =
         crate::sync::webhooks::spawn(&cfg.callbacks, &callbacks, &h.events, &h.clock, &h.cancel)
             .context("cannot start the callbacks' HTTP client")?;
+    let http = match &cfg.http {
+        None => None,
+        Some(hc) => {
+            let listener = crate::control::http::server::bind(hc.listen)
+                .await
+                .with_context(|| format!("http.listen: cannot listen on {}", hc.listen))?;
+            let api = Arc::new(crate::control::http::Api {
+                commands: commands.clone(),
+                scheduler: scheduler.clone(),
+                status: status_source.clone(),
+                store: h.store.clone(),
+                events: h.events.clone(),
+                counters: counters.clone(),
+                tokens: hc.tokens.clone(),
+            });
+            Some(tokio::spawn(crate::control::http::server::serve(
+                listener,
+                api,
+                h.cancel.child_token(),
+            )))
+        }
+    };
     let control = tokio::spawn(crate::control::socket::serve_with_status(
         h.store.clone(),
         Some(status_source),
@@ -321,6 +351,8 @@ pub async fn start(
         servers,
         control,
         webhooks,
+        http,
+        counters,
         mqtt,
     }))
 }
@@ -338,7 +370,12 @@ impl Running {
         let retention = |cfg: Arc<Config>| {
             let (store, watch) = (h.store.clone(), self.watch.clone());
             let hooks = UploadRetention::new(&cfg, self.uploads.clone(), h.deny.clone());
-            async move { retention_pass(&store, &cfg, &watch, Box::new(hooks)).await }
+            let counters = self.counters.clone();
+            async move {
+                let run = retention_pass(&store, &cfg, &watch, Box::new(hooks)).await;
+                counters.evicted(run.deleted.len() as u64, run.freed_bytes);
+                run
+            }
         };
         // Fed only while every stream's pipeline is alive (see crate::media::health) and no
         // storage condition has lasted `storage.fault_restart` (crate::storage::watchdog).
@@ -425,6 +462,7 @@ impl Running {
             control,
             upload_task,
             mut webhooks,
+            http,
             mqtt,
             ..
         } = self;
@@ -441,6 +479,10 @@ impl Running {
             while servers.join_next().await.is_some() {}
             ingest.wait().await;
             let _ = control.await;
+            // The HTTP API closes (requests under way finish, briefly).
+            if let Some(t) = http {
+                let _ = t.await;
+            }
             // Uploads stop (a transfer under way resumes at the next start), then MQTT.
             if let Some(t) = upload_task {
                 let _ = t.await;

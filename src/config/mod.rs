@@ -11,6 +11,7 @@
 
 pub mod callbacks;
 pub mod format;
+pub mod http;
 pub mod mqtt;
 pub mod patch;
 mod raw;
@@ -92,6 +93,8 @@ pub struct Config {
     pub upload: Option<upload::UploadConfig>,
     /// Webhook endpoints the event log is delivered to (`[[callbacks]]`, optional).
     pub callbacks: Vec<callbacks::CallbackConfig>,
+    /// The local HTTP API (`[http]`, optional; off when absent).
+    pub http: Option<http::HttpConfig>,
 }
 
 /// `[ingest]`: servers that accept pushed streams, and their limits.

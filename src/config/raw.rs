@@ -39,6 +39,9 @@ pub(crate) struct RawConfig {
     /// See [`super::Config::callbacks`].
     #[serde(default)]
     pub callbacks: Vec<super::callbacks::RawCallback>,
+    /// See [`super::Config::http`].
+    #[serde(default)]
+    pub http: Option<super::http::RawHttp>,
 }
 
 /// `[ingest]`.

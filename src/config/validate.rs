@@ -118,6 +118,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         .collect();
     let upload = super::upload::validate(raw.upload.as_ref(), &uses)?;
     let callbacks = super::callbacks::validate(&raw.callbacks)?;
+    let http = raw.http.as_ref().map(super::http::validate).transpose()?;
 
     Ok(Config {
         device_id: raw.device_id,
@@ -130,6 +131,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config> {
         mqtt,
         upload,
         callbacks,
+        http,
     })
 }
 

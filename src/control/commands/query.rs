@@ -70,6 +70,7 @@ impl Commands {
         let to = a.opt_time("to")?;
         let page = a.opt_u64("page")?.unwrap_or(0);
         let limit = a.opt_u64("limit")?.unwrap_or(DEFAULT_LIMIT);
+        let after_id = a.opt_u64("after_id")?;
         a.finish()?;
         if limit == 0 || limit > MAX_LIMIT {
             return Err(bad_field("limit", format!("must be 1 to {MAX_LIMIT}")));
@@ -97,6 +98,7 @@ impl Commands {
             .filter(|r| stream.as_ref().is_none_or(|s| &r.stream == s))
             .filter(|r| to.is_none_or(|t| r.start_ms <= t))
             .filter(|r| from.is_none_or(|f| r.end_ms >= f))
+            .filter(|r| after_id.is_none_or(|a| r.id > a))
             .collect();
         // Recording order (ids are handed out as segments begin), never wall-clock time,
         // which a clock step can reorder (docs/time.md).

@@ -19,7 +19,7 @@ use crate::config::patch::{self, PatchError};
 const LIVE: [&str; 4] = ["streams", "templates", "rules", "retention"];
 
 /// The config as JSON with secrets hidden: credentials in URLs, and every key whose name
-/// holds `password` or `secret`.
+/// holds `password` or `secret`, and `[http]` tokens.
 pub fn redacted(table: &toml::Table) -> Value {
     let mut v = serde_json::to_value(table).unwrap_or_default();
     redact(&mut v, "");
@@ -34,7 +34,11 @@ fn redact(v: &mut Value, key: &str) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| redact(x, key)),
-        Value::String(s) if key.contains("password") || key.contains("secret") => *s = "***".into(),
+        Value::String(s)
+            if key.contains("password") || key.contains("secret") || key == "token" =>
+        {
+            *s = "***".into()
+        }
         Value::String(s) if matches!(key, "source" | "url" | "endpoint") => {
             *s = crate::util::redact::redact_url(s)
         }
