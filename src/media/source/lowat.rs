@@ -261,7 +261,9 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Tuner::new(t0);
         assert_eq!(t.received(400_000, t0 + FIRST_WINDOW / 2), None);
-        let first = t.received(100_000, t0 + FIRST_WINDOW).expect("a mark after 1 s");
+        let first = t
+            .received(100_000, t0 + FIRST_WINDOW)
+            .expect("a mark after 1 s");
         assert!((49_000..=51_000).contains(&first), "{first}");
         // Half the rate: a real difference, but not due before a whole RETUNE.
         let t1 = t0 + FIRST_WINDOW;

@@ -254,6 +254,7 @@ mod media;
 mod playlist;
 mod queue;
 mod rebuild;
+mod recordings;
 mod recovery;
 mod restamp;
 mod row;
@@ -265,6 +266,7 @@ pub use error::StoreError;
 pub(crate) use fsutil::create_dirs;
 pub use playlist::{PlaylistWriter, INIT_SUFFIX, PLAYLIST_SUFFIX};
 pub use rebuild::RebuildReport;
+pub use recordings::{RecordingEntry, Splice};
 pub use recovery::RecoveryReport;
 pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
@@ -288,6 +290,9 @@ pub(crate) struct Shared {
     active: Mutex<HashSet<PathBuf>>,
     /// Serializes directory creation (begin) with directory removal (delete).
     dirs: Mutex<()>,
+    /// Serializes changes to the recordings table (a stream resuming a recording with the
+    /// timer finishing it).
+    recordings: Mutex<()>,
     /// Called inside the commits that close and delete segments (see `tables.rs`).
     hooks: RwLock<Vec<Arc<dyn IndexHook>>>,
     /// Held for the store's lifetime; dropped last.
@@ -360,6 +365,7 @@ impl Store {
                 clock,
                 active: Mutex::new(HashSet::new()),
                 dirs: Mutex::new(()),
+                recordings: Mutex::new(()),
                 hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
@@ -484,6 +490,8 @@ pub(crate) mod fixture;
 mod hook_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod progressive_tests;
+#[cfg(test)]
+mod recordings_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod syscall_tests;
 #[cfg(all(test, feature = "process-tests"))]

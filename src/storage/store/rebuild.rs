@@ -128,6 +128,7 @@ impl Store {
                 clock,
                 active: Mutex::new(Default::default()),
                 dirs: Mutex::new(()),
+                recordings: Mutex::new(()),
                 hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
