@@ -155,9 +155,13 @@ fn quote(uri: &str) -> String {
     uri.replace(['"', '\n', '\r'], "_")
 }
 
-/// The init section a recording's EXT-X-MAP names: `ftyp` + `moov`.
+/// The init section a recording's EXT-X-MAP names: `ftyp` + `moov`. Its creation time is
+/// the Unix epoch rather than the session's start, so that the same codec parameters always
+/// give the same bytes: a spliced session whose init section equals the recording's needs no new `EXT-X-MAP`.
 pub fn init_section(start: &SegmentStart) -> Result<Vec<u8>, FormatError> {
-    fmp4::encode_init_section(start)
+    let mut timeless = start.clone();
+    timeless.meta.start_ms = 0;
+    fmp4::encode_init_section(&timeless)
 }
 
 /// The media segments' encoder: our fMP4 files, with each track's decode times continued
