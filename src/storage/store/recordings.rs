@@ -246,6 +246,77 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Delete finished recordings whole (retention): for each of `keys`, unlink its playlist
+    /// and fsync its directory — from then on nothing names its segments —, then its init
+    /// sections; then the segment rows `ids` (its `.m4s` rows, and whatever else retention
+    /// chose) by the **Delete** protocol; then drop the entries. A crash in between leaves
+    /// segments no playlist names (recovery drops entries whose playlist is gone, and the
+    /// next pass deletes the rows singly), never a playlist naming a deleted file. A
+    /// recording not finished is left alone. Returns the bytes freed.
+    pub fn delete_recordings(
+        &self,
+        keys: &[u64],
+        ids: &[super::SegmentId],
+    ) -> Result<u64, StoreError> {
+        let shared = &self.shared;
+        let mut freed = 0;
+        let mut gone = Vec::new();
+        {
+            let _g = shared.recordings_lock();
+            for &key in keys {
+                let Some(e) = shared.recording(key)?.filter(|e| e.finished) else {
+                    continue;
+                };
+                let path = shared.root.join(&e.playlist);
+                let dir = parent(&path).to_path_buf();
+                freed += fs::metadata(&path).map_or(0, |m| m.len());
+                super::fsutil::remove_file(&path)?;
+                fsync_dir(&dir)?;
+                let head = fs::read_dir(&dir).ok();
+                let stem = e
+                    .playlist
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned());
+                let stem = stem
+                    .as_deref()
+                    .and_then(|n| n.strip_suffix(PLAYLIST_SUFFIX));
+                // Its init sections: `<first>.init.mp4` and the splices' `<first>-N.init.mp4`.
+                let inits = head.into_iter().flatten().flatten().filter(|d| {
+                    let n = d.file_name().to_string_lossy().into_owned();
+                    stem.is_some_and(|s| is_init_of(&n, s))
+                });
+                for d in inits {
+                    freed += d.metadata().map_or(0, |m| m.len());
+                    super::fsutil::remove_file(&d.path())?;
+                }
+                fsync_dir(&dir)?;
+                gone.push(key);
+            }
+        }
+        freed += self.delete(ids)?;
+        for key in gone {
+            shared.put_recording(key, None, false)?;
+        }
+        Ok(freed)
+    }
+}
+
+/// Whether the file `name` is an init section of the recording whose playlist is
+/// `<stem>.m3u8`.
+fn is_init_of(name: &str, stem: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(stem)
+        .and_then(|r| r.strip_suffix(INIT_SUFFIX))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Write `init` beside the playlist `rel` as `<first>-N.init.mp4` (the first free `N`),
 /// fsync it and its directory; returns its file name.
 fn new_init(dir: &Path, rel: &Path, init: &[u8]) -> Result<String, StoreError> {

@@ -146,3 +146,31 @@ fn recovery_drops_an_empty_spliced_recording_with_all_its_init_sections_and_its_
     assert!(left.is_empty(), "{left:?}");
     assert!(store.recordings().unwrap().is_empty());
 }
+
+#[test]
+fn retention_deletes_a_finished_recording_with_its_playlist_and_every_init_but_no_open_one() {
+    let (dir, _clock, store) = setup();
+    let mut w = open(&store);
+    w.suspend(Duration::from_secs(10)).unwrap();
+    drop(w);
+    let (mut w, _, _) = store
+        .resume_recording("live", "cam", 4, b"other init")
+        .unwrap()
+        .expect("resumed");
+    // Not finished yet: left alone.
+    let key = store.recordings().unwrap()[0].0;
+    store.delete_recordings(&[key], &[]).unwrap();
+    assert!(dir.path().join("cam/a.m3u8").exists());
+    w.finish().unwrap();
+    // A file that only looks alike stays.
+    fs::write(dir.path().join("cam/a-b.init.mp4"), "x").unwrap();
+    let freed = store.delete_recordings(&[key], &[]).unwrap();
+    assert!(freed > 0);
+    let mut left: Vec<_> = fs::read_dir(dir.path().join("cam"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["a-b.init.mp4"]);
+    assert!(store.recordings().unwrap().is_empty());
+}
