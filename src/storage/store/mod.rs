@@ -284,6 +284,7 @@ mod recordings;
 mod recovery;
 mod restamp;
 mod row;
+mod splice;
 mod tables;
 mod writer;
 

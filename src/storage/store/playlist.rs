@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use crate::media::format::hls::{self, Recording};
 use crate::media::format::{scan, Format};
-use crate::media::sink::{playlist_entry, PlaylistFile, Playlists, Resumed, SinkError};
+use crate::media::sink::playlist_entry;
 
 use super::error::StoreError;
 use super::fsutil::{self, fsync_dir, parent};
-use super::recordings::{resumed, RecordingEntry};
+use super::recordings::RecordingEntry;
 use super::row::{with_suffix, SegmentRow, SegmentState};
 use super::{Shared, Store};
 
@@ -26,7 +26,8 @@ pub const INIT_SUFFIX: &str = ".init.mp4";
 const TMP_SUFFIX: &str = ".m3u8.tmp";
 
 /// An open playlist: entries are appended as segments close, ENDLIST when it finishes
-/// ([`PlaylistFile`], implemented in `recordings.rs` with the recording's table entry).
+/// ([`PlaylistFile`](crate::media::sink::PlaylistFile), implemented in `splice.rs` with the
+/// recording's table entry).
 pub struct PlaylistWriter {
     pub(super) file: File,
     /// Absolute path.
@@ -125,30 +126,6 @@ impl Store {
             path: rel_base.to_path_buf(),
             reason: "1000 playlists of that name already exist".into(),
         })
-    }
-}
-
-impl Playlists for Store {
-    fn open_playlist(
-        &self,
-        rel_base: &Path,
-        init: &[u8],
-        head: &dyn Fn(&str) -> String,
-        rec: &Recording,
-    ) -> Result<Box<dyn PlaylistFile>, SinkError> {
-        Ok(Box::new(Store::open_playlist(
-            self, rel_base, init, head, rec,
-        )?))
-    }
-
-    fn resume_playlist(
-        &self,
-        app: &str,
-        stream: &str,
-        seq: u64,
-        init: &[u8],
-    ) -> Result<Option<Resumed>, SinkError> {
-        Ok(self.resume_recording(app, stream, seq, init)?.map(resumed))
     }
 }
 
@@ -362,6 +339,7 @@ fn rewrite(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::sink::PlaylistFile;
 
     fn rec() -> Recording {
         Recording {
