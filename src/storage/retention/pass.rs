@@ -251,13 +251,16 @@ pub fn pass(
 /// Which HLS recording each `.m4s` row belongs to: the recording of its stream with the
 /// highest first sequence number at or below its own (as recovery rebuilds playlists).
 struct Recordings {
-    /// Per (app, stream): (first_seq, key, finished), by first_seq.
-    by_stream: HashMap<(String, String), Vec<(u64, u64, bool)>>,
+    /// Per (app, stream): its recordings by first_seq.
+    by_stream: HashMap<(String, String), Vec<Begins>>,
 }
+
+/// A recording's (first_seq, key, finished).
+type Begins = (u64, u64, bool);
 
 impl Recordings {
     fn new(entries: Vec<(u64, RecordingEntry)>) -> Self {
-        let mut by_stream: HashMap<(String, String), Vec<(u64, u64, bool)>> = HashMap::new();
+        let mut by_stream: HashMap<(String, String), Vec<Begins>> = HashMap::new();
         for (key, e) in entries {
             by_stream
                 .entry((e.app, e.stream))
