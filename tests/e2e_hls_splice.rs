@@ -1,8 +1,9 @@
 //! End to end: HLS splicing (`resume_window`). An RTMP push from ffmpeg that drops and comes
 //! back within the window continues the **same** playlist after one `EXT-X-DISCONTINUITY`
 //! — also when edgerec was killed with `kill -9` in the gap — and the playlist is finished
-//! (`EXT-X-ENDLIST`) only once the window passed without a return. ffmpeg reads every
-//! playlist clean and hls.js in Chromium plays the spliced one past the discontinuity.
+//! (`EXT-X-ENDLIST`) only once the window passed without a return; a return with other
+//! codec parameters gets a new `EXT-X-MAP`. ffmpeg reads every playlist clean and hls.js in
+//! Chromium plays the spliced one past the discontinuity.
 
 mod common;
 
@@ -213,4 +214,61 @@ fn kill_9_in_the_gap_then_a_return_within_the_window_continues_the_same_playlist
     }
     assert!(pls[0].entries.len() > torn[0].entries.len());
     check_all(&pls, &root, &cfg);
+}
+
+#[test]
+fn a_return_with_another_resolution_gets_a_new_init_section_and_map() {
+    let small = clip(&ClipSpec::h264(3, 1));
+    let large = clip(&ClipSpec {
+        width: 480,
+        height: 360,
+        ..ClipSpec::h264(3, 1)
+    });
+    let dir = workdir("hls-splice-map");
+    let port = free_port();
+    let (cfg, root) = config(dir.path(), port, "4s");
+    let mut daemon = start(&cfg, port);
+    push_whole(&small, port, &cfg, &daemon);
+    push_whole(&large, port, &cfg, &daemon);
+    let ended = wait_until(Duration::from_secs(15), || {
+        playlists(&root).iter().all(|p| p.ended)
+    });
+    let log = stop_clean(&mut daemon);
+    let pls = playlists(&root);
+    assert!(ended, "{pls:#?}\nlog:\n{log}");
+    assert_eq!(pls.len(), 1, "{pls:#?}");
+    let pl = &pls[0];
+    assert_eq!(discontinuities(pl), 1, "{}", pl.text);
+    let maps: Vec<&str> = pl
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .map(|m| m.trim_end_matches('"'))
+        .collect();
+    assert_eq!(maps.len(), 2, "{}", pl.text);
+    assert!(maps[1].ends_with("-1.init.mp4"), "{}", pl.text);
+    let dir_of = pl.path.parent().unwrap();
+    for m in &maps {
+        assert!(dir_of.join(m).is_file(), "{m}");
+    }
+    // The new MAP comes right after the discontinuity.
+    assert!(
+        pl.text.contains(&format!(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"{}\"\n",
+            maps[1]
+        )),
+        "{}",
+        pl.text
+    );
+    // ffmpeg's HLS demuxer keeps the first init section's decoder configuration across an
+    // EXT-X-MAP change (so it cannot read this playlist as a whole): each segment is read
+    // alone instead, and hls.js, which does switch init sections, plays across the splice.
+    pl.check(&root);
+    for e in &pl.entries {
+        assert_decodes(&root.join(pl.file_of(e, &root)));
+    }
+    let server = StaticServer::start(&root);
+    let rel = pl.path.strip_prefix(&root).unwrap().to_str().unwrap();
+    let r = play(&server.url(rel), "hls", 4.5);
+    assert_eq!(r["ok"], true, "hls.js: {r:#}\n{}", pl.text);
 }
