@@ -320,6 +320,10 @@ pub(crate) struct Shared {
     /// Serializes changes to the recordings table (a stream resuming a recording with the
     /// timer finishing it).
     recordings: Mutex<()>,
+    /// The earliest resume deadline of a waiting recording (wall ms; `i64::MAX`: none), so
+    /// that the timer's [`Store::finish_expired`] reads the table only when one may be due.
+    /// May be early (a recording resumed since), never late.
+    next_deadline: std::sync::atomic::AtomicI64,
     /// Called inside the commits that close and delete segments (see `tables.rs`).
     hooks: RwLock<Vec<Arc<dyn IndexHook>>>,
     /// Held for the store's lifetime; dropped last.
@@ -393,6 +397,7 @@ impl Store {
                 active: Mutex::new(HashSet::new()),
                 dirs: Mutex::new(()),
                 recordings: Mutex::new(()),
+                next_deadline: std::sync::atomic::AtomicI64::new(i64::MAX),
                 hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),

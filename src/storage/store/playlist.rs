@@ -229,7 +229,11 @@ pub(super) fn recover_playlists(shared: &Shared) -> Result<u64, StoreError> {
             .filter(|s| *s > rec.first_seq)
             .min()
             .unwrap_or(u64::MAX);
-        let waits = entry.is_some_and(|(_, e)| e.deadline_ms.is_some_and(|d| d > now));
+        let deadline = entry.and_then(|(_, e)| e.deadline_ms).filter(|d| *d > now);
+        let waits = deadline.is_some();
+        if let Some(d) = deadline {
+            shared.note_deadline(d);
+        }
         let kept = rewrite(shared, rel, p, rec, next, &rows, entry, !waits)?;
         if let Some((key, e)) = entry {
             let e = RecordingEntry {

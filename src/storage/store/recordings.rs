@@ -11,6 +11,7 @@
 use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +74,11 @@ pub(super) fn splice_lines(map: Option<&str>) -> String {
 }
 
 impl Shared {
+    /// A recording waits until `deadline_ms` (see `next_deadline`).
+    pub(super) fn note_deadline(&self, deadline_ms: i64) {
+        self.next_deadline.fetch_min(deadline_ms, Ordering::SeqCst);
+    }
+
     pub(super) fn recordings_lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.recordings.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -176,15 +182,24 @@ impl Store {
     /// (the daemon's timer, and recovery at startup). Returns their playlists.
     pub fn finish_expired(&self) -> Result<Vec<PathBuf>, StoreError> {
         let shared = &self.shared;
-        let _g = shared.recordings_lock();
         let now = shared.clock.wall_ms();
+        if now < shared.next_deadline.load(Ordering::SeqCst) {
+            return Ok(Vec::new());
+        }
+        let _g = shared.recordings_lock();
         let mut done = Vec::new();
+        let mut next = i64::MAX;
         for (key, e) in shared.recordings()? {
-            if !e.finished && e.deadline_ms.is_some_and(|d| d <= now) {
-                done.push(e.playlist.clone());
-                shared.finish_recording(key, e)?;
+            match e.deadline_ms.filter(|_| !e.finished) {
+                Some(d) if d <= now => {
+                    done.push(e.playlist.clone());
+                    shared.finish_recording(key, e)?;
+                }
+                Some(d) => next = next.min(d),
+                None => {}
             }
         }
+        shared.next_deadline.store(next, Ordering::SeqCst);
         Ok(done)
     }
 }

@@ -212,6 +212,7 @@ impl PlaylistFile for PlaylistWriter {
             return self.finish();
         };
         e.deadline_ms = Some(deadline);
+        self.shared.note_deadline(deadline);
         self.shared.put_recording(self.key, Some(&e), true)?;
         tracing::info!(path = %e.playlist.display(), window = %humantime::format_duration(window), "stream gone: recording waits for it");
         Ok(())
