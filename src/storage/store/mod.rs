@@ -25,7 +25,8 @@
 //! | `base.flv.part`, `base.flv` | the FLV working file, and the closed FLV (`flv`) |
 //! | `base.aac.part`, `base.aac` | the ADTS working file, and the closed `.aac` (`aac`) |
 //! | `base.m4s.part`, `base.m4s` | the HLS media segment's working file, and the closed one (`hls`) |
-//! | `first.m3u8`, `first.init.mp4` | an HLS recording's playlist and init section, named after its first segment's base (no row: see **Playlist**) |
+//! | `first.m3u8`, `first.init.mp4` | an HLS recording's playlist and init section, named after its first segment's base (no row: see **Playlist**; an entry in the `recordings` table) |
+//! | `first-N.init.mp4` | the init section of a session spliced into the recording with new codec parameters (see **Splice**) |
 //!
 //! Beside them, `clock-corrections.json` records, per boot, the wall − boot clock offset a
 //! correction put that boot's unsynchronized segments on (see `restamp.rs` and
@@ -221,7 +222,8 @@
 //!    segment of the recording outside it (a recording left without any segment is removed
 //!    with its init sections and entry). Entries whose playlist is gone are dropped; entries
 //!    of finished playlists are marked finished. Leftover `.m3u8.tmp` files, and init
-//!    sections whose playlist was never created, are removed;
+//!    sections whose playlist was never created (`first-N.init.mp4` belongs to
+//!    `first.m3u8`), are removed;
 //! 7. a durable flush, so what recovery did is on disk before recording starts.
 //!
 //! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
@@ -233,8 +235,8 @@
 //!
 //! # Hooks and auxiliary tables
 //!
-//! The upload queue, the event outbox and record tasks keep their state in auxiliary tables
-//! of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
+//! The upload queue, the event outbox, record tasks and HLS recordings (`recordings.rs`)
+//! keep their state in auxiliary tables of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
 //! closes a segment (close step 4, recovery steps 2, 3 and 5) or marks it deleted, so a
 //! closed segment and its queue entry or event are in the index together or not at all; a
 //! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
