@@ -2,7 +2,8 @@
 //! version 7, EVENT while recording, ENDLIST once finished) naming `.m4s` media segments;
 //! ffmpeg reads it clean with a continuous timeline, hls.js plays it in Chromium, and a
 //! `kill -9` mid-recording leaves, after the restart, playlists whose every entry has its
-//! file and whose every file is in a playlist.
+//! file and whose every file is in a playlist, and retention deletes whole recordings, so
+//! no playlist left names a deleted file.
 
 mod common;
 
@@ -222,4 +223,62 @@ fn a_recording_rolls_over_to_a_new_playlist_at_playlist_max_length() {
     let mut all = m4s_files(&rows, "cam");
     all.sort();
     assert_eq!(listed, all, "every .m4s in exactly one playlist");
+}
+
+#[test]
+fn retention_deletes_whole_recordings_so_every_playlist_left_names_only_existing_files() {
+    let spec = ClipSpec::h264(10, 1);
+    let clip = clip(&spec);
+    let dir = workdir("hls-retention");
+    let root = dir.path().join("data");
+    // 1 s segments of about 100 KB, recordings of 2 s: 600 KiB holds a few recordings.
+    let toml = TestConfig {
+        formats: vec!["hls".into()],
+        interval: "1s".into(),
+        fragment: "500ms".into(),
+        max_bytes: "600KiB".into(),
+        ..TestConfig::new(&root)
+    }
+    .stream("cam", &format!("file:{}?loop=true", clip.display()))
+    .to_toml()
+    .replacen(
+        "\n[[rules]]",
+        "playlist_max_length = \"2s\"\n\n[[rules]]",
+        1,
+    );
+    let cfg = dir.path().join("edgerec.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut daemon = Daemon::start(&cfg);
+    // Recording until the first recording was deleted (its first segment, seq 0, is gone).
+    let evicted = wait_until(Duration::from_secs(40), || {
+        if !root.join("control.sock").exists() {
+            return false;
+        }
+        let rows = segments(&cfg);
+        rows.iter().any(|r| r.seq >= 10) && !rows.iter().any(|r| r.seq == 0)
+    });
+    let log = stop_clean(&mut daemon);
+    assert!(evicted, "{:#?}\nlog:\n{log}", segments(&cfg));
+    let rows = segments(&cfg);
+    assert_index_matches_disk(&root, &rows);
+    let pls = playlists(&root);
+    assert!(!pls.is_empty());
+    let mut listed = Vec::new();
+    for pl in &pls {
+        // Every entry's file exists, and ffmpeg reads the playlist clean.
+        pl.check(&root);
+        assert!(pl.ended, "{}", pl.text);
+        assert_decodes(&pl.path);
+        listed.extend(pl.entries.iter().map(|e| pl.file_of(e, &root)));
+    }
+    // Whole recordings went: every .m4s left is in a playlist, and no init is orphaned.
+    listed.sort();
+    let mut all = m4s_files(&rows, "cam");
+    all.sort();
+    assert_eq!(listed, all);
+    let inits = files_under(&root)
+        .into_iter()
+        .filter(|f| f.ends_with(".init.mp4"))
+        .count();
+    assert_eq!(inits, pls.len(), "{:?}", files_under(&root));
 }

@@ -65,23 +65,7 @@ impl Setup {
 
     /// `ffmpeg -re -i clip -c copy -f flv URL`.
     fn push(&self, clip: &Path, path: &str) -> Child {
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-re",
-                "-i",
-            ])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(self.url(path))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ffmpeg")
+        rtmp_push(clip, &self.url(path))
     }
 
     fn closed(&self, stream: &str) -> Vec<SegmentRow> {

@@ -394,6 +394,8 @@ impl Running {
         let mut storage_status: Option<String> = None;
         let mut last_disk: Option<std::time::Instant> = None;
         let mut sampling: Option<JoinHandle<()>> = None;
+        // Recordings whose resume window passed are finished about a second after it did.
+        let mut expiring: Option<JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = self.sigterm.recv() => break,
@@ -405,6 +407,9 @@ impl Running {
                 }
                 _ = flush_tick.tick() => flush(&h.store).await,
                 _ = storage_tick.tick() => {
+                    if expiring.as_ref().is_none_or(|j| j.is_finished()) {
+                        expiring = Some(tokio::task::spawn_blocking(finish_expired(h.store.clone())));
+                    }
                     // The disk sample runs off the loop and never twice at once: a hung
                     // disk must not hold the loop (and with it the systemd watchdog).
                     let now = h.clock.now();
@@ -601,6 +606,15 @@ async fn open_store(root: &Path) -> anyhow::Result<Store> {
                 return Err(e)
                     .with_context(|| format!("cannot use the data directory {}", root.display()))
             }
+        }
+    }
+}
+
+/// Finish the HLS recordings whose resume window passed (see `Store::finish_expired`).
+fn finish_expired(store: Arc<Store>) -> impl FnOnce() + Send + 'static {
+    move || {
+        if let Err(e) = store.finish_expired() {
+            error!(error = %e, "finishing recordings whose resume window passed failed; retried in a second");
         }
     }
 }

@@ -52,6 +52,8 @@ pub const MIN_FRAGMENT: Duration = Duration::from_millis(100);
 pub const DEFAULT_PLAYLIST_MAX: Duration = Duration::from_secs(3600);
 /// Longest [`Template::playlist_max_length`].
 pub const MAX_PLAYLIST: Duration = Duration::from_secs(24 * 3600);
+/// Longest [`Template::resume_window`].
+pub const MAX_RESUME_WINDOW: Duration = Duration::from_secs(30 * 60);
 /// Default `storage.retention_interval`.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Default `storage.stall_timeout`.
@@ -203,6 +205,10 @@ pub struct Template {
     /// `hls`: a recording's playlist is finished and a new one begun once it lists this much
     /// media (`interval`..=24 h, default 1 h), so no playlist grows without bound.
     pub playlist_max_length: Duration,
+    /// `hls`: a stream whose source ended or was lost and that comes back within this long
+    /// continues the same playlist (`EXT-X-DISCONTINUITY`), also across a restart; zero
+    /// (the default) finishes the playlist at once. At most 30 min.
+    pub resume_window: Duration,
 }
 
 impl Template {

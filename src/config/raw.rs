@@ -138,6 +138,9 @@ pub(crate) struct RawTemplate {
     /// See [`super::Template::playlist_max_length`].
     #[serde(default)]
     pub playlist_max_length: Option<RawDuration>,
+    /// See [`super::Template::resume_window`].
+    #[serde(default)]
+    pub resume_window: Option<RawDuration>,
 }
 
 /// One `[[rules]]` entry.

@@ -12,7 +12,7 @@ use super::{
     Config, ConfigError, IngestConfig, IngestUser, LogConfig, Rule, StorageConfig, StreamConfig,
     Template, DEFAULT_FAULT_RESTART, DEFAULT_FRAGMENT, DEFAULT_INTERVAL, DEFAULT_NAMING,
     DEFAULT_PLAYLIST_MAX, DEFAULT_RETENTION_INTERVAL, DEFAULT_STALL_TIMEOUT, MAX_INTERVAL,
-    MAX_PLAYLIST, MIN_FRAGMENT, MIN_INTERVAL,
+    MAX_PLAYLIST, MAX_RESUME_WINDOW, MIN_FRAGMENT, MIN_INTERVAL,
 };
 use crate::config::format::Format;
 
@@ -440,6 +440,17 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
             d
         }
     };
+    let resume_window = match &t.resume_window {
+        None => Duration::ZERO,
+        Some(v) => {
+            let field = format!("{path}.resume_window");
+            let d = duration(&field, v)?;
+            if d > MAX_RESUME_WINDOW {
+                return err(field, format!("{v} exceeds the maximum of 30m"));
+            }
+            d
+        }
+    };
     Ok(Template {
         name: t.name.clone(),
         formats,
@@ -448,6 +459,7 @@ fn template(path: &str, t: &RawTemplate) -> Result<Template> {
         naming,
         upload: t.upload.clone(),
         playlist_max_length,
+        resume_window,
     })
 }
 

@@ -31,6 +31,7 @@ fn defaults_fill_optional_keys() {
     assert_eq!(t.interval.as_secs(), 60);
     assert_eq!(t.fragment.as_millis(), 1000);
     assert_eq!(t.naming, super::DEFAULT_NAMING);
+    assert!(t.resume_window.is_zero(), "splicing is off by default");
     assert_eq!(c.log.level, "info");
 }
 
@@ -157,6 +158,16 @@ fn playlist_max_length_is_bounded_by_the_interval_and_a_day_and_names_its_field(
     assert!(e.contains("below the template's interval"), "{e}");
     let e = error(&format!("{hls}playlist_max_length = \"25h\"\n"));
     assert!(e.starts_with("templates[0].playlist_max_length: "), "{e}");
+}
+
+#[test]
+fn resume_window_is_off_by_default_at_most_30_minutes_and_names_its_field() {
+    let hls = "[[templates]]\nname = \"t\"\nformats = [\"hls\"]\n";
+    let e = error(&format!("{hls}resume_window = \"31m\"\n"));
+    assert!(e.starts_with("templates[0].resume_window: "), "{e}");
+    assert!(e.contains("maximum of 30m"), "{e}");
+    let e = error(&format!("{hls}resume_window = \"soon\"\n"));
+    assert!(e.starts_with("templates[0].resume_window: "), "{e}");
 }
 
 #[test]

@@ -377,3 +377,23 @@ pub fn notify_listen(path: &Path) -> std::sync::Arc<std::sync::Mutex<Vec<String>
     });
     got
 }
+
+/// `ffmpeg -re -i clip -c copy -f flv URL`: an RTMP publisher, its stderr piped.
+pub fn rtmp_push(clip: &Path, url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+        ])
+        .arg(clip)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}

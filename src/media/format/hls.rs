@@ -55,10 +55,14 @@ pub fn head(target_s: u64, map_uri: &str, rec: &Recording) -> String {
     let rec = serde_json::to_string(rec).unwrap_or_default();
     format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target_s}\n\
-         #EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-MEDIA-SEQUENCE:0\n{RECORDING_PREFIX}{rec}\n\
-         #EXT-X-MAP:URI=\"{}\"\n",
-        quote(map_uri)
+         #EXT-X-PLAYLIST-TYPE:EVENT\n#EXT-X-MEDIA-SEQUENCE:0\n{RECORDING_PREFIX}{rec}\n{}",
+        map_line(map_uri)
     )
+}
+
+/// The `EXT-X-MAP` line naming the init section `uri`.
+pub fn map_line(uri: &str) -> String {
+    format!("#EXT-X-MAP:URI=\"{}\"\n", quote(uri))
 }
 
 /// One media segment of a playlist.
@@ -94,7 +98,10 @@ pub fn entry(e: &Entry) -> String {
 pub struct Parsed {
     pub recording: Option<Recording>,
     pub target_s: Option<u64>,
+    /// The first `EXT-X-MAP` (the head's).
     pub map_uri: Option<String>,
+    /// The sum of its `EXTINF`s.
+    pub duration_ms: u64,
     /// It ends with `EXT-X-ENDLIST` on a line of its own.
     pub finished: bool,
 }
@@ -105,6 +112,7 @@ pub fn parse(text: &str) -> Parsed {
         recording: None,
         target_s: None,
         map_uri: None,
+        duration_ms: 0,
         finished: false,
     };
     for line in text.lines() {
@@ -113,7 +121,14 @@ pub fn parse(text: &str) -> Parsed {
         } else if let Some(t) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             p.target_s = t.trim().parse().ok();
         } else if let Some(m) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
-            p.map_uri = m.strip_suffix('"').map(str::to_owned);
+            if p.map_uri.is_none() {
+                p.map_uri = m.strip_suffix('"').map(str::to_owned);
+            }
+        } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+            let d = d.trim_end_matches(',');
+            if let Ok(s) = d.parse::<f64>() {
+                p.duration_ms += (s * 1000.0).round() as u64;
+            }
         }
     }
     p.finished = text.ends_with(ENDLIST);
@@ -140,9 +155,13 @@ fn quote(uri: &str) -> String {
     uri.replace(['"', '\n', '\r'], "_")
 }
 
-/// The init section a recording's EXT-X-MAP names: `ftyp` + `moov`.
+/// The init section a recording's EXT-X-MAP names: `ftyp` + `moov`. Its creation time is
+/// the Unix epoch rather than the session's start, so that the same codec parameters always
+/// give the same bytes: a spliced session whose init section equals the recording's needs no new `EXT-X-MAP`.
 pub fn init_section(start: &SegmentStart) -> Result<Vec<u8>, FormatError> {
-    fmp4::encode_init_section(start)
+    let mut timeless = start.clone();
+    timeless.meta.start_ms = 0;
+    fmp4::encode_init_section(&timeless)
 }
 
 /// The media segments' encoder: our fMP4 files, with each track's decode times continued
@@ -253,6 +272,13 @@ mod tests {
         assert_eq!(p.recording, Some(rec()));
         assert_eq!(p.target_s, Some(5));
         assert_eq!(p.map_uri.as_deref(), Some("a.init.mp4"));
+        assert_eq!(p.duration_ms, 2_040);
+        let spliced = format!("{text}#EXT-X-DISCONTINUITY\n{}", map_line("a-1.init.mp4"));
+        assert_eq!(
+            parse(&spliced).map_uri.as_deref(),
+            Some("a.init.mp4"),
+            "the head's map"
+        );
         assert!(!p.finished);
         assert!(
             !parse(&(text.clone() + "#EXT-X-END")).finished,

@@ -192,6 +192,7 @@ mod tests {
             naming: crate::config::DEFAULT_NAMING.into(),
             upload: None,
             playlist_max_length: Duration::from_secs(3600),
+            resume_window: Duration::ZERO,
         }
     }
 

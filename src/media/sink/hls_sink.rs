@@ -8,6 +8,15 @@
 //! segment is listed only after its close made it durable. A segment left open by an error
 //! keeps its playlist unfinished: the next start's recovery closes the segment and rewrites
 //! the playlist from the index, finished.
+//!
+//! **Splicing** (`resume_window` > 0): when the source ends or is lost, the recording is not
+//! finished but *suspended*: the store keeps its deadline (now + window) in the index. The
+//! stream's next session (this process or the next one) asks the store to resume it before
+//! opening a new recording: its first segment is listed after `EXT-X-DISCONTINUITY` (and a
+//! new `EXT-X-MAP` when the init section differs). Shutdown (`record.stop`, the task's end,
+//! the stream removed, the daemon stopping) finishes it at once, and so does a timestamp
+//! discontinuity; a window that passes is finished by the store's timer
+//! ([`crate::storage::store::Store::finish_expired`]) or when the stream comes back late.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,12 +37,34 @@ use super::{Sink, SinkError, StoreSink};
 pub trait Playlists: Send + Sync {
     /// Create a recording's playlist at `<rel_base>.m3u8` (or a free `-N` name) with its
     /// init section beside it; `head` renders the playlist's head from the init's file name.
+    /// `rec` is whose recording it is (kept in the store's recordings table).
     fn open_playlist(
         &self,
         rel_base: &Path,
         init: &[u8],
         head: &dyn Fn(&str) -> String,
+        rec: &hls::Recording,
     ) -> Result<Box<dyn PlaylistFile>, SinkError>;
+
+    /// Continue `app`/`stream`'s suspended recording, whose resume window has not passed,
+    /// from segment `seq` on with the init section `init`; `None` when there is none (one
+    /// whose window passed is finished).
+    fn resume_playlist(
+        &self,
+        app: &str,
+        stream: &str,
+        seq: u64,
+        init: &[u8],
+    ) -> Result<Option<Resumed>, SinkError>;
+}
+
+/// A suspended recording taken up again.
+pub struct Resumed {
+    pub playlist: Box<dyn PlaylistFile>,
+    /// The lines that go before the next entry (`EXT-X-DISCONTINUITY`, maybe `EXT-X-MAP`).
+    pub lines: String,
+    /// The media it lists already.
+    pub listed_ms: u64,
 }
 
 /// An open playlist.
@@ -42,6 +73,10 @@ pub trait PlaylistFile: Send {
     fn rel(&self) -> &Path;
     /// Append `text` and make it durable.
     fn append(&mut self, text: &str) -> Result<(), SinkError>;
+    /// Append `EXT-X-ENDLIST`: the recording is finished.
+    fn finish(&mut self) -> Result<(), SinkError>;
+    /// The stream is gone: keep the recording open for it for `window`.
+    fn suspend(&mut self, window: Duration) -> Result<(), SinkError>;
 }
 
 /// A recording being written.
@@ -50,6 +85,8 @@ struct Open {
     params: Arc<StreamParams>,
     /// Media listed so far.
     duration_ms: u64,
+    /// Lines that go before the next entry (a splice's).
+    lines: String,
 }
 
 /// Writes a stream's HLS recordings.
@@ -58,6 +95,7 @@ pub struct HlsSink {
     segments: StoreSink,
     target_s: u64,
     max_ms: u64,
+    resume_window: Duration,
     open: Option<Open>,
 }
 
@@ -68,19 +106,21 @@ impl HlsSink {
         segments: StoreSink,
         interval: Duration,
         max_length: Duration,
+        resume_window: Duration,
     ) -> Self {
         HlsSink {
             store,
             segments,
             target_s: hls::target_duration(interval),
             max_ms: max_length.as_millis() as u64,
+            resume_window,
             open: None,
         }
     }
 
     fn finish_recording(&mut self) -> Result<(), SinkError> {
         if let Some(mut o) = self.open.take() {
-            o.playlist.append(hls::ENDLIST)?;
+            o.playlist.finish()?;
         }
         Ok(())
     }
@@ -96,15 +136,29 @@ impl HlsSink {
             stream: start.meta.stream.clone(),
             first_seq: start.meta.seq,
         };
-        let target = self.target_s;
-        let playlist = self
-            .store
-            .open_playlist(&rel, &init, &|map| hls::head(target, map, &rec))?;
         self.segments.new_recording();
+        let m = &start.meta;
+        if let Some(r) = self
+            .store
+            .resume_playlist(&m.app, &m.stream, m.seq, &init)?
+        {
+            self.open = Some(Open {
+                playlist: r.playlist,
+                params: start.params.clone(),
+                duration_ms: r.listed_ms,
+                lines: r.lines,
+            });
+            return Ok(());
+        }
+        let target = self.target_s;
+        let playlist =
+            self.store
+                .open_playlist(&rel, &init, &|map| hls::head(target, map, &rec), &rec)?;
         self.open = Some(Open {
             playlist,
             params: start.params.clone(),
             duration_ms: 0,
+            lines: String::new(),
         });
         Ok(())
     }
@@ -142,7 +196,8 @@ impl Sink for HlsSink {
                         "segment longer than the playlist's target duration"
                     );
                 }
-                if let Err(err) = o.playlist.append(&hls::entry(&e)) {
+                let text = std::mem::take(&mut o.lines) + &hls::entry(&e);
+                if let Err(err) = o.playlist.append(&text) {
                     // Its tail is unknown now: nothing more is appended to it. It stays
                     // unfinished, and the next start's recovery rewrites it from the index;
                     // the next segment begins a new recording.
@@ -160,7 +215,12 @@ impl Sink for HlsSink {
             .open
             .as_ref()
             .is_some_and(|o| o.duration_ms >= self.max_ms);
-        if ends || full {
+        let waits = close.reason == CloseReason::SourceEnded && !self.resume_window.is_zero();
+        if waits && !full {
+            if let Some(mut o) = self.open.take() {
+                o.playlist.suspend(self.resume_window)?;
+            }
+        } else if ends || full {
             self.finish_recording()?;
         }
         Ok(row)

@@ -30,7 +30,7 @@ mod hls_sink;
 mod store_sink;
 mod thread;
 
-pub use hls_sink::{playlist_entry, HlsSink, PlaylistFile, Playlists};
+pub use hls_sink::{playlist_entry, HlsSink, PlaylistFile, Playlists, Resumed};
 pub use store_sink::StoreSink;
 pub use thread::{Detached, Report, SinkThread};
 
@@ -72,6 +72,7 @@ pub fn store_sinks(store: &Arc<Store>, template: &Template) -> Vec<Box<dyn Sink>
                     files,
                     template.interval,
                     template.playlist_max_length,
+                    template.resume_window,
                 )) as Box<dyn Sink>
             } else {
                 Box::new(files) as Box<dyn Sink>

@@ -27,6 +27,14 @@
 //! protect segments (one being uploaded; under `deny_new` one waiting for upload); a
 //! protected segment is skipped and the next in order is taken instead, and when a limit
 //! cannot be met, [`Plan::unmet`] says which.
+//!
+//! **Whole recordings.** The `.m4s` segments of one HLS recording ([`Candidate::group`])
+//! go together or not at all, so that no playlist is left naming a deleted file: the plan
+//! treats a recording as one unit (its bytes summed, placed in the order by its first
+//! segment, aged by its newest, uploaded and allowed only if every segment is) and
+//! returns an eviction for each of its segments. The pass removes the playlist before the
+//! segments (see `pass.rs`), and never offers a recording still being written or waiting
+//! in its `resume_window` (its segments are protected).
 
 pub mod pass;
 
@@ -59,6 +67,9 @@ pub struct Candidate {
     /// synchronized clock, or corrected since). Otherwise, and not of this boot, its age
     /// is unknown and `max_age` leaves it alone.
     pub trusted: bool,
+    /// The finished HLS recording (its key in the store's recordings table) the segment
+    /// belongs to: all of a recording's segments are deleted together.
+    pub group: Option<u64>,
 }
 
 impl Candidate {
@@ -229,7 +240,70 @@ pub fn plan(
     now: impl Into<Now>,
     guard: &dyn EvictionGuard,
 ) -> Plan {
-    let now = now.into();
+    let (units, members) = units(closed);
+    let unit_guard = |u: &Candidate| match members.get(&u.id) {
+        Some(m) => m.iter().all(|c| guard.may_evict(c)),
+        None => guard.may_evict(u),
+    };
+    let mut out = plan_units(&units, open, limits, disk, now.into(), &unit_guard);
+    out.evict = out
+        .evict
+        .into_iter()
+        .flat_map(|e| match members.get(&e.id) {
+            Some(m) => m
+                .iter()
+                .map(|c| Eviction {
+                    id: c.id,
+                    reason: e.reason,
+                    bytes: c.bytes,
+                })
+                .collect(),
+            None => vec![e],
+        })
+        .collect();
+    out
+}
+
+/// The units a plan chooses among: each recording's segments as one candidate (with the
+/// id of its first segment, under which `members` lists them), other segments as they are.
+fn units(closed: &[Candidate]) -> (Vec<Candidate>, HashMap<u64, Vec<&Candidate>>) {
+    let mut groups: HashMap<u64, Vec<&Candidate>> = HashMap::new();
+    let mut units = Vec::new();
+    for c in closed {
+        match c.group {
+            Some(g) => groups.entry(g).or_default().push(c),
+            None => units.push(c.clone()),
+        }
+    }
+    let mut members = HashMap::new();
+    for (_, mut m) in groups {
+        m.sort_by_key(|c| c.id);
+        let newest = m[m.len() - 1];
+        units.push(Candidate {
+            id: m[0].id,
+            stream: m[0].stream.clone(),
+            start_ms: m.iter().map(|c| c.start_ms).min().unwrap_or(0),
+            end_ms: newest.end_ms,
+            bytes: m.iter().map(|c| c.bytes).sum(),
+            uploaded: m.iter().all(|c| c.uploaded),
+            boot_end_ms: newest.boot_end_ms,
+            trusted: newest.trusted,
+            group: newest.group,
+        });
+        members.insert(m[0].id, m);
+    }
+    (units, members)
+}
+
+/// [`plan`] over units.
+fn plan_units(
+    closed: &[Candidate],
+    open: &OpenBytes,
+    limits: &Limits,
+    disk: Disk,
+    now: Now,
+    guard: &dyn EvictionGuard,
+) -> Plan {
     // Uploaded first, then oldest first (recording order): the ring buffer spends its space
     // on footage that exists nowhere else.
     let mut order: Vec<&Candidate> = closed.iter().collect();
@@ -330,5 +404,7 @@ pub fn plan(
     out
 }
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod tests;

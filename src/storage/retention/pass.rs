@@ -10,7 +10,10 @@ use tracing::{error, info, warn};
 
 use super::{plan, Candidate, Limits, Now, OpenBytes, Plan, Reason};
 use crate::config::Config;
-use crate::storage::store::{SegmentRow, SegmentState, Store, StoreError, UploadState};
+use crate::media::format::Format;
+use crate::storage::store::{
+    RecordingEntry, SegmentRow, SegmentState, Store, StoreError, UploadState,
+};
 use crate::util::clock::Clock;
 use crate::util::clockwatch::{ClockWatch, TimeQuality};
 
@@ -49,6 +52,7 @@ impl PassTime {
             uploaded: matches!(r.upload, UploadState::Uploaded { .. }),
             boot_end_ms: this_boot.map(|b| b.ms.saturating_add(r.duration_ms as i64)),
             trusted: r.time_quality != TimeQuality::Unsynced,
+            group: None,
         }
     }
 }
@@ -171,10 +175,22 @@ pub fn pass(
     let rows = store.segments()?;
     let mut closed = Vec::new();
     let mut open = OpenBytes::new();
-    let protected = hooks.protected(&rows);
+    let mut protected = hooks.protected(&rows);
+    let recordings = Recordings::new(store.recordings()?);
     for r in rows {
         match r.state {
-            SegmentState::Closed => closed.push(at.candidate(&r)),
+            SegmentState::Closed => {
+                let mut c = at.candidate(&r);
+                match recordings.of(&r) {
+                    Some((key, true)) => c.group = Some(key),
+                    // Being written, or waiting in its resume window: kept.
+                    Some((_, false)) => {
+                        protected.insert(r.id);
+                    }
+                    None => {}
+                }
+                closed.push(c);
+            }
             SegmentState::Writing => {
                 *open.entry(r.stream.clone()).or_default() += open_size(store.root(), &r)
             }
@@ -193,10 +209,21 @@ pub fn pass(
     );
     hooks.planned(store, &plan);
     let ids: Vec<u64> = plan.evict.iter().map(|e| e.id).collect();
+    let group_of: HashMap<u64, u64> = closed
+        .iter()
+        .filter_map(|c| c.group.map(|g| (c.id, g)))
+        .collect();
+    let mut keys: Vec<u64> = ids
+        .iter()
+        .filter_map(|id| group_of.get(id).copied())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
     let freed = if ids.is_empty() {
         Ok(0)
     } else {
-        store.delete(&ids)
+        // Playlists first, then their segments (see `Store::delete_recordings`).
+        store.delete_recordings(&keys, &ids)
     };
     // Only what really went (also after a delete that failed half-way).
     hooks.deleted(store, &plan);
@@ -219,6 +246,43 @@ pub fn pass(
         freed: freed?,
         unmet: plan.unmet,
     })
+}
+
+/// Which HLS recording each `.m4s` row belongs to: the recording of its stream with the
+/// highest first sequence number at or below its own (as recovery rebuilds playlists).
+struct Recordings {
+    /// Per (app, stream): its recordings by first_seq.
+    by_stream: HashMap<(String, String), Vec<Begins>>,
+}
+
+/// A recording's (first_seq, key, finished).
+type Begins = (u64, u64, bool);
+
+impl Recordings {
+    fn new(entries: Vec<(u64, RecordingEntry)>) -> Self {
+        let mut by_stream: HashMap<(String, String), Vec<Begins>> = HashMap::new();
+        for (key, e) in entries {
+            by_stream
+                .entry((e.app, e.stream))
+                .or_default()
+                .push((e.first_seq, key, e.finished));
+        }
+        for v in by_stream.values_mut() {
+            v.sort_unstable();
+        }
+        Recordings { by_stream }
+    }
+
+    /// `(key, finished)` of the recording `r` is in, if it is an `.m4s` row of one.
+    fn of(&self, r: &SegmentRow) -> Option<(u64, bool)> {
+        if !r.formats.contains(&Format::Hls) {
+            return None;
+        }
+        let v = self.by_stream.get(&(r.app.clone(), r.stream.clone()))?;
+        let i = v.partition_point(|(first, _, _)| *first <= r.seq);
+        let (_, key, finished) = v.get(i.checked_sub(1)?)?;
+        Some((*key, *finished))
+    }
 }
 
 /// Bytes on disk of a segment still being written (its working file).

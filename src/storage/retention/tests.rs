@@ -21,6 +21,7 @@ fn seg(id: u64, stream: &str, bytes: u64) -> Candidate {
         uploaded: false,
         boot_end_ms: None,
         trusted: true,
+        group: None,
     }
 }
 

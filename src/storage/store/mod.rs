@@ -25,7 +25,8 @@
 //! | `base.flv.part`, `base.flv` | the FLV working file, and the closed FLV (`flv`) |
 //! | `base.aac.part`, `base.aac` | the ADTS working file, and the closed `.aac` (`aac`) |
 //! | `base.m4s.part`, `base.m4s` | the HLS media segment's working file, and the closed one (`hls`) |
-//! | `first.m3u8`, `first.init.mp4` | an HLS recording's playlist and init section, named after its first segment's base (no row: see **Playlist**) |
+//! | `first.m3u8`, `first.init.mp4` | an HLS recording's playlist and init section, named after its first segment's base (no row: see **Playlist**; an entry in the `recordings` table) |
+//! | `first-N.init.mp4` | the init section of a session spliced into the recording with new codec parameters (see **Splice**) |
 //!
 //! Beside them, `clock-corrections.json` records, per boot, the wall − boot clock offset a
 //! correction put that boot's unsynchronized segments on (see `restamp.rs` and
@@ -102,13 +103,35 @@
 //! 1. open, before the recording's first segment is created: write `first.init.mp4`
 //!    (`O_EXCL`) and fsync it; create `first.m3u8` (`O_EXCL`) with its head (the `EXT-X-MAP`
 //!    naming the init, and a `#EDGEREC:` comment line saying whose recording it is: app,
-//!    stream, first sequence number), fdatasync it; fsync the directory;
+//!    stream, first sequence number), fdatasync it; fsync the directory; then commit its
+//!    entry in the `recordings` table (playlist, stream, first sequence number, current init,
+//!    no deadline; volatile: a lost entry means a playlist without one, which recovery
+//!    finishes as before);
 //! 2. per segment, after its **Close** step 2 (the `.m4s` fsynced, renamed, directory fsynced):
 //!    append its entry (`EXT-X-PROGRAM-DATE-TIME`, `EXTINF`, `EXT-X-BYTERANGE`, URI) with one
 //!    `write`, then fdatasync. A crash before it leaves a durable segment the playlist does
 //!    not name yet; recovery adds it;
-//! 3. finish (the session ended, new codec parameters, `playlist_max_length` reached): append
-//!    `EXT-X-ENDLIST`, fdatasync.
+//! 3. finish (shutdown, a timestamp discontinuity, new codec parameters,
+//!    `playlist_max_length` reached, the source ended without a `resume_window`, or a
+//!    window that passed): append `EXT-X-ENDLIST`, fdatasync, then mark the entry finished
+//!    (volatile: a playlist ending with ENDLIST is finished whatever the entry says, and
+//!    recovery marks it so).
+//!
+//! **Splice** (`resume_window`, [`Store::resume_recording`], [`Store::finish_expired`]):
+//! 1. suspend, when the source ends or is lost: a **durable** commit of the entry's deadline
+//!    (now + window, wall clock). The playlist stays without ENDLIST. Durable, because a
+//!    restart within the window must find it: a lost deadline would finish the recording;
+//! 2. resume, when the stream's next session (in this process or after a restart) opens its
+//!    first segment before the deadline: if its init section differs from the recording's
+//!    current one, write `first-N.init.mp4` (`O_EXCL`), fsync it and the directory; then a
+//!    **durable** commit of the splice (its first sequence number, the new init if any) and
+//!    the cleared deadline; then the first entry after it is appended (Playlist step 2)
+//!    preceded by `EXT-X-DISCONTINUITY` (and `EXT-X-MAP` naming the new init) in the same
+//!    `write`. A crash before that append leaves the splice in the index, and a recovery
+//!    rewrite puts the lines before the first segment at or after the splice's;
+//! 3. expire: a stream that comes back after the deadline, the daemon's timer (every second)
+//!    or recovery finishes the recording (Playlist step 3). All changes to the table go
+//!    under one lock, so a recording is never both resumed and finished.
 //!
 //! Only recovery rewrites a playlist, and always whole: write `first.m3u8.tmp`, fsync, rename
 //! over `first.m3u8`, fsync the directory. Bytes written per segment: its entry (about 150
@@ -192,10 +215,15 @@
 //! 6. HLS playlists without `EXT-X-ENDLIST` (a crash, or a segment left open by an error):
 //!    rewritten (as **Playlist** says) from the index: the `Closed` `.m4s` rows of its stream
 //!    from its first sequence number up to the next recording's, each with its entry from
-//!    the row and its file (scanned for where its fragments begin), then `EXT-X-ENDLIST`. So
-//!    no entry is left without its file and no segment of the recording outside it (a
-//!    recording left without any segment is removed with its init section). Leftover
-//!    `.m3u8.tmp` files, and init sections whose playlist was never created, are removed;
+//!    the row and its file (scanned for where its fragments begin), the splices' lines from
+//!    its `recordings` entry before the first segment of each, then `EXT-X-ENDLIST` — unless
+//!    its entry has a deadline not passed yet (it waits for its stream, **Splice**): then it
+//!    is rewritten the same way without ENDLIST. So no entry is left without its file and no
+//!    segment of the recording outside it (a recording left without any segment is removed
+//!    with its init sections and entry). Entries whose playlist is gone are dropped; entries
+//!    of finished playlists are marked finished. Leftover `.m3u8.tmp` files, and init
+//!    sections whose playlist was never created (`first-N.init.mp4` belongs to
+//!    `first.m3u8`), are removed;
 //! 7. a durable flush, so what recovery did is on disk before recording starts.
 //!
 //! Every step only moves a segment forward (to `Closed` or gone), so recovery that is itself
@@ -207,8 +235,8 @@
 //!
 //! # Hooks and auxiliary tables
 //!
-//! The upload queue, the event outbox and record tasks keep their state in auxiliary tables
-//! of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
+//! The upload queue, the event outbox, record tasks and HLS recordings (`recordings.rs`)
+//! keep their state in auxiliary tables of the same database ([`AuxTable`]). An [`IndexHook`] adds changes to the very commit that
 //! closes a segment (close step 4, recovery steps 2, 3 and 5) or marks it deleted, so a
 //! closed segment and its queue entry or event are in the index together or not at all; a
 //! lost volatile close is redone by recovery, which runs the hooks again (at-least-once).
@@ -254,9 +282,11 @@ mod media;
 mod playlist;
 mod queue;
 mod rebuild;
+mod recordings;
 mod recovery;
 mod restamp;
 mod row;
+mod splice;
 mod tables;
 mod writer;
 
@@ -265,6 +295,7 @@ pub use error::StoreError;
 pub(crate) use fsutil::create_dirs;
 pub use playlist::{PlaylistWriter, INIT_SUFFIX, PLAYLIST_SUFFIX};
 pub use rebuild::RebuildReport;
+pub use recordings::{RecordingEntry, Splice};
 pub use recovery::RecoveryReport;
 pub use restamp::{restamps, BootCorrection, Corrections, Restamped, CORRECTIONS_FILE};
 pub use row::{SegmentFile, SegmentId, SegmentRow, SegmentState, UploadState};
@@ -288,6 +319,13 @@ pub(crate) struct Shared {
     active: Mutex<HashSet<PathBuf>>,
     /// Serializes directory creation (begin) with directory removal (delete).
     dirs: Mutex<()>,
+    /// Serializes changes to the recordings table (a stream resuming a recording with the
+    /// timer finishing it).
+    recordings: Mutex<()>,
+    /// The earliest resume deadline of a waiting recording (wall ms; `i64::MAX`: none), so
+    /// that the timer's [`Store::finish_expired`] reads the table only when one may be due.
+    /// May be early (a recording resumed since), never late.
+    next_deadline: std::sync::atomic::AtomicI64,
     /// Called inside the commits that close and delete segments (see `tables.rs`).
     hooks: RwLock<Vec<Arc<dyn IndexHook>>>,
     /// Held for the store's lifetime; dropped last.
@@ -360,6 +398,8 @@ impl Store {
                 clock,
                 active: Mutex::new(HashSet::new()),
                 dirs: Mutex::new(()),
+                recordings: Mutex::new(()),
+                next_deadline: std::sync::atomic::AtomicI64::new(i64::MAX),
                 hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
@@ -484,6 +524,8 @@ pub(crate) mod fixture;
 mod hook_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod progressive_tests;
+#[cfg(test)]
+mod recordings_tests;
 #[cfg(all(test, feature = "process-tests"))]
 mod syscall_tests;
 #[cfg(all(test, feature = "process-tests"))]

@@ -128,6 +128,8 @@ impl Store {
                 clock,
                 active: Mutex::new(Default::default()),
                 dirs: Mutex::new(()),
+                recordings: Mutex::new(()),
+                next_deadline: std::sync::atomic::AtomicI64::new(i64::MAX),
                 hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),

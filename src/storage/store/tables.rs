@@ -42,16 +42,20 @@ pub enum AuxTable {
     /// Webhook endpoints' own state (disabled by a 410, last error), by a hash of the
     /// endpoint's name (see `crate::sync::webhooks`).
     Callbacks,
+    /// HLS recordings (playlist, stream, resume deadline, splices, finished), by a key
+    /// increasing in the order they opened (see `recordings.rs`).
+    Recordings,
 }
 
 impl AuxTable {
     /// Every table, for opening them all at startup.
-    pub const ALL: [AuxTable; 5] = [
+    pub const ALL: [AuxTable; 6] = [
         AuxTable::UploadParts,
         AuxTable::Outbox,
         AuxTable::Tasks,
         AuxTable::Settings,
         AuxTable::Callbacks,
+        AuxTable::Recordings,
     ];
 
     pub(crate) fn definition(self) -> TableDefinition<'static, u64, &'static [u8]> {
@@ -66,6 +70,7 @@ impl AuxTable {
             AuxTable::Tasks => "tasks",
             AuxTable::Settings => "settings",
             AuxTable::Callbacks => "callbacks",
+            AuxTable::Recordings => "recordings",
         }
     }
 }
