@@ -407,7 +407,9 @@ impl Running {
                 }
                 _ = flush_tick.tick() => flush(&h.store).await,
                 _ = storage_tick.tick() => {
-                    if expiring.as_ref().is_none_or(|j| j.is_finished()) {
+                    if h.store.may_have_expired()
+                        && expiring.as_ref().is_none_or(|j| j.is_finished())
+                    {
                         expiring = Some(tokio::task::spawn_blocking(finish_expired(h.store.clone())));
                     }
                     // The disk sample runs off the loop and never twice at once: a hung

@@ -178,6 +178,13 @@ impl Store {
         self.shared.recordings()
     }
 
+    /// Whether a suspended recording's resume window may have passed: a cheap look (no
+    /// index read), so the daemon's timer calls [`Store::finish_expired`], which reads the
+    /// index off the runtime, only then (a blocking call's completion wakes the runtime).
+    pub fn may_have_expired(&self) -> bool {
+        self.shared.clock.wall_ms() >= self.shared.next_deadline.load(Ordering::SeqCst)
+    }
+
     /// Finish every recording whose resume window passed without its stream coming back
     /// (the daemon's timer, and recovery at startup). Returns their playlists.
     pub fn finish_expired(&self) -> Result<Vec<PathBuf>, StoreError> {
