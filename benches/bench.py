@@ -366,7 +366,7 @@ def report(results, args):
         "last flush at stop counts on neither side. Write syscalls (`syscw`) count every write",
         "call of the process: files, sockets and the runtime's wake-up eventfd, over the whole",
         "run and (\"after %g s\") over the rest of it, without what connecting costs once: until" % min(WARM_S, args.seconds / 4),
-        "the RTSP socket's low-water mark is set, a few seconds in, every small read wakes the",
+        "the RTSP socket's low-water mark is set, about a second in, every small read wakes the",
         "runtime, which costs an eventfd write (`strace -f`). The target applies to the whole run.",
         "The RTSP peer",
         "runs on the same machine and takes CPU of its own, the same for both recorders.",
