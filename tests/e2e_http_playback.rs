@@ -4,14 +4,16 @@
 //! with exactly those bytes of the whole answer, 416 past the end, and `If-None-Match` with
 //! its `ETag` is 304. The `.m3u8` URL is read clean by ffmpeg and plays in hls.js past 10 s
 //! across segment boundaries, its URIs pointing at the server's media URLs (which answer
-//! ranges and serve only files of the index). Bad input is a 400 naming the parameter.
+//! ranges and serve only files of the index). The web page shows the stream's state and
+//! its recorded span on the timeline, plays a clicked point, and is screenshot into
+//! `docs/web-page.png`. Bad input is a 400 naming the parameter.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::browser::play;
+use common::browser::{open_page, play};
 use common::http::{curl, curl_args, start};
 use common::*;
 
@@ -133,6 +135,22 @@ fn recordings_play_over_http_with_ranges_etags_and_in_hls_js() {
     assert_decodes(Path::new(&url));
     let r = play(&url, "hls", 10.5);
     assert_eq!(r["ok"], true, "hls.js: {r:#}\n{text}");
+
+    // The web page (its last 10 minutes): the state, the timeline shows the recorded span,
+    // a click on it plays; the screenshot is the README's.
+    let shot = repo().join("docs/web-page.png");
+    let page = open_page(&format!("http://127.0.0.1:{port}/?window=600"), &shot, 3.0);
+    assert_eq!(page["ok"], true, "the page: {page:#}");
+    assert_eq!(page["states"][0], "recording", "{page:#}");
+    let spans = page["timelines"]["cam"]
+        .as_array()
+        .expect("a timeline of cam");
+    let first = spans.iter().filter_map(|s| s["start_ms"].as_i64()).min();
+    let last = spans.iter().filter_map(|s| s["end_ms"].as_i64()).max();
+    assert_eq!(first, Some(closed[0].start_ms), "{page:#}");
+    assert!(last >= Some(closed[closed.len() - 1].end_ms), "{page:#}");
+    assert!(spans.iter().all(|s| s["uploaded"] == false), "{page:#}");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
 
     // Bad input: 400 naming the parameter, 404 for nothing recorded or not in the index.
     let end = secs(from + 5000);

@@ -141,9 +141,14 @@ impl Api {
         // Players (hls.js, `<video>`, ffmpeg) send no `Authorization` header: the playback
         // URLs (and the media URLs their playlists name) take the token as `?token=`.
         let query_bearer = match (&endpoint, auth) {
-            (Endpoint::PlaybackM3u8(_) | Endpoint::PlaybackMp4(_) | Endpoint::Media(_), None) => {
-                query::token(uri.query()).map(|t| format!("Bearer {t}"))
-            }
+            (
+                Endpoint::PlaybackM3u8(_)
+                | Endpoint::PlaybackMp4(_)
+                | Endpoint::Media(_)
+                | Endpoint::Page
+                | Endpoint::HlsJs,
+                None,
+            ) => query::token(uri.query()).map(|t| format!("Bearer {t}")),
             _ => None,
         };
         let auth = auth.or(query_bearer.as_deref().map(str::as_bytes));
@@ -169,10 +174,8 @@ impl Api {
             Endpoint::Segments(s) => self.segments(&s, q).await,
             Endpoint::Events => self.replay(q).await,
             Endpoint::Metrics => self.metrics(q).await,
-            Endpoint::NotBuilt(what) => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("{what} is not built yet"),
-            )),
+            Endpoint::Page => Ok(super::page::page()),
+            Endpoint::HlsJs => Ok(super::page::hls_js()),
         };
         r.map(|r| r.map(Body::from))
     }

@@ -12,13 +12,13 @@
 //! [`playback`] serves the playback planners' playlists, cuts and recorded files with
 //! `Range` and `ETag`, streamed through [`body::Body`].
 //!
-//! Not here yet: `/` (the web page); [`route`] has its place and answers it 404 "not built
-//! yet".
+//! [`page`] is the web page at `/` and the hls.js it loads, carried in the binary.
 
 pub mod api;
 pub mod auth;
 pub mod body;
 pub mod metrics;
+pub mod page;
 pub mod playback;
 pub mod playlist;
 pub mod query;

@@ -35,9 +35,10 @@ pub enum Endpoint {
     /// file of the format `ext` names: `mp4` the fMP4, `m4s` the HLS media), what the VOD
     /// playlist's URIs point at.
     Media(Media),
-    /// A path that has its place but no handler yet: `/` (the web page). Answered 404
-    /// "not built yet".
-    NotBuilt(&'static str),
+    /// `GET /`: the web page.
+    Page,
+    /// `GET /assets/hls.js`: the player the page loads.
+    HlsJs,
 }
 
 impl Endpoint {
@@ -87,9 +88,11 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
     if path == "/metrics" {
         return get(Endpoint::Metrics);
     }
-    // Item 3 of issue 15 (the web page) answers here.
     if path == "/" || path == "/index.html" {
-        return get(Endpoint::NotBuilt("the web page"));
+        return get(Endpoint::Page);
+    }
+    if path == "/assets/hls.js" {
+        return get(Endpoint::HlsJs);
     }
     if let Some(rest) = path.strip_prefix(RECORD) {
         let stream = stream_name(rest)?;
@@ -224,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn playback_paths_name_their_stream_and_the_page_has_no_handler_yet() {
+    fn playback_paths_name_their_stream_and_the_page_is_at_the_root() {
         assert_eq!(
             route(&Method::GET, "/api/playback/cam1.m3u8"),
             Ok(Endpoint::PlaybackM3u8("cam1".into()))
@@ -237,10 +240,9 @@ mod tests {
             route(&Method::POST, "/api/playback/cam1.mp4"),
             Err(RouteError::MethodNotAllowed("GET, HEAD"))
         );
-        assert_eq!(
-            route(&Method::GET, "/"),
-            Ok(Endpoint::NotBuilt("the web page"))
-        );
+        assert_eq!(route(&Method::GET, "/"), Ok(Endpoint::Page));
+        assert_eq!(route(&Method::GET, "/assets/hls.js"), Ok(Endpoint::HlsJs));
+        assert_eq!(Endpoint::Page.scope(), Scope::View);
     }
 
     #[test]
