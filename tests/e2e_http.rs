@@ -10,80 +10,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hls::Playlist;
+use common::http::{curl, start};
 use common::*;
 use serde_json::Value;
-
-/// One answer: status, headers (lower-case names), body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `curl -i` of `method` on `path`, with `token` as a bearer and `body` as data.
-fn curl(port: u16, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "-i",
-        "--path-as-is",
-        "--max-time",
-        "20",
-        "-X",
-        method,
-    ]);
-    if let Some(t) = token {
-        c.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    if let Some(b) = body {
-        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let out = c
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}: {text:?}"));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-        .collect();
-    Answer {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
 
 const VIEW: &str = "view-token-6b1f0c2e9a";
 const CONTROL: &str = "control-token-58d2a7e4c1";
@@ -114,15 +48,6 @@ fn setup(name: &str, http_extra: &str) -> (tempfile::TempDir, PathBuf, PathBuf, 
     let cfg = dir.path().join("edgerec.toml");
     std::fs::write(&cfg, toml).unwrap();
     (dir, cfg, root, port)
-}
-
-fn start(cfg: &Path, port: u16) -> Daemon {
-    let d = Daemon::start(cfg);
-    let up = wait_until(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(up, "the HTTP API never listened; log:\n{}", d.log());
-    d
 }
 
 #[test]
@@ -441,12 +366,16 @@ fn tokens_scopes_bad_input_and_a_slowloris_client() {
         404
     );
     assert_eq!(curl(port, "GET", "/api/nothing", t, None).status, 404);
-    let playback = curl(port, "GET", "/api/playback/rec.m3u8", t, None);
-    assert_eq!(playback.status, 404);
-    assert!(playback.json()["error"]
-        .as_str()
-        .unwrap()
-        .contains("not built yet"));
+    // Players send no Authorization header: playback takes the token in the query.
+    let q_token = format!("/api/playback/rec.m3u8?token={VIEW}");
+    let playback = curl(port, "GET", &q_token, None, None);
+    assert_eq!(playback.status, 400, "{playback:?}");
+    assert_eq!(playback.json()["parameter"], "start", "{playback:?}");
+    let wrong = "/api/playback/rec.m3u8?token=wrong-token-0123456&start=1&end=2";
+    assert_eq!(curl(port, "GET", wrong, None, None).status, 401);
+    // ... and only playback does.
+    let status_q = format!("/api/status?token={VIEW}");
+    assert_eq!(curl(port, "GET", &status_q, None, None).status, 401);
     let put = curl(port, "PUT", "/api/record/cam", t, None);
     assert_eq!(put.status, 405, "{put:?}");
     assert_eq!(put.header("allow"), Some("GET, HEAD, POST, DELETE"));

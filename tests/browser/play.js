@@ -8,28 +8,12 @@
 // `hls` plays with hls.js, `mpegts` an FLV with mpegts.js (flv.js's maintained successor;
 // both from npm, the versions in package-lock.json); `native` with the <video> element alone. Exit status 0 when ok, 1 when not, 2 on a harness failure.
 'use strict';
-const puppeteer = require('puppeteer-core');
-
-function args(argv) {
-  const o = { url: null, player: 'hls', seconds: 5, timeout: 60 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--player') o.player = argv[++i];
-    else if (a === '--seconds') o.seconds = Number(argv[++i]);
-    else if (a === '--timeout') o.timeout = Number(argv[++i]);
-    else o.url = a;
-  }
-  if (!o.url) throw new Error('usage: play.js URL [--player hls|mpegts|native] [--seconds S] [--timeout S]');
-  return o;
-}
+const { options, launch, run } = require('./chromium');
 
 async function main() {
-  const o = args(process.argv.slice(2));
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--mute-audio', '--autoplay-policy=no-user-gesture-required'],
-  });
+  const o = options(process.argv.slice(2), { player: 'hls', seconds: 5, timeout: 60 },
+    'play.js URL [--player hls|mpegts|native] [--seconds S] [--timeout S]');
+  const browser = await launch();
   try {
     const page = await browser.newPage();
     const console_lines = [];
@@ -102,10 +86,4 @@ async function main() {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    console.log(JSON.stringify({ ok: false, why: 'harness: ' + String(e && e.stack || e) }));
-    process.exit(2);
-  },
-);
+run(main);

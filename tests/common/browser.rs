@@ -1,8 +1,9 @@
 //! Real players in headless Chromium (Debian's `/usr/bin/chromium`, driven by
 //! `puppeteer-core`; `tests/browser/`, installed by `scripts/test-deps.sh`): a static file
 //! server with byte ranges ([`StaticServer`], `tests/browser/serve.js`) and a player that
-//! reports how far it got ([`play`], `tests/browser/play.js`). Generic: a URL in, the
-//! player's JSON result out.
+//! reports how far it got ([`play`], `tests/browser/play.js`); edgerec's web page opened,
+//! its timeline read and a point of it played ([`open_page`], `tests/browser/page.js`). A URL
+//! in, the script's JSON result out.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -53,16 +54,50 @@ impl Drop for StaticServer {
 /// element) until its currentTime passes `seconds`; returns play.js's JSON result
 /// (`ok`, `why`, `currentTime`, `errors`).
 pub fn play(url: &str, player: &str, seconds: f64) -> serde_json::Value {
+    node_json(
+        "play.js",
+        &[
+            url,
+            "--player",
+            player,
+            "--seconds",
+            &seconds.to_string(),
+            "--timeout",
+            "90",
+        ],
+    )
+}
+
+/// Open edgerec's web page at `url` (`tests/browser/page.js`): wait for its timelines, click
+/// the first recorded span, wait for the player to pass `seconds`, and save a screenshot to
+/// `screenshot`. Returns page.js's JSON result (`ok`, `why`, `timelines` per stream as
+/// `[{start_ms, end_ms, uploaded}]`, `states`, `playing`, `currentTime`, `errors`).
+pub fn open_page(url: &str, screenshot: &Path, seconds: f64) -> serde_json::Value {
+    node_json(
+        "page.js",
+        &[
+            url,
+            "--screenshot",
+            screenshot.to_str().expect("a UTF-8 path"),
+            "--seconds",
+            &seconds.to_string(),
+            "--timeout",
+            "90",
+        ],
+    )
+}
+
+/// `node tests/browser/SCRIPT ARGS`, whose last line of output is its JSON result.
+fn node_json(script: &str, args: &[&str]) -> serde_json::Value {
     let out = Command::new("node")
-        .arg(repo().join("tests/browser/play.js"))
-        .args([url, "--player", player, "--seconds", &seconds.to_string()])
-        .args(["--timeout", "90"])
+        .arg(repo().join("tests/browser").join(script))
+        .args(args)
         .output()
-        .expect("run node tests/browser/play.js");
+        .unwrap_or_else(|e| panic!("run node tests/browser/{script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap_or_else(|e| {
         panic!(
-            "play.js: {e}; stdout {stdout}, stderr {}",
+            "{script}: {e}; stdout {stdout}, stderr {}",
             String::from_utf8_lossy(&out.stderr)
         )
     })

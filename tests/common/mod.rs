@@ -11,6 +11,7 @@
 //!   (ffmpeg, ffprobe) or trivially simple ([`complete_fragments`]);
 //! - [`browser`]: players in headless Chromium ([`browser::play`]) and a static server
 //!   with byte ranges ([`browser::StaticServer`]) (not re-exported);
+//! - [`http`]: the local HTTP API from a client's side (curl) (not re-exported);
 //! - [`hls`]: the tests' own playlist reader and the checks of every recorded playlist;
 //! - [`flv`]: the tests' own FLV tag walk and AMF0 reader ([`read_flv`],
 //!   [`check_flv_metadata`]);
@@ -25,6 +26,7 @@
 pub mod browser;
 pub mod flv;
 pub mod hls;
+pub mod http;
 pub mod media;
 pub mod powerloss;
 pub mod process;

@@ -7,7 +7,7 @@ use super::reply::{code, Reply};
 use super::Commands;
 use crate::control::tasks::model::rfc3339;
 use crate::control::tasks::TaskStatus;
-use crate::storage::store::{SegmentRow, SegmentState};
+use crate::storage::store::{SegmentRow, SegmentState, UploadState};
 
 /// `segments.list` pages hold at most this many rows.
 pub const MAX_LIMIT: u64 = 1000;
@@ -27,6 +27,7 @@ fn segment_json(r: &SegmentRow) -> serde_json::Value {
         "duration_ms": r.duration_ms,
         "bytes": r.bytes,
         "recovered": r.recovered,
+        "uploaded": matches!(r.upload, UploadState::Uploaded { .. }),
         "time_quality": r.time_quality.as_str(),
         "files": r.files.iter().map(|f| json!({
             "path": f.path.display().to_string(),

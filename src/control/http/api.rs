@@ -1,7 +1,8 @@
 //! The handlers: a routed, authorized request in, a JSON (or Prometheus text) response out.
 //! Recording goes through the fleet commands ([`Commands::handle`], as MQTT and the control
 //! socket run them), status through the same report as `edgerec status --json`, events
-//! straight from the durable event log. No sockets here: [`super::server`] does the I/O.
+//! straight from the durable event log; playback in [`super::playback`]. No sockets here:
+//! [`super::server`] does the I/O.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::auth::{decide, Decision};
+use super::body::Body;
 use super::metrics::{Consumer, Counters, Snapshot};
 use super::query::{self, BadParam};
 use super::route::{route, Endpoint, RouteError};
@@ -45,7 +47,11 @@ pub fn status_of(code: &str) -> StatusCode {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Bytes> {
+pub(super) fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Response<Bytes> {
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;
     r.headers_mut()
@@ -65,7 +71,7 @@ pub fn error(status: StatusCode, message: impl std::fmt::Display) -> Response<By
     json_response(status, &json!({ "error": message.to_string() }))
 }
 
-fn bad_param(e: BadParam) -> Response<Bytes> {
+pub(super) fn bad_param(e: BadParam) -> Response<Bytes> {
     json_response(
         StatusCode::BAD_REQUEST,
         &json!({ "error": e.to_string(), "parameter": e.param }),
@@ -80,11 +86,12 @@ fn command_error(r: Reply) -> Response<Bytes> {
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> Response<Bytes> {
+pub(super) fn internal(e: impl std::fmt::Display) -> Response<Bytes> {
     error(StatusCode::INTERNAL_SERVER_ERROR, e)
 }
 
-type Result<T> = std::result::Result<T, Response<Bytes>>;
+/// An answer, or the error answer that replaces it.
+pub(super) type Result<T> = std::result::Result<T, Response<Bytes>>;
 
 impl Api {
     /// Answer one request (its body already read, within the server's cap).
@@ -94,19 +101,31 @@ impl Api {
         uri: &Uri,
         headers: &HeaderMap,
         body: Bytes,
-    ) -> Response<Bytes> {
+    ) -> Response<Body> {
+        self.dispatch(method, uri, headers, body)
+            .await
+            .unwrap_or_else(|e| e.map(Body::from))
+    }
+
+    async fn dispatch(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>> {
         let auth = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
         let endpoint = match route(method, uri.path()) {
             Ok(e) => e,
             // Nothing about the paths is told to a caller without a token.
             Err(_) if decide(&self.tokens, auth, Scope::View) != Decision::Allow => {
-                return unauthorized()
+                return Err(unauthorized())
             }
             Err(RouteError::NotFound) => {
-                return error(
+                return Err(error(
                     StatusCode::NOT_FOUND,
                     format!("no endpoint at {}", uri.path()),
-                )
+                ))
             }
             Err(RouteError::MethodNotAllowed(allow)) => {
                 let mut r = error(
@@ -115,22 +134,39 @@ impl Api {
                 );
                 r.headers_mut()
                     .insert(ALLOW, HeaderValue::from_static(allow));
-                return r;
+                return Err(r);
             }
-            Err(RouteError::BadName(m)) => return error(StatusCode::BAD_REQUEST, m),
+            Err(RouteError::BadName(m)) => return Err(error(StatusCode::BAD_REQUEST, m)),
         };
+        // Players (hls.js, `<video>`, ffmpeg) send no `Authorization` header: the playback
+        // URLs (and the media URLs their playlists name) take the token as `?token=`.
+        let query_bearer = match (&endpoint, auth) {
+            (
+                Endpoint::PlaybackM3u8(_)
+                | Endpoint::PlaybackMp4(_)
+                | Endpoint::Media(_)
+                | Endpoint::Page
+                | Endpoint::HlsJs,
+                None,
+            ) => query::token(uri.query()).map(|t| format!("Bearer {t}")),
+            _ => None,
+        };
+        let auth = auth.or(query_bearer.as_deref().map(str::as_bytes));
         match decide(&self.tokens, auth, endpoint.scope()) {
             Decision::Allow => {}
-            Decision::Unauthorized => return unauthorized(),
+            Decision::Unauthorized => return Err(unauthorized()),
             Decision::Forbidden => {
-                return error(
+                return Err(error(
                     StatusCode::FORBIDDEN,
                     "this token has the view scope; this endpoint needs control",
-                )
+                ))
             }
         }
         let q = uri.query();
         let r = match endpoint {
+            Endpoint::PlaybackM3u8(s) => return self.playback_m3u8(&s, q).await,
+            Endpoint::PlaybackMp4(s) => return self.playback_mp4(&s, method, q, headers).await,
+            Endpoint::Media(m) => return self.media(&m, method, q, headers).await,
             Endpoint::RecordStart(s) => self.record_start(&s, q, &body).await,
             Endpoint::RecordGet(s) => self.record_get(&s, q).await,
             Endpoint::RecordStop(s) => self.record_stop(&s, q).await,
@@ -138,12 +174,10 @@ impl Api {
             Endpoint::Segments(s) => self.segments(&s, q).await,
             Endpoint::Events => self.replay(q).await,
             Endpoint::Metrics => self.metrics(q).await,
-            Endpoint::NotBuilt(what) => Err(error(
-                StatusCode::NOT_FOUND,
-                format!("{what} is not built yet"),
-            )),
+            Endpoint::Page => Ok(super::page::page()),
+            Endpoint::HlsJs => Ok(super::page::hls_js()),
         };
-        r.unwrap_or_else(|e| e)
+        r.map(|r| r.map(Body::from))
     }
 
     async fn command(&self, name: &str, payload: Value) -> Result<Value> {
@@ -159,7 +193,7 @@ impl Api {
     }
 
     /// Off the runtime: `f` reads the index or files.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(Arc<Store>) -> T + Send + 'static,
     ) -> Result<T> {

@@ -9,12 +9,17 @@
 //! commands as MQTT and the control socket; [`playlist`] finds a stream's HLS playlist;
 //! [`server`] alone touches sockets.
 //!
-//! Not here yet: `/api/playback/{stream}.m3u8` and `.mp4` (the playback planners) and `/`
-//! (the web page); [`route`] has their place and answers them 404 "not built yet".
+//! [`playback`] serves the playback planners' playlists, cuts and recorded files with
+//! `Range` and `ETag`, streamed through [`body::Body`].
+//!
+//! [`page`] is the web page at `/` and the hls.js it loads, carried in the binary.
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod metrics;
+pub mod page;
+pub mod playback;
 pub mod playlist;
 pub mod query;
 pub mod route;

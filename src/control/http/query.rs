@@ -55,6 +55,20 @@ pub struct RecordQuery {
     pub duration_s: Option<f64>,
 }
 
+/// The longest range a playback request may ask for: the planners read the layout of every
+/// file in it.
+pub const MAX_PLAYBACK_MS: i64 = 24 * 3600 * 1000;
+
+/// `GET /api/playback/{stream}.m3u8?start&end` and `.mp4?start&duration`: a range, and the
+/// `token` the request carried in its query (players send no `Authorization` header), to
+/// be put in the playlist's URIs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlaybackQuery {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub token: Option<String>,
+}
+
 /// The parameters of `query`, refusing any not in `known` and any given twice.
 fn params(query: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, BadParam> {
     let mut out = BTreeMap::new();
@@ -156,6 +170,72 @@ pub fn record(query: Option<&str>) -> Result<RecordQuery, BadParam> {
     Ok(RecordQuery { duration_s })
 }
 
+fn required<'a>(p: &'a BTreeMap<String, String>, param: &str) -> Result<&'a str, BadParam> {
+    match p.get(param) {
+        Some(v) => Ok(v),
+        None => bad(param, "is required"),
+    }
+}
+
+/// Parameters of `GET /api/playback/{stream}.m3u8`: `start` and `end` (required), `token`.
+pub fn playback_m3u8(query: Option<&str>) -> Result<PlaybackQuery, BadParam> {
+    let p = params(query, &["start", "end", "token"])?;
+    let start_ms = time_ms("start", required(&p, "start")?)?;
+    let end_ms = time_ms("end", required(&p, "end")?)?;
+    if end_ms <= start_ms {
+        return bad("end", "must be after start");
+    }
+    if end_ms - start_ms > MAX_PLAYBACK_MS {
+        return bad("end", "at most 24 h after start");
+    }
+    Ok(PlaybackQuery {
+        start_ms,
+        end_ms,
+        token: p.get("token").cloned(),
+    })
+}
+
+/// Parameters of `GET /api/playback/{stream}.mp4`: `start` (required), `duration` (required:
+/// seconds, `30` or `2.5`, or a humantime duration, `30s`, `5min`), `token`.
+pub fn playback_mp4(query: Option<&str>) -> Result<PlaybackQuery, BadParam> {
+    let p = params(query, &["start", "duration", "token"])?;
+    let start_ms = time_ms("start", required(&p, "start")?)?;
+    let d = required(&p, "duration")?;
+    let duration_ms = match d.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => (s * 1000.0).round() as i64,
+        Ok(_) => return bad("duration", format!("{d:?} is not a number of seconds > 0")),
+        Err(_) => match humantime::parse_duration(d) {
+            Ok(t) if !t.is_zero() => i64::try_from(t.as_millis()).unwrap_or(i64::MAX),
+            _ => {
+                return bad(
+                    "duration",
+                    format!("{d:?} is neither seconds (30) nor a duration (30s, 5min) > 0"),
+                )
+            }
+        },
+    };
+    if duration_ms > MAX_PLAYBACK_MS {
+        return bad("duration", "at most 24 h");
+    }
+    Ok(PlaybackQuery {
+        start_ms,
+        end_ms: start_ms + duration_ms.max(1),
+        token: p.get("token").cloned(),
+    })
+}
+
+/// Parameters of `GET /api/media/...`: only `token`.
+pub fn media(query: Option<&str>) -> Result<Option<String>, BadParam> {
+    Ok(params(query, &["token"])?.remove("token"))
+}
+
+/// The `token` parameter of a query, if any (for auth, before the endpoint reads the rest).
+pub fn token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +273,61 @@ mod tests {
         assert!(e.message.contains("after_seq"), "{e}");
         assert_eq!(events(Some("limit=1&limit=2")).unwrap_err().param, "limit");
         assert_eq!(none(Some("x=1")).unwrap_err().param, "x");
+    }
+
+    #[test]
+    fn playback_ranges_need_start_and_an_end_after_it() {
+        let q = playback_m3u8(Some("start=1700000000&end=2023-11-14T22:13:40Z")).unwrap();
+        assert_eq!(
+            (q.start_ms, q.end_ms),
+            (1_700_000_000_000, 1_700_000_020_000)
+        );
+        assert_eq!(q.token, None);
+        assert_eq!(
+            playback_m3u8(Some("end=1700000000")).unwrap_err().param,
+            "start"
+        );
+        assert_eq!(
+            playback_m3u8(Some("start=1700000000")).unwrap_err().param,
+            "end"
+        );
+        let e = playback_m3u8(Some("start=1700000010&end=1700000000")).unwrap_err();
+        assert_eq!(e.param, "end");
+        let e = playback_m3u8(Some("start=0&end=1700000000")).unwrap_err();
+        assert_eq!(e.param, "end");
+        assert_eq!(
+            playback_m3u8(Some("start=x&end=1")).unwrap_err().param,
+            "start"
+        );
+    }
+
+    #[test]
+    fn mp4_duration_is_seconds_or_a_humantime_duration() {
+        let q = playback_mp4(Some("start=1700000000&duration=2.5")).unwrap();
+        assert_eq!(q.end_ms - q.start_ms, 2500);
+        let q = playback_mp4(Some("start=1700000000&duration=1min&token=abc")).unwrap();
+        assert_eq!(q.end_ms - q.start_ms, 60_000);
+        assert_eq!(q.token.as_deref(), Some("abc"));
+        for bad in [
+            "duration=0",
+            "duration=-3",
+            "duration=soon",
+            "duration=2days",
+        ] {
+            let e = playback_mp4(Some(&format!("start=1700000000&{bad}"))).unwrap_err();
+            assert_eq!(e.param, "duration", "{bad}");
+        }
+        assert_eq!(playback_mp4(Some("duration=1")).unwrap_err().param, "start");
+        assert_eq!(playback_mp4(Some("start=1")).unwrap_err().param, "duration");
+    }
+
+    #[test]
+    fn a_token_in_the_query_is_found_and_media_takes_nothing_else() {
+        assert_eq!(token(Some("start=1&token=a%2Bb")), Some("a+b".into()));
+        assert_eq!(token(Some("start=1")), None);
+        assert_eq!(token(None), None);
+        assert_eq!(media(Some("token=t")).unwrap(), Some("t".into()));
+        assert_eq!(media(Some("path=/etc/passwd")).unwrap_err().param, "path");
     }
 
     #[test]

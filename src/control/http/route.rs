@@ -27,9 +27,18 @@ pub enum Endpoint {
     Events,
     /// `GET /metrics`: Prometheus text.
     Metrics,
-    /// A path that has its place but no handler yet: `/api/playback/{stream}.m3u8` and
-    /// `.mp4` (the playback planners) and `/` (the web page). Answered 404 "not built yet".
-    NotBuilt(&'static str),
+    /// `GET /api/playback/{stream}.m3u8`: an HLS VOD playlist of byte ranges.
+    PlaybackM3u8(String),
+    /// `GET /api/playback/{stream}.mp4`: one MP4 cut on key frames.
+    PlaybackMp4(String),
+    /// `GET /api/media/{stream}/{id}.{ext}`: a recorded file of the index (row `id`, its
+    /// file of the format `ext` names: `mp4` the fMP4, `m4s` the HLS media), what the VOD
+    /// playlist's URIs point at.
+    Media(Media),
+    /// `GET /`: the web page.
+    Page,
+    /// `GET /assets/hls.js`: the player the page loads.
+    HlsJs,
 }
 
 impl Endpoint {
@@ -40,6 +49,15 @@ impl Endpoint {
             _ => Scope::View,
         }
     }
+}
+
+/// A recorded file named by its index row: never a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    pub stream: String,
+    pub id: u64,
+    /// `mp4` (the `fmp4` file) or `m4s` (the `hls` file).
+    pub ext: &'static str,
 }
 
 /// Why no endpoint matched.
@@ -56,6 +74,7 @@ pub enum RouteError {
 const RECORD: &str = "/api/record/";
 const STREAMS: &str = "/api/streams/";
 const PLAYBACK: &str = "/api/playback/";
+const MEDIA: &str = "/api/media/";
 
 /// The endpoint of `method` on `path` (the URI's path, percent-encoded).
 pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
@@ -69,9 +88,11 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
     if path == "/metrics" {
         return get(Endpoint::Metrics);
     }
-    // Item 3 of issue 15 (the web page) answers here.
     if path == "/" || path == "/index.html" {
-        return get(Endpoint::NotBuilt("the web page"));
+        return get(Endpoint::Page);
+    }
+    if path == "/assets/hls.js" {
+        return get(Endpoint::HlsJs);
     }
     if let Some(rest) = path.strip_prefix(RECORD) {
         let stream = stream_name(rest)?;
@@ -89,15 +110,33 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, RouteError> {
         let stream = stream_name(raw)?;
         return get(Endpoint::Segments(stream));
     }
-    // The playback planners (issue 15 item 2's last two endpoints) answer here:
-    // `{stream}.m3u8?start&end` and `{stream}.mp4?start&duration`.
     if let Some(rest) = path.strip_prefix(PLAYBACK) {
-        for ext in [".m3u8", ".mp4"] {
-            if let Some(raw) = rest.strip_suffix(ext) {
-                stream_name(raw)?;
-                return get(Endpoint::NotBuilt("playback"));
-            }
+        if let Some(raw) = rest.strip_suffix(".m3u8") {
+            return get(Endpoint::PlaybackM3u8(stream_name(raw)?));
         }
+        if let Some(raw) = rest.strip_suffix(".mp4") {
+            return get(Endpoint::PlaybackMp4(stream_name(raw)?));
+        }
+    }
+    if let Some(rest) = path.strip_prefix(MEDIA) {
+        // `{stream}/{id}.{ext}`: the stream cannot hold a literal `/` (refused below), so
+        // the last `/` separates them.
+        let Some((raw, file)) = rest.rsplit_once('/') else {
+            return Err(RouteError::NotFound);
+        };
+        let stream = stream_name(raw)?;
+        let Some((id, ext)) = file.split_once('.') else {
+            return Err(RouteError::NotFound);
+        };
+        let ext = match ext {
+            "mp4" => "mp4",
+            "m4s" => "m4s",
+            _ => return Err(RouteError::NotFound),
+        };
+        let Ok(id) = id.parse::<u64>() else {
+            return Err(RouteError::NotFound);
+        };
+        return get(Endpoint::Media(Media { stream, id, ext }));
     }
     Err(RouteError::NotFound)
 }
@@ -188,19 +227,53 @@ mod tests {
     }
 
     #[test]
-    fn playback_and_the_page_have_a_place_but_no_handler_yet() {
+    fn playback_paths_name_their_stream_and_the_page_is_at_the_root() {
         assert_eq!(
             route(&Method::GET, "/api/playback/cam1.m3u8"),
-            Ok(Endpoint::NotBuilt("playback"))
+            Ok(Endpoint::PlaybackM3u8("cam1".into()))
         );
         assert_eq!(
-            route(&Method::GET, "/api/playback/cam1.mp4"),
-            Ok(Endpoint::NotBuilt("playback"))
+            route(&Method::GET, "/api/playback/front%20door.mp4"),
+            Ok(Endpoint::PlaybackMp4("front door".into()))
         );
         assert_eq!(
-            route(&Method::GET, "/"),
-            Ok(Endpoint::NotBuilt("the web page"))
+            route(&Method::POST, "/api/playback/cam1.mp4"),
+            Err(RouteError::MethodNotAllowed("GET, HEAD"))
         );
+        assert_eq!(route(&Method::GET, "/"), Ok(Endpoint::Page));
+        assert_eq!(route(&Method::GET, "/assets/hls.js"), Ok(Endpoint::HlsJs));
+        assert_eq!(Endpoint::Page.scope(), Scope::View);
+    }
+
+    #[test]
+    fn media_is_a_row_id_of_a_stream_never_a_path() {
+        assert_eq!(
+            route(&Method::GET, "/api/media/cam1/42.mp4"),
+            Ok(Endpoint::Media(Media {
+                stream: "cam1".into(),
+                id: 42,
+                ext: "mp4"
+            }))
+        );
+        assert_eq!(
+            route(&Method::GET, "/api/media/cam1/7.m4s").map(|e| e.scope()),
+            Ok(Scope::View)
+        );
+        for p in ["/api/media/../42.mp4", "/api/media/a%2F..%2Fb/42.mp4"] {
+            assert!(
+                matches!(route(&Method::GET, p), Err(RouteError::BadName(_))),
+                "{p}"
+            );
+        }
+        for p in [
+            "/api/media/cam1/42",
+            "/api/media/cam1/42.flv",
+            "/api/media/cam1/..%2F42.mp4",
+            "/api/media/cam1/x.mp4",
+            "/api/media/cam1",
+        ] {
+            assert_eq!(route(&Method::GET, p), Err(RouteError::NotFound), "{p}");
+        }
     }
 
     #[test]

@@ -15,9 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -26,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::api::{error, Api};
+use super::body::Body;
 
 /// Time a client has to send a request's headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,13 +107,13 @@ async fn connection(tcp: tokio::net::TcpStream, api: Arc<Api>, cancel: Cancellat
     }
 }
 
-async fn answer(api: &Api, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(api: &Api, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let resp = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         too_large()
     } else {
         match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -125,15 +125,16 @@ async fn answer(api: &Api, req: Request<Incoming>) -> Response<Full<Bytes>> {
             Err(e) => error(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {e}"),
-            ),
+            )
+            .map(Body::from),
         }
-    };
-    resp.map(Full::new)
+    }
 }
 
-fn too_large() -> Response<Bytes> {
+fn too_large() -> Response<Body> {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the body is larger than {MAX_BODY_BYTES} bytes"),
     )
+    .map(Body::from)
 }
