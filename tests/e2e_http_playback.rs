@@ -137,8 +137,14 @@ fn recordings_play_over_http_with_ranges_etags_and_in_hls_js() {
     assert_eq!(r["ok"], true, "hls.js: {r:#}\n{text}");
 
     // The web page (its last 10 minutes): the state, the timeline shows the recorded span,
-    // a click on it plays; the screenshot is the README's.
-    let shot = repo().join("docs/web-page.png");
+    // a click on it plays. The screenshot is the README's: `EDGEREC_UPDATE_DOCS=1` writes it
+    // to docs/web-page.png, otherwise it goes to the work dir (a test run leaves the tree
+    // as it was).
+    let shot = if std::env::var_os("EDGEREC_UPDATE_DOCS").is_some() {
+        repo().join("docs/web-page.png")
+    } else {
+        dir.path().join("web-page.png")
+    };
     let page = open_page(&format!("http://127.0.0.1:{port}/?window=600"), &shot, 3.0);
     assert_eq!(page["ok"], true, "the page: {page:#}");
     assert_eq!(page["states"][0], "recording", "{page:#}");
