@@ -124,25 +124,18 @@ pub fn rate(bits: &mut Bits<'_>) -> Result<Rate, AacError> {
     }
 }
 
-/// An MSB-first bit reader over an AudioSpecificConfig.
-pub struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
+/// An MSB-first bit reader over an AudioSpecificConfig: the toolkit's one bit reader
+/// ([`super::sps::Bits`]), with this module's error.
+pub struct Bits<'a>(super::sps::Bits<'a>);
 
 impl<'a> Bits<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        Bits { data, pos: 0 }
+        Bits(super::sps::Bits::new(data))
     }
 
     pub fn read(&mut self, n: usize) -> Result<u32, AacError> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.data.get(self.pos / 8).ok_or(AacError::Truncated)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Ok(v)
+        // The only way it fails is running out of bits.
+        self.0.bits(n as u32).map_err(|_| AacError::Truncated)
     }
 }
 
